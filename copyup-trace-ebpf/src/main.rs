@@ -1,0 +1,444 @@
+//! Kernel side of copyup-trace.
+//!
+//! Per thread (keyed by tid) it remembers which syscall / setattr is in progress, builds
+//! one `CopyUpEvent` per `ovl_copy_up_one` call, adds the bytes and time of the data copy
+//! nested inside it, and emits the event through a ring buffer when the copy-up returns.
+//!
+//! Struct offsets and argument positions differ between kernels; user space reads them
+//! from BTF at start-up and patches them into the globals below before loading.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf, generated,
+    },
+    macros::{kprobe, kretprobe, map, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+use aya_log_ebpf::warn;
+use copyup_trace_common::{
+    counter, flags, len_source, CopyUpEvent, SyscallState, FILENAME_LEN, MAX_PATH_DEPTH,
+    NAME_READ_LEN, PATH_COMPONENTS_LEN,
+};
+use core::ptr::read_volatile;
+
+// ---- configuration patched in by user space (see copyup-trace/src/probes.rs) ----
+
+/// Only this process (tgid), when non-zero.
+#[no_mangle]
+static FILTER_TGID: u32 = 0;
+/// When non-zero, only processes whose tgid is in `TRACKED`.
+#[no_mangle]
+static FILTER_TRACKED: u32 = 0;
+/// When `FILTER_COMM_SET` is non-zero, only tasks whose comm equals this.
+#[no_mangle]
+static FILTER_COMM: [u8; 16] = [0; 16];
+#[no_mangle]
+static FILTER_COMM_SET: u32 = 0;
+
+#[no_mangle]
+static OFF_DENTRY_PARENT: u32 = 0;
+/// Offset of `d_name.name` inside `struct dentry`.
+#[no_mangle]
+static OFF_DENTRY_NAME: u32 = 0;
+#[no_mangle]
+static OFF_DENTRY_INODE: u32 = 0;
+#[no_mangle]
+static OFF_INODE_MODE: u32 = 0;
+#[no_mangle]
+static OFF_TASK_REAL_PARENT: u32 = 0;
+#[no_mangle]
+static OFF_TASK_TGID: u32 = 0;
+/// Offset of `ia_valid` in `struct iattr`.
+#[no_mangle]
+static OFF_IATTR_VALID: u32 = 0;
+
+/// Argument index of `dentry` in `ovl_copy_up_one`.
+#[no_mangle]
+static COPY_UP_DENTRY_ARG: u32 = 1;
+/// Argument index of `attr` in `ovl_setattr`.
+#[no_mangle]
+static SETATTR_ATTR_ARG: u32 = 2;
+/// `len_source::*` for the data-copy probe.
+#[no_mangle]
+static DATA_LEN_SOURCE: u32 = len_source::ARG;
+/// Argument index of the length (ARG) or of the copy-up context (CTX_STAT).
+#[no_mangle]
+static DATA_LEN_ARG: u32 = 3;
+#[no_mangle]
+static CTX_SIZE_OFF: u32 = 0;
+#[no_mangle]
+static CTX_MODE_OFF: u32 = 0;
+/// Offset of `child_pid` in the `sched_process_fork` tracepoint record.
+#[no_mangle]
+static FORK_CHILD_PID_OFF: u32 = 44;
+
+#[inline(always)]
+fn cfg(v: &'static u32) -> u32 {
+    // SAFETY: globals live in .rodata; volatile keeps the compiler from folding the
+    // placeholder value before user space patches it.
+    unsafe { read_volatile(v) }
+}
+
+// ---- maps ----
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Copy-ups in flight, by tid. LRU so that a missed return probe cannot leak entries.
+#[map]
+static INFLIGHT: LruHashMap<u32, CopyUpEvent> = LruHashMap::with_max_entries(1024, 0);
+
+/// `do_fchownat` calls in flight, by tid.
+#[map]
+static SYSCALLS: LruHashMap<u32, SyscallState> = LruHashMap::with_max_entries(4096, 0);
+
+/// `ovl_setattr` calls in flight: tid -> ia_valid.
+#[map]
+static SETATTR: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// Process tree of `-- COMMAND`: tgids whose copy-ups are traced.
+#[map]
+static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Scratch space to build an event: too large for the 512-byte BPF stack.
+#[map]
+static EVENT_SCRATCH: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static SYSCALL_SCRATCH: PerCpuArray<SyscallState> = PerCpuArray::with_max_entries(1, 0);
+
+// ---- helpers ----
+
+#[inline(always)]
+fn bump(idx: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn tid_of(pid_tgid: u64) -> u32 {
+    pid_tgid as u32
+}
+
+#[inline(always)]
+fn traced(pid_tgid: u64) -> bool {
+    let tgid = (pid_tgid >> 32) as u32;
+    let want = cfg(&FILTER_TGID);
+    if want != 0 && tgid != want {
+        return false;
+    }
+    // SAFETY: lookup only.
+    if cfg(&FILTER_TRACKED) != 0 && unsafe { TRACKED.get(&tgid) }.is_none() {
+        return false;
+    }
+    if cfg(&FILTER_COMM_SET) != 0 {
+        let Ok(comm) = bpf_get_current_comm() else {
+            return false;
+        };
+        // SAFETY: reading a 16-byte .rodata array.
+        let want = unsafe { read_volatile(&FILTER_COMM) };
+        if comm != want {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
+    bpf_probe_read_kernel(base.add(off as usize) as *const *const u8).ok()
+}
+
+/// Fills `ev.path` with the names from `dentry` up to the overlay root, leaf first.
+#[inline(always)]
+unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
+    let off_parent = cfg(&OFF_DENTRY_PARENT);
+    let off_name = cfg(&OFF_DENTRY_NAME);
+    let buf = (*ev).path.as_mut_ptr();
+    let mut d = dentry;
+    let mut off: usize = 0;
+    let mut depth: u32 = 0;
+    for _ in 0..MAX_PATH_DEPTH {
+        let Some(parent) = read_ptr(d, off_parent) else {
+            break;
+        };
+        if parent == d || parent.is_null() {
+            // The overlay root is its own parent: the walk is complete.
+            (*ev).depth = depth;
+            return;
+        }
+        let Some(name) = read_ptr(d, off_name) else {
+            break;
+        };
+        if off >= PATH_COMPONENTS_LEN {
+            break;
+        }
+        let n = generated::bpf_probe_read_kernel_str(
+            buf.add(off & (PATH_COMPONENTS_LEN - 1)) as *mut _,
+            NAME_READ_LEN as u32,
+            name as *const _,
+        );
+        if n <= 0 {
+            break;
+        }
+        off += n as usize;
+        depth += 1;
+        d = parent;
+    }
+    (*ev).depth = depth;
+    (*ev).flags |= flags::PATH_TRUNCATED;
+}
+
+// ---- syscall context ----
+
+#[kprobe]
+pub fn do_fchownat(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    let Some(st) = SYSCALL_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let filename: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
+    // SAFETY: `st` is this CPU's scratch slot; the helper bounds the user read.
+    unsafe {
+        (*st).start_ns = bpf_ktime_get_ns();
+        (*st).filename[0] = 0;
+        generated::bpf_probe_read_user_str(
+            (*st).filename.as_mut_ptr() as *mut _,
+            FILENAME_LEN as u32,
+            filename as *const _,
+        );
+        let _ = SYSCALLS.insert(&tid_of(pid_tgid), &*st, 0);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn do_fchownat_ret(_ctx: RetProbeContext) -> u32 {
+    let _ = SYSCALLS.remove(&tid_of(bpf_get_current_pid_tgid()));
+    0
+}
+
+#[kprobe]
+pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    let attr: *const u8 = ctx
+        .arg(cfg(&SETATTR_ATTR_ARG) as usize)
+        .unwrap_or(core::ptr::null());
+    // SAFETY: bounded kernel read of an int.
+    let valid: u32 = unsafe {
+        bpf_probe_read_kernel(attr.add(cfg(&OFF_IATTR_VALID) as usize) as *const u32)
+    }
+    .unwrap_or(0);
+    let _ = SETATTR.insert(&tid_of(pid_tgid), &valid, 0);
+    0
+}
+
+#[kretprobe]
+pub fn ovl_setattr_ret(_ctx: RetProbeContext) -> u32 {
+    let _ = SETATTR.remove(&tid_of(bpf_get_current_pid_tgid()));
+    0
+}
+
+// ---- the copy-up itself ----
+
+#[kprobe]
+pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    let tid = tid_of(pid_tgid);
+    let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let dentry: *const u8 = ctx
+        .arg(cfg(&COPY_UP_DENTRY_ARG) as usize)
+        .unwrap_or(core::ptr::null());
+    // SAFETY: `ev` is this CPU's scratch slot; kernel pointers are only read through
+    // bpf_probe_read_kernel.
+    unsafe {
+        (*ev).start_ns = bpf_ktime_get_ns();
+        (*ev).copy_ns = 0;
+        (*ev).data_ns = 0;
+        (*ev).bytes = 0;
+        (*ev).data_start_ns = 0;
+        (*ev).cgroup_id = generated::bpf_get_current_cgroup_id();
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = tid;
+        (*ev).ret = 0;
+        (*ev).flags = 0;
+        (*ev).ia_valid = 0;
+        (*ev).depth = 0;
+        (*ev).syscall_start_ns = 0;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+        let task = generated::bpf_get_current_task() as *const u8;
+        (*ev).ppid = match read_ptr(task, cfg(&OFF_TASK_REAL_PARENT)) {
+            Some(parent) => bpf_probe_read_kernel(
+                parent.add(cfg(&OFF_TASK_TGID) as usize) as *const u32,
+            )
+            .unwrap_or(0),
+            None => 0,
+        };
+
+        if let Some(sys) = SYSCALLS.get_ptr(&tid) {
+            (*ev).flags |= flags::IN_FCHOWNAT | flags::HAS_FILENAME;
+            (*ev).syscall_start_ns = (*sys).start_ns;
+            let _ = bpf_probe_read_kernel_buf((*sys).filename.as_ptr(), &mut (*ev).filename);
+        }
+        if let Some(valid) = SETATTR.get_ptr(&tid) {
+            (*ev).flags |= flags::IN_SETATTR;
+            (*ev).ia_valid = *valid;
+        }
+
+        (*ev).mode = match read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
+            Some(inode) if !inode.is_null() => bpf_probe_read_kernel(
+                inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16,
+            )
+            .unwrap_or(0) as u32,
+            _ => 0,
+        };
+        walk_path(ev, dentry);
+
+        if INFLIGHT.insert(&tid, &*ev, 0).is_err() {
+            bump(counter::LOST_STATE);
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    // SAFETY: map value owned by this thread's key.
+    unsafe {
+        (*ev).copy_ns = bpf_ktime_get_ns() - (*ev).start_ns;
+        (*ev).ret = ctx.ret::<i64>() as i32;
+        if EVENTS.output::<CopyUpEvent>(&*ev, 0).is_err() {
+            bump(counter::LOST_EVENTS);
+        }
+    }
+    let _ = INFLIGHT.remove(&tid);
+    0
+}
+
+/// `ovl_copy_up_start` returns 1 when another thread finished the copy-up while this
+/// one waited for the lock.
+#[kretprobe]
+pub fn ovl_copy_up_start_ret(ctx: RetProbeContext) -> u32 {
+    let ret = ctx.ret::<i64>() as i32;
+    if ret > 0 {
+        let tid = tid_of(bpf_get_current_pid_tgid());
+        if let Some(ev) = INFLIGHT.get_ptr_mut(&tid) {
+            // SAFETY: map value owned by this thread's key.
+            unsafe { (*ev).flags |= flags::WAITED };
+        }
+    }
+    0
+}
+
+// ---- data copy: ovl_copy_up_file, or ovl_copy_up_data where that is the data path ----
+
+#[kprobe]
+pub fn copy_data(ctx: ProbeContext) -> u32 {
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    let len: u64 = if cfg(&DATA_LEN_SOURCE) == len_source::CTX_STAT {
+        let c: *const u8 = ctx
+            .arg(cfg(&DATA_LEN_ARG) as usize)
+            .unwrap_or(core::ptr::null());
+        // SAFETY: bounded kernel reads of two scalars.
+        unsafe {
+            let mode: u32 =
+                bpf_probe_read_kernel(c.add(cfg(&CTX_MODE_OFF) as usize) as *const u16)
+                    .unwrap_or(0) as u32;
+            let size: i64 = bpf_probe_read_kernel(c.add(cfg(&CTX_SIZE_OFF) as usize) as *const i64)
+                .unwrap_or(0);
+            // ovl_copy_up_data returns early without copying for non-regular files.
+            if mode & 0o170000 == 0o100000 && size > 0 {
+                size as u64
+            } else {
+                0
+            }
+        }
+    } else {
+        let len: i64 = ctx.arg(cfg(&DATA_LEN_ARG) as usize).unwrap_or(0);
+        if len > 0 {
+            len as u64
+        } else {
+            0
+        }
+    };
+    // SAFETY: map value owned by this thread's key.
+    unsafe {
+        (*ev).bytes += len;
+        (*ev).data_start_ns = bpf_ktime_get_ns();
+    }
+    0
+}
+
+#[kretprobe]
+pub fn copy_data_ret(_ctx: RetProbeContext) -> u32 {
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    // SAFETY: map value owned by this thread's key.
+    unsafe {
+        if (*ev).data_start_ns != 0 {
+            (*ev).data_ns += bpf_ktime_get_ns() - (*ev).data_start_ns;
+            (*ev).data_start_ns = 0;
+        }
+    }
+    0
+}
+
+// ---- process-tree scoping for `-- COMMAND` ----
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: lookup only.
+    if unsafe { TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    // SAFETY: reading a field of the tracepoint record at an offset from its format file.
+    let child: u32 = match unsafe { ctx.read_at::<u32>(cfg(&FORK_CHILD_PID_OFF) as usize) } {
+        Ok(c) => c,
+        Err(_) => return 0,
+    };
+    if TRACKED.insert(&child, &1, 0).is_err() {
+        warn!(&ctx, "process-tree map full: child {} of {} not tracked", child, tgid);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

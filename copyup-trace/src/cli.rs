@@ -1,0 +1,205 @@
+//! Command-line options and the parsing of their values.
+
+use std::{ffi::OsString, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Per-file and per-process tables at the end.
+    Table,
+    /// One JSON object per copy-up as it happens, then a summary object.
+    Json,
+    /// A header, then one row per copy-up as it happens.
+    Csv,
+}
+
+/// Trace overlayfs copy-ups: which files the kernel copied up to the upper layer, how
+/// many bytes, how long it took, and which process and syscall caused it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "copyup-trace",
+    version,
+    override_usage = "copyup-trace [OPTIONS] [-- COMMAND [ARGS...]]",
+    after_help = "With -- COMMAND, only COMMAND and its descendants are traced and \
+                  copyup-trace exits with COMMAND's status. Without it, the whole host is \
+                  traced until Ctrl-C or --duration."
+)]
+pub struct Args {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Only copy-ups by this process (thread group id).
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+
+    /// Only copy-ups by tasks with this command name (at most 15 bytes, as in /proc/PID/comm).
+    #[arg(short, long, value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Leave out copy-ups that copied fewer bytes: 4096, 4K, 1M, 2GiB (K/M/G are powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min_size: Option<u64>,
+
+    /// Leave out copy-ups faster than this: 10ms, 250us, 1s (a bare number is milliseconds).
+    #[arg(short, long, value_name = "TIME", value_parser = parse_min_latency)]
+    pub min_latency: Option<Duration>,
+
+    /// Stop tracing after this long: 10s, 1m, 500ms (a bare number is seconds).
+    #[arg(short, long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Rows per table.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+
+    /// Kernel ring buffer size for events: a power of two, at least 4K.
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_ring_size)]
+    pub ring_size: u64,
+
+    /// The command to run and trace, with its arguments.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 15 {
+        return Err(format!(
+            "{} bytes is longer than a comm can be (15 bytes)",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Sizes: a plain byte count, or a number with a unit. Single letters and IEC units are
+/// binary (`4K` = 4096, as with dd and du); `KB`/`MB`/`GB` are decimal.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let normalized = match unit.to_ascii_uppercase().as_str() {
+        "K" => "KiB".to_string(),
+        "M" => "MiB".to_string(),
+        "G" => "GiB".to_string(),
+        "T" => "TiB".to_string(),
+        _ => unit.to_string(),
+    };
+    format!("{}{}", num.trim(), normalized)
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("{s:?} is not a size (try 4096, 4K, 1M or 2GiB)"))
+}
+
+fn parse_ring_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < 4096 || !n.is_power_of_two() || n > (1 << 30) {
+        return Err(format!(
+            "{s:?} must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_time(s: &str, bare_unit: fn(u64) -> Duration) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(bare_unit(n));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{s:?} is not a duration ({e}; try 10ms or 5s)"))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_time(s, Duration::from_secs)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn parse_min_latency(s: &str) -> Result<Duration, String> {
+    parse_time(s, Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("copyup-trace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("10KB"), Ok(10_000));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("-1K").is_err());
+        assert!(parse_size("4Q").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_min_latency("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_min_latency("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_min_latency("3"), Ok(Duration::from_millis(3)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn full_command_line() {
+        let a = parse(&[
+            "-o", "json", "-p", "42", "-c", "chown", "--min-size", "4K", "-m", "10ms", "-d",
+            "30s", "--", "chown", "-R", "1000:1000", "/m",
+        ])
+        .unwrap();
+        assert_eq!(a.output, Output::Json);
+        assert_eq!(a.pid, Some(42));
+        assert_eq!(a.comm.as_deref(), Some("chown"));
+        assert_eq!(a.min_size, Some(4096));
+        assert_eq!(a.min_latency, Some(Duration::from_millis(10)));
+        assert_eq!(a.duration, Some(Duration::from_secs(30)));
+        assert_eq!(a.command, ["chown", "-R", "1000:1000", "/m"]);
+        assert_eq!(a.ring_size, 4 << 20);
+    }
+
+    #[test]
+    fn command_flags_are_not_ours() {
+        let a = parse(&["--", "ls", "-p", "--output"]).unwrap();
+        assert_eq!(a.command, ["ls", "-p", "--output"]);
+        assert_eq!(a.output, Output::Table);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for bad in [
+            &["-o", "xml"][..],
+            &["-p", "0"],
+            &["-p", "abc"],
+            &["-c", "a-very-long-command-name"],
+            &["--min-size", "lots"],
+            &["-d", "never"],
+            &["--ring-size", "3000"],
+            &["--top", "0"],
+            &["--frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+}

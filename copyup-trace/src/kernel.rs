@@ -1,0 +1,245 @@
+//! Reads facts about the running kernel: release, which probe targets exist
+//! (`/proc/kallsyms`), their prototypes and the struct layouts we need (BTF, including
+//! the overlay module's split BTF).
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use anyhow::{anyhow, bail, Context, Result};
+use btf_rs::{Btf, Type};
+
+use crate::plan::{FuncFacts, KernelFacts, Offsets, FUNCTIONS};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
+
+pub fn release() -> Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading /proc/sys/kernel/osrelease")?
+        .trim()
+        .to_string())
+}
+
+/// Gathers everything `plan::decide` needs.
+pub fn facts() -> Result<KernelFacts> {
+    let kallsyms = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let attachable = attachable_symbols(&kallsyms, FUNCTIONS);
+
+    let vmlinux = Btf::from_file(VMLINUX_BTF)
+        .map_err(|e| anyhow!("reading kernel BTF {VMLINUX_BTF}: {e}"))?;
+    // Overlay built as a module has its own split BTF on top of vmlinux's.
+    let overlay = if Path::new(OVERLAY_BTF).exists() {
+        Some(
+            Btf::from_split_file(OVERLAY_BTF, &vmlinux)
+                .map_err(|e| anyhow!("reading overlay BTF {OVERLAY_BTF}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let ovl_btf = overlay.as_ref().unwrap_or(&vmlinux);
+
+    let mut funcs = BTreeMap::new();
+    for &name in FUNCTIONS {
+        let btf = if name.starts_with("ovl_") {
+            ovl_btf
+        } else {
+            &vmlinux
+        };
+        funcs.insert(
+            name.to_string(),
+            FuncFacts {
+                attachable: attachable.contains(&name),
+                params: func_params(btf, name),
+            },
+        );
+    }
+
+    let ctx_stat = member_offset(ovl_btf, "ovl_copy_up_ctx", &["stat"]).ok();
+    let offsets = Offsets {
+        dentry_parent: member_offset(&vmlinux, "dentry", &["d_parent"])?,
+        dentry_name: member_offset(&vmlinux, "dentry", &["d_name"])?
+            + member_offset(&vmlinux, "qstr", &["name"])?,
+        dentry_inode: member_offset(&vmlinux, "dentry", &["d_inode"])?,
+        inode_mode: member_offset(&vmlinux, "inode", &["i_mode"])?,
+        task_real_parent: member_offset(&vmlinux, "task_struct", &["real_parent"])?,
+        task_tgid: member_offset(&vmlinux, "task_struct", &["tgid"])?,
+        iattr_valid: member_offset(&vmlinux, "iattr", &["ia_valid"])?,
+        ctx_stat_size: ctx_stat
+            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["size"]).ok()?)),
+        ctx_stat_mode: ctx_stat
+            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?)),
+    };
+
+    Ok(KernelFacts {
+        release: release()?,
+        funcs,
+        offsets,
+    })
+}
+
+/// Which of `wanted` appear in kallsyms under exactly that name (a `.isra`/`.constprop`
+/// clone has a different calling convention and does not count).
+fn attachable_symbols<'a>(kallsyms: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    for line in kallsyms.lines() {
+        let mut cols = line.split_whitespace();
+        let (Some(_addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T") {
+            continue;
+        }
+        if let Some(w) = wanted.iter().find(|w| **w == name) {
+            if !found.contains(w) {
+                found.push(*w);
+            }
+        }
+    }
+    found
+}
+
+/// Parameter names of function `name`, if BTF describes it.
+fn func_params(btf: &Btf, name: &str) -> Option<Vec<String>> {
+    let types = btf.resolve_types_by_name(name).ok()?;
+    let func = types.iter().find_map(|t| match t {
+        Type::Func(f) => Some(f.clone()),
+        _ => None,
+    })?;
+    let Type::FuncProto(proto) = btf.resolve_chained_type(&func).ok()? else {
+        return None;
+    };
+    proto
+        .parameters
+        .iter()
+        .map(|p| btf.resolve_name(p).ok())
+        .collect()
+}
+
+/// Byte offset of a (possibly nested, possibly inside anonymous unions) member.
+fn member_offset(btf: &Btf, strukt: &str, path: &[&str]) -> Result<u32> {
+    let types = btf
+        .resolve_types_by_name(strukt)
+        .map_err(|e| anyhow!("BTF has no struct {strukt}: {e}"))?;
+    let Some(Type::Struct(s)) = types.into_iter().find(|t| matches!(t, Type::Struct(_))) else {
+        bail!("BTF has no struct {strukt}");
+    };
+    let mut bits = 0u32;
+    let mut cur = s;
+    for (i, field) in path.iter().enumerate() {
+        let (off, ty) = find_member(btf, &cur, field)?
+            .ok_or_else(|| anyhow!("BTF struct {strukt} has no member {}", path.join(".")))?;
+        bits += off;
+        if i + 1 < path.len() {
+            cur = match strip(btf, ty)? {
+                Type::Struct(s) | Type::Union(s) => s,
+                _ => bail!("{strukt}.{field} is not a struct"),
+            };
+        }
+    }
+    if bits % 8 != 0 {
+        bail!("{strukt}.{} is a bitfield", path.join("."));
+    }
+    Ok(bits / 8)
+}
+
+/// Finds `name` among the members of `s`, descending into anonymous structs/unions.
+/// Returns its bit offset and type.
+fn find_member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<Option<(u32, Type)>> {
+    for m in &s.members {
+        let mname = btf.resolve_name(m).unwrap_or_default();
+        let ty = btf
+            .resolve_chained_type(m)
+            .map_err(|e| anyhow!("BTF member type: {e}"))?;
+        if mname == name {
+            return Ok(Some((m.bit_offset(), ty)));
+        }
+        if mname.is_empty() {
+            if let Type::Struct(inner) | Type::Union(inner) = strip(btf, ty)? {
+                if let Some((off, t)) = find_member(btf, &inner, name)? {
+                    return Ok(Some((m.bit_offset() + off, t)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Follows typedefs and qualifiers to the underlying type.
+fn strip(btf: &Btf, mut ty: Type) -> Result<Type> {
+    loop {
+        ty = match &ty {
+            Type::Typedef(t) => btf.resolve_chained_type(t),
+            Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => btf.resolve_chained_type(t),
+            Type::TypeTag(t) => btf.resolve_chained_type(t),
+            _ => return Ok(ty),
+        }
+        .map_err(|e| anyhow!("BTF type chain: {e}"))?;
+    }
+}
+
+/// Offset of field `field` in a tracepoint's record, from its tracefs format file.
+pub fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Result<u32> {
+    for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        let path = format!("{root}/events/{category}/{event}/format");
+        if let Ok(text) = fs::read_to_string(&path) {
+            return parse_format_offset(&text, field)
+                .ok_or_else(|| anyhow!("{path} has no field {field}"));
+        }
+    }
+    bail!(
+        "tracefs is not mounted, so the {category}:{event} tracepoint cannot be used to follow \
+         the command's children (mount -t tracefs tracefs /sys/kernel/tracing)"
+    )
+}
+
+fn parse_format_offset(text: &str, field: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl.split_whitespace().last()?.trim_start_matches('*');
+        if name != field {
+            return None;
+        }
+        let off = rest.trim().strip_prefix("offset:")?.split(';').next()?;
+        off.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kallsyms_exact_names_only() {
+        let text = "ffffffffc0a01000 t ovl_copy_up_one\t[overlay]\n\
+                    ffffffffc0a02000 t ovl_copy_up_data.isra.0\t[overlay]\n\
+                    ffffffff81000000 T do_fchownat\n\
+                    ffffffff81000010 d ovl_setattr\n";
+        let found = attachable_symbols(text, FUNCTIONS);
+        assert_eq!(found, vec!["ovl_copy_up_one", "do_fchownat"]);
+    }
+
+    #[test]
+    fn fork_format_offsets() {
+        let text = "name: sched_process_fork\nID: 300\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_format_offset(text, "child_pid"), Some(44));
+        assert_eq!(parse_format_offset(text, "parent_pid"), Some(24));
+        assert_eq!(parse_format_offset(text, "nope"), None);
+    }
+
+    /// Machines of this project's kind have BTF: the layout reader must find the
+    /// fields there.
+    #[test]
+    fn host_btf_offsets() {
+        let btf = Btf::from_file(VMLINUX_BTF).unwrap();
+        let name = member_offset(&btf, "qstr", &["name"]).unwrap();
+        assert_eq!(name, 8, "qstr.name follows the 8-byte hash_len union");
+        assert_eq!(member_offset(&btf, "iattr", &["ia_valid"]).unwrap(), 0);
+        assert!(member_offset(&btf, "dentry", &["d_parent"]).unwrap() > 0);
+        assert!(member_offset(&btf, "dentry", &["no_such_field"]).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
+
+mod aggregate;
+mod cli;
+mod decode;
+mod escape;
+mod kernel;
+mod plan;
+mod preflight;
+mod probes;
+mod render;
+mod session;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::{
+    cli::Args,
+    probes::{Filter, Probes, TreeFollow},
+    session::SpawnError,
+};
+
+fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            _ => {
+                // clap's first line is the error itself; the rest is usage boilerplate.
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("copyup-trace: {first} (see --help)");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn start(args: &Args) -> Result<Probes> {
+    preflight::check()?;
+    let facts = kernel::facts().context("reading kernel facts")?;
+    let plan = plan::decide(&facts)?;
+    log::debug!("kernel {}: probe plan {plan:?}", facts.release);
+    let tree = if args.command.is_empty() {
+        None
+    } else {
+        Some(TreeFollow {
+            child_pid_offset: kernel::tracepoint_field_offset(
+                "sched",
+                "sched_process_fork",
+                "child_pid",
+            )?,
+        })
+    };
+    let filter = Filter {
+        tgid: args.pid,
+        comm: args.comm.clone(),
+        tree,
+    };
+    Probes::load(&plan, &filter, args.ring_size as u32)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("COPYUP_TRACE_LOG", "warn"))
+        .format_timestamp(None)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let result = start(&args).and_then(|probes| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(session::run(&args, probes))
+    });
+    match result {
+        Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("copyup-trace: {msg}");
+            let code = e.downcast_ref::<SpawnError>().map(|s| s.code).unwrap_or(1);
+            ExitCode::from(code as u8)
+        }
+    }
+}

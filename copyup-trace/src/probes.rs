@@ -1,0 +1,193 @@
+//! Loads the eBPF object, patches in what `plan` decided, and attaches the probes.
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{KProbe, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use copyup_trace_common::{counter, len_source};
+
+use crate::{
+    plan::{LenSource, ProbePlan, COPY_UP_ONE, COPY_UP_START, FCHOWNAT, SETATTR},
+    render::Losses,
+};
+
+/// Which tasks the kernel side reports.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub tgid: Option<u32>,
+    pub comm: Option<String>,
+    /// Follow a process tree seeded through `Probes::track`.
+    pub tree: Option<TreeFollow>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TreeFollow {
+    /// Offset of `child_pid` in the `sched_process_fork` record.
+    pub child_pid_offset: u32,
+}
+
+pub struct Probes {
+    bpf: Ebpf,
+}
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/copyup-trace"));
+
+fn raise_memlock() {
+    // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer; failure only matters on old kernels,
+    // where the load error that follows says so.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+impl Probes {
+    pub fn load(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Result<Probes> {
+        raise_memlock();
+        let o = plan.offsets;
+        let mut comm = [0u8; 16];
+        if let Some(c) = &filter.comm {
+            comm[..c.len()].copy_from_slice(c.as_bytes());
+        }
+        let (len_src, len_arg, size_off, mode_off) = match plan.data.len {
+            LenSource::Arg(i) => (len_source::ARG, i, 0, 0),
+            LenSource::CtxStat {
+                ctx_arg,
+                size_off,
+                mode_off,
+            } => (len_source::CTX_STAT, ctx_arg, size_off, mode_off),
+        };
+        let globals: [(&str, u32); 17] = [
+            ("FILTER_TGID", filter.tgid.unwrap_or(0)),
+            ("FILTER_TRACKED", filter.tree.is_some() as u32),
+            ("FILTER_COMM_SET", filter.comm.is_some() as u32),
+            ("OFF_DENTRY_PARENT", o.dentry_parent),
+            ("OFF_DENTRY_NAME", o.dentry_name),
+            ("OFF_DENTRY_INODE", o.dentry_inode),
+            ("OFF_INODE_MODE", o.inode_mode),
+            ("OFF_TASK_REAL_PARENT", o.task_real_parent),
+            ("OFF_TASK_TGID", o.task_tgid),
+            ("OFF_IATTR_VALID", o.iattr_valid),
+            ("COPY_UP_DENTRY_ARG", plan.copy_up_dentry_arg),
+            ("SETATTR_ATTR_ARG", plan.setattr_attr_arg.unwrap_or(0)),
+            ("DATA_LEN_SOURCE", len_src),
+            ("DATA_LEN_ARG", len_arg),
+            ("CTX_SIZE_OFF", size_off),
+            ("CTX_MODE_OFF", mode_off),
+            (
+                "FORK_CHILD_PID_OFF",
+                filter.tree.map(|t| t.child_pid_offset).unwrap_or(0),
+            ),
+        ];
+        let mut loader = EbpfLoader::new();
+        for (name, value) in &globals {
+            loader.override_global(name, value, true);
+        }
+        loader.override_global("FILTER_COMM", &comm, true);
+        loader.map_max_entries("EVENTS", ring_size);
+        let bpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        let mut p = Probes { bpf };
+
+        // Context probes first, so a copy-up that starts during attachment never sees a
+        // half-configured set.
+        if plan.fchownat {
+            p.kprobe("do_fchownat_ret", FCHOWNAT)?;
+            p.kprobe("do_fchownat", FCHOWNAT)?;
+        }
+        if plan.setattr_attr_arg.is_some() {
+            p.kprobe("ovl_setattr_ret", SETATTR)?;
+            p.kprobe("ovl_setattr", SETATTR)?;
+        }
+        if filter.tree.is_some() {
+            let tp: &mut TracePoint = p.program("sched_process_fork")?;
+            tp.load().context("loading sched_process_fork")?;
+            tp.attach("sched", "sched_process_fork")
+                .context("attaching to tracepoint sched:sched_process_fork")?;
+        }
+        p.kprobe("copy_data_ret", plan.data.func)?;
+        p.kprobe("copy_data", plan.data.func)?;
+        if plan.copy_up_start {
+            p.kprobe("ovl_copy_up_start_ret", COPY_UP_START)?;
+        }
+        p.kprobe("ovl_copy_up_one_ret", COPY_UP_ONE)?;
+        p.kprobe("ovl_copy_up_one", COPY_UP_ONE)?;
+        Ok(p)
+    }
+
+    fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let prog = self
+            .bpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("eBPF program {name} missing from the object"))?;
+        prog.try_into()
+            .map_err(|e| anyhow!("eBPF program {name} has an unexpected type: {e}"))
+    }
+
+    fn kprobe(&mut self, prog: &str, func: &str) -> Result<()> {
+        let kp: &mut KProbe = self.program(prog)?;
+        kp.load()
+            .with_context(|| format!("loading eBPF program {prog}"))?;
+        kp.attach(func, 0)
+            .with_context(|| format!("attaching {prog} to kernel function {func}"))?;
+        Ok(())
+    }
+
+    /// Adds a process (and, through the fork tracepoint, its future children) to the
+    /// traced tree.
+    pub fn track(&mut self, pid: u32) -> Result<()> {
+        self.tracked()?
+            .insert(pid, 1, 0)
+            .with_context(|| format!("adding pid {pid} to the traced tree"))
+    }
+
+    pub fn untrack(&mut self, pid: u32) -> Result<()> {
+        self.tracked()?
+            .remove(&pid)
+            .with_context(|| format!("removing pid {pid} from the traced tree"))
+    }
+
+    fn tracked(&mut self) -> Result<HashMap<&mut MapData, u32, u8>> {
+        let map = self
+            .bpf
+            .map_mut("TRACKED")
+            .ok_or_else(|| anyhow!("TRACKED map missing"))?;
+        HashMap::try_from(map).context("TRACKED map")
+    }
+
+    /// The event ring buffer; can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .bpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS ring buffer missing"))?;
+        RingBuf::try_from(map).context("EVENTS ring buffer")
+    }
+
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.bpf).ok()
+    }
+
+    pub fn losses(&self) -> Result<Losses> {
+        let map = self
+            .bpf
+            .map("COUNTERS")
+            .ok_or_else(|| anyhow!("COUNTERS map missing"))?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let sum = |idx: u32| -> Result<u64> {
+            Ok(counters.get(&idx, 0)?.iter().copied().sum())
+        };
+        Ok(Losses {
+            lost_events: sum(counter::LOST_EVENTS)?,
+            lost_state: sum(counter::LOST_STATE)?,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! One tracing session: start the optional command, read events until it exits (or
+//! Ctrl-C / --duration), stream machine-readable records, and produce the report.
+
+use std::{
+    ffi::OsString,
+    io::{self, Write},
+    process::ExitStatus,
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::{unix::AsyncFd, Interest}, process::Command, signal::unix::SignalKind};
+
+use crate::{
+    aggregate::Aggregate,
+    cli::{Args, Output},
+    decode::{self, CopyUp},
+    probes::Probes,
+    render,
+};
+
+/// Why the session ended, and with which exit code the tool should leave.
+pub struct Outcome {
+    pub exit_code: i32,
+}
+
+/// Error for a command that cannot be started, carrying the shell's exit code.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+struct Sink {
+    output: Output,
+    min_size: u64,
+    min_latency_ns: u64,
+    agg: Aggregate,
+    csv: Option<csv::Writer<io::Stdout>>,
+}
+
+impl Sink {
+    fn new(args: &Args) -> Result<Sink> {
+        Ok(Sink {
+            output: args.output,
+            min_size: args.min_size.unwrap_or(0),
+            min_latency_ns: args.min_latency.map(|d| d.as_nanos() as u64).unwrap_or(0),
+            agg: Aggregate::default(),
+            csv: match args.output {
+                Output::Csv => Some(render::csv_writer(io::stdout())?),
+                _ => None,
+            },
+        })
+    }
+
+    fn keep(&self, c: &CopyUp) -> bool {
+        c.bytes >= self.min_size && c.copy_ns >= self.min_latency_ns
+    }
+
+    fn push(&mut self, c: CopyUp) -> Result<()> {
+        if !self.keep(&c) {
+            return Ok(());
+        }
+        match self.output {
+            Output::Json => render::json_event(&mut io::stdout().lock(), &c)?,
+            Output::Csv => {
+                if let Some(w) = &mut self.csv {
+                    render::csv_event(w, &c)?;
+                }
+            }
+            Output::Table => {}
+        }
+        self.agg.add(&c);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(w) = &mut self.csv {
+            w.flush()?;
+        }
+        io::stdout().flush()?;
+        Ok(())
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink) -> Result<()> {
+    while let Some(item) = ring.next() {
+        let c = decode::decode(&item)?;
+        sink.push(c)?;
+    }
+    sink.flush()
+}
+
+fn spawn(probes: &mut Probes, argv: &[OsString]) -> Result<tokio::process::Child> {
+    let me = std::process::id();
+    // The child is traced from its first instruction: while we are in the traced set,
+    // the fork tracepoint adds every child we create, and we leave the set right after.
+    probes.track(me)?;
+    let spawned = Command::new(&argv[0]).args(&argv[1..]).spawn();
+    probes.untrack(me)?;
+    spawned.map_err(|e| {
+        let code = match e.kind() {
+            io::ErrorKind::NotFound => 127,
+            _ => 126,
+        };
+        anyhow::Error::new(SpawnError {
+            code,
+            message: format!("cannot run {:?}: {e}", argv[0]),
+        })
+    })
+}
+
+fn status_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
+    let started = Instant::now();
+    // SAFETY: the ring buffer and logger own their map fds, which stay open and
+    // unchanged until the AsyncFd wrapping them is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut logger = probes
+        .take_logger()
+        .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
+    let mut sink = Sink::new(args)?;
+
+    let mut child = if args.command.is_empty() {
+        if args.output == Output::Table {
+            eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
+        }
+        None
+    } else {
+        Some(spawn(&mut probes, &args.command)?)
+    };
+
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    let mut exit_code = 0;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut sink)?;
+                guard.clear_ready();
+            }
+            guard = async { logger.as_mut().unwrap().readable_mut().await }, if logger.is_some() => {
+                let mut guard = guard?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            status = async { child.as_mut().unwrap().wait().await }, if child.is_some() => {
+                exit_code = status_code(status.context("waiting for the command")?);
+                break;
+            }
+            _ = sigint.recv() => { exit_code = 130; break; }
+            _ = sigterm.recv() => { exit_code = 143; break; }
+            _ = &mut deadline => break,
+        }
+    }
+    // Copy-ups complete before the syscall that caused them returns, so everything the
+    // command caused is already in the ring.
+    drain(ring.get_mut(), &mut sink)?;
+    if let Some(c) = child.as_mut() {
+        if let Ok(Some(status)) = c.try_wait() {
+            exit_code = status_code(status);
+        }
+    }
+
+    let losses = probes.losses()?;
+    let mut out = io::stdout().lock();
+    match args.output {
+        Output::Table => render::tables(&mut out, &sink.agg, losses, args.top as usize)?,
+        Output::Json => render::json_summary(&mut out, &sink.agg, losses, started.elapsed())?,
+        Output::Csv => {
+            if losses.total() > 0 {
+                eprintln!("copyup-trace: lost events: {}", losses.total());
+            }
+        }
+    }
+    out.flush()?;
+    Ok(Outcome { exit_code })
+}

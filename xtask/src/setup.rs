@@ -1,0 +1,181 @@
+//! Host prerequisites for building the eBPF side and for the qemu guest tests.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the guest harness needs on the host.
+const DEB_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "xz-utils"];
+
+/// bpf-linker 0.10.4 links against rustc's own LLVM; newer releases need a system LLVM.
+const BPF_LINKER_VERSION: &str = "0.10.4";
+
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Idempotently installs what the guest tests and the eBPF build need, skipping anything
+/// already present. Prints one line per thing actually installed.
+pub fn ensure_host_tools() -> Result<()> {
+    ensure_deb_packages()?;
+    ensure_rust_toolchains()?;
+    ensure_bpf_linker()?;
+    Ok(())
+}
+
+fn ensure_deb_packages() -> Result<()> {
+    let missing: Vec<&str> = DEB_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_get_update()?;
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run_quiet(&mut cmd).with_context(|| {
+        format!(
+            "installing Debian packages {} failed (apt-get needs root)",
+            missing.join(" ")
+        )
+    })?;
+    for p in &missing {
+        println!("installed Debian package {p}");
+    }
+    Ok(())
+}
+
+fn deb_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed"))
+        .unwrap_or(false)
+}
+
+/// Refreshes apt's package lists; needed before installs or look-ups on a fresh machine.
+pub(crate) fn apt_get_update() -> Result<()> {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run_quiet(&mut cmd).context("`apt-get update` failed (apt-get needs root)")
+}
+
+fn ensure_rust_toolchains() -> Result<()> {
+    let toolchains = capture(Command::new("rustup").args(["toolchain", "list"]))
+        .context("is rustup installed and on PATH?")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly-")) {
+        run_quiet(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+        println!("installed Rust nightly toolchain");
+    }
+
+    // The eBPF crate is built with -Z build-std, which needs the nightly sources.
+    let components = capture(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !components.lines().any(|l| l.trim() == "rust-src") {
+        run_quiet(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+        println!("installed rust-src for nightly");
+    }
+
+    // The loader runs inside a busybox guest with no libc, so it is linked statically with
+    // musl. No --toolchain: this follows whatever toolchain builds the workspace.
+    let targets = capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !targets.lines().any(|l| l.trim() == MUSL_TARGET) {
+        run_quiet(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
+        println!("installed Rust target {MUSL_TARGET}");
+    }
+    Ok(())
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let current = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let wanted = format!("bpf-linker {BPF_LINKER_VERSION}");
+    if current.as_deref().map(str::trim) == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    // Use the cargo that runs us (if any) so the same toolchain builds bpf-linker.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run_quiet(Command::new(cargo).args([
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--locked",
+        "--force",
+    ]))?;
+    println!("installed bpf-linker {BPF_LINKER_VERSION}");
+    Ok(())
+}
+
+/// Runs a command with its output captured; on failure the error carries the command line
+/// and the tail of its output.
+pub(crate) fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !out.status.success() {
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        bail!("`{shown}` failed ({}):\n{}", out.status, tail(&text, 30));
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout; fails with stderr if it exits non-zero.
+pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}):\n{}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 30)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
