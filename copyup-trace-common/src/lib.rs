@@ -32,15 +32,6 @@ pub mod flags {
     pub const HAS_FILENAME: u32 = 1 << 4;
 }
 
-/// How the data-copy probe finds the number of bytes copied.
-pub mod len_source {
-    /// `len` is a plain argument of the probed function; `DATA_LEN_ARG` says which.
-    pub const ARG: u32 = 0;
-    /// The probed function is `ovl_copy_up_data(c, temp)` (6.1+): length and mode are
-    /// fields of `struct ovl_copy_up_ctx`, at `CTX_SIZE_OFF` and `CTX_MODE_OFF`.
-    pub const CTX_STAT: u32 = 1;
-}
-
 /// One completed copy-up of one overlay object, as sent through the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]

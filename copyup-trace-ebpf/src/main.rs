@@ -21,8 +21,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use copyup_trace_common::{
-    counter, flags, len_source, CopyUpEvent, SyscallState, FILENAME_LEN, MAX_PATH_DEPTH,
-    NAME_READ_LEN, PATH_COMPONENTS_LEN,
+    counter, flags, CopyUpEvent, SyscallState, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN,
+    PATH_COMPONENTS_LEN,
 };
 use core::ptr::read_volatile;
 
@@ -57,18 +57,7 @@ static OFF_TASK_TGID: u32 = 0;
 #[no_mangle]
 static OFF_IATTR_VALID: u32 = 0;
 
-/// Argument index of `dentry` in `ovl_copy_up_one`.
-#[no_mangle]
-static COPY_UP_DENTRY_ARG: u32 = 1;
-/// Argument index of `attr` in `ovl_setattr`.
-#[no_mangle]
-static SETATTR_ATTR_ARG: u32 = 2;
-/// `len_source::*` for the data-copy probe.
-#[no_mangle]
-static DATA_LEN_SOURCE: u32 = len_source::ARG;
-/// Argument index of the length (ARG) or of the copy-up context (CTX_STAT).
-#[no_mangle]
-static DATA_LEN_ARG: u32 = 3;
+/// `c->stat.size` / `c->stat.mode` offsets for the `ovl_copy_up_data(c, ...)` form.
 #[no_mangle]
 static CTX_SIZE_OFF: u32 = 0;
 #[no_mangle]
@@ -230,22 +219,35 @@ pub fn do_fchownat_ret(_ctx: RetProbeContext) -> u32 {
     0
 }
 
-#[kprobe]
-pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
+// Argument positions differ between kernels, and the verifier only allows constant
+// offsets into the register context, so each position gets its own program; user space
+// attaches the one `plan` chose.
+
+#[inline(always)]
+fn setattr_entry<const ATTR_ARG: usize>(ctx: &ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return 0;
     }
-    let attr: *const u8 = ctx
-        .arg(cfg(&SETATTR_ATTR_ARG) as usize)
-        .unwrap_or(core::ptr::null());
+    let attr: *const u8 = ctx.arg(ATTR_ARG).unwrap_or(core::ptr::null());
     // SAFETY: bounded kernel read of an int.
-    let valid: u32 = unsafe {
-        bpf_probe_read_kernel(attr.add(cfg(&OFF_IATTR_VALID) as usize) as *const u32)
-    }
-    .unwrap_or(0);
+    let valid: u32 =
+        unsafe { bpf_probe_read_kernel(attr.add(cfg(&OFF_IATTR_VALID) as usize) as *const u32) }
+            .unwrap_or(0);
     let _ = SETATTR.insert(&tid_of(pid_tgid), &valid, 0);
     0
+}
+
+/// `ovl_setattr(dentry, attr)`, before 5.12.
+#[kprobe]
+pub fn ovl_setattr_a1(ctx: ProbeContext) -> u32 {
+    setattr_entry::<1>(&ctx)
+}
+
+/// `ovl_setattr(user_ns | idmap, dentry, attr)`.
+#[kprobe]
+pub fn ovl_setattr_a2(ctx: ProbeContext) -> u32 {
+    setattr_entry::<2>(&ctx)
 }
 
 #[kretprobe]
@@ -266,9 +268,8 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
     let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    let dentry: *const u8 = ctx
-        .arg(cfg(&COPY_UP_DENTRY_ARG) as usize)
-        .unwrap_or(core::ptr::null());
+    // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
+    let dentry: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
     // SAFETY: `ev` is this CPU's scratch slot; kernel pointers are only read through
     // bpf_probe_read_kernel.
     unsafe {
@@ -289,10 +290,10 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
 
         let task = generated::bpf_get_current_task() as *const u8;
         (*ev).ppid = match read_ptr(task, cfg(&OFF_TASK_REAL_PARENT)) {
-            Some(parent) => bpf_probe_read_kernel(
-                parent.add(cfg(&OFF_TASK_TGID) as usize) as *const u32,
-            )
-            .unwrap_or(0),
+            Some(parent) => {
+                bpf_probe_read_kernel(parent.add(cfg(&OFF_TASK_TGID) as usize) as *const u32)
+                    .unwrap_or(0)
+            }
             None => 0,
         };
 
@@ -307,10 +308,10 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
         }
 
         (*ev).mode = match read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
-            Some(inode) if !inode.is_null() => bpf_probe_read_kernel(
-                inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16,
-            )
-            .unwrap_or(0) as u32,
+            Some(inode) if !inode.is_null() => {
+                bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16)
+                    .unwrap_or(0) as u32
+            }
             _ => 0,
         };
         walk_path(ev, dentry);
@@ -357,37 +358,11 @@ pub fn ovl_copy_up_start_ret(ctx: RetProbeContext) -> u32 {
 
 // ---- data copy: ovl_copy_up_file, or ovl_copy_up_data where that is the data path ----
 
-#[kprobe]
-pub fn copy_data(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn add_data(len: u64) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
-    };
-    let len: u64 = if cfg(&DATA_LEN_SOURCE) == len_source::CTX_STAT {
-        let c: *const u8 = ctx
-            .arg(cfg(&DATA_LEN_ARG) as usize)
-            .unwrap_or(core::ptr::null());
-        // SAFETY: bounded kernel reads of two scalars.
-        unsafe {
-            let mode: u32 =
-                bpf_probe_read_kernel(c.add(cfg(&CTX_MODE_OFF) as usize) as *const u16)
-                    .unwrap_or(0) as u32;
-            let size: i64 = bpf_probe_read_kernel(c.add(cfg(&CTX_SIZE_OFF) as usize) as *const i64)
-                .unwrap_or(0);
-            // ovl_copy_up_data returns early without copying for non-regular files.
-            if mode & 0o170000 == 0o100000 && size > 0 {
-                size as u64
-            } else {
-                0
-            }
-        }
-    } else {
-        let len: i64 = ctx.arg(cfg(&DATA_LEN_ARG) as usize).unwrap_or(0);
-        if len > 0 {
-            len as u64
-        } else {
-            0
-        }
     };
     // SAFETY: map value owned by this thread's key.
     unsafe {
@@ -395,6 +370,50 @@ pub fn copy_data(ctx: ProbeContext) -> u32 {
         (*ev).data_start_ns = bpf_ktime_get_ns();
     }
     0
+}
+
+#[inline(always)]
+fn len_arg<const N: usize>(ctx: &ProbeContext) -> u64 {
+    let len: i64 = ctx.arg(N).unwrap_or(0);
+    if len > 0 {
+        len as u64
+    } else {
+        0
+    }
+}
+
+/// Length as the 3rd argument: `ovl_copy_up_file(old, new, len)` and
+/// `ovl_copy_up_data(old, new, len)` before 5.10.
+#[kprobe]
+pub fn copy_data_a2(ctx: ProbeContext) -> u32 {
+    add_data(len_arg::<2>(&ctx))
+}
+
+/// Length as the 4th argument: `ovl_copy_up_file(ofs, dentry, new_file, len[, datasync])`
+/// since 5.10, `ovl_copy_up_data(ofs, old, new, len)` in 5.10..6.0.
+#[kprobe]
+pub fn copy_data_a3(ctx: ProbeContext) -> u32 {
+    add_data(len_arg::<3>(&ctx))
+}
+
+/// `ovl_copy_up_data(c, temp)` since 6.1: size and mode from `c->stat`; it returns
+/// early without copying for anything but a non-empty regular file.
+#[kprobe]
+pub fn copy_data_ctx(ctx: ProbeContext) -> u32 {
+    let c: *const u8 = ctx.arg(0).unwrap_or(core::ptr::null());
+    // SAFETY: bounded kernel reads of two scalars.
+    let len = unsafe {
+        let mode =
+            bpf_probe_read_kernel(c.add(cfg(&CTX_MODE_OFF) as usize) as *const u16).unwrap_or(0);
+        let size =
+            bpf_probe_read_kernel(c.add(cfg(&CTX_SIZE_OFF) as usize) as *const i64).unwrap_or(0);
+        if mode as u32 & 0o170000 == 0o100000 && size > 0 {
+            size as u64
+        } else {
+            0
+        }
+    };
+    add_data(len)
 }
 
 #[kretprobe]
@@ -428,7 +447,10 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         Err(_) => return 0,
     };
     if TRACKED.insert(&child, &1, 0).is_err() {
-        warn!(&ctx, "process-tree map full: child {} of {} not tracked", child, tgid);
+        warn!(
+            &ctx,
+            "process-tree map full: child {} of {} not tracked", child, tgid
+        );
     }
     0
 }

@@ -101,7 +101,12 @@ impl Aggregate {
     /// Processes by total copy-up time, longest first; ties by pid.
     pub fn processes(&self) -> Vec<&ProcRow> {
         let mut v: Vec<_> = self.procs.values().collect();
-        v.sort_by(|a, b| b.stats.copy_ns.cmp(&a.stats.copy_ns).then(a.pid.cmp(&b.pid)));
+        v.sort_by(|a, b| {
+            b.stats
+                .copy_ns
+                .cmp(&a.stats.copy_ns)
+                .then(a.pid.cmp(&b.pid))
+        });
         v
     }
 }

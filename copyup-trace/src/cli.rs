@@ -102,9 +102,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_ring_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if n < 4096 || !n.is_power_of_two() || n > (1 << 30) {
-        return Err(format!(
-            "{s:?} must be a power of two between 4K and 1G"
-        ));
+        return Err(format!("{s:?} must be a power of two between 4K and 1G"));
     }
     Ok(n)
 }
@@ -114,7 +112,8 @@ fn parse_time(s: &str, bare_unit: fn(u64) -> Duration) -> Result<Duration, Strin
     if let Ok(n) = t.parse::<u64>() {
         return Ok(bare_unit(n));
     }
-    humantime::parse_duration(t).map_err(|e| format!("{s:?} is not a duration ({e}; try 10ms or 5s)"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration ({e}; try 10ms or 5s)"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -165,8 +164,23 @@ mod tests {
     #[test]
     fn full_command_line() {
         let a = parse(&[
-            "-o", "json", "-p", "42", "-c", "chown", "--min-size", "4K", "-m", "10ms", "-d",
-            "30s", "--", "chown", "-R", "1000:1000", "/m",
+            "-o",
+            "json",
+            "-p",
+            "42",
+            "-c",
+            "chown",
+            "--min-size",
+            "4K",
+            "-m",
+            "10ms",
+            "-d",
+            "30s",
+            "--",
+            "chown",
+            "-R",
+            "1000:1000",
+            "/m",
         ])
         .unwrap();
         assert_eq!(a.output, Output::Json);

@@ -232,11 +232,17 @@ pub mod tests {
     #[test]
     fn triggers_from_setattr_mask() {
         use flags::*;
-        assert_eq!(Trigger::classify(IN_FCHOWNAT | IN_SETATTR, 1), Trigger::Chown);
+        assert_eq!(
+            Trigger::classify(IN_FCHOWNAT | IN_SETATTR, 1),
+            Trigger::Chown
+        );
         // fchown: setattr with ATTR_UID|ATTR_GID|ATTR_CTIME, no do_fchownat.
         assert_eq!(Trigger::classify(IN_SETATTR, 2 | 4 | 64), Trigger::Chown);
         assert_eq!(Trigger::classify(IN_SETATTR, 1 | 64), Trigger::Chmod);
-        assert_eq!(Trigger::classify(IN_SETATTR, 8 | 32 | 64), Trigger::Truncate);
+        assert_eq!(
+            Trigger::classify(IN_SETATTR, 8 | 32 | 64),
+            Trigger::Truncate
+        );
         assert_eq!(Trigger::classify(IN_SETATTR, 16 | 32 | 64), Trigger::Utimes);
         assert_eq!(Trigger::classify(IN_SETATTR, 64), Trigger::Setattr);
         assert_eq!(Trigger::classify(0, 0), Trigger::Other);

@@ -46,7 +46,11 @@ pub enum LenSource {
     /// A plain argument, by index.
     Arg(u32),
     /// `ovl_copy_up_data(c, ...)`: `c->stat.size`, counted only for regular files.
-    CtxStat { ctx_arg: u32, size_off: u32, mode_off: u32 },
+    CtxStat {
+        ctx_arg: u32,
+        size_off: u32,
+        mode_off: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +72,28 @@ pub struct ProbePlan {
     pub copy_up_start: bool,
     pub data: DataProbe,
     pub offsets: Offsets,
+}
+
+impl ProbePlan {
+    /// The eBPF program for `ovl_setattr` entry, by where `attr` is.
+    pub fn setattr_program(&self) -> Option<&'static str> {
+        self.setattr_attr_arg.map(|i| {
+            if i == 1 {
+                "ovl_setattr_a1"
+            } else {
+                "ovl_setattr_a2"
+            }
+        })
+    }
+
+    /// The eBPF program for the data-copy entry, by where the length is.
+    pub fn data_program(&self) -> &'static str {
+        match self.data.len {
+            LenSource::Arg(2) => "copy_data_a2",
+            LenSource::Arg(_) => "copy_data_a3",
+            LenSource::CtxStat { .. } => "copy_data_ctx",
+        }
+    }
 }
 
 pub const COPY_UP_ONE: &str = "ovl_copy_up_one";
@@ -139,7 +165,25 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         None => None,
     };
 
+    if copy_up_dentry_arg != 1 {
+        bail!("{COPY_UP_ONE} takes `dentry` as argument {copy_up_dentry_arg}; copyup-trace knows only (parent, dentry, flags)");
+    }
+    if let Some(i) = setattr_attr_arg {
+        if !(1..=2).contains(&i) {
+            bail!(
+                "{SETATTR} takes `attr` as argument {i}; copyup-trace knows only positions 1 and 2"
+            );
+        }
+    }
     let data = decide_data_probe(facts)?;
+    match data.len {
+        LenSource::Arg(2 | 3) => {}
+        LenSource::CtxStat { ctx_arg: 0, .. } => {}
+        other => bail!(
+            "{} has its length where copyup-trace cannot read it ({other:?})",
+            data.func
+        ),
+    }
 
     Ok(ProbePlan {
         copy_up_dentry_arg,
@@ -230,7 +274,10 @@ mod tests {
     fn facts(release: &str, funcs: &[(&str, FuncFacts)]) -> KernelFacts {
         KernelFacts {
             release: release.into(),
-            funcs: funcs.iter().map(|(n, f)| (n.to_string(), f.clone())).collect(),
+            funcs: funcs
+                .iter()
+                .map(|(n, f)| (n.to_string(), f.clone()))
+                .collect(),
             offsets: Offsets {
                 ctx_stat_size: Some(136),
                 ctx_stat_mode: Some(108),
@@ -273,7 +320,10 @@ mod tests {
             "6.12.57+deb12-amd64",
             &[
                 (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
-                (COPY_UP_FILE, f(&["ofs", "dentry", "new_file", "len", "datasync"])),
+                (
+                    COPY_UP_FILE,
+                    f(&["ofs", "dentry", "new_file", "len", "datasync"]),
+                ),
                 (SETATTR, f(&["idmap", "dentry", "attr"])),
                 (FCHOWNAT, f(&["dfd", "filename", "user", "group", "flag"])),
             ],
@@ -291,7 +341,10 @@ mod tests {
             "6.18.44",
             &[
                 (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
-                (COPY_UP_FILE, f(&["ofs", "dentry", "new_file", "len", "datasync"])),
+                (
+                    COPY_UP_FILE,
+                    f(&["ofs", "dentry", "new_file", "len", "datasync"]),
+                ),
                 (COPY_UP_DATA, f(&["c", "temp"])),
                 (SETATTR, f(&["idmap", "dentry", "attr"])),
             ],
@@ -319,7 +372,11 @@ mod tests {
         ] {
             let k = facts(
                 release,
-                &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf()), (SETATTR, no_btf())],
+                &[
+                    (COPY_UP_ONE, no_btf()),
+                    (COPY_UP_DATA, no_btf()),
+                    (SETATTR, no_btf()),
+                ],
             );
             let p = decide(&k).unwrap();
             assert_eq!(p.data.func, COPY_UP_DATA, "{release}");
@@ -332,15 +389,26 @@ mod tests {
         for (release, want) in [("5.4.0", 1), ("5.12.0", 2), ("6.1.0-41-amd64", 2)] {
             let k = facts(
                 release,
-                &[(COPY_UP_ONE, no_btf()), (COPY_UP_FILE, no_btf()), (SETATTR, no_btf())],
+                &[
+                    (COPY_UP_ONE, no_btf()),
+                    (COPY_UP_FILE, no_btf()),
+                    (SETATTR, no_btf()),
+                ],
             );
-            assert_eq!(decide(&k).unwrap().setattr_attr_arg, Some(want), "{release}");
+            assert_eq!(
+                decide(&k).unwrap().setattr_attr_arg,
+                Some(want),
+                "{release}"
+            );
         }
     }
 
     #[test]
     fn ctx_form_needs_struct_offsets() {
-        let mut k = facts("6.1.0", &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, f(&["c", "temp"]))]);
+        let mut k = facts(
+            "6.1.0",
+            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, f(&["c", "temp"]))],
+        );
         k.offsets.ctx_stat_size = None;
         let err = decide(&k).unwrap_err().to_string();
         assert!(err.contains("ovl_copy_up_ctx"), "{err}");
@@ -356,15 +424,76 @@ mod tests {
 
     #[test]
     fn unattachable_functions_are_ignored() {
-        let mut k = facts("6.12.0", &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf())]);
+        let mut k = facts(
+            "6.12.0",
+            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf())],
+        );
         k.funcs.insert(
             COPY_UP_FILE.into(),
             FuncFacts {
                 attachable: false,
-                params: Some(vec!["ofs".into(), "dentry".into(), "new_file".into(), "len".into()]),
+                params: Some(vec![
+                    "ofs".into(),
+                    "dentry".into(),
+                    "new_file".into(),
+                    "len".into(),
+                ]),
             },
         );
         assert_eq!(decide(&k).unwrap().data.func, COPY_UP_DATA);
+    }
+
+    #[test]
+    fn program_variants_follow_the_plan() {
+        let k = facts(
+            "5.4.0",
+            &[
+                (COPY_UP_ONE, no_btf()),
+                (COPY_UP_DATA, no_btf()),
+                (SETATTR, no_btf()),
+            ],
+        );
+        let p = decide(&k).unwrap();
+        assert_eq!(p.setattr_program(), Some("ovl_setattr_a1"));
+        assert_eq!(p.data_program(), "copy_data_a2");
+        let k = facts(
+            "6.1.0",
+            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf())],
+        );
+        let p = decide(&k).unwrap();
+        assert_eq!(p.setattr_program(), None);
+        assert_eq!(p.data_program(), "copy_data_ctx");
+        let k = facts(
+            "6.12.0",
+            &[
+                (COPY_UP_ONE, no_btf()),
+                (COPY_UP_FILE, no_btf()),
+                (SETATTR, no_btf()),
+            ],
+        );
+        let p = decide(&k).unwrap();
+        assert_eq!(p.setattr_program(), Some("ovl_setattr_a2"));
+        assert_eq!(p.data_program(), "copy_data_a3");
+    }
+
+    #[test]
+    fn unknown_argument_positions_are_refused() {
+        let k = facts(
+            "6.12.0",
+            &[
+                (COPY_UP_ONE, f(&["dentry", "flags"])),
+                (COPY_UP_FILE, no_btf()),
+            ],
+        );
+        assert!(decide(&k).unwrap_err().to_string().contains("dentry"));
+        let k = facts(
+            "6.12.0",
+            &[
+                (COPY_UP_ONE, no_btf()),
+                (COPY_UP_FILE, f(&["a", "b", "c", "d", "len"])),
+            ],
+        );
+        assert!(decide(&k).is_err());
     }
 
     #[test]

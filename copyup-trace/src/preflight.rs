@@ -44,9 +44,12 @@ fn kprobes() -> Result<()> {
     // The kprobe PMU (4.17+) is how kprobes are attached; without it, the legacy
     // tracefs interface is the only other way.
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    let legacy = ["/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"]
-        .iter()
-        .any(|p| Path::new(p).exists());
+    let legacy = [
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
     if pmu || legacy {
         return Ok(());
     }
@@ -66,7 +69,10 @@ fn btf() -> Result<()> {
 
 fn overlay() -> Result<()> {
     let fss = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if fss.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if fss
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
         return Ok(());
     }
     bail!("the overlay filesystem is not loaded (nothing to trace; try: modprobe overlay)")
@@ -78,7 +84,10 @@ mod tests {
 
     #[test]
     fn capability_rules() {
-        assert_eq!(cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n"), Some(0x1ff_ffff_ffff));
+        assert_eq!(
+            cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n"),
+            Some(0x1ff_ffff_ffff)
+        );
         assert!(has_caps(0x1ff_ffff_ffff));
         assert!(has_caps(1 << CAP_SYS_ADMIN));
         assert!(has_caps((1 << CAP_BPF) | (1 << CAP_PERFMON)));

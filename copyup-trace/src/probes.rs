@@ -6,7 +6,7 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
-use copyup_trace_common::{counter, len_source};
+use copyup_trace_common::counter;
 
 use crate::{
     plan::{LenSource, ProbePlan, COPY_UP_ONE, COPY_UP_START, FCHOWNAT, SETATTR},
@@ -53,15 +53,13 @@ impl Probes {
         if let Some(c) = &filter.comm {
             comm[..c.len()].copy_from_slice(c.as_bytes());
         }
-        let (len_src, len_arg, size_off, mode_off) = match plan.data.len {
-            LenSource::Arg(i) => (len_source::ARG, i, 0, 0),
+        let (size_off, mode_off) = match plan.data.len {
+            LenSource::Arg(_) => (0, 0),
             LenSource::CtxStat {
-                ctx_arg,
-                size_off,
-                mode_off,
-            } => (len_source::CTX_STAT, ctx_arg, size_off, mode_off),
+                size_off, mode_off, ..
+            } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 17] = [
+        let globals: [(&str, u32); 13] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -72,10 +70,6 @@ impl Probes {
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),
-            ("COPY_UP_DENTRY_ARG", plan.copy_up_dentry_arg),
-            ("SETATTR_ATTR_ARG", plan.setattr_attr_arg.unwrap_or(0)),
-            ("DATA_LEN_SOURCE", len_src),
-            ("DATA_LEN_ARG", len_arg),
             ("CTX_SIZE_OFF", size_off),
             ("CTX_MODE_OFF", mode_off),
             (
@@ -100,9 +94,9 @@ impl Probes {
             p.kprobe("do_fchownat_ret", FCHOWNAT)?;
             p.kprobe("do_fchownat", FCHOWNAT)?;
         }
-        if plan.setattr_attr_arg.is_some() {
+        if let Some(prog) = plan.setattr_program() {
             p.kprobe("ovl_setattr_ret", SETATTR)?;
-            p.kprobe("ovl_setattr", SETATTR)?;
+            p.kprobe(prog, SETATTR)?;
         }
         if filter.tree.is_some() {
             let tp: &mut TracePoint = p.program("sched_process_fork")?;
@@ -111,7 +105,7 @@ impl Probes {
                 .context("attaching to tracepoint sched:sched_process_fork")?;
         }
         p.kprobe("copy_data_ret", plan.data.func)?;
-        p.kprobe("copy_data", plan.data.func)?;
+        p.kprobe(plan.data_program(), plan.data.func)?;
         if plan.copy_up_start {
             p.kprobe("ovl_copy_up_start_ret", COPY_UP_START)?;
         }
@@ -182,9 +176,7 @@ impl Probes {
             .map("COUNTERS")
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?;
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
-        let sum = |idx: u32| -> Result<u64> {
-            Ok(counters.get(&idx, 0)?.iter().copied().sum())
-        };
+        let sum = |idx: u32| -> Result<u64> { Ok(counters.get(&idx, 0)?.iter().copied().sum()) };
         Ok(Losses {
             lost_events: sum(counter::LOST_EVENTS)?,
             lost_state: sum(counter::LOST_STATE)?,

@@ -115,6 +115,8 @@ struct JsonSummary {
     lost_events: u64,
     lost_state: u64,
     duration_ns: u64,
+    /// Wall time of `-- COMMAND`, from spawn to exit.
+    command_ns: Option<u64>,
 }
 
 pub fn json_summary(
@@ -122,6 +124,7 @@ pub fn json_summary(
     agg: &Aggregate,
     losses: Losses,
     elapsed: Duration,
+    command: Option<Duration>,
 ) -> Result<()> {
     let t = agg.total;
     let s = JsonSummary {
@@ -138,6 +141,7 @@ pub fn json_summary(
         lost_events: losses.lost_events,
         lost_state: losses.lost_state,
         duration_ns: elapsed.as_nanos() as u64,
+        command_ns: command.map(|d| d.as_nanos() as u64),
     };
     serde_json::to_writer(&mut *out, &s)?;
     out.write_all(b"\n")?;
@@ -145,8 +149,23 @@ pub fn json_summary(
 }
 
 pub const CSV_HEADER: &[&str] = &[
-    "schema", "ts_ns", "pid", "tid", "ppid", "comm", "cgroup_id", "trigger", "kind", "path",
-    "path_truncated", "filename", "bytes", "copy_ns", "data_ns", "ret", "waited",
+    "schema",
+    "ts_ns",
+    "pid",
+    "tid",
+    "ppid",
+    "comm",
+    "cgroup_id",
+    "trigger",
+    "kind",
+    "path",
+    "path_truncated",
+    "filename",
+    "bytes",
+    "copy_ns",
+    "data_ns",
+    "ret",
+    "waited",
 ];
 
 pub fn csv_writer<W: Write>(out: W) -> Result<csv::Writer<W>> {
@@ -184,7 +203,8 @@ fn right(s: String) -> Cell {
 
 fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     t
 }
 
@@ -214,7 +234,15 @@ pub fn tables(out: &mut impl Write, agg: &Aggregate, losses: Losses, top: usize)
         return Ok(());
     }
 
-    let mut files = new_table(&["PATH", "KIND", "TRIGGER", "COPY-UPS", "BYTES", "TIME", "DATA TIME"]);
+    let mut files = new_table(&[
+        "PATH",
+        "KIND",
+        "TRIGGER",
+        "COPY-UPS",
+        "BYTES",
+        "TIME",
+        "DATA TIME",
+    ]);
     let rows = agg.files();
     for f in rows.iter().take(top) {
         let mut path = escape(&f.path);
@@ -304,13 +332,14 @@ mod tests {
             lost_events: 3,
             lost_state: 1,
         };
-        json_summary(&mut buf, &agg, losses, Duration::from_millis(2)).unwrap();
+        json_summary(&mut buf, &agg, losses, Duration::from_millis(2), None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["type"], "summary");
         assert_eq!(v["copy_ups"], 1);
         assert_eq!(v["bytes"], 8388608);
         assert_eq!(v["lost"], 4);
         assert_eq!(v["duration_ns"], 2_000_000);
+        assert!(v["command_ns"].is_null());
     }
 
     #[test]
@@ -324,7 +353,8 @@ mod tests {
         assert_eq!(headers.iter().collect::<Vec<_>>(), CSV_HEADER);
         let rows: Vec<_> = r.records().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 1);
-        let get = |name: &str| rows[0][CSV_HEADER.iter().position(|h| *h == name).unwrap()].to_string();
+        let get =
+            |name: &str| rows[0][CSV_HEADER.iter().position(|h| *h == name).unwrap()].to_string();
         assert_eq!(get("path"), "/dir/evil\\n\\x1b[2Jname\\xff");
         assert_eq!(get("bytes"), "8388608");
         assert_eq!(get("trigger"), "chown");
@@ -338,7 +368,10 @@ mod tests {
         tables(&mut buf, &agg, Losses::default(), 20).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert!(!text.contains('\x1b'), "{text}");
-        assert!(text.starts_with("1 copy-ups, 8.0 MiB copied, 2ms 500us in copy-up"), "{text}");
+        assert!(
+            text.starts_with("1 copy-ups, 8.0 MiB copied, 2ms 500us in copy-up"),
+            "{text}"
+        );
         assert!(text.contains("lost events: 0"));
         assert!(text.contains("/dir/evil\\n\\x1b[2Jname\\xff"), "{text}");
     }

@@ -10,7 +10,11 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use tokio::{io::{unix::AsyncFd, Interest}, process::Command, signal::unix::SignalKind};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    process::Command,
+    signal::unix::SignalKind,
+};
 
 use crate::{
     aggregate::Aggregate,
@@ -130,21 +134,24 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
     let started = Instant::now();
     // SAFETY: the ring buffer and logger own their map fds, which stay open and
     // unchanged until the AsyncFd wrapping them is dropped.
-    let mut ring = unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut ring =
+        unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
     let mut logger = probes
         .take_logger()
         .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
     let mut sink = Sink::new(args)?;
 
     let mut child = if args.command.is_empty() {
-        if args.output == Output::Table {
-            eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
-        }
+        // On stderr so that JSON/CSV on stdout stay clean; scripts can wait for it to
+        // know the probes are attached.
+        eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
         None
     } else {
         Some(spawn(&mut probes, &args.command)?)
     };
+    let command_started = Instant::now();
+    let mut command_elapsed = None;
 
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
@@ -171,10 +178,13 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
             }
             status = async { child.as_mut().unwrap().wait().await }, if child.is_some() => {
                 exit_code = status_code(status.context("waiting for the command")?);
+                command_elapsed = Some(command_started.elapsed());
                 break;
             }
-            _ = sigint.recv() => { exit_code = 130; break; }
-            _ = sigterm.recv() => { exit_code = 143; break; }
+            // Ctrl-C is how a host-wide trace normally ends; with a command still
+            // running, report the interruption in the exit status as a shell would.
+            _ = sigint.recv() => { exit_code = if child.is_some() { 130 } else { 0 }; break; }
+            _ = sigterm.recv() => { exit_code = if child.is_some() { 143 } else { 0 }; break; }
             _ = &mut deadline => break,
         }
     }
@@ -191,7 +201,13 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
     let mut out = io::stdout().lock();
     match args.output {
         Output::Table => render::tables(&mut out, &sink.agg, losses, args.top as usize)?,
-        Output::Json => render::json_summary(&mut out, &sink.agg, losses, started.elapsed())?,
+        Output::Json => render::json_summary(
+            &mut out,
+            &sink.agg,
+            losses,
+            started.elapsed(),
+            command_elapsed,
+        )?,
         Output::Csv => {
             if losses.total() > 0 {
                 eprintln!("copyup-trace: lost events: {}", losses.total());

@@ -76,13 +76,9 @@ pub fn run_guest(
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
     let res = run_in(&run_dir, kernel, files, script, timeout);
-    match &res {
-        Ok(_) => {
-            let _ = fs::remove_dir_all(&run_dir);
-        }
-        Err(_) => {
-            // Keep the initramfs and logs to look at; the error names the directory.
-        }
+    // On failure the initramfs and logs stay for inspection; the error names the directory.
+    if res.is_ok() {
+        let _ = fs::remove_dir_all(&run_dir);
     }
     res.with_context(|| {
         format!(
@@ -441,11 +437,11 @@ pub fn selftest() -> Result<()> {
     crate::setup::ensure_host_tools()?;
     let kernels = crate::kernels::ensure_kernels(&["6.1", "6.12"])?;
     let dir = new_run_dir()?;
-    let marker_file = dir.join("selftest-file");
-    fs::write(&marker_file, "injected-file-ok\n")?;
+    let injected = dir.join("selftest-file");
+    fs::write(&injected, "injected-file-ok\n")?;
     let files = [GuestFile {
         guest_path: "/etc/selftest-file".into(),
-        host_path: marker_file,
+        host_path: injected,
         mode: 0o644,
     }];
     let res = (|| -> Result<()> {
@@ -504,18 +500,14 @@ pub fn selftest() -> Result<()> {
         }
         let k = &kernels[0];
         let started = Instant::now();
-        match run_guest(k, &[], "echo hanging; sleep 1000", Duration::from_secs(20)) {
+        // Run inside the selftest's own directory, so the expected failure leaves nothing behind.
+        let hang_dir = dir.join("hang");
+        fs::create_dir_all(&hang_dir)?;
+        let script = "echo hanging; sleep 1000";
+        match run_in(&hang_dir, k, &[], script, Duration::from_secs(20)) {
             Ok(_) => bail!("a script that sleeps forever returned"),
-            Err(e) if format!("{e:#}").contains("did not finish within") => {
+            Err(e) if e.to_string().contains("did not finish within") => {
                 println!("-- hanging guest killed after {:.1?}", started.elapsed());
-                // Its logs were kept for inspection; this one was expected.
-                if let Some(d) = format!("{e:#}")
-                    .split("files in ")
-                    .nth(1)
-                    .and_then(|r| r.split(')').next())
-                {
-                    let _ = fs::remove_dir_all(d);
-                }
             }
             Err(e) => return Err(e.context("expected a timeout")),
         }

@@ -1,11 +1,186 @@
+//! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build`.
+
 mod guest;
 mod kernels;
+mod scenarios;
 mod setup;
 
-fn main() -> anyhow::Result<()> {
-    match std::env::args().nth(1).as_deref() {
-        // Hidden: checks the qemu guest harness end to end.
-        Some("guest-selftest") => guest::selftest(),
-        _ => anyhow::bail!("usage: cargo xtask guest-selftest"),
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    guest::{GuestFile, GuestRun},
+    kernels::GuestKernel,
+};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a Debian kernel under qemu and trace a chown -R over an image-like tree.
+    Demo {
+        /// Kernel series to boot (6.1 or 6.12).
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+    },
+    /// Unit tests, then the guest-kernel test matrix on Debian 6.1 and 6.12.
+    Test {
+        /// Only these kernel series (default: 6.1 and 6.12).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Skip the unit tests.
+        #[arg(long)]
+        guest_only: bool,
+    },
+    /// Install what the build and the guest tests need (idempotent).
+    Setup,
+    /// Build the static copyup-trace binary that runs in the guests.
+    Build,
+    /// Check the qemu guest harness itself.
+    #[command(hide = true)]
+    GuestSelftest,
+}
+
+const SERIES: &[&str] = &["6.1", "6.12"];
+const MUSL: &str = "x86_64-unknown-linux-musl";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// A static binary, so the busybox guest needs no libc.
+fn build_static() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "copyup-trace", "--target", MUSL]))?;
+    Ok(workspace_root().join(format!("target/{MUSL}/release/copyup-trace")))
+}
+
+fn guest_files(tool: &Path) -> Vec<GuestFile> {
+    vec![GuestFile {
+        guest_path: "/bin/copyup-trace".into(),
+        host_path: tool.to_path_buf(),
+        mode: 0o755,
+    }]
+}
+
+fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {
+    let s: Vec<&str> = if series.is_empty() {
+        SERIES.to_vec()
+    } else {
+        series.iter().map(String::as_str).collect()
+    };
+    kernels::ensure_kernels(&s)
+}
+
+fn boot(k: &GuestKernel, tool: &Path, script: &str, timeout: Duration) -> Result<GuestRun> {
+    let r = guest::run_guest(k, &guest_files(tool), script, timeout)?;
+    if r.exit_code != 0 {
+        bail!(
+            "guest script exited {} on {}:\n{}",
+            r.exit_code,
+            k.version,
+            r.results
+        );
+    }
+    Ok(r)
+}
+
+fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
+    let t0 = Instant::now();
+    setup::ensure_host_tools()?;
+    if !guest_only {
+        run(cargo().args(["test", "--workspace", "--exclude", "copyup-trace-ebpf"]))?;
+    }
+    let tool = build_static()?;
+    let build_done = t0.elapsed();
+
+    let (mut passed, mut failed) = (0, 0);
+    for k in kernels(kernel_series)? {
+        let r = boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900))?;
+        // Kept for reading after the run: the raw tool output of every scenario.
+        let saved = workspace_root().join(format!("target/guest-results/{}.txt", k.version));
+        std::fs::create_dir_all(saved.parent().expect("has parent"))?;
+        std::fs::write(&saved, &r.results)?;
+        let a = scenarios::Artifacts::new(&k.version, &r.results);
+        for (name, check) in scenarios::CHECKS {
+            match check(&a) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("guest {}: {name} ... ok", k.version);
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("guest {}: {name} ... FAILED\n    {e:#}", k.version);
+                }
+            }
+        }
+        println!(
+            "guest {}: booted and ran all scenarios in {:.1}s",
+            k.version,
+            r.wall.as_secs_f64()
+        );
+    }
+    println!(
+        "setup, unit tests and builds: {:.1}s; total {:.1}s",
+        build_done.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    println!("guest: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} guest checks failed");
+    }
+    Ok(())
+}
+
+const DEMO: &str = include_str!("../guest/demo.sh");
+
+fn demo(series: &str) -> Result<()> {
+    setup::ensure_host_tools()?;
+    let tool = build_static()?;
+    let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
+    println!("Booting Debian kernel {} under qemu (TCG)...", k.version);
+    let r = boot(&k, &tool, DEMO, Duration::from_secs(600))?;
+    print!("{}", r.results);
+    println!("(guest wall time {:.1}s)", r.wall.as_secs_f64());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Demo { kernel } => demo(&kernel),
+        Cmd::Test {
+            kernels,
+            guest_only,
+        } => test(&kernels, guest_only),
+        Cmd::Setup => setup::ensure_host_tools(),
+        Cmd::Build => build_static().map(|p| println!("{}", p.display())),
+        Cmd::GuestSelftest => guest::selftest(),
     }
 }

@@ -1,0 +1,146 @@
+# Guest-side half of the kernel test matrix. Runs under busybox sh inside a Debian
+# kernel booted by `cargo xtask test`. Each scenario builds its own overlay, runs
+# copyup-trace, and saves raw artifacts; the host side (xtask/src/scenarios.rs) parses
+# them and asserts exact values. Nothing here decides pass or fail.
+
+T=/bin/copyup-trace
+OUT=/tmp/out
+mkdir -p $OUT
+
+# emit NAME FILE: hand one artifact to the host.
+emit() {
+    echo "@@FILE $1"
+    cat "$2" 2>/dev/null
+    echo
+    echo "@@EOF"
+}
+
+# newovl NAME: fresh lower/upper/work dirs; the caller fills lower, then mountovl.
+newovl() {
+    D=/tmp/ovl-$1
+    mkdir -p $D/lower $D/upper $D/work $D/merged
+}
+mountovl() {
+    mount -t overlay overlay -o lowerdir=$D/lower,upperdir=$D/upper,workdir=$D/work $D/merged
+}
+
+# run NAME ARGS...: run copyup-trace, keeping stdout, stderr and exit status.
+run() {
+    name=$1
+    shift
+    "$T" "$@" >$OUT/$name.out 2>$OUT/$name.err
+    echo $? >$OUT/$name.rc
+    emit $name.out $OUT/$name.out
+    emit $name.err $OUT/$name.err
+    emit $name.rc $OUT/$name.rc
+}
+
+# upper NAME: what actually landed in the upper layer (an oracle independent of probes).
+upper() {
+    (cd $D/upper && find . -mindepth 1 | sort) >$OUT/$1.upper
+    emit $1.upper $OUT/$1.upper
+}
+
+# wait_ready FILE: wait until a tracer running in the background has attached.
+wait_ready() {
+    i=0
+    while ! grep -q Tracing "$1" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+        [ $i -gt 600 ] && return 1
+    done
+}
+
+echo "kernel $(uname -r)" >$OUT/uname
+emit uname $OUT/uname
+
+# --- errors: overlay not loaded, bad command ----------------------------------------
+rmmod overlay && {
+    run no_overlay -o json -- true
+    insmod /lib/overlay.ko
+}
+run not_found -o json -- /no/such/command
+run exit_status -o json -- sh -c 'exit 3'
+run bad_flag --min-size lots
+
+# --- one 8 MiB file, then the same file again ----------------------------------------
+newovl single
+dd if=/dev/zero of=$D/lower/big bs=1M count=8 2>/dev/null
+mountovl
+run single -o json -- chown 1000:1000 $D/merged/big
+upper single
+run again -o json -- chown 1000:1000 $D/merged/big
+
+# --- chown -R over a tree with an oracle of tracefs kprobe events ---------------------
+newovl tree
+mkdir -p $D/lower/tree/sub/deep
+dd if=/dev/zero of=$D/lower/tree/a.bin bs=4096 count=1 2>/dev/null
+: >$D/lower/tree/empty
+dd if=/dev/zero of=$D/lower/tree/sub/b.bin bs=1 count=123457 2>/dev/null
+dd if=/dev/zero of=$D/lower/tree/sub/deep/c.bin bs=1M count=1 2>/dev/null
+ln -s a.bin $D/lower/tree/link
+mountovl
+TR=/sys/kernel/tracing
+echo 'p:cuoracle/one ovl_copy_up_one' >>$TR/kprobe_events
+echo 'p:cuoracle/file ovl_copy_up_file len=$arg4:u64' >>$TR/kprobe_events
+echo >$TR/trace
+echo 1 >$TR/events/cuoracle/enable
+run tree -o json -- chown -hR 1000:1000 $D/merged/tree
+echo 0 >$TR/events/cuoracle/enable
+grep -E 'cuoracle/|one:|file:' $TR/trace | grep -v '^#' >$OUT/tree.oracle
+emit tree.oracle $OUT/tree.oracle
+echo '-:cuoracle/one' >>$TR/kprobe_events
+echo '-:cuoracle/file' >>$TR/kprobe_events
+upper tree
+
+# --- ancestors of a deep file come first ---------------------------------------------
+newovl deep
+mkdir -p $D/lower/a/b/c
+dd if=/dev/zero of=$D/lower/a/b/c/file.txt bs=1000 count=5 2>/dev/null
+mountovl
+run deep -o json -- chown 1000:1000 $D/merged/a/b/c/file.txt
+
+# --- -- COMMAND traces the command's tree only ---------------------------------------
+newovl scope
+for f in x1 x2 y1 y2; do echo $f >$D/lower/$f; done
+mountovl
+rm -f /tmp/go /tmp/other-done
+# An unrelated process that copies up y1, y2 while the traced command runs.
+sh -c "while [ ! -e /tmp/go ]; do sleep 0.1; done; chown 1000 $D/merged/y1 $D/merged/y2; touch /tmp/other-done" &
+OTHER=$!
+run scope -o json -- sh -c "touch /tmp/go; chown 1000 $D/merged/x1; sh -c 'chown 1000 $D/merged/x2'; while [ ! -e /tmp/other-done ]; do sleep 0.1; done"
+wait $OTHER
+upper scope
+
+# --- --pid traces one process only; SIGINT still prints the report -------------------
+newovl pid
+for f in p1 p2 q1; do echo $f >$D/lower/$f; done
+mountovl
+rm -f /tmp/go
+sh -c "while [ ! -e /tmp/go ]; do sleep 0.1; done; exec chown 1000 $D/merged/p1 $D/merged/p2" &
+P=$!
+sh -c "while [ ! -e /tmp/go ]; do sleep 0.1; done; exec chown 1000 $D/merged/q1" &
+Q=$!
+echo $P >$OUT/pid.pid
+"$T" -o json -p $P >$OUT/pid.out 2>$OUT/pid.err &
+TP=$!
+wait_ready $OUT/pid.err
+touch /tmp/go
+wait $P $Q
+kill -INT $TP
+wait $TP
+echo $? >$OUT/pid.rc
+emit pid.pid $OUT/pid.pid
+emit pid.out $OUT/pid.out
+emit pid.err $OUT/pid.err
+emit pid.rc $OUT/pid.rc
+upper pid
+
+# --- human tables ----------------------------------------------------------------------
+newovl table
+mkdir -p $D/lower/etc
+dd if=/dev/zero of=$D/lower/etc/big.conf bs=1024 count=300 2>/dev/null
+mountovl
+run table -- chown -R 0:0 $D/merged/etc
+
+exit 0

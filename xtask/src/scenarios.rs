@@ -1,0 +1,374 @@
+//! Host-side half of the guest test matrix: parses what `guest/scenarios.sh` saved in a
+//! guest and checks it against values computed here from the workload's definition.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::Value;
+
+pub const SCRIPT: &str = include_str!("../guest/scenarios.sh");
+
+/// Artifacts by name, from `@@FILE name` ... `@@EOF` blocks.
+pub fn parse_artifacts(results: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for line in results.lines() {
+        if let Some(name) = line.strip_prefix("@@FILE ") {
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else if line == "@@EOF" {
+            if let Some((name, lines)) = current.take() {
+                let mut text = lines.join("\n");
+                // emit() adds one newline after the content.
+                while text.ends_with('\n') {
+                    text.pop();
+                }
+                out.insert(name, text);
+            }
+        } else if let Some((_, lines)) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    out
+}
+
+pub struct Artifacts {
+    pub kernel: String,
+    files: BTreeMap<String, String>,
+}
+
+/// One traced run's JSON output.
+struct Run {
+    events: Vec<Value>,
+    summary: Value,
+    rc: i32,
+}
+
+impl Artifacts {
+    pub fn new(kernel: &str, results: &str) -> Artifacts {
+        Artifacts {
+            kernel: kernel.to_string(),
+            files: parse_artifacts(results),
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<&str> {
+        self.files
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("guest produced no artifact {name}"))
+    }
+
+    fn rc(&self, name: &str) -> Result<i32> {
+        let t = self.get(&format!("{name}.rc"))?;
+        t.trim()
+            .parse()
+            .with_context(|| format!("{name}.rc = {t:?}"))
+    }
+
+    fn run(&self, name: &str) -> Result<Run> {
+        let rc = self.rc(name)?;
+        let out = self.get(&format!("{name}.out"))?;
+        let mut events = Vec::new();
+        let mut summary = None;
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{name}: not JSON: {line:?}"))?;
+            match v["type"].as_str() {
+                Some("copy_up") => events.push(v),
+                Some("summary") => summary = Some(v),
+                other => bail!("{name}: unknown record type {other:?}"),
+            }
+        }
+        let summary = summary.ok_or_else(|| {
+            anyhow!(
+                "{name}: no summary record (rc {rc}); stderr: {}",
+                self.get(&format!("{name}.err")).unwrap_or("")
+            )
+        })?;
+        ensure!(
+            summary["lost"] == 0,
+            "{name}: lost events: {}",
+            summary["lost"]
+        );
+        for e in &events {
+            ensure!(e["ret"] == 0, "{name}: copy-up failed: {e}");
+        }
+        Ok(Run {
+            events,
+            summary,
+            rc,
+        })
+    }
+
+    fn upper(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .get(&format!("{name}.upper"))?
+            .lines()
+            .map(|l| l.trim_start_matches('.').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("<not a string>")
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(u64::MAX)
+}
+
+/// (path, kind, bytes) of each event, in the order they happened.
+fn objects(run: &Run) -> Vec<(String, String, u64)> {
+    run.events
+        .iter()
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["kind"]).to_string(),
+                u(&e["bytes"]),
+            )
+        })
+        .collect()
+}
+
+fn expect_objects(run: &Run, want: &[(&str, &str, u64)]) -> Result<()> {
+    let got = objects(run);
+    let want: Vec<(String, String, u64)> = want
+        .iter()
+        .map(|(p, k, b)| (p.to_string(), k.to_string(), *b))
+        .collect();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    Ok(())
+}
+
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// Every latency is positive, the data copy fits inside the copy-up, and the copy-up
+/// fits inside the command's wall time.
+fn check_latencies(run: &Run) -> Result<()> {
+    let command_ns = u(&run.summary["command_ns"]);
+    for e in &run.events {
+        let (copy, data) = (u(&e["copy_ns"]), u(&e["data_ns"]));
+        ensure!(copy > 0, "copy_ns not positive: {e}");
+        ensure!(data <= copy, "data_ns {data} > copy_ns {copy}");
+        if u(&e["bytes"]) > 0 {
+            ensure!(data > 0, "data copied in zero time: {e}");
+        }
+        ensure!(
+            copy < command_ns,
+            "copy_ns {copy} >= command wall time {command_ns}"
+        );
+    }
+    Ok(())
+}
+
+fn one_line_error(a: &Artifacts, name: &str, rc: i32, needle: &str) -> Result<()> {
+    let got_rc = a.rc(name)?;
+    let err = a.get(&format!("{name}.err"))?;
+    ensure!(
+        got_rc == rc,
+        "{name}: exit {got_rc}, want {rc}; stderr {err:?}"
+    );
+    ensure!(
+        err.lines().count() == 1,
+        "{name}: stderr is not one line: {err:?}"
+    );
+    ensure!(err.starts_with("copyup-trace: "), "{name}: {err:?}");
+    ensure!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
+    ensure!(!err.contains("panicked"), "{name}: {err:?}");
+    Ok(())
+}
+
+pub type Check = (&'static str, fn(&Artifacts) -> Result<()>);
+
+pub const CHECKS: &[Check] = &[
+    ("guest runs the expected kernel", |a| {
+        let got = a.get("uname")?;
+        ensure!(got == format!("kernel {}", a.kernel), "{got:?}");
+        Ok(())
+    }),
+    ("overlay not loaded: clear error", |a| {
+        one_line_error(a, "no_overlay", 1, "overlay filesystem is not loaded")
+    }),
+    ("command not found: exit 127", |a| {
+        one_line_error(a, "not_found", 127, "/no/such/command")
+    }),
+    ("command's exit status is passed on", |a| {
+        let rc = a.rc("exit_status")?;
+        ensure!(rc == 3, "exit {rc}, want 3");
+        Ok(())
+    }),
+    ("bad flag value: one-line error, exit 2", |a| {
+        one_line_error(a, "bad_flag", 2, "lots")
+    }),
+    ("chown of one 8 MiB file: one 8388608-byte copy-up", |a| {
+        let r = a.run("single")?;
+        ensure!(r.rc == 0, "exit {}", r.rc);
+        expect_objects(&r, &[("/big", "file", 8388608)])?;
+        let e = &r.events[0];
+        ensure!(s(&e["trigger"]) == "chown", "trigger {}", e["trigger"]);
+        ensure!(s(&e["comm"]) == "chown", "comm {}", e["comm"]);
+        ensure!(
+            s(&e["filename"]) == "/tmp/ovl-single/merged/big",
+            "filename {}",
+            e["filename"]
+        );
+        ensure!(u(&r.summary["copy_ups"]) == 1 && u(&r.summary["bytes"]) == 8388608);
+        ensure!(
+            a.upper("single")? == ["/big"],
+            "upper {:?}",
+            a.upper("single")?
+        );
+        check_latencies(&r)
+    }),
+    ("second chown of a copied-up file: no copy-up", |a| {
+        let r = a.run("again")?;
+        ensure!(r.rc == 0, "exit {}", r.rc);
+        ensure!(r.events.is_empty(), "events {:?}", r.events);
+        ensure!(u(&r.summary["copy_ups"]) == 0);
+        Ok(())
+    }),
+    ("chown -hR over a tree: every object, exact bytes", |a| {
+        let r = a.run("tree")?;
+        ensure!(r.rc == 0, "exit {}", r.rc);
+        let want = [
+            ("/tree", "dir", 0),
+            ("/tree/a.bin", "file", 4096),
+            ("/tree/empty", "file", 0),
+            ("/tree/link", "symlink", 0),
+            ("/tree/sub", "dir", 0),
+            ("/tree/sub/b.bin", "file", 123457),
+            ("/tree/sub/deep", "dir", 0),
+            ("/tree/sub/deep/c.bin", "file", 1048576),
+        ];
+        let got = sorted(&objects(&r));
+        let want_v: Vec<_> = want
+            .iter()
+            .map(|(p, k, b)| (p.to_string(), k.to_string(), *b))
+            .collect();
+        ensure!(got == want_v, "copy-ups\n  got  {got:?}\n  want {want_v:?}");
+        ensure!(
+            s(&r.events[0]["path"]) == "/tree",
+            "the directory is copied first"
+        );
+        ensure!(u(&r.summary["copy_ups"]) == 8);
+        ensure!(u(&r.summary["bytes"]) == 4096 + 123457 + 1048576);
+        for e in &r.events {
+            ensure!(s(&e["trigger"]) == "chown", "trigger {e}");
+        }
+        let upper = a.upper("tree")?;
+        let want_paths: Vec<_> = want.iter().map(|w| w.0.to_string()).collect();
+        ensure!(upper == want_paths, "upper layer {upper:?}");
+        check_latencies(&r)
+    }),
+    ("tracefs kprobe oracle agrees on count and lengths", |a| {
+        let r = a.run("tree")?;
+        let oracle = a.get("tree.oracle")?;
+        let ones = oracle.lines().filter(|l| l.contains("one:")).count();
+        ensure!(
+            ones == r.events.len(),
+            "oracle saw {ones} ovl_copy_up_one, tool {}",
+            r.events.len()
+        );
+        let mut lens: Vec<u64> = oracle
+            .lines()
+            .filter(|l| l.contains("file:"))
+            .map(|l| {
+                let v = l
+                    .split("len=")
+                    .nth(1)
+                    .ok_or_else(|| anyhow!("no len in {l:?}"))?;
+                v.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("len in {l:?}"))
+            })
+            .collect::<Result<_>>()?;
+        lens.retain(|&l| l > 0);
+        lens.sort();
+        let mut bytes: Vec<u64> = r
+            .events
+            .iter()
+            .map(|e| u(&e["bytes"]))
+            .filter(|&b| b > 0)
+            .collect();
+        bytes.sort();
+        ensure!(lens == bytes, "oracle lengths {lens:?}, tool {bytes:?}");
+        Ok(())
+    }),
+    ("deep file: ancestors copied up first", |a| {
+        let r = a.run("deep")?;
+        expect_objects(
+            &r,
+            &[
+                ("/a", "dir", 0),
+                ("/a/b", "dir", 0),
+                ("/a/b/c", "dir", 0),
+                ("/a/b/c/file.txt", "file", 5000),
+            ],
+        )?;
+        for e in &r.events {
+            ensure!(
+                s(&e["filename"]) == "/tmp/ovl-deep/merged/a/b/c/file.txt",
+                "each copy-up names the chown's argument: {e}"
+            );
+        }
+        check_latencies(&r)
+    }),
+    ("-- COMMAND: only the command's process tree", |a| {
+        let r = a.run("scope")?;
+        ensure!(r.rc == 0, "exit {}", r.rc);
+        expect_objects(&r, &[("/x1", "file", 3), ("/x2", "file", 3)])?;
+        let upper = a.upper("scope")?;
+        ensure!(
+            upper == ["/x1", "/x2", "/y1", "/y2"],
+            "the other process did not copy up: {upper:?}"
+        );
+        Ok(())
+    }),
+    ("--pid: only that process; SIGINT prints the summary", |a| {
+        let r = a.run("pid")?;
+        ensure!(r.rc == 0, "exit {} after SIGINT", r.rc);
+        let pid: u64 = a.get("pid.pid")?.trim().parse()?;
+        expect_objects(&r, &[("/p1", "file", 3), ("/p2", "file", 3)])?;
+        for e in &r.events {
+            ensure!(u(&e["pid"]) == pid, "pid {} want {pid}", e["pid"]);
+        }
+        let upper = a.upper("pid")?;
+        ensure!(upper == ["/p1", "/p2", "/q1"], "upper {upper:?}");
+        Ok(())
+    }),
+    ("table output", |a| {
+        ensure!(a.rc("table")? == 0);
+        let out = a.get("table.out")?;
+        for needle in [
+            "2 copy-ups, 300.0 KiB copied",
+            "lost events: 0",
+            "Copy-ups by file",
+            "/etc/big.conf",
+            "Copy-ups by process",
+            "chown",
+        ] {
+            ensure!(out.contains(needle), "table lacks {needle:?}:\n{out}");
+        }
+        Ok(())
+    }),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_split() {
+        let text = "noise\n@@FILE a.out\nline1\nline2\n\n@@EOF\n@@FILE a.rc\n0\n\n@@EOF\n";
+        let a = parse_artifacts(text);
+        assert_eq!(a["a.out"], "line1\nline2");
+        assert_eq!(a["a.rc"], "0");
+        assert_eq!(a.len(), 2);
+    }
+}
