@@ -8,6 +8,9 @@
 //! from BTF at start-up and patches them into the globals below before loading.
 #![no_std]
 #![no_main]
+// Map values such as CopyUpEvent (1.6 KiB) must be passed by reference: by value they
+// would be copied onto the 512-byte BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,

@@ -1,6 +1,7 @@
 //! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build`.
 
 mod guest;
+mod host;
 mod kernels;
 mod scenarios;
 mod setup;
@@ -45,6 +46,8 @@ enum Cmd {
     },
     /// Install what the build and the guest tests need (idempotent).
     Setup,
+    /// rustfmt and clippy (-D warnings) on every crate, the eBPF crate for its BPF target.
+    Lint,
     /// Build the static copyup-trace binary that runs in the guests.
     Build,
     /// Check the qemu guest harness itself.
@@ -112,16 +115,66 @@ fn boot(k: &GuestKernel, tool: &Path, script: &str, timeout: Duration) -> Result
     Ok(r)
 }
 
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--all-targets",
+        "--workspace",
+        "--exclude",
+        "copyup-trace-ebpf",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel-side crate only builds for BPF, with the nightly toolchain.
+    run(Command::new("rustup")
+        .current_dir(workspace_root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "-p",
+            "copyup-trace-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+}
+
 fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
     let t0 = Instant::now();
     setup::ensure_host_tools()?;
     if !guest_only {
+        lint()?;
         run(cargo().args(["test", "--workspace", "--exclude", "copyup-trace-ebpf"]))?;
     }
     let tool = build_static()?;
     let build_done = t0.elapsed();
 
     let (mut passed, mut failed) = (0, 0);
+    let mut record = |name: &str, r: Result<()>| match r {
+        Ok(()) => {
+            passed += 1;
+            println!("{name} ... ok");
+        }
+        Err(e) => {
+            failed += 1;
+            println!("{name} ... FAILED\n    {e:#}");
+        }
+    };
+    for (name, check) in host::CHECKS {
+        record(&format!("host: {name}"), check(&tool));
+    }
     for k in kernels(kernel_series)? {
         let r = boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900))?;
         // Kept for reading after the run: the raw tool output of every scenario.
@@ -130,16 +183,7 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
         std::fs::write(&saved, &r.results)?;
         let a = scenarios::Artifacts::new(&k.version, &r.results);
         for (name, check) in scenarios::CHECKS {
-            match check(&a) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("guest {}: {name} ... ok", k.version);
-                }
-                Err(e) => {
-                    failed += 1;
-                    println!("guest {}: {name} ... FAILED\n    {e:#}", k.version);
-                }
-            }
+            record(&format!("guest {}: {name}", k.version), check(&a));
         }
         println!(
             "guest {}: booted and ran all scenarios in {:.1}s",
@@ -152,7 +196,7 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
         build_done.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
-    println!("guest: {passed} passed, {failed} failed");
+    println!("host and guest checks: {passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} guest checks failed");
     }
@@ -180,6 +224,7 @@ fn main() -> Result<()> {
             guest_only,
         } => test(&kernels, guest_only),
         Cmd::Setup => setup::ensure_host_tools(),
+        Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
         Cmd::GuestSelftest => guest::selftest(),
     }
