@@ -17,14 +17,38 @@ pub const PATH_BUF_LEN: usize = PATH_COMPONENTS_LEN + NAME_READ_LEN;
 /// Upper bound on `d_parent` steps from the copied dentry to the overlay root.
 pub const MAX_PATH_DEPTH: u32 = 32;
 
+/// First field of every ring-buffer record: what follows.
+pub mod record {
+    pub const COPY_UP: u32 = 1;
+    pub const OP_DONE: u32 = 2;
+}
+
+/// The overlayfs operation (or syscall) a thread is in when it copies up.
+pub mod op {
+    pub const NONE: u32 = 0;
+    pub const SETATTR: u32 = 1;
+    pub const OPEN: u32 = 2;
+    pub const SETXATTR: u32 = 3;
+    pub const REMOVEXATTR: u32 = 4;
+    pub const CREATE: u32 = 5;
+    pub const MKDIR: u32 = 6;
+    pub const MKNOD: u32 = 7;
+    pub const SYMLINK: u32 = 8;
+    pub const LINK: u32 = 9;
+    pub const UNLINK: u32 = 10;
+    pub const RMDIR: u32 = 11;
+    pub const RENAME: u32 = 12;
+    pub const TMPFILE: u32 = 13;
+    /// The `do_fchownat` syscall path (chown, lchown, fchownat).
+    pub const FCHOWNAT: u32 = 14;
+}
+
 /// `CopyUpEvent::flags` bits.
 pub mod flags {
     /// The walk stopped before the overlay root (too deep or too long).
     pub const PATH_TRUNCATED: u32 = 1 << 0;
     /// The copy-up happened inside `do_fchownat` (chown, lchown, fchownat).
     pub const IN_FCHOWNAT: u32 = 1 << 1;
-    /// The copy-up happened inside `ovl_setattr`; `ia_valid` holds its attribute mask.
-    pub const IN_SETATTR: u32 = 1 << 2;
     /// `ovl_copy_up_start` found the copy-up already done by another thread: this
     /// thread waited, nothing was copied by it.
     pub const WAITED: u32 = 1 << 3;
@@ -36,6 +60,10 @@ pub mod flags {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CopyUpEvent {
+    /// `record::COPY_UP`.
+    pub record: u32,
+    /// `op::*` of the innermost overlayfs operation in progress.
+    pub op: u32,
     /// `bpf_ktime_get_ns()` when `ovl_copy_up_one` was entered.
     pub start_ns: u64,
     /// Whole copy-up: `ovl_copy_up_one` entry to return.
@@ -46,6 +74,10 @@ pub struct CopyUpEvent {
     pub bytes: u64,
     /// Entry time of the enclosing syscall probe (`do_fchownat`), 0 if none.
     pub syscall_start_ns: u64,
+    /// Entry time of the enclosing overlayfs operation, 0 if none.
+    pub op_start_ns: u64,
+    /// `i_size` of the overlay inode when the copy-up began.
+    pub size: u64,
     pub cgroup_id: u64,
     /// Entry time of the data-copy function in flight (scratch, not meaningful to readers).
     pub data_start_ns: u64,
@@ -58,10 +90,18 @@ pub struct CopyUpEvent {
     pub mode: u32,
     /// `flags::*`.
     pub flags: u32,
-    /// `ia_valid` of the enclosing `ovl_setattr`, when `IN_SETATTR`.
+    /// `ia_valid` of the enclosing `ovl_setattr`, when `op` is `op::SETATTR`.
     pub ia_valid: u32,
     /// Number of components in `path`.
     pub depth: u32,
+    /// `flags` argument of `ovl_copy_up_one`: open flags for an open, `O_WRONLY` for a
+    /// data copy-up forced by truncate, 0 otherwise.
+    pub copy_flags: u32,
+    /// `flag` argument of `do_fchownat` (`AT_SYMLINK_NOFOLLOW` for lchown).
+    pub syscall_flag: u32,
+    /// `s_dev` of the overlay superblock, to find the mount point.
+    pub dev: u32,
+    pub _pad: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_LEN],
     /// Path components from the copied object up to (not including) the overlay root,
@@ -74,7 +114,39 @@ pub struct CopyUpEvent {
 #[derive(Clone, Copy)]
 pub struct SyscallState {
     pub start_ns: u64,
+    /// Copy-ups (not waits) done under this syscall so far.
+    pub copy_ups: u32,
+    pub flag: u32,
     pub filename: [u8; FILENAME_LEN],
+}
+
+/// Per-thread state of an overlayfs operation that may copy up.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpState {
+    pub start_ns: u64,
+    pub op: u32,
+    /// `ia_valid` for SETATTR.
+    pub ia_valid: u32,
+    pub copy_ups: u32,
+    pub _pad: u32,
+}
+
+/// Sent when a syscall or operation that caused copy-ups returns: its own latency.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpDoneEvent {
+    /// `record::OP_DONE`.
+    pub record: u32,
+    pub op: u32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub copy_ups: u32,
+    pub ret: i32,
+    pub ia_valid: u32,
+    pub _pad: u32,
 }
 
 /// Indexes into the `COUNTERS` per-CPU array.
@@ -91,4 +163,6 @@ mod user {
     // SAFETY: plain old data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::CopyUpEvent {}
     unsafe impl aya::Pod for super::SyscallState {}
+    unsafe impl aya::Pod for super::OpState {}
+    unsafe impl aya::Pod for super::OpDoneEvent {}
 }

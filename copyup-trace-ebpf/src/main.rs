@@ -24,8 +24,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use copyup_trace_common::{
-    counter, flags, CopyUpEvent, SyscallState, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN,
-    PATH_COMPONENTS_LEN,
+    counter, flags, op, record, CopyUpEvent, OpDoneEvent, OpState, SyscallState, FILENAME_LEN,
+    MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
 };
 use core::ptr::read_volatile;
 
@@ -42,6 +42,9 @@ static FILTER_TRACKED: u32 = 0;
 static FILTER_COMM: [u8; 16] = [0; 16];
 #[no_mangle]
 static FILTER_COMM_SET: u32 = 0;
+/// When non-zero, only tasks whose cgroup id is in `CGROUPS`.
+#[no_mangle]
+static FILTER_CGROUP: u32 = 0;
 
 #[no_mangle]
 static OFF_DENTRY_PARENT: u32 = 0;
@@ -52,6 +55,12 @@ static OFF_DENTRY_NAME: u32 = 0;
 static OFF_DENTRY_INODE: u32 = 0;
 #[no_mangle]
 static OFF_INODE_MODE: u32 = 0;
+#[no_mangle]
+static OFF_INODE_SIZE: u32 = 0;
+#[no_mangle]
+static OFF_DENTRY_SB: u32 = 0;
+#[no_mangle]
+static OFF_SB_DEV: u32 = 0;
 #[no_mangle]
 static OFF_TASK_REAL_PARENT: u32 = 0;
 #[no_mangle]
@@ -89,9 +98,13 @@ static INFLIGHT: LruHashMap<u32, CopyUpEvent> = LruHashMap::with_max_entries(102
 #[map]
 static SYSCALLS: LruHashMap<u32, SyscallState> = LruHashMap::with_max_entries(4096, 0);
 
-/// `ovl_setattr` calls in flight: tid -> ia_valid.
+/// Overlayfs operations in flight (setattr, open, xattr, directory ops), by tid.
 #[map]
-static SETATTR: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+static OPS: LruHashMap<u32, OpState> = LruHashMap::with_max_entries(4096, 0);
+
+/// `--cgroup`: the cgroup ids (the given cgroup and its descendants) to trace.
+#[map]
+static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 
 /// Process tree of `-- COMMAND`: tgids whose copy-ups are traced.
 #[map]
@@ -117,6 +130,12 @@ fn bump(idx: u32) {
 }
 
 #[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
 fn tid_of(pid_tgid: u64) -> u32 {
     pid_tgid as u32
 }
@@ -131,6 +150,13 @@ fn traced(pid_tgid: u64) -> bool {
     // SAFETY: lookup only.
     if cfg(&FILTER_TRACKED) != 0 && unsafe { TRACKED.get(&tgid) }.is_none() {
         return false;
+    }
+    if cfg(&FILTER_CGROUP) != 0 {
+        // SAFETY: helper without arguments; lookup only.
+        let id = unsafe { generated::bpf_get_current_cgroup_id() };
+        if unsafe { CGROUPS.get(&id) }.is_none() {
+            return false;
+        }
     }
     if cfg(&FILTER_COMM_SET) != 0 {
         let Ok(comm) = bpf_get_current_comm() else {
@@ -202,9 +228,13 @@ pub fn do_fchownat(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let filename: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
+    // do_fchownat(dfd, filename, user, group, flag)
+    let flag: u32 = ctx.arg(4).unwrap_or(0);
     // SAFETY: `st` is this CPU's scratch slot; the helper bounds the user read.
     unsafe {
-        (*st).start_ns = bpf_ktime_get_ns();
+        (*st).start_ns = now();
+        (*st).copy_ups = 0;
+        (*st).flag = flag;
         (*st).filename[0] = 0;
         generated::bpf_probe_read_user_str(
             (*st).filename.as_mut_ptr() as *mut _,
@@ -217,9 +247,134 @@ pub fn do_fchownat(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn do_fchownat_ret(_ctx: RetProbeContext) -> u32 {
-    let _ = SYSCALLS.remove(&tid_of(bpf_get_current_pid_tgid()));
+pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    if let Some(st) = SYSCALLS.get_ptr(&tid) {
+        // SAFETY: map value owned by this thread's key.
+        let (start, n) = unsafe { ((*st).start_ns, (*st).copy_ups) };
+        if n > 0 {
+            op_done(pid_tgid, op::FCHOWNAT, start, n, ctx.ret::<i64>() as i32, 0);
+        }
+    }
+    let _ = SYSCALLS.remove(&tid);
     0
+}
+
+/// Reports the latency of a syscall or operation that caused copy-ups.
+#[inline(always)]
+fn op_done(pid_tgid: u64, op: u32, start_ns: u64, copy_ups: u32, ret: i32, ia_valid: u32) {
+    let ev = OpDoneEvent {
+        record: record::OP_DONE,
+        op,
+        start_ns,
+        duration_ns: now() - start_ns,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        copy_ups,
+        ret,
+        ia_valid,
+        _pad: 0,
+    };
+    if EVENTS.output::<OpDoneEvent>(&ev, 0).is_err() {
+        bump(counter::LOST_EVENTS);
+    }
+}
+
+// ---- overlayfs operations that copy up ----
+
+#[inline(always)]
+fn op_enter(op: u32, ia_valid: u32) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return 0;
+    }
+    let st = OpState {
+        start_ns: now(),
+        op,
+        ia_valid,
+        copy_ups: 0,
+        _pad: 0,
+    };
+    let _ = OPS.insert(&tid_of(pid_tgid), &st, 0);
+    0
+}
+
+/// Return probe shared by every operation entry point.
+#[kretprobe]
+pub fn op_ret(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    if let Some(st) = OPS.get_ptr(&tid) {
+        // SAFETY: map value owned by this thread's key.
+        let st = unsafe { *st };
+        // Inside chown the syscall's own record carries the latency.
+        // SAFETY: lookup only.
+        if st.copy_ups > 0 && unsafe { SYSCALLS.get(&tid) }.is_none() {
+            op_done(
+                pid_tgid,
+                st.op,
+                st.start_ns,
+                st.copy_ups,
+                ctx.ret::<i64>() as i32,
+                st.ia_valid,
+            );
+        }
+    }
+    let _ = OPS.remove(&tid);
+    0
+}
+
+macro_rules! op_probe {
+    ($(#[$doc:meta])* $name:ident => $op:expr) => {
+        $(#[$doc])*
+        #[kprobe]
+        pub fn $name(_ctx: ProbeContext) -> u32 {
+            op_enter($op, 0)
+        }
+    };
+}
+
+op_probe!(
+    /// `ovl_open`: open for write or with O_TRUNC copies the file up.
+    op_open => op::OPEN);
+op_probe!(
+    /// Directory operations copy up the parent directory (and, for link and rename,
+    /// the source).
+    op_create => op::CREATE);
+op_probe!(op_mkdir => op::MKDIR);
+op_probe!(op_mknod => op::MKNOD);
+op_probe!(op_symlink => op::SYMLINK);
+op_probe!(op_link => op::LINK);
+op_probe!(op_unlink => op::UNLINK);
+op_probe!(op_rmdir => op::RMDIR);
+op_probe!(op_rename => op::RENAME);
+op_probe!(op_tmpfile => op::TMPFILE);
+
+/// Setting an xattr with a NULL value removes it.
+#[inline(always)]
+fn xattr_entry<const VALUE_ARG: usize>(ctx: &ProbeContext) -> u32 {
+    let value: u64 = ctx.arg(VALUE_ARG).unwrap_or(0);
+    op_enter(
+        if value == 0 {
+            op::REMOVEXATTR
+        } else {
+            op::SETXATTR
+        },
+        0,
+    )
+}
+
+/// `ovl_xattr_set(dentry, inode, name, value, size, flags)`.
+#[kprobe]
+pub fn op_xattr_v3(ctx: ProbeContext) -> u32 {
+    xattr_entry::<3>(&ctx)
+}
+
+/// `ovl_other_xattr_set(handler, ns|idmap, dentry, inode, name, value, size, flags)`.
+#[kprobe]
+pub fn op_xattr_v5(ctx: ProbeContext) -> u32 {
+    xattr_entry::<5>(&ctx)
 }
 
 // Argument positions differ between kernels, and the verifier only allows constant
@@ -228,17 +383,12 @@ pub fn do_fchownat_ret(_ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn setattr_entry<const ATTR_ARG: usize>(ctx: &ProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
-        return 0;
-    }
     let attr: *const u8 = ctx.arg(ATTR_ARG).unwrap_or(core::ptr::null());
     // SAFETY: bounded kernel read of an int.
     let valid: u32 =
         unsafe { bpf_probe_read_kernel(attr.add(cfg(&OFF_IATTR_VALID) as usize) as *const u32) }
             .unwrap_or(0);
-    let _ = SETATTR.insert(&tid_of(pid_tgid), &valid, 0);
-    0
+    op_enter(op::SETATTR, valid)
 }
 
 /// `ovl_setattr(dentry, attr)`, before 5.12.
@@ -251,12 +401,6 @@ pub fn ovl_setattr_a1(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn ovl_setattr_a2(ctx: ProbeContext) -> u32 {
     setattr_entry::<2>(&ctx)
-}
-
-#[kretprobe]
-pub fn ovl_setattr_ret(_ctx: RetProbeContext) -> u32 {
-    let _ = SETATTR.remove(&tid_of(bpf_get_current_pid_tgid()));
-    0
 }
 
 // ---- the copy-up itself ----
@@ -273,10 +417,16 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
     };
     // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
     let dentry: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
+    let copy_flags: u32 = ctx.arg(2).unwrap_or(0);
     // SAFETY: `ev` is this CPU's scratch slot; kernel pointers are only read through
     // bpf_probe_read_kernel.
     unsafe {
-        (*ev).start_ns = bpf_ktime_get_ns();
+        (*ev).record = record::COPY_UP;
+        (*ev).op = op::NONE;
+        (*ev).op_start_ns = 0;
+        (*ev).copy_flags = copy_flags;
+        (*ev).syscall_flag = 0;
+        (*ev).start_ns = now();
         (*ev).copy_ns = 0;
         (*ev).data_ns = 0;
         (*ev).bytes = 0;
@@ -303,17 +453,30 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
         if let Some(sys) = SYSCALLS.get_ptr(&tid) {
             (*ev).flags |= flags::IN_FCHOWNAT | flags::HAS_FILENAME;
             (*ev).syscall_start_ns = (*sys).start_ns;
+            (*ev).syscall_flag = (*sys).flag;
             let _ = bpf_probe_read_kernel_buf((*sys).filename.as_ptr(), &mut (*ev).filename);
         }
-        if let Some(valid) = SETATTR.get_ptr(&tid) {
-            (*ev).flags |= flags::IN_SETATTR;
-            (*ev).ia_valid = *valid;
+        if let Some(o) = OPS.get_ptr(&tid) {
+            (*ev).op = (*o).op;
+            (*ev).op_start_ns = (*o).start_ns;
+            (*ev).ia_valid = (*o).ia_valid;
         }
 
-        (*ev).mode = match read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
-            Some(inode) if !inode.is_null() => {
-                bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16)
-                    .unwrap_or(0) as u32
+        (*ev).mode = 0;
+        (*ev).size = 0;
+        if let Some(inode) = read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
+            if !inode.is_null() {
+                (*ev).mode =
+                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16)
+                        .unwrap_or(0) as u32;
+                (*ev).size =
+                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_SIZE) as usize) as *const u64)
+                        .unwrap_or(0);
+            }
+        }
+        (*ev).dev = match read_ptr(dentry, cfg(&OFF_DENTRY_SB)) {
+            Some(sb) if !sb.is_null() => {
+                bpf_probe_read_kernel(sb.add(cfg(&OFF_SB_DEV) as usize) as *const u32).unwrap_or(0)
             }
             _ => 0,
         };
@@ -332,10 +495,18 @@ pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
     let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
-    // SAFETY: map value owned by this thread's key.
+    // SAFETY: map values owned by this thread's key.
     unsafe {
-        (*ev).copy_ns = bpf_ktime_get_ns() - (*ev).start_ns;
+        (*ev).copy_ns = now() - (*ev).start_ns;
         (*ev).ret = ctx.ret::<i64>() as i32;
+        if (*ev).flags & flags::WAITED == 0 {
+            if let Some(o) = OPS.get_ptr_mut(&tid) {
+                (*o).copy_ups += 1;
+            }
+            if let Some(sys) = SYSCALLS.get_ptr_mut(&tid) {
+                (*sys).copy_ups += 1;
+            }
+        }
         if EVENTS.output::<CopyUpEvent>(&*ev, 0).is_err() {
             bump(counter::LOST_EVENTS);
         }
@@ -370,7 +541,7 @@ fn add_data(len: u64) -> u32 {
     // SAFETY: map value owned by this thread's key.
     unsafe {
         (*ev).bytes += len;
-        (*ev).data_start_ns = bpf_ktime_get_ns();
+        (*ev).data_start_ns = now();
     }
     0
 }
@@ -428,7 +599,7 @@ pub fn copy_data_ret(_ctx: RetProbeContext) -> u32 {
     // SAFETY: map value owned by this thread's key.
     unsafe {
         if (*ev).data_start_ns != 0 {
-            (*ev).data_ns += bpf_ktime_get_ns() - (*ev).data_start_ns;
+            (*ev).data_ns += now() - (*ev).data_start_ns;
             (*ev).data_start_ns = 0;
         }
     }

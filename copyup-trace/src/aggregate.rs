@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::decode::{CopyUp, Kind, Trigger};
+use crate::decode::{CopyUp, Kind, OpDone, Trigger};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -55,10 +55,19 @@ pub struct ProcRow {
     pub stats: Stats,
 }
 
+/// Syscalls/operations that caused copy-ups, by trigger: how long the caller waited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpStats {
+    pub calls: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Aggregate {
     files: HashMap<Vec<u8>, FileRow>,
     procs: HashMap<u32, ProcRow>,
+    ops: HashMap<Trigger, OpStats>,
     pub total: Stats,
 }
 
@@ -84,6 +93,17 @@ impl Aggregate {
             })
             .stats
             .add(c);
+    }
+
+    pub fn add_op(&mut self, d: &OpDone) {
+        let s = self.ops.entry(d.trigger).or_default();
+        s.calls += 1;
+        s.total_ns += d.duration_ns;
+        s.max_ns = s.max_ns.max(d.duration_ns);
+    }
+
+    pub fn op_stats(&self, t: Trigger) -> Option<OpStats> {
+        self.ops.get(&t).copied()
     }
 
     /// Files by total copy-up time, longest first; ties by path.
@@ -133,6 +153,10 @@ mod tests {
             path_truncated: false,
             filename: None,
             waited: false,
+            metacopy: false,
+            size: bytes,
+            dev: 0,
+            cause_start_ns: 0,
         }
     }
 

@@ -14,6 +14,24 @@ pub enum Output {
     Csv,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    File,
+    Process,
+    Container,
+    Trigger,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Total copy-up time.
+    Time,
+    /// Bytes copied.
+    Bytes,
+    /// Number of copy-ups.
+    Count,
+}
+
 /// Trace overlayfs copy-ups: which files the kernel copied up to the upper layer, how
 /// many bytes, how long it took, and which process and syscall caused it.
 #[derive(Debug, Parser)]
@@ -50,9 +68,39 @@ pub struct Args {
     #[arg(short, long, value_name = "TIME", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
+    /// Only tasks in this cgroup (a cgroup2 path, absolute or under /sys/fs/cgroup) or
+    /// below it.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+
+    /// Tables to print: by file, process, container or trigger (repeatable; default
+    /// file and process).
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Vec<By>,
+
     /// Rows per table.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: u32,
+
+    /// Order of table rows.
+    #[arg(long, value_enum, default_value_t = SortKey::Time)]
+    pub sort: SortKey,
+
+    /// Also print log2 histograms of copy-up latency per trigger.
+    #[arg(long)]
+    pub hist: bool,
+
+    /// Print the tables every TIME (and reset them), like top: 5s, 1 (seconds).
+    #[arg(short, long, value_name = "TIME", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Print one line per copy-up as it happens.
+    #[arg(long)]
+    pub events: bool,
+
+    /// Also write the final summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
 
     /// Kernel ring buffer size for events: a power of two, at least 4K.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_ring_size)]
@@ -191,6 +239,22 @@ mod tests {
         assert_eq!(a.duration, Some(Duration::from_secs(30)));
         assert_eq!(a.command, ["chown", "-R", "1000:1000", "/m"]);
         assert_eq!(a.ring_size, 4 << 20);
+        assert!(a.by.is_empty() && !a.hist && !a.events && a.interval.is_none());
+    }
+
+    #[test]
+    fn report_options() {
+        let a = parse(&[
+            "--by", "container", "--by", "trigger", "--sort", "bytes", "--hist", "-i", "2s",
+            "--events", "--report", "/tmp/r.json", "--cgroup", "/system.slice",
+        ])
+        .unwrap();
+        assert_eq!(a.by, [By::Container, By::Trigger]);
+        assert_eq!(a.sort, SortKey::Bytes);
+        assert!(a.hist && a.events);
+        assert_eq!(a.interval, Some(Duration::from_secs(2)));
+        assert_eq!(a.report.as_deref(), Some(std::path::Path::new("/tmp/r.json")));
+        assert_eq!(a.cgroup.as_deref(), Some("/system.slice"));
     }
 
     #[test]
@@ -211,6 +275,9 @@ mod tests {
             &["-d", "never"],
             &["--ring-size", "3000"],
             &["--top", "0"],
+            &["--by", "inode"],
+            &["--sort", "size"],
+            &["-i", "0"],
             &["--frobnicate"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");

@@ -1,7 +1,7 @@
 //! Turns raw ring-buffer records into `CopyUp` values and names what triggered them.
 
 use anyhow::{bail, Result};
-use copyup_trace_common::{flags, CopyUpEvent, PATH_BUF_LEN};
+use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent, PATH_BUF_LEN};
 use serde::Serialize;
 
 /// `ia_valid` bits (include/linux/fs.h), stable since 2.6.
@@ -15,39 +15,90 @@ mod attr {
 }
 
 /// What made the kernel copy up, as the user would name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trigger {
     Chown,
+    Lchown,
+    Fchown,
     Chmod,
     Truncate,
     Utimes,
     Setattr,
+    OpenWrite,
+    OpenTrunc,
+    Setxattr,
+    Removexattr,
+    Create,
+    Mkdir,
+    Mknod,
+    Symlink,
+    Link,
+    Unlink,
+    Rmdir,
+    Rename,
+    Tmpfile,
     Other,
 }
 
+const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+const O_TRUNC: u32 = 0o1000;
+
 impl Trigger {
+    pub const ALL: [Trigger; 21] = [
+        Trigger::Chown,
+        Trigger::Lchown,
+        Trigger::Fchown,
+        Trigger::Chmod,
+        Trigger::Truncate,
+        Trigger::Utimes,
+        Trigger::Setattr,
+        Trigger::OpenWrite,
+        Trigger::OpenTrunc,
+        Trigger::Setxattr,
+        Trigger::Removexattr,
+        Trigger::Create,
+        Trigger::Mkdir,
+        Trigger::Mknod,
+        Trigger::Symlink,
+        Trigger::Link,
+        Trigger::Unlink,
+        Trigger::Rmdir,
+        Trigger::Rename,
+        Trigger::Tmpfile,
+        Trigger::Other,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Trigger::Chown => "chown",
+            Trigger::Lchown => "lchown",
+            Trigger::Fchown => "fchown",
             Trigger::Chmod => "chmod",
             Trigger::Truncate => "truncate",
             Trigger::Utimes => "utimes",
             Trigger::Setattr => "setattr",
+            Trigger::OpenWrite => "open-write",
+            Trigger::OpenTrunc => "open-trunc",
+            Trigger::Setxattr => "setxattr",
+            Trigger::Removexattr => "removexattr",
+            Trigger::Create => "create",
+            Trigger::Mkdir => "mkdir",
+            Trigger::Mknod => "mknod",
+            Trigger::Symlink => "symlink",
+            Trigger::Link => "link",
+            Trigger::Unlink => "unlink",
+            Trigger::Rmdir => "rmdir",
+            Trigger::Rename => "rename",
+            Trigger::Tmpfile => "tmpfile",
             Trigger::Other => "other",
         }
     }
 
-    /// From the context flags and the setattr mask of the event.
-    pub fn classify(event_flags: u32, ia_valid: u32) -> Trigger {
-        if event_flags & flags::IN_FCHOWNAT != 0 {
-            return Trigger::Chown;
-        }
-        if event_flags & flags::IN_SETATTR == 0 {
-            return Trigger::Other;
-        }
+    /// A setattr outside do_fchownat, by its attribute mask.
+    fn of_setattr(ia_valid: u32) -> Trigger {
         if ia_valid & (attr::UID | attr::GID) != 0 {
-            Trigger::Chown
+            // Not through do_fchownat: fchown(2) (or a kernel without that probe).
+            Trigger::Fchown
         } else if ia_valid & attr::SIZE != 0 {
             Trigger::Truncate
         } else if ia_valid & attr::MODE != 0 {
@@ -57,6 +108,46 @@ impl Trigger {
         } else {
             Trigger::Setattr
         }
+    }
+
+    /// From an operation code and what is known about it.
+    pub fn of_op(op_code: u32, ia_valid: u32, copy_flags: u32) -> Trigger {
+        match op_code {
+            op::SETATTR => Trigger::of_setattr(ia_valid),
+            op::OPEN if copy_flags & O_TRUNC != 0 => Trigger::OpenTrunc,
+            op::OPEN => Trigger::OpenWrite,
+            op::SETXATTR => Trigger::Setxattr,
+            op::REMOVEXATTR => Trigger::Removexattr,
+            op::CREATE => Trigger::Create,
+            op::MKDIR => Trigger::Mkdir,
+            op::MKNOD => Trigger::Mknod,
+            op::SYMLINK => Trigger::Symlink,
+            op::LINK => Trigger::Link,
+            op::UNLINK => Trigger::Unlink,
+            op::RMDIR => Trigger::Rmdir,
+            op::RENAME => Trigger::Rename,
+            op::TMPFILE => Trigger::Tmpfile,
+            op::FCHOWNAT => Trigger::Chown,
+            _ => Trigger::Other,
+        }
+    }
+
+    /// A copy-up's trigger: the chown syscall if inside one, else the operation.
+    pub fn classify(ev: &CopyUpEvent) -> Trigger {
+        if ev.flags & flags::IN_FCHOWNAT != 0 {
+            return if ev.syscall_flag & AT_SYMLINK_NOFOLLOW != 0 {
+                Trigger::Lchown
+            } else {
+                Trigger::Chown
+            };
+        }
+        Trigger::of_op(ev.op, ev.ia_valid, ev.copy_flags)
+    }
+}
+
+impl Serialize for Trigger {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -112,6 +203,34 @@ pub struct CopyUp {
     pub filename: Option<Vec<u8>>,
     /// Another thread did the copy; this one only waited for it.
     pub waited: bool,
+    /// Only metadata was copied (`metacopy=on`): data stays in the lower layer until
+    /// the first write-open.
+    pub metacopy: bool,
+    /// File size when the copy-up began.
+    pub size: u64,
+    /// Overlay superblock device (kernel encoding), to find the mount point.
+    pub dev: u32,
+    /// Start of the enclosing chown syscall or overlayfs operation: joins this copy-up
+    /// to the `OpDone` that reports that call's latency.
+    pub cause_start_ns: u64,
+}
+
+/// A syscall or overlayfs operation that caused copy-ups has returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpDone {
+    pub trigger: Trigger,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub copy_ups: u32,
+    pub ret: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    CopyUp(CopyUp),
+    OpDone(OpDone),
 }
 
 fn cstr(bytes: &[u8]) -> &[u8] {
@@ -142,17 +261,34 @@ fn join_path(buf: &[u8], depth: u32) -> Vec<u8> {
     path
 }
 
-pub fn decode(raw: &[u8]) -> Result<CopyUp> {
-    if raw.len() < size_of::<CopyUpEvent>() {
-        bail!(
-            "short copy-up record: {} bytes, want {}",
-            raw.len(),
-            size_of::<CopyUpEvent>()
-        );
+/// Reads a plain-old-data record of type `T` from the start of `raw`.
+fn read<T: Copy>(raw: &[u8]) -> Result<T> {
+    if raw.len() < size_of::<T>() {
+        bail!("short record: {} bytes, want {}", raw.len(), size_of::<T>());
     }
-    // SAFETY: length checked; CopyUpEvent is plain old data, any bit pattern is valid.
-    let ev: CopyUpEvent = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
-    Ok(from_event(&ev))
+    // SAFETY: length checked; T is a #[repr(C)] plain-old-data record for which any
+    // bit pattern is valid.
+    Ok(unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) })
+}
+
+pub fn decode(raw: &[u8]) -> Result<Record> {
+    let kind: u32 = read(raw)?;
+    match kind {
+        record::COPY_UP => Ok(Record::CopyUp(from_event(&read::<CopyUpEvent>(raw)?))),
+        record::OP_DONE => {
+            let ev: OpDoneEvent = read(raw)?;
+            Ok(Record::OpDone(OpDone {
+                trigger: Trigger::of_op(ev.op, ev.ia_valid, 0),
+                start_ns: ev.start_ns,
+                duration_ns: ev.duration_ns,
+                pid: ev.pid,
+                tid: ev.tid,
+                copy_ups: ev.copy_ups,
+                ret: ev.ret,
+            }))
+        }
+        other => bail!("unknown record type {other}"),
+    }
 }
 
 pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
@@ -168,19 +304,31 @@ pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
         ppid: ev.ppid,
         ret: ev.ret,
         comm: cstr(&ev.comm).to_vec(),
-        trigger: Trigger::classify(ev.flags, ev.ia_valid),
+        trigger: Trigger::classify(ev),
         kind: Kind::from_mode(ev.mode),
         path: join_path(&ev.path, ev.depth),
         path_truncated: ev.flags & flags::PATH_TRUNCATED != 0,
         filename: (ev.flags & flags::HAS_FILENAME != 0).then(|| cstr(&ev.filename).to_vec()),
         waited: ev.flags & flags::WAITED != 0,
+        metacopy: Kind::from_mode(ev.mode) == Kind::File
+            && ev.bytes == 0
+            && ev.size > 0
+            && ev.ret == 0
+            && ev.flags & flags::WAITED == 0
+            && ev.copy_flags & O_TRUNC == 0,
+        size: ev.size,
+        dev: ev.dev,
+        cause_start_ns: if ev.syscall_start_ns != 0 {
+            ev.syscall_start_ns
+        } else {
+            ev.op_start_ns
+        },
     }
 }
 
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use copyup_trace_common::{COMM_LEN, FILENAME_LEN};
 
     /// A zeroed raw event with the given path components (leaf first).
     pub fn raw_event(components: &[&[u8]]) -> CopyUpEvent {
@@ -214,10 +362,13 @@ pub mod tests {
         ev.flags = flags::IN_FCHOWNAT | flags::HAS_FILENAME;
         ev.comm[..5].copy_from_slice(b"chown");
         ev.filename[..8].copy_from_slice(b"/m/big\0x");
+        ev.record = record::COPY_UP;
         let raw: &[u8] = unsafe {
             std::slice::from_raw_parts((&ev as *const CopyUpEvent).cast(), size_of::<CopyUpEvent>())
         };
-        let c = decode(raw).unwrap();
+        let Record::CopyUp(c) = decode(raw).unwrap() else {
+            panic!("not a copy-up")
+        };
         assert_eq!(c.bytes, 8388608);
         assert_eq!((c.pid, c.tid, c.ret), (42, 43, -28));
         assert_eq!(c.comm, b"chown");
@@ -226,26 +377,84 @@ pub mod tests {
         assert_eq!(c.trigger, Trigger::Chown);
         assert_eq!(c.path, b"/big");
         assert!(decode(&raw[..100]).is_err());
-        let _ = (COMM_LEN, FILENAME_LEN);
     }
 
     #[test]
-    fn triggers_from_setattr_mask() {
+    fn triggers() {
         use flags::*;
-        assert_eq!(
-            Trigger::classify(IN_FCHOWNAT | IN_SETATTR, 1),
-            Trigger::Chown
-        );
+        let t = |f: u32, sys_flag: u32, op_code: u32, ia: u32, cf: u32| {
+            let mut ev = raw_event(&[]);
+            ev.flags = f;
+            ev.syscall_flag = sys_flag;
+            ev.op = op_code;
+            ev.ia_valid = ia;
+            ev.copy_flags = cf;
+            Trigger::classify(&ev)
+        };
+        assert_eq!(t(IN_FCHOWNAT, 0, op::SETATTR, 6, 0), Trigger::Chown);
+        assert_eq!(t(IN_FCHOWNAT, 0x100, op::SETATTR, 6, 0), Trigger::Lchown);
         // fchown: setattr with ATTR_UID|ATTR_GID|ATTR_CTIME, no do_fchownat.
-        assert_eq!(Trigger::classify(IN_SETATTR, 2 | 4 | 64), Trigger::Chown);
-        assert_eq!(Trigger::classify(IN_SETATTR, 1 | 64), Trigger::Chmod);
-        assert_eq!(
-            Trigger::classify(IN_SETATTR, 8 | 32 | 64),
-            Trigger::Truncate
-        );
-        assert_eq!(Trigger::classify(IN_SETATTR, 16 | 32 | 64), Trigger::Utimes);
-        assert_eq!(Trigger::classify(IN_SETATTR, 64), Trigger::Setattr);
-        assert_eq!(Trigger::classify(0, 0), Trigger::Other);
+        assert_eq!(t(0, 0, op::SETATTR, 2 | 4 | 64, 0), Trigger::Fchown);
+        assert_eq!(t(0, 0, op::SETATTR, 1 | 64, 0), Trigger::Chmod);
+        assert_eq!(t(0, 0, op::SETATTR, 8 | 32 | 64, 1), Trigger::Truncate);
+        assert_eq!(t(0, 0, op::SETATTR, 16 | 32 | 64, 0), Trigger::Utimes);
+        assert_eq!(t(0, 0, op::SETATTR, 64, 0), Trigger::Setattr);
+        assert_eq!(t(0, 0, op::OPEN, 0, 0o1), Trigger::OpenWrite);
+        assert_eq!(t(0, 0, op::OPEN, 0, 0o1001), Trigger::OpenTrunc);
+        assert_eq!(t(0, 0, op::SETXATTR, 0, 0), Trigger::Setxattr);
+        assert_eq!(t(0, 0, op::REMOVEXATTR, 0, 0), Trigger::Removexattr);
+        assert_eq!(t(0, 0, op::CREATE, 0, 0), Trigger::Create);
+        assert_eq!(t(0, 0, op::UNLINK, 0, 0), Trigger::Unlink);
+        assert_eq!(t(0, 0, op::RENAME, 0, 0), Trigger::Rename);
+        assert_eq!(t(0, 0, op::NONE, 0, 0), Trigger::Other);
+        assert_eq!(t(0, 0, 999, 0, 0), Trigger::Other);
+        let names: std::collections::BTreeSet<_> = Trigger::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), Trigger::ALL.len(), "names are distinct");
+    }
+
+    #[test]
+    fn metacopy_is_a_regular_file_copied_without_data() {
+        let mut ev = raw_event(&[b"f"]);
+        ev.mode = 0o100644;
+        ev.size = 4096;
+        assert!(from_event(&ev).metacopy);
+        ev.bytes = 4096;
+        assert!(!from_event(&ev).metacopy, "data copied");
+        ev.bytes = 0;
+        ev.copy_flags = 0o1001;
+        assert!(!from_event(&ev).metacopy, "O_TRUNC copies no data by design");
+        ev.copy_flags = 0;
+        ev.size = 0;
+        assert!(!from_event(&ev).metacopy, "empty file");
+        ev.size = 10;
+        ev.mode = 0o040755;
+        assert!(!from_event(&ev).metacopy, "directory");
+    }
+
+    #[test]
+    fn op_done_records() {
+        let ev = OpDoneEvent {
+            record: record::OP_DONE,
+            op: op::SETATTR,
+            start_ns: 10,
+            duration_ns: 500,
+            pid: 1,
+            tid: 2,
+            copy_ups: 3,
+            ret: 0,
+            ia_valid: 1,
+            _pad: 0,
+        };
+        let raw: &[u8] = unsafe {
+            std::slice::from_raw_parts((&ev as *const OpDoneEvent).cast(), size_of::<OpDoneEvent>())
+        };
+        let Record::OpDone(d) = decode(raw).unwrap() else {
+            panic!("not an op record")
+        };
+        assert_eq!((d.trigger, d.duration_ns, d.copy_ups), (Trigger::Chmod, 500, 3));
+        let mut bad = raw.to_vec();
+        bad[0] = 77;
+        assert!(decode(&bad).unwrap_err().to_string().contains("unknown record type"));
     }
 
     #[test]

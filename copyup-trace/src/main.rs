@@ -1,10 +1,13 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
 
 mod aggregate;
+mod cgroups;
 mod cli;
 mod decode;
 mod escape;
+mod hist;
 mod kernel;
+mod mounts;
 mod plan;
 mod preflight;
 mod probes;
@@ -61,6 +64,7 @@ fn start(args: &Args) -> Result<Probes> {
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
+        cgroups: None,
         tree,
     };
     Probes::load(&plan, &filter, args.ring_size as u32)

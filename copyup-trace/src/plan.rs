@@ -23,6 +23,9 @@ pub struct Offsets {
     pub dentry_name: u32,
     pub dentry_inode: u32,
     pub inode_mode: u32,
+    pub inode_size: u32,
+    pub dentry_sb: u32,
+    pub sb_dev: u32,
     pub task_real_parent: u32,
     pub task_tgid: u32,
     pub iattr_valid: u32,
@@ -71,6 +74,8 @@ pub struct ProbePlan {
     /// `ovl_copy_up_start` can be probed, so waits on another thread's copy-up are seen.
     pub copy_up_start: bool,
     pub data: DataProbe,
+    /// Overlayfs operations to attach to: (kernel function, eBPF program).
+    pub ops: Vec<(&'static str, &'static str)>,
     pub offsets: Offsets,
 }
 
@@ -103,6 +108,24 @@ pub const COPY_UP_START: &str = "ovl_copy_up_start";
 pub const SETATTR: &str = "ovl_setattr";
 pub const FCHOWNAT: &str = "do_fchownat";
 
+pub const XATTR_SET: &str = "ovl_xattr_set";
+pub const OTHER_XATTR_SET: &str = "ovl_other_xattr_set";
+
+/// Overlayfs entry points that copy up, with the eBPF program that names them. Their
+/// addresses are taken by inode/file operation tables, so they are never inlined away.
+pub const OP_FUNCTIONS: &[(&str, &str)] = &[
+    ("ovl_open", "op_open"),
+    ("ovl_create", "op_create"),
+    ("ovl_mkdir", "op_mkdir"),
+    ("ovl_mknod", "op_mknod"),
+    ("ovl_symlink", "op_symlink"),
+    ("ovl_link", "op_link"),
+    ("ovl_unlink", "op_unlink"),
+    ("ovl_rmdir", "op_rmdir"),
+    ("ovl_rename", "op_rename"),
+    ("ovl_tmpfile", "op_tmpfile"),
+];
+
 /// Every function the plan may look at; `kernel.rs` gathers facts for these.
 pub const FUNCTIONS: &[&str] = &[
     COPY_UP_ONE,
@@ -111,6 +134,18 @@ pub const FUNCTIONS: &[&str] = &[
     COPY_UP_START,
     SETATTR,
     FCHOWNAT,
+    XATTR_SET,
+    OTHER_XATTR_SET,
+    "ovl_open",
+    "ovl_create",
+    "ovl_mkdir",
+    "ovl_mknod",
+    "ovl_symlink",
+    "ovl_link",
+    "ovl_unlink",
+    "ovl_rmdir",
+    "ovl_rename",
+    "ovl_tmpfile",
 ];
 
 /// `(major, minor)` from a release string such as `6.12.57+deb12-amd64`.
@@ -185,7 +220,17 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         ),
     }
 
+    let mut ops: Vec<(&'static str, &'static str)> = OP_FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|(func, _)| facts.func(func).is_some())
+        .collect();
+    if let Some(x) = decide_xattr(facts) {
+        ops.push(x);
+    }
+
     Ok(ProbePlan {
+        ops,
         copy_up_dentry_arg,
         fchownat: facts.func(FCHOWNAT).is_some(),
         setattr_attr_arg,
@@ -193,6 +238,22 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         data,
         offsets: facts.offsets,
     })
+}
+
+/// Where setting or removing an xattr can be seen, by the position of `value`:
+/// `ovl_xattr_set(dentry, inode, name, value, ...)`, or the handler
+/// `ovl_other_xattr_set(handler, ns|idmap, dentry, inode, name, value, ...)` where the
+/// former was inlined.
+fn decide_xattr(facts: &KernelFacts) -> Option<(&'static str, &'static str)> {
+    for (func, fallback) in [(XATTR_SET, 3), (OTHER_XATTR_SET, 5)] {
+        let Some(f) = facts.func(func) else { continue };
+        match facts.arg_index(f, "value", |_| Some(fallback)) {
+            Some(3) => return Some((func, "op_xattr_v3")),
+            Some(5) => return Some((func, "op_xattr_v5")),
+            _ => continue,
+        }
+    }
+    None
 }
 
 fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
@@ -494,6 +555,34 @@ mod tests {
             ],
         );
         assert!(decide(&k).is_err());
+    }
+
+    #[test]
+    fn operations_and_xattr_variants() {
+        let mut k = facts(
+            "6.12.0",
+            &[
+                (COPY_UP_ONE, no_btf()),
+                (COPY_UP_FILE, no_btf()),
+                ("ovl_open", no_btf()),
+                ("ovl_rename", no_btf()),
+                (OTHER_XATTR_SET, f(&["handler", "idmap", "dentry", "inode", "name", "value", "size", "flags"])),
+            ],
+        );
+        let p = decide(&k).unwrap();
+        assert_eq!(
+            p.ops,
+            vec![
+                ("ovl_open", "op_open"),
+                ("ovl_rename", "op_rename"),
+                (OTHER_XATTR_SET, "op_xattr_v5")
+            ]
+        );
+        k.funcs.insert(
+            XATTR_SET.into(),
+            f(&["dentry", "inode", "name", "value", "size", "flags"]),
+        );
+        assert_eq!(decide(&k).unwrap().ops.last(), Some(&(XATTR_SET, "op_xattr_v3")));
     }
 
     #[test]

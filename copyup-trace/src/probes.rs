@@ -18,6 +18,8 @@ use crate::{
 pub struct Filter {
     pub tgid: Option<u32>,
     pub comm: Option<String>,
+    /// Only these cgroup ids (a cgroup and its descendants).
+    pub cgroups: Option<Vec<u64>>,
     /// Follow a process tree seeded through `Probes::track`.
     pub tree: Option<TreeFollow>,
 }
@@ -59,7 +61,7 @@ impl Probes {
                 size_off, mode_off, ..
             } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 13] = [
+        let globals: [(&str, u32); 17] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -67,6 +69,10 @@ impl Probes {
             ("OFF_DENTRY_NAME", o.dentry_name),
             ("OFF_DENTRY_INODE", o.dentry_inode),
             ("OFF_INODE_MODE", o.inode_mode),
+            ("OFF_INODE_SIZE", o.inode_size),
+            ("OFF_DENTRY_SB", o.dentry_sb),
+            ("OFF_SB_DEV", o.sb_dev),
+            ("FILTER_CGROUP", filter.cgroups.is_some() as u32),
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),
@@ -94,9 +100,16 @@ impl Probes {
             p.kprobe("do_fchownat_ret", FCHOWNAT)?;
             p.kprobe("do_fchownat", FCHOWNAT)?;
         }
+        if let Some(ids) = &filter.cgroups {
+            p.set_cgroups(ids)?;
+        }
         if let Some(prog) = plan.setattr_program() {
-            p.kprobe("ovl_setattr_ret", SETATTR)?;
+            p.kprobe("op_ret", SETATTR)?;
             p.kprobe(prog, SETATTR)?;
+        }
+        for (func, prog) in &plan.ops {
+            p.kprobe("op_ret", func)?;
+            p.kprobe(prog, func)?;
         }
         if filter.tree.is_some() {
             let tp: &mut TracePoint = p.program("sched_process_fork")?;
@@ -126,12 +139,29 @@ impl Probes {
             .map_err(|e| anyhow!("eBPF program {name} has an unexpected type: {e}"))
     }
 
+    /// Loads `prog` (once) and attaches it to `func`; one program may serve several
+    /// functions.
     fn kprobe(&mut self, prog: &str, func: &str) -> Result<()> {
         let kp: &mut KProbe = self.program(prog)?;
-        kp.load()
-            .with_context(|| format!("loading eBPF program {prog}"))?;
+        if kp.fd().is_err() {
+            kp.load()
+                .with_context(|| format!("loading eBPF program {prog}"))?;
+        }
         kp.attach(func, 0)
             .with_context(|| format!("attaching {prog} to kernel function {func}"))?;
+        Ok(())
+    }
+
+    fn set_cgroups(&mut self, ids: &[u64]) -> Result<()> {
+        let map = self
+            .bpf
+            .map_mut("CGROUPS")
+            .ok_or_else(|| anyhow!("CGROUPS map missing"))?;
+        let mut m: HashMap<&mut MapData, u64, u8> = HashMap::try_from(map).context("CGROUPS map")?;
+        for id in ids {
+            m.insert(id, 1, 0)
+                .with_context(|| format!("adding cgroup {id} to the filter"))?;
+        }
         Ok(())
     }
 

@@ -8,7 +8,11 @@ use bytesize::ByteSize;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
-use crate::{aggregate::Aggregate, decode::CopyUp, escape::escape};
+use crate::{
+    aggregate::Aggregate,
+    decode::{CopyUp, OpDone},
+    escape::escape,
+};
 
 /// Version of the JSON-lines and CSV record layouts; bumped on incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,6 +70,9 @@ struct JsonEvent<'a> {
     data_ns: u64,
     ret: i32,
     waited: bool,
+    metacopy: bool,
+    size: u64,
+    cause_ts_ns: u64,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -89,12 +96,48 @@ impl<'a> JsonEvent<'a> {
             data_ns: c.data_ns,
             ret: c.ret,
             waited: c.waited,
+            metacopy: c.metacopy,
+            size: c.size,
+            cause_ts_ns: c.cause_start_ns,
         }
     }
 }
 
 pub fn json_event(out: &mut impl Write, c: &CopyUp) -> Result<()> {
     serde_json::to_writer(&mut *out, &JsonEvent::new(c))?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonOp<'a> {
+    #[serde(rename = "type")]
+    kind_of_record: &'static str,
+    schema: u32,
+    ts_ns: u64,
+    pid: u32,
+    tid: u32,
+    trigger: &'a str,
+    duration_ns: u64,
+    copy_ups: u32,
+    ret: i32,
+}
+
+/// A syscall or operation that caused copy-ups has returned: its own latency. Copy-up
+/// records with the same `tid` and `cause_ts_ns` == this `ts_ns` belong to it.
+pub fn json_op(out: &mut impl Write, d: &OpDone) -> Result<()> {
+    let rec = JsonOp {
+        kind_of_record: "op",
+        schema: SCHEMA_VERSION,
+        ts_ns: d.start_ns,
+        pid: d.pid,
+        tid: d.tid,
+        trigger: d.trigger.name(),
+        duration_ns: d.duration_ns,
+        copy_ups: d.copy_ups,
+        ret: d.ret,
+    };
+    serde_json::to_writer(&mut *out, &rec)?;
     out.write_all(b"\n")?;
     Ok(())
 }
@@ -166,6 +209,9 @@ pub const CSV_HEADER: &[&str] = &[
     "data_ns",
     "ret",
     "waited",
+    "metacopy",
+    "size",
+    "cause_ts_ns",
 ];
 
 pub fn csv_writer<W: Write>(out: W) -> Result<csv::Writer<W>> {
@@ -193,6 +239,9 @@ pub fn csv_event<W: Write>(w: &mut csv::Writer<W>, c: &CopyUp) -> Result<()> {
         c.data_ns.to_string(),
         c.ret.to_string(),
         c.waited.to_string(),
+        c.metacopy.to_string(),
+        c.size.to_string(),
+        c.cause_start_ns.to_string(),
     ])?;
     Ok(())
 }
@@ -303,6 +352,10 @@ mod tests {
             path_truncated: false,
             filename: Some(b"/merged/dir/evil\n".to_vec()),
             waited: false,
+            metacopy: false,
+            size: 8 << 20,
+            dev: 0,
+            cause_start_ns: 4,
         }
     }
 

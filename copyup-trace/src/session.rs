@@ -19,7 +19,7 @@ use tokio::{
 use crate::{
     aggregate::Aggregate,
     cli::{Args, Output},
-    decode::{self, CopyUp},
+    decode::{self, CopyUp, OpDone, Record},
     probes::Probes,
     render,
 };
@@ -87,6 +87,14 @@ impl Sink {
         Ok(())
     }
 
+    fn op_done(&mut self, d: OpDone) -> Result<()> {
+        if self.output == Output::Json {
+            render::json_op(&mut io::stdout().lock(), &d)?;
+        }
+        self.agg.add_op(&d);
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if let Some(w) = &mut self.csv {
             w.flush()?;
@@ -98,8 +106,10 @@ impl Sink {
 
 fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink) -> Result<()> {
     while let Some(item) = ring.next() {
-        let c = decode::decode(&item)?;
-        sink.push(c)?;
+        match decode::decode(&item)? {
+            Record::CopyUp(c) => sink.push(c)?,
+            Record::OpDone(d) => sink.op_done(d)?,
+        }
     }
     sink.flush()
 }
