@@ -129,7 +129,8 @@ pub struct OpState {
     /// `ia_valid` for SETATTR.
     pub ia_valid: u32,
     pub copy_ups: u32,
-    pub _pad: u32,
+    /// `flags` of the last copy-up under this operation (O_TRUNC for an open).
+    pub copy_flags: u32,
 }
 
 /// Sent when a syscall or operation that caused copy-ups returns: its own latency.
@@ -146,7 +147,8 @@ pub struct OpDoneEvent {
     pub copy_ups: u32,
     pub ret: i32,
     pub ia_valid: u32,
-    pub _pad: u32,
+    /// OpState::copy_flags, or do_fchownat's `flag` for op::FCHOWNAT.
+    pub flags: u32,
 }
 
 /// Indexes into the `COUNTERS` per-CPU array.

@@ -252,9 +252,17 @@ pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
     let tid = tid_of(pid_tgid);
     if let Some(st) = SYSCALLS.get_ptr(&tid) {
         // SAFETY: map value owned by this thread's key.
-        let (start, n) = unsafe { ((*st).start_ns, (*st).copy_ups) };
+        let (start, n, flag) = unsafe { ((*st).start_ns, (*st).copy_ups, (*st).flag) };
         if n > 0 {
-            op_done(pid_tgid, op::FCHOWNAT, start, n, ctx.ret::<i64>() as i32, 0);
+            op_done(
+                pid_tgid,
+                op::FCHOWNAT,
+                start,
+                n,
+                ctx.ret::<i64>() as i32,
+                0,
+                flag,
+            );
         }
     }
     let _ = SYSCALLS.remove(&tid);
@@ -263,7 +271,15 @@ pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
 
 /// Reports the latency of a syscall or operation that caused copy-ups.
 #[inline(always)]
-fn op_done(pid_tgid: u64, op: u32, start_ns: u64, copy_ups: u32, ret: i32, ia_valid: u32) {
+fn op_done(
+    pid_tgid: u64,
+    op: u32,
+    start_ns: u64,
+    copy_ups: u32,
+    ret: i32,
+    ia_valid: u32,
+    op_flags: u32,
+) {
     let ev = OpDoneEvent {
         record: record::OP_DONE,
         op,
@@ -274,7 +290,7 @@ fn op_done(pid_tgid: u64, op: u32, start_ns: u64, copy_ups: u32, ret: i32, ia_va
         copy_ups,
         ret,
         ia_valid,
-        _pad: 0,
+        flags: op_flags,
     };
     if EVENTS.output::<OpDoneEvent>(&ev, 0).is_err() {
         bump(counter::LOST_EVENTS);
@@ -294,7 +310,7 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
         op,
         ia_valid,
         copy_ups: 0,
-        _pad: 0,
+        copy_flags: 0,
     };
     let _ = OPS.insert(&tid_of(pid_tgid), &st, 0);
     0
@@ -318,6 +334,7 @@ pub fn op_ret(ctx: RetProbeContext) -> u32 {
                 st.copy_ups,
                 ctx.ret::<i64>() as i32,
                 st.ia_valid,
+                st.copy_flags,
             );
         }
     }
@@ -502,6 +519,7 @@ pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
         if (*ev).flags & flags::WAITED == 0 {
             if let Some(o) = OPS.get_ptr_mut(&tid) {
                 (*o).copy_ups += 1;
+                (*o).copy_flags = (*ev).copy_flags;
             }
             if let Some(sys) = SYSCALLS.get_ptr_mut(&tid) {
                 (*sys).copy_ups += 1;

@@ -1,15 +1,22 @@
-//! Folds copy-up events into per-file and per-process totals.
+//! Folds copy-up events into per-file, per-process, per-container and per-trigger
+//! totals with latency distributions.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::decode::{CopyUp, Kind, OpDone, Trigger};
+use crate::{
+    cli::SortKey,
+    decode::{CopyUp, Kind, OpDone, Trigger},
+    hist::{Latencies, Log2Hist, Percentiles},
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Copy-ups done by this key (waits on another thread's copy-up not included).
     pub copy_ups: u64,
+    /// Of those, metadata-only (`metacopy=on`).
+    pub metacopies: u64,
     pub bytes: u64,
     /// Sum of whole copy-up times.
     pub copy_ns: u64,
@@ -28,6 +35,7 @@ impl Stats {
             return;
         }
         self.copy_ups += 1;
+        self.metacopies += c.metacopy as u64;
         self.bytes += c.bytes;
         self.copy_ns += c.copy_ns;
         self.max_copy_ns = self.max_copy_ns.max(c.copy_ns);
@@ -38,24 +46,62 @@ impl Stats {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Totals plus the copy-up latency distribution of one key.
+#[derive(Clone, Default)]
+pub struct Row {
+    pub stats: Stats,
+    pub latency: Latencies,
+}
+
+impl Row {
+    fn add(&mut self, c: &CopyUp) {
+        self.stats.add(c);
+        if !c.waited {
+            self.latency.record(c.copy_ns);
+        }
+    }
+
+    pub fn percentiles(&self) -> Percentiles {
+        self.latency.summary()
+    }
+
+    fn sort_key(&self, by: SortKey) -> u64 {
+        match by {
+            SortKey::Time => self.stats.copy_ns,
+            SortKey::Bytes => self.stats.bytes,
+            SortKey::Count => self.stats.copy_ups + self.stats.waits,
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct FileRow {
+    /// Absolute when the overlay's mount point is known, else inside the overlay.
     pub path: Vec<u8>,
     pub kind: Kind,
     /// Trigger of the first copy-up of this path.
     pub trigger: Trigger,
-    pub stats: Stats,
+    pub row: Row,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProcRow {
     pub pid: u32,
     /// Comm at the process's first copy-up.
     pub comm: Vec<u8>,
-    pub stats: Stats,
+    pub row: Row,
 }
 
-/// Syscalls/operations that caused copy-ups, by trigger: how long the caller waited.
+#[derive(Clone)]
+pub struct ContainerRow {
+    /// Container id, else cgroup path, else the numeric cgroup id.
+    pub name: String,
+    /// Runtime that named the container, or "" for a plain cgroup.
+    pub runtime: &'static str,
+    pub row: Row,
+}
+
+/// Syscalls/operations that caused copy-ups: how long the caller waited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OpStats {
     pub calls: u64,
@@ -63,79 +109,135 @@ pub struct OpStats {
     pub max_ns: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Default)]
+pub struct TriggerRow {
+    pub row: Row,
+    /// Copy-up latency in microseconds, log2 buckets.
+    pub hist_us: Log2Hist,
+    pub calls: OpStats,
+}
+
+#[derive(Default)]
 pub struct Aggregate {
     files: HashMap<Vec<u8>, FileRow>,
     procs: HashMap<u32, ProcRow>,
-    ops: HashMap<Trigger, OpStats>,
-    pub total: Stats,
+    containers: HashMap<String, ContainerRow>,
+    triggers: HashMap<Trigger, TriggerRow>,
+    pub total: Row,
+}
+
+fn sorted<T>(
+    rows: Vec<&T>,
+    by: SortKey,
+    row: impl Fn(&T) -> &Row,
+    tie: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<&T> {
+    let mut v = rows;
+    v.sort_by(|a, b| {
+        row(b)
+            .sort_key(by)
+            .cmp(&row(a).sort_key(by))
+            .then_with(|| tie(a, b))
+    });
+    v
 }
 
 impl Aggregate {
     pub fn add(&mut self, c: &CopyUp) {
         self.total.add(c);
+        let path = c.display_path();
         self.files
-            .entry(c.path.clone())
+            .entry(path.clone())
             .or_insert_with(|| FileRow {
-                path: c.path.clone(),
+                path,
                 kind: c.kind,
                 trigger: c.trigger,
-                stats: Stats::default(),
+                row: Row::default(),
             })
-            .stats
+            .row
             .add(c);
         self.procs
             .entry(c.pid)
             .or_insert_with(|| ProcRow {
                 pid: c.pid,
                 comm: c.comm.clone(),
-                stats: Stats::default(),
+                row: Row::default(),
             })
-            .stats
+            .row
             .add(c);
+        let (name, runtime) = match (&c.container, &c.cgroup) {
+            (Some(ct), _) => (ct.id.clone(), ct.runtime),
+            (None, Some(path)) => (path.clone(), ""),
+            (None, None) => (format!("cgroup id {}", c.cgroup_id), ""),
+        };
+        self.containers
+            .entry(name.clone())
+            .or_insert_with(|| ContainerRow {
+                name,
+                runtime,
+                row: Row::default(),
+            })
+            .row
+            .add(c);
+        let t = self.triggers.entry(c.trigger).or_default();
+        t.row.add(c);
+        if !c.waited {
+            t.hist_us.add(c.copy_ns / 1000);
+        }
     }
 
     pub fn add_op(&mut self, d: &OpDone) {
-        let s = self.ops.entry(d.trigger).or_default();
+        let s = &mut self.triggers.entry(d.trigger).or_default().calls;
         s.calls += 1;
         s.total_ns += d.duration_ns;
         s.max_ns = s.max_ns.max(d.duration_ns);
     }
 
-    pub fn op_stats(&self, t: Trigger) -> Option<OpStats> {
-        self.ops.get(&t).copied()
+    pub fn is_empty(&self) -> bool {
+        self.total.stats.copy_ups == 0 && self.total.stats.waits == 0
     }
 
-    /// Files by total copy-up time, longest first; ties by path.
-    pub fn files(&self) -> Vec<&FileRow> {
-        let mut v: Vec<_> = self.files.values().collect();
-        v.sort_by(|a, b| {
-            b.stats
-                .copy_ns
-                .cmp(&a.stats.copy_ns)
-                .then_with(|| a.path.cmp(&b.path))
-        });
-        v
+    pub fn files(&self, by: SortKey) -> Vec<&FileRow> {
+        sorted(
+            self.files.values().collect(),
+            by,
+            |f| &f.row,
+            |a, b| a.path.cmp(&b.path),
+        )
     }
 
-    /// Processes by total copy-up time, longest first; ties by pid.
-    pub fn processes(&self) -> Vec<&ProcRow> {
-        let mut v: Vec<_> = self.procs.values().collect();
-        v.sort_by(|a, b| {
-            b.stats
-                .copy_ns
-                .cmp(&a.stats.copy_ns)
-                .then(a.pid.cmp(&b.pid))
-        });
-        v
+    pub fn processes(&self, by: SortKey) -> Vec<&ProcRow> {
+        sorted(
+            self.procs.values().collect(),
+            by,
+            |p| &p.row,
+            |a, b| a.pid.cmp(&b.pid),
+        )
+    }
+
+    pub fn containers(&self, by: SortKey) -> Vec<&ContainerRow> {
+        sorted(
+            self.containers.values().collect(),
+            by,
+            |c| &c.row,
+            |a, b| a.name.cmp(&b.name),
+        )
+    }
+
+    /// Triggers in `Trigger::ALL` order of those seen.
+    pub fn triggers(&self) -> Vec<(Trigger, &TriggerRow)> {
+        Trigger::ALL
+            .iter()
+            .filter_map(|t| self.triggers.get(t).map(|r| (*t, r)))
+            .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn cu(pid: u32, path: &str, bytes: u64, ns: u64) -> CopyUp {
+    pub fn cu(pid: u32, path: &str, bytes: u64, ns: u64) -> CopyUp {
         CopyUp {
             start_ns: 0,
             copy_ns: ns,
@@ -157,6 +259,9 @@ mod tests {
             size: bytes,
             dev: 0,
             cause_start_ns: 0,
+            mount: None,
+            cgroup: None,
+            container: None,
         }
     }
 
@@ -173,21 +278,109 @@ mod tests {
         waited.waited = true;
         a.add(&waited);
 
-        assert_eq!(a.total.copy_ups, 4);
-        assert_eq!(a.total.bytes, 100 + (8 << 20) + 4);
-        assert_eq!(a.total.copy_ns, 103_000);
-        assert_eq!(a.total.max_copy_ns, 90_000);
-        assert_eq!(a.total.errors, 1);
-        assert_eq!(a.total.waits, 1);
+        let t = a.total.stats;
+        assert_eq!(t.copy_ups, 4);
+        assert_eq!(t.bytes, 100 + (8 << 20) + 4);
+        assert_eq!(t.copy_ns, 103_000);
+        assert_eq!(t.max_copy_ns, 90_000);
+        assert_eq!(t.errors, 1);
+        assert_eq!(t.waits, 1);
 
-        let files: Vec<_> = a.files().iter().map(|f| f.path.clone()).collect();
+        let files: Vec<_> = a
+            .files(SortKey::Time)
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
         assert_eq!(files, vec![b"/b".to_vec(), b"/c".to_vec(), b"/a".to_vec()]);
-        let c = a.files()[1].stats;
+        let c = a.files(SortKey::Time)[1].row.stats;
         assert_eq!((c.copy_ups, c.bytes, c.copy_ns, c.errors), (2, 4, 8_000, 1));
+        let by_count: Vec<_> = a
+            .files(SortKey::Count)
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
+        // /b: 1 copy-up + 1 wait, /c: 2 copy-ups, tie broken by path.
+        assert_eq!(
+            by_count,
+            vec![b"/b".to_vec(), b"/c".to_vec(), b"/a".to_vec()]
+        );
+        let by_bytes: Vec<_> = a
+            .files(SortKey::Bytes)
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
+        assert_eq!(
+            by_bytes,
+            vec![b"/b".to_vec(), b"/a".to_vec(), b"/c".to_vec()]
+        );
 
-        let pids: Vec<_> = a.processes().iter().map(|p| p.pid).collect();
+        let pids: Vec<_> = a.processes(SortKey::Time).iter().map(|p| p.pid).collect();
         assert_eq!(pids, vec![10, 11, 12]);
-        assert_eq!(a.processes()[2].stats.copy_ups, 0);
-        assert_eq!(a.processes()[2].stats.waits, 1);
+        assert_eq!(a.processes(SortKey::Time)[2].row.stats.waits, 1);
+    }
+
+    #[test]
+    fn containers_and_triggers() {
+        let mut a = Aggregate::default();
+        let mut c1 = cu(1, "/x", 10, 3_000);
+        c1.container = Some(crate::cgroups::Container {
+            runtime: "docker",
+            id: "abc".into(),
+        });
+        c1.cgroup = Some("/system.slice/docker-abc.scope".into());
+        let mut c2 = cu(2, "/y", 20, 1_500);
+        c2.cgroup = Some("/user.slice".into());
+        c2.trigger = Trigger::Chmod;
+        a.add(&c1);
+        a.add(&c2);
+        a.add(&cu(3, "/z", 1, 1));
+        let names: Vec<_> = a
+            .containers(SortKey::Time)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, vec!["abc", "/user.slice", "cgroup id 1"]);
+        assert_eq!(a.containers(SortKey::Time)[0].runtime, "docker");
+        let trig: Vec<_> = a
+            .triggers()
+            .iter()
+            .map(|(t, r)| (*t, r.row.stats.copy_ups))
+            .collect();
+        assert_eq!(trig, vec![(Trigger::Chown, 2), (Trigger::Chmod, 1)]);
+        // 3 µs -> bucket [2,4); 0 µs (1 ns) -> bucket [0,1).
+        let chown = a.triggers()[0].1;
+        assert_eq!(chown.hist_us.count(), 2);
+        a.add_op(&OpDone {
+            trigger: Trigger::Chmod,
+            start_ns: 0,
+            duration_ns: 9_000,
+            pid: 2,
+            tid: 2,
+            copy_ups: 1,
+            ret: 0,
+        });
+        assert_eq!(
+            a.triggers()[1].1.calls,
+            OpStats {
+                calls: 1,
+                total_ns: 9_000,
+                max_ns: 9_000
+            }
+        );
+    }
+
+    #[test]
+    fn percentiles_per_row() {
+        let mut a = Aggregate::default();
+        for i in 1..=100u64 {
+            a.add(&cu(1, "/f", 1, i * 1000));
+        }
+        let p = a.processes(SortKey::Time)[0].row.percentiles();
+        // hdrhistogram keeps 3 significant digits: a percentile may read up to 0.1% high.
+        let near = |got: u64, want: u64| got >= want && got <= want + want / 1000;
+        assert!(near(p.p50_ns, 50_000), "{p:?}");
+        assert!(near(p.p90_ns, 90_000), "{p:?}");
+        assert!(near(p.p99_ns, 99_000), "{p:?}");
+        assert_eq!(p.max_ns, 100_000);
     }
 }

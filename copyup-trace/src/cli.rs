@@ -245,15 +245,30 @@ mod tests {
     #[test]
     fn report_options() {
         let a = parse(&[
-            "--by", "container", "--by", "trigger", "--sort", "bytes", "--hist", "-i", "2s",
-            "--events", "--report", "/tmp/r.json", "--cgroup", "/system.slice",
+            "--by",
+            "container",
+            "--by",
+            "trigger",
+            "--sort",
+            "bytes",
+            "--hist",
+            "-i",
+            "2s",
+            "--events",
+            "--report",
+            "/tmp/r.json",
+            "--cgroup",
+            "/system.slice",
         ])
         .unwrap();
         assert_eq!(a.by, [By::Container, By::Trigger]);
         assert_eq!(a.sort, SortKey::Bytes);
         assert!(a.hist && a.events);
         assert_eq!(a.interval, Some(Duration::from_secs(2)));
-        assert_eq!(a.report.as_deref(), Some(std::path::Path::new("/tmp/r.json")));
+        assert_eq!(
+            a.report.as_deref(),
+            Some(std::path::Path::new("/tmp/r.json"))
+        );
         assert_eq!(a.cgroup.as_deref(), Some("/system.slice"));
     }
 

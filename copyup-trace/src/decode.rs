@@ -1,8 +1,12 @@
 //! Turns raw ring-buffer records into `CopyUp` values and names what triggered them.
 
+use std::os::unix::ffi::OsStrExt;
+
 use anyhow::{bail, Result};
 use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent, PATH_BUF_LEN};
 use serde::Serialize;
+
+use crate::cgroups::Container;
 
 /// `ia_valid` bits (include/linux/fs.h), stable since 2.6.
 mod attr {
@@ -110,7 +114,8 @@ impl Trigger {
         }
     }
 
-    /// From an operation code and what is known about it.
+    /// From an operation code and what is known about it: `flags` are the copy-up's
+    /// open flags, or do_fchownat's `flag` for `op::FCHOWNAT`.
     pub fn of_op(op_code: u32, ia_valid: u32, copy_flags: u32) -> Trigger {
         match op_code {
             op::SETATTR => Trigger::of_setattr(ia_valid),
@@ -127,6 +132,7 @@ impl Trigger {
             op::RMDIR => Trigger::Rmdir,
             op::RENAME => Trigger::Rename,
             op::TMPFILE => Trigger::Tmpfile,
+            op::FCHOWNAT if copy_flags & AT_SYMLINK_NOFOLLOW != 0 => Trigger::Lchown,
             op::FCHOWNAT => Trigger::Chown,
             _ => Trigger::Other,
         }
@@ -213,6 +219,24 @@ pub struct CopyUp {
     /// Start of the enclosing chown syscall or overlayfs operation: joins this copy-up
     /// to the `OpDone` that reports that call's latency.
     pub cause_start_ns: u64,
+    /// Filled in by user space after decoding: the overlay's mount point, the cgroup
+    /// path and the container it names.
+    pub mount: Option<Vec<u8>>,
+    pub cgroup: Option<String>,
+    pub container: Option<Container>,
+}
+
+impl CopyUp {
+    /// The absolute path when the mount point is known, else the path in the overlay.
+    pub fn display_path(&self) -> Vec<u8> {
+        match &self.mount {
+            Some(m) => crate::mounts::join_mount(
+                std::path::Path::new(std::ffi::OsStr::from_bytes(m)),
+                &self.path,
+            ),
+            None => self.path.clone(),
+        }
+    }
 }
 
 /// A syscall or overlayfs operation that caused copy-ups has returned.
@@ -227,6 +251,9 @@ pub struct OpDone {
     pub ret: i32,
 }
 
+// Records are consumed as soon as they are decoded, never stored in bulk, so the size
+// difference costs nothing and boxing would cost an allocation per copy-up.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     CopyUp(CopyUp),
@@ -278,7 +305,7 @@ pub fn decode(raw: &[u8]) -> Result<Record> {
         record::OP_DONE => {
             let ev: OpDoneEvent = read(raw)?;
             Ok(Record::OpDone(OpDone {
-                trigger: Trigger::of_op(ev.op, ev.ia_valid, 0),
+                trigger: Trigger::of_op(ev.op, ev.ia_valid, ev.flags),
                 start_ns: ev.start_ns,
                 duration_ns: ev.duration_ns,
                 pid: ev.pid,
@@ -323,6 +350,9 @@ pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
         } else {
             ev.op_start_ns
         },
+        mount: None,
+        cgroup: None,
+        container: None,
     }
 }
 
@@ -407,6 +437,8 @@ pub mod tests {
         assert_eq!(t(0, 0, op::UNLINK, 0, 0), Trigger::Unlink);
         assert_eq!(t(0, 0, op::RENAME, 0, 0), Trigger::Rename);
         assert_eq!(t(0, 0, op::NONE, 0, 0), Trigger::Other);
+        assert_eq!(Trigger::of_op(op::FCHOWNAT, 0, 0x100), Trigger::Lchown);
+        assert_eq!(Trigger::of_op(op::FCHOWNAT, 0, 0), Trigger::Chown);
         assert_eq!(t(0, 0, 999, 0, 0), Trigger::Other);
         let names: std::collections::BTreeSet<_> = Trigger::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), Trigger::ALL.len(), "names are distinct");
@@ -422,7 +454,10 @@ pub mod tests {
         assert!(!from_event(&ev).metacopy, "data copied");
         ev.bytes = 0;
         ev.copy_flags = 0o1001;
-        assert!(!from_event(&ev).metacopy, "O_TRUNC copies no data by design");
+        assert!(
+            !from_event(&ev).metacopy,
+            "O_TRUNC copies no data by design"
+        );
         ev.copy_flags = 0;
         ev.size = 0;
         assert!(!from_event(&ev).metacopy, "empty file");
@@ -443,7 +478,7 @@ pub mod tests {
             copy_ups: 3,
             ret: 0,
             ia_valid: 1,
-            _pad: 0,
+            flags: 0,
         };
         let raw: &[u8] = unsafe {
             std::slice::from_raw_parts((&ev as *const OpDoneEvent).cast(), size_of::<OpDoneEvent>())
@@ -451,10 +486,16 @@ pub mod tests {
         let Record::OpDone(d) = decode(raw).unwrap() else {
             panic!("not an op record")
         };
-        assert_eq!((d.trigger, d.duration_ns, d.copy_ups), (Trigger::Chmod, 500, 3));
+        assert_eq!(
+            (d.trigger, d.duration_ns, d.copy_ups),
+            (Trigger::Chmod, 500, 3)
+        );
         let mut bad = raw.to_vec();
         bad[0] = 77;
-        assert!(decode(&bad).unwrap_err().to_string().contains("unknown record type"));
+        assert!(decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown record type"));
     }
 
     #[test]

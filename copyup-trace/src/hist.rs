@@ -27,7 +27,9 @@ impl Log2Hist {
     }
 
     pub fn count(&self) -> u64 {
-        self.buckets.iter().fold(0u64, |acc, &c| acc.saturating_add(c))
+        self.buckets
+            .iter()
+            .fold(0u64, |acc, &c| acc.saturating_add(c))
     }
 
     /// Counts per bucket, indexed by bit length; trailing empty buckets may be absent.
@@ -139,6 +141,7 @@ impl Latencies {
         self.max = self.max.max(ns);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.hist.len()
     }
@@ -284,7 +287,10 @@ mod tests {
         // answer may exceed the true value by at most one bucket width (< 0.1% of it).
         let s = l.summary();
         for (got, want) in [(s.p50_ns, 50_000), (s.p90_ns, 90_000), (s.p99_ns, 99_000)] {
-            assert!(l.hist.equivalent(got, want), "{got} not equivalent to {want}");
+            assert!(
+                l.hist.equivalent(got, want),
+                "{got} not equivalent to {want}"
+            );
             assert!(got >= want && got - want <= want / 1000, "{got} vs {want}");
         }
         // The max is tracked outside the histogram, so it is exact rather than 100_031.

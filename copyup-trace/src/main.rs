@@ -64,7 +64,10 @@ fn start(args: &Args) -> Result<Probes> {
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
-        cgroups: None,
+        cgroups: match &args.cgroup {
+            Some(p) => Some(cgroups::subtree_ids(p)?),
+            None => None,
+        },
         tree,
     };
     Probes::load(&plan, &filter, args.ring_size as u32)

@@ -116,6 +116,7 @@ pub const OTHER_XATTR_SET: &str = "ovl_other_xattr_set";
 pub const OP_FUNCTIONS: &[(&str, &str)] = &[
     ("ovl_open", "op_open"),
     ("ovl_create", "op_create"),
+    ("ovl_atomic_open", "op_create"),
     ("ovl_mkdir", "op_mkdir"),
     ("ovl_mknod", "op_mknod"),
     ("ovl_symlink", "op_symlink"),
@@ -138,6 +139,7 @@ pub const FUNCTIONS: &[&str] = &[
     OTHER_XATTR_SET,
     "ovl_open",
     "ovl_create",
+    "ovl_atomic_open",
     "ovl_mkdir",
     "ovl_mknod",
     "ovl_symlink",
@@ -566,7 +568,12 @@ mod tests {
                 (COPY_UP_FILE, no_btf()),
                 ("ovl_open", no_btf()),
                 ("ovl_rename", no_btf()),
-                (OTHER_XATTR_SET, f(&["handler", "idmap", "dentry", "inode", "name", "value", "size", "flags"])),
+                (
+                    OTHER_XATTR_SET,
+                    f(&[
+                        "handler", "idmap", "dentry", "inode", "name", "value", "size", "flags",
+                    ]),
+                ),
             ],
         );
         let p = decide(&k).unwrap();
@@ -582,7 +589,10 @@ mod tests {
             XATTR_SET.into(),
             f(&["dentry", "inode", "name", "value", "size", "flags"]),
         );
-        assert_eq!(decide(&k).unwrap().ops.last(), Some(&(XATTR_SET, "op_xattr_v3")));
+        assert_eq!(
+            decide(&k).unwrap().ops.last(),
+            Some(&(XATTR_SET, "op_xattr_v3"))
+        );
     }
 
     #[test]

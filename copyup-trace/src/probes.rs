@@ -157,7 +157,8 @@ impl Probes {
             .bpf
             .map_mut("CGROUPS")
             .ok_or_else(|| anyhow!("CGROUPS map missing"))?;
-        let mut m: HashMap<&mut MapData, u64, u8> = HashMap::try_from(map).context("CGROUPS map")?;
+        let mut m: HashMap<&mut MapData, u64, u8> =
+            HashMap::try_from(map).context("CGROUPS map")?;
         for id in ids {
             m.insert(id, 1, 0)
                 .with_context(|| format!("adding cgroup {id} to the filter"))?;

@@ -9,7 +9,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use crate::{
-    aggregate::Aggregate,
+    aggregate::{Aggregate, Row},
+    cgroups::Container,
+    cli::{By, SortKey},
     decode::{CopyUp, OpDone},
     escape::escape,
 };
@@ -73,6 +75,9 @@ struct JsonEvent<'a> {
     metacopy: bool,
     size: u64,
     cause_ts_ns: u64,
+    mount: Option<String>,
+    cgroup: Option<String>,
+    container: Option<&'a Container>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -99,6 +104,9 @@ impl<'a> JsonEvent<'a> {
             metacopy: c.metacopy,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
+            mount: c.mount.as_deref().map(escape),
+            cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
+            container: c.container.as_ref(),
         }
     }
 }
@@ -169,7 +177,7 @@ pub fn json_summary(
     elapsed: Duration,
     command: Option<Duration>,
 ) -> Result<()> {
-    let t = agg.total;
+    let t = agg.total.stats;
     let s = JsonSummary {
         kind_of_record: "summary",
         schema: SCHEMA_VERSION,
@@ -212,6 +220,10 @@ pub const CSV_HEADER: &[&str] = &[
     "metacopy",
     "size",
     "cause_ts_ns",
+    "mount",
+    "cgroup",
+    "container_runtime",
+    "container_id",
 ];
 
 pub fn csv_writer<W: Write>(out: W) -> Result<csv::Writer<W>> {
@@ -242,6 +254,19 @@ pub fn csv_event<W: Write>(w: &mut csv::Writer<W>, c: &CopyUp) -> Result<()> {
         c.metacopy.to_string(),
         c.size.to_string(),
         c.cause_start_ns.to_string(),
+        c.mount.as_deref().map(escape).unwrap_or_default(),
+        c.cgroup
+            .as_deref()
+            .map(|p| escape(p.as_bytes()))
+            .unwrap_or_default(),
+        c.container
+            .as_ref()
+            .map(|k| k.runtime.to_string())
+            .unwrap_or_default(),
+        c.container
+            .as_ref()
+            .map(|k| escape(k.id.as_bytes()))
+            .unwrap_or_default(),
     ])?;
     Ok(())
 }
@@ -257,16 +282,75 @@ fn new_table(header: &[&str]) -> Table {
     t
 }
 
-/// The per-file and per-process tables plus a one-line summary.
-pub fn tables(out: &mut impl Write, agg: &Aggregate, losses: Losses, top: usize) -> Result<()> {
-    let t = agg.total;
+/// What the human tables show.
+#[derive(Debug, Clone)]
+pub struct TableOpts {
+    pub by: Vec<By>,
+    pub sort: SortKey,
+    pub top: usize,
+    pub hist: bool,
+}
+
+impl TableOpts {
+    fn wants(&self, b: By) -> bool {
+        if self.by.is_empty() {
+            matches!(b, By::File | By::Process)
+        } else {
+            self.by.contains(&b)
+        }
+    }
+}
+
+fn sort_name(s: SortKey) -> &'static str {
+    match s {
+        SortKey::Time => "longest first",
+        SortKey::Bytes => "most bytes first",
+        SortKey::Count => "most copy-ups first",
+    }
+}
+
+/// COPY-UPS, BYTES, TIME, P50, P99, MAX, WAITS cells of a row.
+fn row_cells(r: &Row) -> Vec<Cell> {
+    let p = r.percentiles();
+    vec![
+        right(r.stats.copy_ups.to_string()),
+        right(human_bytes(r.stats.bytes)),
+        right(human_ns(r.stats.copy_ns)),
+        right(human_ns(p.p50_ns)),
+        right(human_ns(p.p99_ns)),
+        right(human_ns(p.max_ns)),
+        right(r.stats.waits.to_string()),
+    ]
+}
+
+const ROW_HEADER: [&str; 7] = ["COPY-UPS", "BYTES", "TIME", "P50", "P99", "MAX", "WAITS"];
+
+fn with_row_header(first: &[&'static str]) -> Vec<&'static str> {
+    let mut h = first.to_vec();
+    h.extend(ROW_HEADER);
+    h
+}
+
+/// One-line summary, then the tables chosen by `opts`.
+pub fn tables(
+    out: &mut impl Write,
+    agg: &Aggregate,
+    losses: Losses,
+    opts: &TableOpts,
+) -> Result<()> {
+    let t = agg.total.stats;
     writeln!(
         out,
-        "{} copy-ups, {} copied, {} in copy-up ({} copying data){}{}",
+        "{} copy-ups, {} copied, {} in copy-up ({} copying data){}{}{}",
         t.copy_ups,
         human_bytes(t.bytes),
         human_ns(t.copy_ns),
         human_ns(t.data_ns),
+        if t.metacopies > 0 {
+            format!(", {} metadata-only", t.metacopies)
+        } else {
+            String::new()
+        },
         if t.waits > 0 {
             format!(", {} waits on another thread's copy-up", t.waits)
         } else {
@@ -279,53 +363,190 @@ pub fn tables(out: &mut impl Write, agg: &Aggregate, losses: Losses, top: usize)
         },
     )?;
     writeln!(out, "lost events: {}", losses.total())?;
-    if t.copy_ups == 0 && t.waits == 0 {
+    if agg.is_empty() {
         return Ok(());
     }
+    let order = sort_name(opts.sort);
 
-    let mut files = new_table(&[
-        "PATH",
-        "KIND",
-        "TRIGGER",
-        "COPY-UPS",
-        "BYTES",
-        "TIME",
-        "DATA TIME",
-    ]);
-    let rows = agg.files();
-    for f in rows.iter().take(top) {
-        let mut path = escape(&f.path);
-        if f.path.first() != Some(&b'/') || path.is_empty() {
-            path.insert(0, '/');
+    if opts.wants(By::File) {
+        let mut table = new_table(&[
+            "PATH",
+            "KIND",
+            "TRIGGER",
+            "COPY-UPS",
+            "BYTES",
+            "TIME",
+            "DATA TIME",
+        ]);
+        let rows = agg.files(opts.sort);
+        for f in rows.iter().take(opts.top) {
+            table.add_row(vec![
+                Cell::new(escape(&f.path)),
+                Cell::new(if f.row.stats.metacopies > 0 && f.row.stats.bytes == 0 {
+                    "file (meta)"
+                } else {
+                    f.kind.name()
+                }),
+                Cell::new(f.trigger.name()),
+                right(f.row.stats.copy_ups.to_string()),
+                right(human_bytes(f.row.stats.bytes)),
+                right(human_ns(f.row.stats.copy_ns)),
+                right(human_ns(f.row.stats.data_ns)),
+            ]);
         }
-        files.add_row(vec![
-            Cell::new(path),
-            Cell::new(f.kind.name()),
-            Cell::new(f.trigger.name()),
-            right(f.stats.copy_ups.to_string()),
-            right(human_bytes(f.stats.bytes)),
-            right(human_ns(f.stats.copy_ns)),
-            right(human_ns(f.stats.data_ns)),
-        ]);
-    }
-    writeln!(out, "\nCopy-ups by file (longest first):\n{files}")?;
-    if rows.len() > top {
-        writeln!(out, "... {} more files", rows.len() - top)?;
+        writeln!(out, "\nCopy-ups by file ({order}):\n{table}")?;
+        if rows.len() > opts.top {
+            writeln!(out, "... {} more files", rows.len() - opts.top)?;
+        }
     }
 
-    let mut procs = new_table(&["PID", "COMM", "COPY-UPS", "BYTES", "TIME", "MAX", "WAITS"]);
-    for p in agg.processes().iter().take(top) {
-        procs.add_row(vec![
-            right(p.pid.to_string()),
-            Cell::new(escape(&p.comm)),
-            right(p.stats.copy_ups.to_string()),
-            right(human_bytes(p.stats.bytes)),
-            right(human_ns(p.stats.copy_ns)),
-            right(human_ns(p.stats.max_copy_ns)),
-            right(p.stats.waits.to_string()),
-        ]);
+    if opts.wants(By::Process) {
+        let mut table = new_table(&with_row_header(&["PID", "COMM"]));
+        for p in agg.processes(opts.sort).iter().take(opts.top) {
+            let mut cells = vec![right(p.pid.to_string()), Cell::new(escape(&p.comm))];
+            cells.extend(row_cells(&p.row));
+            table.add_row(cells);
+        }
+        writeln!(out, "\nCopy-ups by process ({order}):\n{table}")?;
     }
-    writeln!(out, "\nCopy-ups by process (longest first):\n{procs}")?;
+
+    if opts.wants(By::Container) {
+        let mut table = new_table(&with_row_header(&["CONTAINER", "RUNTIME"]));
+        for c in agg.containers(opts.sort).iter().take(opts.top) {
+            let mut cells = vec![Cell::new(escape(c.name.as_bytes())), Cell::new(c.runtime)];
+            cells.extend(row_cells(&c.row));
+            table.add_row(cells);
+        }
+        writeln!(out, "\nCopy-ups by container ({order}):\n{table}")?;
+    }
+
+    if opts.wants(By::Trigger) {
+        let mut header = with_row_header(&["TRIGGER"]);
+        header.extend(["CALLS", "CALL TIME", "CALL MAX"]);
+        let mut table = new_table(&header);
+        for (trig, r) in agg.triggers() {
+            let mut cells = vec![Cell::new(trig.name())];
+            cells.extend(row_cells(&r.row));
+            cells.extend([
+                right(r.calls.calls.to_string()),
+                right(human_ns(r.calls.total_ns)),
+                right(human_ns(r.calls.max_ns)),
+            ]);
+            table.add_row(cells);
+        }
+        writeln!(
+            out,
+            "\nCopy-ups by trigger (CALL = the syscall or operation that copied up):\n{table}"
+        )?;
+    }
+
+    if opts.hist {
+        for (trig, r) in agg.triggers() {
+            if r.hist_us.count() > 0 {
+                writeln!(
+                    out,
+                    "\nCopy-up latency, trigger = {}:\n{}",
+                    trig.name(),
+                    r.hist_us.render("usecs")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `--events` header and one line per copy-up, in the style of fsslower.
+pub const EVENT_HEADER: &str =
+    "TIME     COMM             PID     TRIGGER      KIND     BYTES       LAT(ms) PATH";
+
+pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) -> Result<()> {
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let kind = if c.waited {
+        "wait"
+    } else if c.metacopy {
+        "meta"
+    } else {
+        c.kind.name()
+    };
+    writeln!(
+        out,
+        "{:<8} {:<16} {:<7} {:<12} {:<8} {:>11} {:>7.2} {}",
+        stamp.get(11..19).unwrap_or(&stamp),
+        escape(&c.comm),
+        c.pid,
+        c.trigger.name(),
+        kind,
+        human_bytes(c.bytes),
+        c.copy_ns as f64 / 1e6,
+        escape(&c.display_path()),
+    )?;
+    Ok(())
+}
+
+fn row_json(r: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "stats": r.stats,
+        "latency": r.percentiles(),
+    })
+}
+
+/// `--report FILE.json`: the final summary with the top rows of every breakdown, for
+/// performance reports. Names are escaped as everywhere else.
+pub fn report(
+    agg: &Aggregate,
+    losses: Losses,
+    elapsed: Duration,
+    command: Option<Duration>,
+    opts: &TableOpts,
+) -> serde_json::Value {
+    use serde_json::json;
+    let top = opts.top;
+    json!({
+        "type": "report",
+        "schema": SCHEMA_VERSION,
+        "duration_ns": elapsed.as_nanos() as u64,
+        "command_ns": command.map(|d| d.as_nanos() as u64),
+        "lost": losses.total(),
+        "lost_events": losses.lost_events,
+        "lost_state": losses.lost_state,
+        "total": row_json(&agg.total),
+        "files": agg.files(opts.sort).iter().take(top).map(|f| json!({
+            "path": escape(&f.path),
+            "kind": f.kind.name(),
+            "trigger": f.trigger.name(),
+            "stats": f.row.stats,
+        })).collect::<Vec<_>>(),
+        "processes": agg.processes(opts.sort).iter().take(top).map(|p| json!({
+            "pid": p.pid,
+            "comm": escape(&p.comm),
+            "row": row_json(&p.row),
+        })).collect::<Vec<_>>(),
+        "containers": agg.containers(opts.sort).iter().take(top).map(|c| json!({
+            "name": escape(c.name.as_bytes()),
+            "runtime": c.runtime,
+            "row": row_json(&c.row),
+        })).collect::<Vec<_>>(),
+        "triggers": agg.triggers().iter().map(|(t, r)| json!({
+            "trigger": t.name(),
+            "row": row_json(&r.row),
+            "calls": r.calls,
+            "hist_us_log2": r.hist_us.buckets(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The line that opens each `--interval` table.
+pub fn interval_header(
+    out: &mut impl Write,
+    now: std::time::SystemTime,
+    every: Duration,
+) -> Result<()> {
+    writeln!(
+        out,
+        "=== {} (last {}) ===",
+        humantime::format_rfc3339_seconds(now),
+        humantime::format_duration(every)
+    )?;
     Ok(())
 }
 
@@ -356,6 +577,12 @@ mod tests {
             size: 8 << 20,
             dev: 0,
             cause_start_ns: 4,
+            mount: Some(b"/merged".to_vec()),
+            cgroup: Some("/system.slice/docker-abc.scope".into()),
+            container: Some(Container {
+                runtime: "docker",
+                id: "abc".into(),
+            }),
         }
     }
 
@@ -374,6 +601,10 @@ mod tests {
         assert_eq!(v["path"], "/dir/evil\\n\\x1b[2Jname\\xff");
         assert_eq!(v["comm"], "ch\\x1b]0;own");
         assert_eq!(v["filename"], "/merged/dir/evil\\n");
+        assert_eq!(v["mount"], "/merged");
+        assert_eq!(v["container"]["runtime"], "docker");
+        assert_eq!(v["container"]["id"], "abc");
+        assert_eq!(v["cgroup"], "/system.slice/docker-abc.scope");
     }
 
     #[test]
@@ -418,7 +649,13 @@ mod tests {
         let mut agg = Aggregate::default();
         agg.add(&evil());
         let mut buf = Vec::new();
-        tables(&mut buf, &agg, Losses::default(), 20).unwrap();
+        let opts = TableOpts {
+            by: vec![By::File, By::Process, By::Container, By::Trigger],
+            sort: SortKey::Time,
+            top: 20,
+            hist: true,
+        };
+        tables(&mut buf, &agg, Losses::default(), &opts).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert!(!text.contains('\x1b'), "{text}");
         assert!(
@@ -426,7 +663,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("lost events: 0"));
-        assert!(text.contains("/dir/evil\\n\\x1b[2Jname\\xff"), "{text}");
+        assert!(
+            text.contains("/merged/dir/evil\\n\\x1b[2Jname\\xff"),
+            "{text}"
+        );
+        for needle in [
+            "Copy-ups by container",
+            "docker",
+            "Copy-ups by trigger",
+            "trigger = chown",
+            "usecs",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::{
     ffi::OsString,
     io::{self, Write},
+    os::unix::ffi::OsStrExt,
     process::ExitStatus,
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
@@ -18,8 +19,10 @@ use tokio::{
 
 use crate::{
     aggregate::Aggregate,
+    cgroups::{self, CgroupResolver, CGROUP2_ROOT},
     cli::{Args, Output},
     decode::{self, CopyUp, OpDone, Record},
+    mounts::OverlayMounts,
     probes::Probes,
     render,
 };
@@ -48,8 +51,14 @@ struct Sink {
     output: Output,
     min_size: u64,
     min_latency_ns: u64,
+    /// Totals for the whole run (final report).
     agg: Aggregate,
+    /// Totals since the last `--interval` table.
+    window: Option<Aggregate>,
+    events: bool,
     csv: Option<csv::Writer<io::Stdout>>,
+    mounts: Option<OverlayMounts>,
+    cgroups: CgroupResolver,
 }
 
 impl Sink {
@@ -59,6 +68,14 @@ impl Sink {
             min_size: args.min_size.unwrap_or(0),
             min_latency_ns: args.min_latency.map(|d| d.as_nanos() as u64).unwrap_or(0),
             agg: Aggregate::default(),
+            window: args.interval.map(|_| Aggregate::default()),
+            events: args.events,
+            // Without mountinfo, paths stay relative to the overlay: worth a warning, not
+            // an abort.
+            mounts: OverlayMounts::load()
+                .map_err(|e| log::warn!("mount points unknown: {e:#}"))
+                .ok(),
+            cgroups: CgroupResolver::new(CGROUP2_ROOT),
             csv: match args.output {
                 Output::Csv => Some(render::csv_writer(io::stdout())?),
                 _ => None,
@@ -70,9 +87,27 @@ impl Sink {
         c.bytes >= self.min_size && c.copy_ns >= self.min_latency_ns
     }
 
-    fn push(&mut self, c: CopyUp) -> Result<()> {
+    /// Adds what only user space knows: mount point, cgroup path, container.
+    fn enrich(&mut self, c: &mut CopyUp) {
+        if let Some(m) = &mut self.mounts {
+            c.mount = m
+                .mount_point_or_reload(c.dev)
+                .map(|p| p.as_os_str().as_bytes().to_vec());
+        }
+        c.cgroup = self.cgroups.resolve(c.cgroup_id).map(str::to_string);
+        c.container = c.cgroup.as_deref().and_then(cgroups::container_of);
+    }
+
+    fn push(&mut self, mut c: CopyUp) -> Result<()> {
         if !self.keep(&c) {
             return Ok(());
+        }
+        self.enrich(&mut c);
+        if self.events {
+            render::event_line(&mut io::stdout().lock(), &c, SystemTime::now())?;
+        }
+        if let Some(w) = &mut self.window {
+            w.add(&c);
         }
         match self.output {
             Output::Json => render::json_event(&mut io::stdout().lock(), &c)?,
@@ -92,6 +127,9 @@ impl Sink {
             render::json_op(&mut io::stdout().lock(), &d)?;
         }
         self.agg.add_op(&d);
+        if let Some(w) = &mut self.window {
+            w.add_op(&d);
+        }
         Ok(())
     }
 
@@ -152,6 +190,15 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
     let mut sink = Sink::new(args)?;
 
+    let table_opts = render::TableOpts {
+        by: args.by.clone(),
+        sort: args.sort,
+        top: args.top as usize,
+        hist: args.hist,
+    };
+    if args.events {
+        println!("{}", render::EVENT_HEADER);
+    }
     let mut child = if args.command.is_empty() {
         // On stderr so that JSON/CSV on stdout stay clean; scripts can wait for it to
         // know the probes are attached.
@@ -172,6 +219,11 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         }
     };
     tokio::pin!(deadline);
+    let mut ticker = args.interval.map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        (t, every)
+    });
 
     let mut exit_code = 0;
     loop {
@@ -196,6 +248,19 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
             _ = sigint.recv() => { exit_code = if child.is_some() { 130 } else { 0 }; break; }
             _ = sigterm.recv() => { exit_code = if child.is_some() { 143 } else { 0 }; break; }
             _ = &mut deadline => break,
+            _ = async { ticker.as_mut().unwrap().0.tick().await }, if ticker.is_some() => {
+                drain(ring.get_mut(), &mut sink)?;
+                let every = ticker.as_ref().map(|t| t.1).unwrap_or_default();
+                if let Some(window) = sink.window.replace(Aggregate::default()) {
+                    if args.output == Output::Table {
+                        let mut out = io::stdout().lock();
+                        render::interval_header(&mut out, SystemTime::now(), every)?;
+                        render::tables(&mut out, &window, probes.losses()?, &table_opts)?;
+                        writeln!(out)?;
+                        out.flush()?;
+                    }
+                }
+            }
         }
     }
     // Copy-ups complete before the syscall that caused them returns, so everything the
@@ -210,7 +275,12 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
     let losses = probes.losses()?;
     let mut out = io::stdout().lock();
     match args.output {
-        Output::Table => render::tables(&mut out, &sink.agg, losses, args.top as usize)?,
+        Output::Table => {
+            if args.interval.is_some() {
+                writeln!(out, "Totals for the whole run:")?;
+            }
+            render::tables(&mut out, &sink.agg, losses, &table_opts)?
+        }
         Output::Json => render::json_summary(
             &mut out,
             &sink.agg,
@@ -225,5 +295,17 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         }
     }
     out.flush()?;
+    if let Some(path) = &args.report {
+        let report = render::report(
+            &sink.agg,
+            losses,
+            started.elapsed(),
+            command_elapsed,
+            &table_opts,
+        );
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing report {}", path.display()))?;
+    }
     Ok(Outcome { exit_code })
 }

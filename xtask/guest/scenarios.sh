@@ -143,4 +143,82 @@ dd if=/dev/zero of=$D/lower/etc/big.conf bs=1024 count=300 2>/dev/null
 mountovl
 run table -- chown -R 0:0 $D/merged/etc
 
+# --- every trigger, one traced shell doing one operation per object -----------------
+G=/bin/guest-ops
+newovl trig
+L=$D/lower
+for f in chown fchown chmod truncate otrunc owrite utimes setx rmx; do
+    dd if=/dev/zero of=$L/$f bs=1000 count=3 2>/dev/null
+done
+ln -s chown $L/lnk
+for d in dcreate dmkdir dunlink drename dlink drmdir dsymlink dmknod; do mkdir $L/$d; done
+echo data >$L/dunlink/f
+dd if=/dev/zero of=$L/drename/a bs=1000 count=2 2>/dev/null
+dd if=/dev/zero of=$L/dlink/a bs=1000 count=4 2>/dev/null
+mkdir $L/drmdir/empty
+mountovl
+# trusted.* xattrs work on tmpfs for root; set one in the lower layer to remove later.
+$G setxattr $L/rmx trusted.test v1
+M=$D/merged
+run trig -o json -- sh -c "
+chown 1000 $M/chown
+chown -h 1000 $M/lnk
+$G fchown $M/fchown
+chmod 600 $M/chmod
+$G truncate $M/truncate 100
+: > $M/otrunc
+$G open-write $M/owrite
+touch $M/utimes
+$G setxattr $M/setx trusted.test v2
+$G removexattr $M/rmx trusted.test
+touch $M/dcreate/new
+mkdir $M/dmkdir/sub
+rm $M/dunlink/f
+mv $M/drename/a $M/drename/b
+ln $M/dlink/a $M/dlink/b
+rmdir $M/drmdir/empty
+ln -s target $M/dsymlink/l
+mkfifo $M/dmknod/p
+"
+
+# --- metacopy=on: chown copies metadata only, the first write copies the data -------
+newovl meta
+dd if=/dev/zero of=$D/lower/m bs=1000 count=5 2>/dev/null
+mount -t overlay overlay -o lowerdir=$D/lower,upperdir=$D/upper,workdir=$D/work,metacopy=on,redirect_dir=on $D/merged
+run meta -o json -- sh -c "chown 1000 $D/merged/m; $G open-write $D/merged/m"
+
+# --- containers: cgroup attribution, --cgroup keeps only that cgroup -----------------
+newovl cg
+echo a >$D/lower/in
+echo b >$D/lower/out
+mountovl
+CID=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+CG=/sys/fs/cgroup/system.slice/docker-$CID.scope
+mkdir -p $CG
+rm -f /tmp/go
+sh -c "echo \$\$ > $CG/cgroup.procs; while [ ! -e /tmp/go ]; do sleep 0.1; done; chown 1000 $D/merged/in" &
+IN=$!
+sh -c "while [ ! -e /tmp/go ]; do sleep 0.1; done; chown 1000 $D/merged/out" &
+OUTP=$!
+"$T" -o json --cgroup /system.slice/docker-$CID.scope >$OUT/cg.out 2>$OUT/cg.err &
+TP=$!
+wait_ready $OUT/cg.err
+touch /tmp/go
+wait $IN $OUTP
+kill -INT $TP
+wait $TP
+echo $? >$OUT/cg.rc
+emit cg.out $OUT/cg.out
+emit cg.err $OUT/cg.err
+emit cg.rc $OUT/cg.rc
+upper cg
+
+# --- live views: --interval tables, --events lines, --hist, names with escapes -------
+newovl live
+for i in 1 2 3; do echo $i >$D/lower/f$i; done
+touch "$D/lower/$(printf 'esc\033[31mred\nline')" "$D/lower/$(printf 'jsn\033[31mred\nline')"
+mountovl
+run live --events --hist -i 1 --by trigger --by container -- sh -c "chown 1000 $D/merged/f1; sleep 1.2; chown 1000 $D/merged/f2; sleep 1.2; chown 1000 $D/merged/f3 $D/merged/esc*"
+run livejson -o json -- sh -c "chown 2000 $D/merged/jsn*"
+
 exit 0

@@ -82,15 +82,34 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// A static binary, so the busybox guest needs no libc.
 fn build_static() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "-p", "copyup-trace", "--target", MUSL]))?;
+    // The guests' syscall driver, beside it.
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "guest-ops",
+        "--target",
+        MUSL,
+    ]))?;
     Ok(workspace_root().join(format!("target/{MUSL}/release/copyup-trace")))
 }
 
 fn guest_files(tool: &Path) -> Vec<GuestFile> {
-    vec![GuestFile {
-        guest_path: "/bin/copyup-trace".into(),
-        host_path: tool.to_path_buf(),
-        mode: 0o755,
-    }]
+    let ops = tool.with_file_name("guest-ops");
+    vec![
+        GuestFile {
+            guest_path: "/bin/copyup-trace".into(),
+            host_path: tool.to_path_buf(),
+            mode: 0o755,
+        },
+        GuestFile {
+            guest_path: "/bin/guest-ops".into(),
+            host_path: ops,
+            mode: 0o755,
+        },
+    ]
 }
 
 fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {

@@ -76,6 +76,8 @@ impl Artifacts {
             match v["type"].as_str() {
                 Some("copy_up") => events.push(v),
                 Some("summary") => summary = Some(v),
+                // Latency of the call that copied up; checked where it matters.
+                Some("op") => {}
                 other => bail!("{name}: unknown record type {other:?}"),
             }
         }
@@ -258,8 +260,9 @@ pub const CHECKS: &[Check] = &[
         );
         ensure!(u(&r.summary["copy_ups"]) == 8);
         ensure!(u(&r.summary["bytes"]) == 4096 + 123457 + 1048576);
+        // `chown -h` changes symlinks themselves: lchown(2) for every object.
         for e in &r.events {
-            ensure!(s(&e["trigger"]) == "chown", "trigger {e}");
+            ensure!(s(&e["trigger"]) == "lchown", "trigger {e}");
         }
         let upper = a.upper("tree")?;
         let want_paths: Vec<_> = want.iter().map(|w| w.0.to_string()).collect();
@@ -341,6 +344,168 @@ pub const CHECKS: &[Check] = &[
         let upper = a.upper("pid")?;
         ensure!(upper == ["/p1", "/p2", "/q1"], "upper {upper:?}");
         Ok(())
+    }),
+    ("every trigger named, with exact bytes", |a| {
+        let r = a.run("trig")?;
+        ensure!(r.rc == 0, "exit {}", r.rc);
+        let want = [
+            ("/chmod", "chmod", "file", 3000),
+            ("/chown", "chown", "file", 3000),
+            ("/dcreate", "create", "dir", 0),
+            ("/dlink", "link", "dir", 0),
+            ("/dlink/a", "link", "file", 4000),
+            ("/dmkdir", "mkdir", "dir", 0),
+            ("/dmknod", "mknod", "dir", 0),
+            ("/drename", "rename", "dir", 0),
+            ("/drename/a", "rename", "file", 2000),
+            ("/drmdir", "rmdir", "dir", 0),
+            ("/dsymlink", "symlink", "dir", 0),
+            ("/dunlink", "unlink", "dir", 0),
+            ("/fchown", "fchown", "file", 3000),
+            ("/lnk", "lchown", "symlink", 0),
+            ("/otrunc", "open-trunc", "file", 0),
+            ("/owrite", "open-write", "file", 3000),
+            ("/rmx", "removexattr", "file", 3000),
+            ("/setx", "setxattr", "file", 3000),
+            ("/truncate", "truncate", "file", 3000),
+            ("/utimes", "utimes", "file", 3000),
+        ];
+        let mut got: Vec<(String, String, String, u64)> = r
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    s(&e["path"]).to_string(),
+                    s(&e["trigger"]).to_string(),
+                    s(&e["kind"]).to_string(),
+                    u(&e["bytes"]),
+                )
+            })
+            .collect();
+        got.sort();
+        let want: Vec<_> = want
+            .iter()
+            .map(|(p, t, k, b)| (p.to_string(), t.to_string(), k.to_string(), *b))
+            .collect();
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+        let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).collect();
+        ensure!(
+            missing.is_empty() && extra.is_empty(),
+            "missing {missing:?}\n    unexpected {extra:?}"
+        );
+        Ok(())
+    }),
+    ("each call that copied up reports its own latency", |a| {
+        let r = a.run("trig")?;
+        let out = a.get("trig.out")?;
+        let ops: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "op")
+            .collect();
+        for e in &r.events {
+            let cause = u(&e["cause_ts_ns"]);
+            let op = ops
+                .iter()
+                .find(|o| o["tid"] == e["tid"] && u(&o["ts_ns"]) == cause)
+                .ok_or_else(|| anyhow!("no op record for {e}"))?;
+            ensure!(
+                op["trigger"] == e["trigger"] || e["trigger"] == "lchown",
+                "{op} vs {e}"
+            );
+            ensure!(
+                u(&op["duration_ns"]) >= u(&e["copy_ns"]),
+                "call shorter than its copy-up: {op} {e}"
+            );
+        }
+        Ok(())
+    }),
+    (
+        "metacopy=on: metadata-only, then the data on first write",
+        |a| {
+            let r = a.run("meta")?;
+            let got: Vec<_> = r
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        s(&e["path"]),
+                        s(&e["trigger"]),
+                        u(&e["bytes"]),
+                        e["metacopy"].as_bool(),
+                        u(&e["size"]),
+                    )
+                })
+                .collect();
+            let want = vec![
+                ("/m", "chown", 0, Some(true), 5000),
+                ("/m", "open-write", 5000, Some(false), 5000),
+            ];
+            ensure!(got == want, "got {got:?}\n    want {want:?}");
+            Ok(())
+        },
+    ),
+    ("container id and cgroup; --cgroup keeps only it", |a| {
+        let r = a.run("cg")?;
+        let cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        expect_objects(&r, &[("/in", "file", 2)])?;
+        let e = &r.events[0];
+        ensure!(e["container"]["runtime"] == "docker", "{e}");
+        ensure!(e["container"]["id"] == cid, "{e}");
+        ensure!(
+            s(&e["cgroup"]) == format!("/system.slice/docker-{cid}.scope"),
+            "{e}"
+        );
+        ensure!(s(&e["mount"]) == "/tmp/ovl-cg/merged", "{e}");
+        ensure!(
+            a.upper("cg")? == ["/in", "/out"],
+            "upper {:?}",
+            a.upper("cg")?
+        );
+        Ok(())
+    }),
+    ("--interval, --events, --hist, --by: live views", |a| {
+        ensure!(
+            a.rc("live")? == 0,
+            "exit {}: {}",
+            a.rc("live")?,
+            a.get("live.err")?
+        );
+        let out = a.get("live.out")?;
+        let intervals = out.lines().filter(|l| l.starts_with("=== ")).count();
+        ensure!(
+            intervals >= 2,
+            "{intervals} interval tables in a 2.4 s run with -i 1:\n{out}"
+        );
+        for needle in [
+            "/f1",
+            "/f2",
+            "/f3",
+            "usecs",
+            "trigger = chown",
+            "Copy-ups by trigger",
+            "Copy-ups by container",
+        ] {
+            ensure!(out.contains(needle), "output lacks {needle:?}:\n{out}");
+        }
+        let event_lines = out
+            .lines()
+            .filter(|l| l.contains(" chown ") && l.contains("/f"))
+            .count();
+        ensure!(event_lines >= 3, "--events lines:\n{out}");
+        ensure!(
+            !out.contains('\x1b'),
+            "raw escape byte reached the terminal"
+        );
+        ensure!(
+            out.contains("/esc\\x1b[31mred\\nline"),
+            "escaped name missing:\n{out}"
+        );
+        Ok(())
+    }),
+    ("untrusted names are escaped in JSON", |a| {
+        let r = a.run("livejson")?;
+        expect_objects(&r, &[("/jsn\\x1b[31mred\\nline", "file", 0)])
     }),
     ("table output", |a| {
         ensure!(a.rc("table")? == 0);

@@ -1,0 +1,100 @@
+//! Runs inside the test guests: performs one filesystem operation through the exact
+//! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
+//! concurrent copy-ups from separate threads.
+
+use std::{
+    ffi::CString,
+    fs::{File, OpenOptions},
+    os::unix::{ffi::OsStrExt, fs::fchown},
+    path::Path,
+};
+
+fn cpath(p: &str) -> CString {
+    CString::new(Path::new(p).as_os_str().as_bytes()).expect("path without NUL")
+}
+
+fn check(what: &str, rc: libc::c_int) -> Result<(), String> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", std::io::Error::last_os_error()))
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| -> Result<&str, String> {
+        args.get(i)
+            .map(String::as_str)
+            .ok_or_else(|| "missing argument".to_string())
+    };
+    match arg(0)? {
+        // fchown(2) on a read-only descriptor: no do_fchownat on this path.
+        "fchown" => {
+            let f = File::open(arg(1)?).map_err(|e| e.to_string())?;
+            fchown(&f, Some(1000), Some(1000)).map_err(|e| e.to_string())
+        }
+        // truncate(2) by path: setattr with ATTR_SIZE.
+        "truncate" => {
+            let len: i64 = arg(2)?.parse().map_err(|_| "bad length")?;
+            check("truncate", unsafe {
+                libc::truncate(cpath(arg(1)?).as_ptr(), len)
+            })
+        }
+        "open-write" => OpenOptions::new()
+            .write(true)
+            .open(arg(1)?)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        "setxattr" => {
+            let (name, value) = (CString::new(arg(2)?).unwrap(), arg(3)?);
+            check("setxattr", unsafe {
+                libc::setxattr(
+                    cpath(arg(1)?).as_ptr(),
+                    name.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            })
+        }
+        "removexattr" => {
+            let name = CString::new(arg(2)?).unwrap();
+            check("removexattr", unsafe {
+                libc::removexattr(cpath(arg(1)?).as_ptr(), name.as_ptr())
+            })
+        }
+        // threads N PREFIX: thread i chowns PREFIX<i>, all released at once.
+        "threads" => {
+            let n: usize = arg(1)?.parse().map_err(|_| "bad count")?;
+            let prefix = arg(2)?.to_string();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let (b, p) = (barrier.clone(), format!("{prefix}{i}"));
+                    std::thread::spawn(move || {
+                        b.wait();
+                        let tid = unsafe { libc::gettid() };
+                        let c = cpath(&p);
+                        let rc = unsafe { libc::chown(c.as_ptr(), 1000, 1000) };
+                        (p, tid, rc)
+                    })
+                })
+                .collect();
+            for h in handles {
+                let (p, tid, rc) = h.join().map_err(|_| "thread panicked")?;
+                // The host side checks that each copy-up is attributed to this tid.
+                println!("{tid} {p} {rc}");
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown operation {other}")),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("guest-ops {}: {e}", args.join(" "));
+        std::process::exit(1);
+    }
+}
