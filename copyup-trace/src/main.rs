@@ -1,28 +1,16 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
 
-mod aggregate;
-mod cgroups;
-mod cli;
-mod decode;
-mod escape;
-mod hist;
-mod kernel;
-mod mounts;
-mod plan;
-mod preflight;
-mod probes;
-mod render;
-mod session;
-
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use crate::{
+use copyup_trace::{
+    cgroups,
     cli::Args,
+    kernel, plan, preflight,
     probes::{Filter, Probes, TreeFollow},
-    session::SpawnError,
+    session::{self, SpawnError},
 };
 
 fn parse_args() -> Result<Args, ExitCode> {

@@ -1,0 +1,17 @@
+//! copyup-trace: trace overlayfs copy-ups and attribute them to processes, syscalls and
+//! containers. The binary (`main.rs`) wires these modules together; benchmarks use the
+//! decoding and aggregation directly.
+
+pub mod aggregate;
+pub mod cgroups;
+pub mod cli;
+pub mod decode;
+pub mod escape;
+pub mod hist;
+pub mod kernel;
+pub mod mounts;
+pub mod plan;
+pub mod preflight;
+pub mod probes;
+pub mod render;
+pub mod session;
