@@ -101,6 +101,9 @@ pub struct CopyUpEvent {
     pub syscall_flag: u32,
     /// `s_dev` of the overlay superblock, to find the mount point.
     pub dev: u32,
+    /// Ids in the `STACKS` map when `--stacks` is on; negative when not captured.
+    pub kstack_id: i32,
+    pub ustack_id: i32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_LEN],

@@ -19,8 +19,8 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf, generated,
     },
     macros::{kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{tracing::StackIdContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use copyup_trace_common::{
@@ -42,6 +42,9 @@ static FILTER_TRACKED: u32 = 0;
 static FILTER_COMM: [u8; 16] = [0; 16];
 #[no_mangle]
 static FILTER_COMM_SET: u32 = 0;
+/// When non-zero, record kernel and user stacks of each copy-up in `STACKS`.
+#[no_mangle]
+static CAPTURE_STACKS: u32 = 0;
 /// When non-zero, only tasks whose cgroup id is in `CGROUPS`.
 #[no_mangle]
 static FILTER_CGROUP: u32 = 0;
@@ -101,6 +104,10 @@ static SYSCALLS: LruHashMap<u32, SyscallState> = LruHashMap::with_max_entries(40
 /// Overlayfs operations in flight (setattr, open, xattr, directory ops), by tid.
 #[map]
 static OPS: LruHashMap<u32, OpState> = LruHashMap::with_max_entries(4096, 0);
+
+/// Kernel and user stacks of copy-ups (`--stacks`), by id.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
 /// `--cgroup`: the cgroup ids (the given cgroup and its descendants) to trace.
 #[map]
@@ -498,6 +505,20 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
             _ => 0,
         };
         walk_path(ev, dentry);
+
+        (*ev).kstack_id = -1;
+        (*ev).ustack_id = -1;
+        if cfg(&CAPTURE_STACKS) != 0 {
+            const BPF_F_USER_STACK: u64 = 1 << 8;
+            (*ev).kstack_id = ctx
+                .get_stackid(&STACKS, 0)
+                .map(|id| id as i32)
+                .unwrap_or(-1);
+            (*ev).ustack_id = ctx
+                .get_stackid(&STACKS, BPF_F_USER_STACK)
+                .map(|id| id as i32)
+                .unwrap_or(-1);
+        }
 
         if INFLIGHT.insert(&tid, &*ev, 0).is_err() {
             bump(counter::LOST_STATE);

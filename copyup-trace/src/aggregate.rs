@@ -262,6 +262,8 @@ pub mod tests {
             mount: None,
             cgroup: None,
             container: None,
+            kstack_id: -1,
+            ustack_id: -1,
         }
     }
 

@@ -98,6 +98,15 @@ pub struct Args {
     #[arg(long)]
     pub events: bool,
 
+    /// Record kernel and user stacks of each copy-up and write them folded, weighted by
+    /// copy-up time (ns), to this file (input for flamegraph tools).
+    #[arg(long, value_name = "FILE")]
+    pub stacks: Option<std::path::PathBuf>,
+
+    /// Record stacks as for --stacks and render a flame graph SVG to this file.
+    #[arg(long, value_name = "FILE")]
+    pub flamegraph: Option<std::path::PathBuf>,
+
     /// Also write the final summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,

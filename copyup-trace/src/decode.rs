@@ -224,6 +224,9 @@ pub struct CopyUp {
     pub mount: Option<Vec<u8>>,
     pub cgroup: Option<String>,
     pub container: Option<Container>,
+    /// Stack ids for `--stacks`; negative when not captured.
+    pub kstack_id: i32,
+    pub ustack_id: i32,
 }
 
 impl CopyUp {
@@ -353,6 +356,8 @@ pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
         mount: None,
         cgroup: None,
         container: None,
+        kstack_id: ev.kstack_id,
+        ustack_id: ev.ustack_id,
     }
 }
 

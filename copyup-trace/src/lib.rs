@@ -15,3 +15,4 @@ pub mod preflight;
 pub mod probes;
 pub mod render;
 pub mod session;
+pub mod stacks;

@@ -52,6 +52,7 @@ fn start(args: &Args) -> Result<Probes> {
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
+        stacks: args.stacks.is_some() || args.flamegraph.is_some(),
         cgroups: match &args.cgroup {
             Some(p) => Some(cgroups::subtree_ids(p)?),
             None => None,

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
@@ -18,6 +18,8 @@ use crate::{
 pub struct Filter {
     pub tgid: Option<u32>,
     pub comm: Option<String>,
+    /// Record stacks of each copy-up.
+    pub stacks: bool,
     /// Only these cgroup ids (a cgroup and its descendants).
     pub cgroups: Option<Vec<u64>>,
     /// Follow a process tree seeded through `Probes::track`.
@@ -61,7 +63,7 @@ impl Probes {
                 size_off, mode_off, ..
             } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 17] = [
+        let globals: [(&str, u32); 18] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -73,6 +75,7 @@ impl Probes {
             ("OFF_DENTRY_SB", o.dentry_sb),
             ("OFF_SB_DEV", o.sb_dev),
             ("FILTER_CGROUP", filter.cgroups.is_some() as u32),
+            ("CAPTURE_STACKS", filter.stacks as u32),
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),
@@ -199,6 +202,14 @@ impl Probes {
 
     pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
         aya_log::EbpfLogger::init(&mut self.bpf).ok()
+    }
+
+    /// Instruction pointers of a recorded stack, innermost first.
+    pub fn stack_frames(&self, id: i32) -> Option<Vec<u64>> {
+        let map = self.bpf.map("STACKS")?;
+        let stacks: StackTraceMap<_> = StackTraceMap::try_from(map).ok()?;
+        let trace = stacks.get(&(id as u32), 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 
     pub fn losses(&self) -> Result<Losses> {

@@ -583,6 +583,8 @@ mod tests {
                 runtime: "docker",
                 id: "abc".into(),
             }),
+            kstack_id: -1,
+            ustack_id: -1,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::{
     mounts::OverlayMounts,
     probes::Probes,
     render,
+    stacks::{KernelSymbols, StackCollector, StackOutputs},
 };
 
 /// Why the session ended, and with which exit code the tool should leave.
@@ -59,6 +60,7 @@ struct Sink {
     csv: Option<csv::Writer<io::Stdout>>,
     mounts: Option<OverlayMounts>,
     cgroups: CgroupResolver,
+    stacks: Option<StackCollector>,
 }
 
 impl Sink {
@@ -76,6 +78,8 @@ impl Sink {
                 .map_err(|e| log::warn!("mount points unknown: {e:#}"))
                 .ok(),
             cgroups: CgroupResolver::new(CGROUP2_ROOT),
+            stacks: (args.stacks.is_some() || args.flamegraph.is_some())
+                .then(StackCollector::default),
             csv: match args.output {
                 Output::Csv => Some(render::csv_writer(io::stdout())?),
                 _ => None,
@@ -108,6 +112,9 @@ impl Sink {
         }
         if let Some(w) = &mut self.window {
             w.add(&c);
+        }
+        if let Some(s) = &mut self.stacks {
+            s.add(&c);
         }
         match self.output {
             Output::Json => render::json_event(&mut io::stdout().lock(), &c)?,
@@ -219,6 +226,15 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         }
     };
     tokio::pin!(deadline);
+    // A quiet host-wide trace still shows it is alive: a progress line on stderr.
+    let quiet = args.command.is_empty()
+        && args.output == Output::Table
+        && args.interval.is_none()
+        && !args.events;
+    let mut heartbeat = quiet.then(|| {
+        let every = std::time::Duration::from_secs(10);
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
     let mut ticker = args.interval.map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,6 +264,15 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
             _ = sigint.recv() => { exit_code = if child.is_some() { 130 } else { 0 }; break; }
             _ = sigterm.recv() => { exit_code = if child.is_some() { 143 } else { 0 }; break; }
             _ = &mut deadline => break,
+            _ = async { heartbeat.as_mut().unwrap().tick().await }, if heartbeat.is_some() => {
+                let t = sink.agg.total.stats;
+                eprintln!(
+                    "copyup-trace: {} copy-ups ({}) so far, lost events: {}",
+                    t.copy_ups,
+                    render::human_bytes(t.bytes),
+                    probes.losses()?.total()
+                );
+            }
             _ = async { ticker.as_mut().unwrap().0.tick().await }, if ticker.is_some() => {
                 drain(ring.get_mut(), &mut sink)?;
                 let every = ticker.as_ref().map(|t| t.1).unwrap_or_default();
@@ -295,6 +320,15 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         }
     }
     out.flush()?;
+    if let Some(collector) = &sink.stacks {
+        let ksyms = KernelSymbols::load()?;
+        let lines = collector.fold(&ksyms, |id| probes.stack_frames(id));
+        StackOutputs {
+            folded: args.stacks.clone(),
+            svg: args.flamegraph.clone(),
+        }
+        .write(&lines)?;
+    }
     if let Some(path) = &args.report {
         let report = render::report(
             &sink.agg,

@@ -1,5 +1,6 @@
 //! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build`.
 
+mod bench;
 mod guest;
 mod host;
 mod kernels;
@@ -50,6 +51,8 @@ enum Cmd {
     Lint,
     /// Build the static copyup-trace binary that runs in the guests.
     Build,
+    /// Benchmarks: user-space decode+aggregate throughput (criterion).
+    Bench,
     /// Check the qemu guest harness itself.
     #[command(hide = true)]
     GuestSelftest,
@@ -245,6 +248,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
+        Cmd::Bench => bench::run(),
         Cmd::GuestSelftest => guest::selftest(),
     }
 }

@@ -507,6 +507,38 @@ pub const CHECKS: &[Check] = &[
         let r = a.run("livejson")?;
         expect_objects(&r, &[("/jsn\\x1b[31mred\\nline", "file", 0)])
     }),
+    (
+        "--stacks: folded kernel stacks weighted by copy-up time; --flamegraph SVG",
+        |a| {
+            let r = a.run("stk")?;
+            expect_objects(&r, &[("/s1", "file", 7000), ("/s2", "file", 4)])?;
+            let folded = a.get("stk.folded")?;
+            let mut total = 0u64;
+            for line in folded.lines() {
+                let (stack, w) = line
+                    .rsplit_once(' ')
+                    .ok_or_else(|| anyhow!("bad line {line:?}"))?;
+                total += w
+                    .parse::<u64>()
+                    .with_context(|| format!("weight in {line:?}"))?;
+                ensure!(stack.starts_with("chown;"), "{line}");
+                let k: Vec<&str> = stack.split(';').collect();
+                ensure!(
+                    k.last() == Some(&"ovl_copy_up_one"),
+                    "innermost frame: {line}"
+                );
+                ensure!(k.contains(&"do_fchownat"), "no do_fchownat frame: {line}");
+            }
+            let sum: u64 = r.events.iter().map(|e| u(&e["copy_ns"])).sum();
+            ensure!(total == sum, "stack weights {total} != copy_ns sum {sum}");
+            ensure!(a.get("stk.svghead")?.contains("<svg"), "not an SVG");
+            ensure!(
+                a.get("stk.svgcount")?.trim() != "0",
+                "flame graph lacks ovl_copy_up_one"
+            );
+            Ok(())
+        },
+    ),
     ("table output", |a| {
         ensure!(a.rc("table")? == 0);
         let out = a.get("table.out")?;
