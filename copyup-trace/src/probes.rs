@@ -6,7 +6,7 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
-use copyup_trace_common::counter;
+use copyup_trace_common::{counter, CopyUpEvent, OpState, SyscallState};
 
 use crate::{
     plan::{LenSource, ProbePlan, COPY_UP_ONE, COPY_UP_START, FCHOWNAT, SETATTR},
@@ -202,6 +202,24 @@ impl Probes {
 
     pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
         aya_log::EbpfLogger::init(&mut self.bpf).ok()
+    }
+
+    /// Entries left in the per-thread state maps: zero once no traced task is inside a
+    /// probed function.
+    pub fn state_entries(&self) -> Result<usize> {
+        Ok(self.keys::<CopyUpEvent>("INFLIGHT")?
+            + self.keys::<SyscallState>("SYSCALLS")?
+            + self.keys::<OpState>("OPS")?)
+    }
+
+    fn keys<V: aya::Pod>(&self, name: &str) -> Result<usize> {
+        let map = self
+            .bpf
+            .map(name)
+            .ok_or_else(|| anyhow!("{name} map missing"))?;
+        let m: HashMap<_, u32, V> =
+            HashMap::try_from(map).with_context(|| format!("{name} map"))?;
+        Ok(m.keys().count())
     }
 
     /// Instruction pointers of a recorded stack, innermost first.

@@ -168,6 +168,8 @@ struct JsonSummary {
     duration_ns: u64,
     /// Wall time of `-- COMMAND`, from spawn to exit.
     command_ns: Option<u64>,
+    /// Entries left in the kernel's per-thread maps at the end (0 when idle).
+    state_entries: Option<usize>,
 }
 
 pub fn json_summary(
@@ -176,6 +178,7 @@ pub fn json_summary(
     losses: Losses,
     elapsed: Duration,
     command: Option<Duration>,
+    state_entries: Option<usize>,
 ) -> Result<()> {
     let t = agg.total.stats;
     let s = JsonSummary {
@@ -193,6 +196,7 @@ pub fn json_summary(
         lost_state: losses.lost_state,
         duration_ns: elapsed.as_nanos() as u64,
         command_ns: command.map(|d| d.as_nanos() as u64),
+        state_entries,
     };
     serde_json::to_writer(&mut *out, &s)?;
     out.write_all(b"\n")?;
@@ -618,7 +622,15 @@ mod tests {
             lost_events: 3,
             lost_state: 1,
         };
-        json_summary(&mut buf, &agg, losses, Duration::from_millis(2), None).unwrap();
+        json_summary(
+            &mut buf,
+            &agg,
+            losses,
+            Duration::from_millis(2),
+            None,
+            Some(0),
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["type"], "summary");
         assert_eq!(v["copy_ups"], 1);

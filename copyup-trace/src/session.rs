@@ -312,6 +312,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
             losses,
             started.elapsed(),
             command_elapsed,
+            probes.state_entries().ok(),
         )?,
         Output::Csv => {
             if losses.total() > 0 {

@@ -130,6 +130,8 @@ wait $P $Q
 kill -INT $TP
 wait $TP
 echo $? >$OUT/pid.rc
+grep -c ovl_ /sys/kernel/debug/kprobes/list >$OUT/pid.kprobes_after
+emit pid.kprobes_after $OUT/pid.kprobes_after
 emit pid.pid $OUT/pid.pid
 emit pid.out $OUT/pid.out
 emit pid.err $OUT/pid.err
@@ -232,5 +234,45 @@ head -c 300 $OUT/stk.svg >$OUT/stk.svghead
 grep -c ovl_copy_up_one $OUT/stk.svg >$OUT/stk.svgcount
 emit stk.svghead $OUT/stk.svghead
 emit stk.svgcount $OUT/stk.svgcount
+
+# --- faults: SIGKILL mid-workload; many threads copying up at once -------------------
+KL=/sys/kernel/debug/kprobes/list
+newovl kill
+mkdir -p $D/lower/many
+i=0
+while [ $i -lt 300 ]; do
+    dd if=/dev/zero of=$D/lower/many/f$i bs=4096 count=4 2>/dev/null
+    i=$((i + 1))
+done
+mountovl
+"$T" -o json >$OUT/kill.out 2>$OUT/kill.err &
+TP=$!
+wait_ready $OUT/kill.err
+grep -c ovl_ $KL >$OUT/kill.kprobes_during
+$G bpf-progs >$OUT/kill.progs_during
+chown -R 1000:1000 $D/merged/many &
+W=$!
+sleep 0.3
+kill -9 $TP
+wait $TP
+echo $? >$OUT/kill.rc
+wait $W
+echo $? >$OUT/kill.workload_rc
+sleep 0.5
+grep -c ovl_ $KL >$OUT/kill.kprobes_after
+$G bpf-progs >$OUT/kill.progs_after
+ls $D/upper/many | wc -l >$OUT/kill.upper_count
+for f in out rc workload_rc kprobes_during kprobes_after progs_during progs_after upper_count; do
+    emit kill.$f $OUT/kill.$f
+done
+
+newovl thr
+i=0
+while [ $i -lt 16 ]; do
+    echo $i >$D/lower/t$i
+    i=$((i + 1))
+done
+mountovl
+run thr -o json -- $G threads 16 $D/merged/t
 
 exit 0

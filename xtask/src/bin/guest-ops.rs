@@ -82,8 +82,17 @@ fn run(args: &[String]) -> Result<(), String> {
                 .collect();
             for h in handles {
                 let (p, tid, rc) = h.join().map_err(|_| "thread panicked")?;
-                // The host side checks that each copy-up is attributed to this tid.
-                println!("{tid} {p} {rc}");
+                // The host side checks that each copy-up is attributed to this tid. On
+                // stderr: stdout belongs to the tracer's JSON when run under it.
+                eprintln!("{tid} {p} {rc}");
+            }
+            Ok(())
+        }
+        // Names of every BPF program loaded in the kernel, one per line.
+        "bpf-progs" => {
+            for info in aya::programs::loaded_programs() {
+                let info = info.map_err(|e| e.to_string())?;
+                println!("{}", String::from_utf8_lossy(info.name()));
             }
             Ok(())
         }
