@@ -65,15 +65,20 @@ impl Row {
         self.latency.summary()
     }
 
+}
+
+impl Stats {
     fn sort_key(&self, by: SortKey) -> u64 {
         match by {
-            SortKey::Time => self.stats.copy_ns,
-            SortKey::Bytes => self.stats.bytes,
-            SortKey::Count => self.stats.copy_ups + self.stats.waits,
+            SortKey::Time => self.copy_ns,
+            SortKey::Bytes => self.bytes,
+            SortKey::Count => self.copy_ups + self.waits,
         }
     }
 }
 
+/// A file is usually copied up once: totals only, no latency distribution (a
+/// histogram per file would cost memory per path on a `chown -R` over millions).
 #[derive(Clone)]
 pub struct FileRow {
     /// Absolute when the overlay's mount point is known, else inside the overlay.
@@ -81,7 +86,7 @@ pub struct FileRow {
     pub kind: Kind,
     /// Trigger of the first copy-up of this path.
     pub trigger: Trigger,
-    pub row: Row,
+    pub stats: Stats,
 }
 
 #[derive(Clone)]
@@ -121,7 +126,8 @@ pub struct TriggerRow {
 pub struct Aggregate {
     files: HashMap<Vec<u8>, FileRow>,
     procs: HashMap<u32, ProcRow>,
-    containers: HashMap<String, ContainerRow>,
+    /// By cgroup id: one cgroup is one container.
+    containers: HashMap<u64, ContainerRow>,
     triggers: HashMap<Trigger, TriggerRow>,
     pub total: Row,
 }
@@ -129,14 +135,14 @@ pub struct Aggregate {
 fn sorted<T>(
     rows: Vec<&T>,
     by: SortKey,
-    row: impl Fn(&T) -> &Row,
+    stats: impl Fn(&T) -> &Stats,
     tie: impl Fn(&T, &T) -> std::cmp::Ordering,
 ) -> Vec<&T> {
     let mut v = rows;
     v.sort_by(|a, b| {
-        row(b)
+        stats(b)
             .sort_key(by)
-            .cmp(&row(a).sort_key(by))
+            .cmp(&stats(a).sort_key(by))
             .then_with(|| tie(a, b))
     });
     v
@@ -146,16 +152,24 @@ impl Aggregate {
     pub fn add(&mut self, c: &CopyUp) {
         self.total.add(c);
         let path = c.display_path();
-        self.files
-            .entry(path.clone())
-            .or_insert_with(|| FileRow {
-                path,
-                kind: c.kind,
-                trigger: c.trigger,
-                row: Row::default(),
-            })
-            .row
-            .add(c);
+        // Look up before inserting: the common case (a new path) pays one allocation,
+        // a repeated path none.
+        match self.files.get_mut(&path) {
+            Some(f) => f.stats.add(c),
+            None => {
+                let mut stats = Stats::default();
+                stats.add(c);
+                self.files.insert(
+                    path.clone(),
+                    FileRow {
+                        path,
+                        kind: c.kind,
+                        trigger: c.trigger,
+                        stats,
+                    },
+                );
+            }
+        }
         self.procs
             .entry(c.pid)
             .or_insert_with(|| ProcRow {
@@ -165,17 +179,19 @@ impl Aggregate {
             })
             .row
             .add(c);
-        let (name, runtime) = match (&c.container, &c.cgroup) {
-            (Some(ct), _) => (ct.id.clone(), ct.runtime),
-            (None, Some(path)) => (path.clone(), ""),
-            (None, None) => (format!("cgroup id {}", c.cgroup_id), ""),
-        };
         self.containers
-            .entry(name.clone())
-            .or_insert_with(|| ContainerRow {
-                name,
-                runtime,
-                row: Row::default(),
+            .entry(c.cgroup_id)
+            .or_insert_with(|| {
+                let (name, runtime) = match (&c.container, &c.cgroup) {
+                    (Some(ct), _) => (ct.id.clone(), ct.runtime),
+                    (None, Some(path)) => (path.clone(), ""),
+                    (None, None) => (format!("cgroup id {}", c.cgroup_id), ""),
+                };
+                ContainerRow {
+                    name,
+                    runtime,
+                    row: Row::default(),
+                }
             })
             .row
             .add(c);
@@ -201,7 +217,7 @@ impl Aggregate {
         sorted(
             self.files.values().collect(),
             by,
-            |f| &f.row,
+            |f| &f.stats,
             |a, b| a.path.cmp(&b.path),
         )
     }
@@ -210,7 +226,7 @@ impl Aggregate {
         sorted(
             self.procs.values().collect(),
             by,
-            |p| &p.row,
+            |p| &p.row.stats,
             |a, b| a.pid.cmp(&b.pid),
         )
     }
@@ -219,7 +235,7 @@ impl Aggregate {
         sorted(
             self.containers.values().collect(),
             by,
-            |c| &c.row,
+            |c| &c.row.stats,
             |a, b| a.name.cmp(&b.name),
         )
     }
@@ -294,7 +310,7 @@ pub mod tests {
             .map(|f| f.path.clone())
             .collect();
         assert_eq!(files, vec![b"/b".to_vec(), b"/c".to_vec(), b"/a".to_vec()]);
-        let c = a.files(SortKey::Time)[1].row.stats;
+        let c = a.files(SortKey::Time)[1].stats;
         assert_eq!((c.copy_ups, c.bytes, c.copy_ns, c.errors), (2, 4, 8_000, 1));
         let by_count: Vec<_> = a
             .files(SortKey::Count)
@@ -330,8 +346,10 @@ pub mod tests {
             id: "abc".into(),
         });
         c1.cgroup = Some("/system.slice/docker-abc.scope".into());
+        c1.cgroup_id = 10;
         let mut c2 = cu(2, "/y", 20, 1_500);
         c2.cgroup = Some("/user.slice".into());
+        c2.cgroup_id = 20;
         c2.trigger = Trigger::Chmod;
         a.add(&c1);
         a.add(&c2);
@@ -378,8 +396,8 @@ pub mod tests {
             a.add(&cu(1, "/f", 1, i * 1000));
         }
         let p = a.processes(SortKey::Time)[0].row.percentiles();
-        // hdrhistogram keeps 3 significant digits: a percentile may read up to 0.1% high.
-        let near = |got: u64, want: u64| got >= want && got <= want + want / 1000;
+        // hdrhistogram keeps 2 significant digits: a percentile may read up to 1% high.
+        let near = |got: u64, want: u64| got >= want && got <= want + want / 100;
         assert!(near(p.p50_ns, 50_000), "{p:?}");
         assert!(near(p.p90_ns, 90_000), "{p:?}");
         assert!(near(p.p99_ns, 99_000), "{p:?}");

@@ -429,24 +429,9 @@ mod tests {
         assert_eq!(container_of("/init.scope"), None);
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "copyup-trace-cgroups-{}-{name}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh directory removed at the end of the test.
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(name).tempdir().unwrap()
     }
 
     fn ino(p: &Path) -> u64 {
@@ -455,8 +440,8 @@ mod tests {
 
     #[test]
     fn resolver_maps_inodes_to_paths() {
-        let tmp = TempDir::new("resolve");
-        let root = &tmp.0;
+        let tmp = temp_dir("resolve");
+        let root = &tmp.path();
         std::fs::create_dir_all(root.join("system.slice/docker-x.scope")).unwrap();
         std::fs::create_dir_all(root.join("user.slice")).unwrap();
         std::fs::write(root.join("cgroup.procs"), "").unwrap();
@@ -485,8 +470,8 @@ mod tests {
 
     #[test]
     fn resolver_rescans_after_interval() {
-        let tmp = TempDir::new("rescan");
-        let root = &tmp.0;
+        let tmp = temp_dir("rescan");
+        let root = &tmp.path();
         let mut r = CgroupResolver::new(root).with_rescan_interval(Duration::from_secs(3600));
         assert_eq!(r.resolve(ino(root)), Some("/"));
 
@@ -509,20 +494,20 @@ mod tests {
 
     #[test]
     fn resolver_handles_non_utf8_names_and_missing_root() {
-        let tmp = TempDir::new("utf8");
-        let odd = tmp.0.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        let tmp = temp_dir("utf8");
+        let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
         std::fs::create_dir(&odd).unwrap();
-        let mut r = CgroupResolver::new(&tmp.0);
+        let mut r = CgroupResolver::new(&tmp.path());
         assert_eq!(r.resolve(ino(&odd)), Some("/caf\u{fffd}"));
 
-        let mut missing = CgroupResolver::new(tmp.0.join("nonexistent"));
+        let mut missing = CgroupResolver::new(tmp.path().join("nonexistent"));
         assert_eq!(missing.resolve(1), None);
     }
 
     #[test]
     fn subtree_lists_the_cgroup_first_then_descendants() {
-        let tmp = TempDir::new("subtree");
-        let root = &tmp.0;
+        let tmp = temp_dir("subtree");
+        let root = &tmp.path();
         std::fs::create_dir_all(root.join("s/a/x")).unwrap();
         std::fs::create_dir_all(root.join("s/b")).unwrap();
         std::fs::create_dir_all(root.join("other")).unwrap();
@@ -546,8 +531,8 @@ mod tests {
 
     #[test]
     fn cgroup_id_lookup() {
-        let tmp = TempDir::new("lookup");
-        let root = &tmp.0;
+        let tmp = temp_dir("lookup");
+        let root = &tmp.path();
         std::fs::create_dir_all(root.join("system.slice/a.scope")).unwrap();
         std::fs::write(root.join("cgroup.procs"), "").unwrap();
         let yes = |_: &Path| Ok(true);
@@ -573,7 +558,7 @@ mod tests {
         );
         assert_eq!(
             cgroup_id_under(root, "", yes).unwrap(),
-            (ino(root), root.clone())
+            (ino(root), root.to_path_buf())
         );
 
         let err = cgroup_id_under(root, "system.slice/b.scope", yes).unwrap_err();
@@ -586,13 +571,13 @@ mod tests {
 
     #[test]
     fn cgroup_id_needs_cgroup2() {
-        let tmp = TempDir::new("notcg2");
+        let tmp = temp_dir("notcg2");
         // A temporary directory is not on cgroup2.
-        let err = cgroup_id_of(tmp.0.to_str().unwrap()).unwrap_err();
+        let err = cgroup_id_of(tmp.path().to_str().unwrap()).unwrap_err();
         assert!(err.to_string().contains("not a cgroup2 directory"), "{err}");
         let err = cgroup_id_of("/nonexistent/copyup-trace/cgroup").unwrap_err();
         assert!(err.to_string().contains("no such cgroup"), "{err}");
-        assert!(!is_cgroup2(&tmp.0).unwrap());
+        assert!(!is_cgroup2(&tmp.path()).unwrap());
     }
 
     #[test]

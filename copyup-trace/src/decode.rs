@@ -264,8 +264,11 @@ pub enum Record {
 }
 
 fn cstr(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end]
+    // from_bytes_until_nul searches with memchr.
+    match std::ffi::CStr::from_bytes_until_nul(bytes) {
+        Ok(c) => c.to_bytes(),
+        Err(_) => bytes,
+    }
 }
 
 /// Rebuilds `/a/b/c` from the leaf-first, NUL-separated components.
@@ -280,7 +283,7 @@ fn join_path(buf: &[u8], depth: u32) -> Vec<u8> {
         }
         rest = &rest[part.len() + 1..];
     }
-    let mut path = Vec::with_capacity(buf.len());
+    let mut path = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>().max(1));
     for part in parts.iter().rev() {
         path.push(b'/');
         path.extend_from_slice(part);

@@ -34,6 +34,7 @@ fn parse_args() -> Result<Args, ExitCode> {
 }
 
 fn start(args: &Args) -> Result<Probes> {
+    let t0 = std::time::Instant::now();
     preflight::check()?;
     let facts = kernel::facts().context("reading kernel facts")?;
     let plan = plan::decide(&facts)?;
@@ -59,7 +60,9 @@ fn start(args: &Args) -> Result<Probes> {
         },
         tree,
     };
-    Probes::load(&plan, &filter, args.ring_size as u32)
+    let probes = Probes::load(&plan, &filter, args.ring_size as u32)?;
+    log::info!("probes attached in {} us", t0.elapsed().as_micros());
+    Ok(probes)
 }
 
 fn main() -> ExitCode {

@@ -365,22 +365,9 @@ mod tests {
         OverlayMounts::load().unwrap();
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let p = std::env::temp_dir()
-                .join(format!("copyup-trace-mounts-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh directory removed at the end of the test.
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(name).tempdir().unwrap()
     }
 
     fn overlay_line(majmin: &str, mount_point: &Path) -> String {
@@ -392,8 +379,8 @@ mod tests {
 
     #[test]
     fn reloads_unknown_devices_rate_limited() {
-        let tmp = TempDir::new("reload");
-        let file = tmp.0.join("mountinfo");
+        let tmp = temp_dir("reload");
+        let file = tmp.path().join("mountinfo");
         std::fs::write(&file, sample()).unwrap();
         let mut m = OverlayMounts::load_from(&file)
             .unwrap()
@@ -417,9 +404,9 @@ mod tests {
 
     #[test]
     fn reused_device_is_noticed() {
-        let tmp = TempDir::new("reuse");
-        let file = tmp.0.join("mountinfo");
-        let old = tmp.0.join("old");
+        let tmp = temp_dir("reuse");
+        let file = tmp.path().join("mountinfo");
+        let old = tmp.path().join("old");
         std::fs::create_dir(&old).unwrap();
         // A device the temporary directory is not on, so that the check fails.
         let real = std::fs::metadata(&old).unwrap().dev();
@@ -438,9 +425,9 @@ mod tests {
 
     #[test]
     fn verified_mount_point_is_kept_without_reload() {
-        let tmp = TempDir::new("verified");
-        let file = tmp.0.join("mountinfo");
-        let mp = tmp.0.join("mp");
+        let tmp = temp_dir("verified");
+        let file = tmp.path().join("mountinfo");
+        let mp = tmp.path().join("mp");
         std::fs::create_dir(&mp).unwrap();
         let st_dev = std::fs::metadata(&mp).unwrap().dev();
         let (major, minor) = (libc::major(st_dev), libc::minor(st_dev));

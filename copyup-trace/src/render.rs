@@ -386,16 +386,16 @@ pub fn tables(
         for f in rows.iter().take(opts.top) {
             table.add_row(vec![
                 Cell::new(escape(&f.path)),
-                Cell::new(if f.row.stats.metacopies > 0 && f.row.stats.bytes == 0 {
+                Cell::new(if f.stats.metacopies > 0 && f.stats.bytes == 0 {
                     "file (meta)"
                 } else {
                     f.kind.name()
                 }),
                 Cell::new(f.trigger.name()),
-                right(f.row.stats.copy_ups.to_string()),
-                right(human_bytes(f.row.stats.bytes)),
-                right(human_ns(f.row.stats.copy_ns)),
-                right(human_ns(f.row.stats.data_ns)),
+                right(f.stats.copy_ups.to_string()),
+                right(human_bytes(f.stats.bytes)),
+                right(human_ns(f.stats.copy_ns)),
+                right(human_ns(f.stats.data_ns)),
             ]);
         }
         writeln!(out, "\nCopy-ups by file ({order}):\n{table}")?;
@@ -518,7 +518,7 @@ pub fn report(
             "path": escape(&f.path),
             "kind": f.kind.name(),
             "trigger": f.trigger.name(),
-            "stats": f.row.stats,
+            "stats": f.stats,
         })).collect::<Vec<_>>(),
         "processes": agg.processes(opts.sort).iter().take(top).map(|p| json!({
             "pid": p.pid,

@@ -263,8 +263,8 @@ mod tests {
 
     #[test]
     fn flamegraph_svg_is_written() {
-        let dir = std::env::temp_dir().join(format!("cut-fg-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let out = StackOutputs {
             folded: Some(dir.join("s.folded")),
             svg: Some(dir.join("s.svg")),
@@ -277,6 +277,5 @@ mod tests {
             fs::read_to_string(dir.join("s.folded")).unwrap(),
             "chown;do_fchownat;ovl_copy_up_one 42\n"
         );
-        fs::remove_dir_all(dir).unwrap();
     }
 }

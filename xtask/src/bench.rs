@@ -32,7 +32,11 @@ pub fn run() -> Result<()> {
             missed += 1;
             "below target"
         };
-        println!("  {name:<26} {:>7.2} M events/s  {verdict}", rate / 1e6);
+        println!(
+            "  {name:<26} {:>7.3} M events/s  {:>5.1}% of target  {verdict}",
+            rate / 1e6,
+            100.0 * rate / TARGET
+        );
     }
     if missed > 0 {
         println!("{missed} of {} below target", BENCHES.len());

@@ -2,6 +2,7 @@
 
 mod bench;
 mod guest;
+mod guestbench;
 mod host;
 mod kernels;
 mod scenarios;
@@ -53,6 +54,9 @@ enum Cmd {
     Build,
     /// Benchmarks: user-space decode+aggregate throughput (criterion).
     Bench,
+    /// Kernel-side benchmark only (guest boot): overhead, per-copy-up BPF cost, RSS,
+    /// start-up time, lost events.
+    BenchGuest,
     /// Check the qemu guest harness itself.
     #[command(hide = true)]
     GuestSelftest,
@@ -238,6 +242,28 @@ fn demo(series: &str) -> Result<()> {
     Ok(())
 }
 
+/// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
+fn guest_bench() -> Result<()> {
+    setup::ensure_host_tools()?;
+    let tool = build_static()?;
+    let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
+    println!("Benchmarking in Debian kernel {} under qemu (TCG)...", k.version);
+    let r = boot(&k, &tool, guestbench::SCRIPT, Duration::from_secs(2400))?;
+    let rounds = guestbench::parse(&r.results)?;
+    if let Err(e) = guestbench::validate(&rounds) {
+        bail!("{e:#}\nguest output:\n{}", r.results);
+    }
+    let md = guestbench::report(&k, &rounds, r.wall)?;
+    println!("{md}");
+    let out = workspace_root().join("target/bench-guest.md");
+    std::fs::write(&out, &md)?;
+    println!("(written to {}; raw rounds:)", out.display());
+    for line in r.results.lines().filter(|l| l.starts_with("@@ROUND")) {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Demo { kernel } => demo(&kernel),
@@ -249,6 +275,7 @@ fn main() -> Result<()> {
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
         Cmd::Bench => bench::run(),
+        Cmd::BenchGuest => guest_bench(),
         Cmd::GuestSelftest => guest::selftest(),
     }
 }

@@ -617,10 +617,10 @@ pub const CHECKS: &[Check] = &[
                 let e = r
                     .events
                     .iter()
-                    .find(|e| s(&e["path"]) == format!("/{name}"))
+                    .find(|e| s(&e["path"]).strip_prefix('/') == Some(name))
                     .ok_or_else(|| anyhow!("no copy-up of {name}"))?;
                 ensure!(
-                    e["tid"].to_string() == f[0],
+                    e["tid"].as_u64().map(|t| t.to_string()).as_deref() == Some(f[0]),
                     "{name}: tid {} want {}",
                     e["tid"],
                     f[0]

@@ -88,6 +88,41 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        // mkfiles DIR N SIZE: N files of SIZE bytes, without a process per file.
+        "mkfiles" => {
+            let dir = arg(1)?;
+            let n: usize = arg(2)?.parse().map_err(|_| "bad count")?;
+            let size: usize = arg(3)?.parse().map_err(|_| "bad size")?;
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            let data = vec![0u8; size];
+            for i in 0..n {
+                std::fs::write(format!("{dir}/f{i}"), &data).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        // timed CMD ARGS...: run it, print `elapsed_ns N rc R` on stderr.
+        "timed" => {
+            let t0 = std::time::Instant::now();
+            let st = std::process::Command::new(arg(1)?)
+                .args(&args[2..])
+                .status()
+                .map_err(|e| e.to_string())?;
+            eprintln!("elapsed_ns {} rc {}", t0.elapsed().as_nanos(), st.code().unwrap_or(-1));
+            Ok(())
+        }
+        // Per-program run time and count (needs kernel.bpf_stats_enabled=1).
+        "bpf-stats" => {
+            for info in aya::programs::loaded_programs() {
+                let info = info.map_err(|e| e.to_string())?;
+                println!(
+                    "{} {} {}",
+                    String::from_utf8_lossy(info.name()),
+                    info.run_time().as_nanos(),
+                    info.run_count()
+                );
+            }
+            Ok(())
+        }
         // Names of every BPF program loaded in the kernel, one per line.
         "bpf-progs" => {
             for info in aya::programs::loaded_programs() {

@@ -1,0 +1,88 @@
+# Guest side of `cargo xtask bench`: the same chown -R workload untraced, under
+# copyup-trace and under plain tracefs kprobe events, alternating in one boot. Prints
+# one `@@ROUND` line per round and one `@@BURST` line; xtask/src/guestbench.rs reports.
+
+T=/bin/copyup-trace
+G=/bin/guest-ops
+TR=/sys/kernel/tracing
+B=/tmp/bench
+L=$B/lower
+ROUNDS=${ROUNDS:-3}
+
+wait_ready() {
+    i=0
+    while ! grep -q Tracing "$1" 2>/dev/null; do
+        sleep 0.05
+        i=$((i + 1))
+        [ $i -gt 2000 ] && return 1
+    done
+}
+
+# 10,000 small files and a few large ones: an image layer's worth of chown -R.
+$G mkfiles $L/tree/small 10000 4096
+$G mkfiles $L/tree/large 3 4194304
+echo 1 >/proc/sys/kernel/bpf_stats_enabled
+
+# field NAME FILE: the number after NAME in FILE.
+field() { sed -n "s/.*$1[ =:]*\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
+
+round() {
+    mode=$1
+    n=$2
+    lower=$3
+    D=$B/r$n
+    mkdir -p $D/u $D/w $D/m
+    mount -t overlay overlay -o lowerdir=$lower,upperdir=$D/u,workdir=$D/w $D/m
+    extra=""
+    case $mode in
+    none)
+        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        ;;
+    copyup-trace)
+        COPYUP_TRACE_LOG=info "$T" --report $B/report.json >/dev/null 2>$B/err &
+        TP=$!
+        wait_ready $B/err
+        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        $G bpf-stats >$B/stats
+        rss=$(field VmHWM /proc/$TP/status)
+        kill -INT $TP
+        wait $TP
+        bpf_ns=$(awk '$1 ~ /^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)/ { s += $2 } END { print s + 0 }' $B/stats)
+        attach=$(field 'attached in' $B/err)
+        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach"
+        echo "@@REPORT $n $(tr -d '\n' <$B/report.json)"
+        ;;
+    tracefs)
+        echo 'p:cub/one ovl_copy_up_one' >>$TR/kprobe_events
+        echo 'p:cub/file ovl_copy_up_file len=$arg4:u64' >>$TR/kprobe_events
+        echo >$TR/trace
+        echo 1 >$TR/events/cub/enable
+        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        echo 0 >$TR/events/cub/enable
+        extra="copy_ups=$(grep -c ' one:' $TR/trace)"
+        echo '-:cub/one' >>$TR/kprobe_events
+        echo '-:cub/file' >>$TR/kprobe_events
+        echo >$TR/trace
+        ;;
+    esac
+    echo "@@ROUND $mode $n elapsed_ns=$(field elapsed_ns $B/t) upper=$(find $D/u | wc -l) $extra"
+    umount $D/m
+    rm -rf $D
+}
+
+n=0
+r=0
+while [ $r -lt $ROUNDS ]; do
+    for mode in none copyup-trace tracefs; do
+        n=$((n + 1))
+        round $mode $n $L
+    done
+    r=$((r + 1))
+done
+
+# Burst: 100,000 small-file copy-ups, default ring size.
+rm -rf $L
+$G mkfiles $B/burst/tree/f 100000 16
+n=$((n + 1))
+echo "@@BURST $n"
+round copyup-trace $n $B/burst
