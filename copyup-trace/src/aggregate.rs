@@ -1,7 +1,7 @@
 //! Folds copy-up events into per-file, per-process, per-container and per-trigger
 //! totals with latency distributions.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
@@ -64,7 +64,6 @@ impl Row {
     pub fn percentiles(&self) -> Percentiles {
         self.latency.summary()
     }
-
 }
 
 impl Stats {

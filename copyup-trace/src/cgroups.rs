@@ -497,7 +497,7 @@ mod tests {
         let tmp = temp_dir("utf8");
         let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
         std::fs::create_dir(&odd).unwrap();
-        let mut r = CgroupResolver::new(&tmp.path());
+        let mut r = CgroupResolver::new(tmp.path());
         assert_eq!(r.resolve(ino(&odd)), Some("/caf\u{fffd}"));
 
         let mut missing = CgroupResolver::new(tmp.path().join("nonexistent"));
@@ -577,7 +577,7 @@ mod tests {
         assert!(err.to_string().contains("not a cgroup2 directory"), "{err}");
         let err = cgroup_id_of("/nonexistent/copyup-trace/cgroup").unwrap_err();
         assert!(err.to_string().contains("no such cgroup"), "{err}");
-        assert!(!is_cgroup2(&tmp.path()).unwrap());
+        assert!(!is_cgroup2(tmp.path()).unwrap());
     }
 
     #[test]

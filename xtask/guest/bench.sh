@@ -24,7 +24,7 @@ $G mkfiles $L/tree/large 3 4194304
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 
 # field NAME FILE: the number after NAME in FILE.
-field() { sed -n "s/.*$1[ =:]*\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
+field() { sed -n "s/.*$1[^0-9]*\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
 
 round() {
     mode=$1
@@ -44,6 +44,7 @@ round() {
         wait_ready $B/err
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         $G bpf-stats >$B/stats
+        echo "@@STATS $n $(grep -E '^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)' $B/stats | tr '\n' ';')"
         rss=$(field VmHWM /proc/$TP/status)
         kill -INT $TP
         wait $TP
@@ -80,9 +81,12 @@ while [ $r -lt $ROUNDS ]; do
     r=$((r + 1))
 done
 
-# Burst: 100,000 small-file copy-ups, default ring size.
+# Burst: 100,000 small-file copy-ups, default ring size. Empty files on a tmpfs without
+# an inode limit, so that 200,000 inodes fit in the guest's memory.
 rm -rf $L
-$G mkfiles $B/burst/tree/f 100000 16
+mkdir -p $B/burst
+mount -t tmpfs -o nr_inodes=0 tmpfs $B/burst
+$G mkfiles $B/burst/tree/f 100000 0
 n=$((n + 1))
 echo "@@BURST $n"
 round copyup-trace $n $B/burst

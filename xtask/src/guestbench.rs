@@ -45,7 +45,10 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
         if let Some(rest) = line.strip_prefix("@@ROUND ") {
             let mut it = rest.split_whitespace();
             let mode = it.next().ok_or_else(|| anyhow!("bad round {line:?}"))?;
-            let n: u32 = it.next().ok_or_else(|| anyhow!("bad round {line:?}"))?.parse()?;
+            let n: u32 = it
+                .next()
+                .ok_or_else(|| anyhow!("bad round {line:?}"))?
+                .parse()?;
             let fields = it
                 .filter_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
@@ -59,8 +62,13 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
                 ..Default::default()
             });
         } else if let Some(rest) = line.strip_prefix("@@REPORT ") {
-            let (n, json) = rest.split_once(' ').ok_or_else(|| anyhow!("bad report line"))?;
-            reports.insert(n.parse()?, serde_json::from_str(json).context("report JSON")?);
+            let (n, json) = rest
+                .split_once(' ')
+                .ok_or_else(|| anyhow!("bad report line"))?;
+            reports.insert(
+                n.parse()?,
+                serde_json::from_str(json).context("report JSON")?,
+            );
         } else if let Some(n) = line.strip_prefix("@@BURST ") {
             burst_n = Some(n.trim().parse::<u32>()?);
         }
@@ -93,16 +101,27 @@ fn ms(ns: u64) -> String {
 pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<String> {
     let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst).collect();
     let by_mode = |mode: &str, f: &dyn Fn(&Round) -> Option<u64>| -> Vec<u64> {
-        regular.iter().filter(|r| r.mode == mode).filter_map(|r| f(r)).collect()
+        regular
+            .iter()
+            .filter(|r| r.mode == mode)
+            .filter_map(|r| f(r))
+            .collect()
     };
     let elapsed = |mode: &str| median(by_mode(mode, &|r| r.get("elapsed_ns")));
     let base = elapsed("none").ok_or_else(|| anyhow!("no untraced rounds"))?;
     let n_rounds = by_mode("none", &|r| r.get("elapsed_ns")).len();
 
     let mut md = String::new();
-    writeln!(md, "### Kernel {} (qemu TCG, 2 vCPUs), {n_rounds} rounds per mode\n", kernel.version)?;
+    writeln!(
+        md,
+        "### Kernel {} (qemu TCG, 2 vCPUs), {n_rounds} rounds per mode\n",
+        kernel.version
+    )?;
     writeln!(md, "Workload: `chown -R 1000:1000` over 10,000 files of 4 KiB and 3 of 4 MiB in a lower layer (10,005 copy-ups with the two directories), on tmpfs.\n")?;
-    writeln!(md, "| mode | median workload time | vs untraced | copy-ups seen | lost |")?;
+    writeln!(
+        md,
+        "| mode | median workload time | vs untraced | copy-ups seen | lost |"
+    )?;
     writeln!(md, "|---|---|---|---|---|")?;
     for mode in ["none", "copyup-trace", "tracefs"] {
         let Some(t) = elapsed(mode) else { continue };
@@ -128,7 +147,11 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
         writeln!(md, "- copyup-trace in-kernel cost per copy-up (`kernel.bpf_stats_enabled`, run_time_ns summed over its programs / copy-ups): **{p} ns** (median)")?;
     }
     if let Some(r) = rss {
-        writeln!(md, "- copyup-trace peak RSS (VmHWM): **{:.1} MiB**", r as f64 / 1024.0)?;
+        writeln!(
+            md,
+            "- copyup-trace peak RSS (VmHWM): **{:.1} MiB**",
+            r as f64 / 1024.0
+        )?;
     }
     if let Some(a) = attach {
         writeln!(md, "- copyup-trace start to probes attached (BTF parsing, load, verify, attach): **{:.0} ms**", a as f64 / 1000.0)?;
@@ -136,14 +159,22 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
     if let Some(b) = rounds.iter().find(|r| r.burst) {
         writeln!(
             md,
-            "- burst of 100,000 small-file copy-ups (16 B each), default 4 MiB ring: {} copy-ups seen of {} in the upper layer, **{} lost**, workload {}",
+            "- burst of 100,000 small-file copy-ups (empty files), default 4 MiB ring: {} copy-ups seen, {} objects in the upper layer, **{} lost**, {} failed copy-ups, workload {}",
             b.copy_ups().unwrap_or(0),
             b.get("upper").unwrap_or(0).saturating_sub(1),
             b.lost().map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+            b.report
+                .as_ref()
+                .and_then(|r| r["total"]["stats"]["errors"].as_u64())
+                .unwrap_or(0),
             ms(b.get("elapsed_ns").unwrap_or(0)),
         )?;
     }
-    writeln!(md, "- guest wall time for all rounds: {:.0} s", wall.as_secs_f64())?;
+    writeln!(
+        md,
+        "- guest wall time for all rounds: {:.0} s",
+        wall.as_secs_f64()
+    )?;
     Ok(md)
 }
 
@@ -153,7 +184,11 @@ pub fn validate(rounds: &[Round]) -> Result<()> {
     for r in rounds {
         ensure!(r.get("elapsed_ns").is_some(), "round {} has no time", r.n);
         if r.mode == "copyup-trace" {
-            ensure!(r.report.is_some(), "round {} has no copyup-trace report", r.n);
+            ensure!(
+                r.report.is_some(),
+                "round {} has no copyup-trace report",
+                r.n
+            );
         }
     }
     Ok(())

@@ -52,7 +52,8 @@ enum Cmd {
     Lint,
     /// Build the static copyup-trace binary that runs in the guests.
     Build,
-    /// Benchmarks: user-space decode+aggregate throughput (criterion).
+    /// Benchmarks: user-space decode+aggregate throughput (criterion), then the guest
+    /// benchmark (overhead, BPF cost per copy-up, RSS, start-up, lost events).
     Bench,
     /// Kernel-side benchmark only (guest boot): overhead, per-copy-up BPF cost, RSS,
     /// start-up time, lost events.
@@ -247,7 +248,10 @@ fn guest_bench() -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
-    println!("Benchmarking in Debian kernel {} under qemu (TCG)...", k.version);
+    println!(
+        "Benchmarking in Debian kernel {} under qemu (TCG)...",
+        k.version
+    );
     let r = boot(&k, &tool, guestbench::SCRIPT, Duration::from_secs(2400))?;
     let rounds = guestbench::parse(&r.results)?;
     if let Err(e) = guestbench::validate(&rounds) {
@@ -274,7 +278,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
-        Cmd::Bench => bench::run(),
+        Cmd::Bench => bench::run().and_then(|()| guest_bench()),
         Cmd::BenchGuest => guest_bench(),
         Cmd::GuestSelftest => guest::selftest(),
     }

@@ -107,7 +107,11 @@ fn run(args: &[String]) -> Result<(), String> {
                 .args(&args[2..])
                 .status()
                 .map_err(|e| e.to_string())?;
-            eprintln!("elapsed_ns {} rc {}", t0.elapsed().as_nanos(), st.code().unwrap_or(-1));
+            eprintln!(
+                "elapsed_ns {} rc {}",
+                t0.elapsed().as_nanos(),
+                st.code().unwrap_or(-1)
+            );
             Ok(())
         }
         // Per-program run time and count (needs kernel.bpf_stats_enabled=1).
