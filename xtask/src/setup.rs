@@ -86,15 +86,21 @@ fn ensure_rust_toolchains() -> Result<()> {
         "nightly",
         "--installed",
     ]))?;
-    if !components.lines().any(|l| l.trim() == "rust-src") {
-        run_quiet(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-        println!("installed rust-src for nightly");
+    // rust-src for -Z build-std; clippy for `cargo xtask lint` on the eBPF crate.
+    for (component, installed_as) in [("rust-src", "rust-src"), ("clippy", "clippy-")] {
+        if !components
+            .lines()
+            .any(|l| l.trim().starts_with(installed_as))
+        {
+            run_quiet(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                "nightly",
+            ]))?;
+            println!("installed {component} for nightly");
+        }
     }
 
     // The loader runs inside a busybox guest with no libc, so it is linked statically with
