@@ -26,6 +26,30 @@ echo 1 >/proc/sys/kernel/bpf_stats_enabled
 # field NAME FILE: the number after NAME in FILE.
 field() { sed -n "s/.*$1[^0-9]*\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
 
+# The bpftrace equivalent of what copyup-trace reports per copy-up: pid, comm, bytes,
+# latency and the chown's filename, printed as each copy-up completes.
+BT='kprobe:do_fchownat { @fn[tid] = arg1; }
+kretprobe:do_fchownat { delete(@fn[tid]); }
+kprobe:ovl_copy_up_one { @start[tid] = nsecs; @bytes[tid] = 0; }
+kprobe:ovl_copy_up_file { @bytes[tid] += arg3; }
+kretprobe:ovl_copy_up_one /@start[tid]/ {
+  printf("%d %s %d %d %s\n", pid, comm, @bytes[tid], nsecs - @start[tid], str(@fn[tid]));
+  delete(@start[tid]); delete(@bytes[tid]);
+}'
+
+# uptime_ms: the guest clock in ms, to time start-up the same way for every tracer.
+uptime_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+
+# wait_for PATTERN FILE
+wait_for() {
+    i=0
+    while ! grep -q "$1" "$2" 2>/dev/null; do
+        sleep 0.05
+        i=$((i + 1))
+        [ $i -gt 4000 ] && return 1
+    done
+}
+
 round() {
     mode=$1
     n=$2
@@ -39,9 +63,11 @@ round() {
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         ;;
     copyup-trace)
+        t0=$(uptime_ms)
         COPYUP_TRACE_LOG=info "$T" --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
         wait_ready $B/err
+        ready=$(($(uptime_ms) - t0))
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         $G bpf-stats >$B/stats
         echo "@@STATS $n $(grep -E '^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)' $B/stats | tr '\n' ';')"
@@ -50,8 +76,23 @@ round() {
         wait $TP
         bpf_ns=$(awk '$1 ~ /^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)/ { s += $2 } END { print s + 0 }' $B/stats)
         attach=$(field 'attached in' $B/err)
-        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach"
+        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach ready_ms=$ready"
         echo "@@REPORT $n $(tr -d '\n' <$B/report.json)"
+        ;;
+    bpftrace)
+        t0=$(uptime_ms)
+        bpftrace -e "$BT" >$B/bt.out 2>$B/bt.err &
+        TP=$!
+        wait_for Attaching $B/bt.out
+        ready=$(($(uptime_ms) - t0))
+        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        $G bpf-stats >$B/stats
+        rss=$(field VmHWM /proc/$TP/status)
+        kill -INT $TP
+        wait $TP
+        # Only bpftrace's programs are loaded during this round.
+        bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
+        extra="bpf_ns=$bpf_ns rss_kb=$rss ready_ms=$ready events=$(grep -c '^[0-9]' $B/bt.out)"
         ;;
     tracefs)
         echo 'p:cub/one ovl_copy_up_one' >>$TR/kprobe_events
@@ -74,7 +115,8 @@ round() {
 n=0
 r=0
 while [ $r -lt $ROUNDS ]; do
-    for mode in none copyup-trace tracefs; do
+    for mode in none copyup-trace bpftrace tracefs; do
+        [ $mode = bpftrace ] && [ ! -x /usr/bin/bpftrace ] && continue
         n=$((n + 1))
         round $mode $n $L
     done

@@ -138,6 +138,14 @@ emit pid.err $OUT/pid.err
 emit pid.rc $OUT/pid.rc
 upper pid
 
+# --- --comm keeps one command name -------------------------------------------------
+newovl comm
+echo c1 >$D/lower/c1
+echo c2 >$D/lower/c2
+mountovl
+run comm -o json -c chown -- sh -c "touch $D/merged/c2; chown 1000 $D/merged/c1"
+upper comm
+
 # --- human tables ----------------------------------------------------------------------
 newovl table
 mkdir -p $D/lower/etc

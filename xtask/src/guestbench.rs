@@ -7,7 +7,39 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::kernels::GuestKernel;
+use crate::{guest::GuestFile, kernels::GuestKernel};
+
+const BPFTRACE: &str = "/usr/bin/bpftrace";
+
+/// bpftrace and every shared library it loads (from `ldd`), at the same paths.
+pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
+    let out = std::process::Command::new("ldd")
+        .arg(BPFTRACE)
+        .output()
+        .context("running ldd on bpftrace")?;
+    ensure!(out.status.success(), "ldd {BPFTRACE} failed");
+    let mut files = vec![GuestFile {
+        guest_path: BPFTRACE.into(),
+        host_path: BPFTRACE.into(),
+        mode: 0o755,
+    }];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        files.push(GuestFile {
+            guest_path: path.to_string(),
+            host_path: std::fs::canonicalize(path).with_context(|| format!("resolving {path}"))?,
+            mode: 0o755,
+        });
+    }
+    Ok(files)
+}
 
 pub const SCRIPT: &str = include_str!("../guest/bench.sh");
 
@@ -123,9 +155,9 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
         "| mode | median workload time | vs untraced | copy-ups seen | lost |"
     )?;
     writeln!(md, "|---|---|---|---|---|")?;
-    for mode in ["none", "copyup-trace", "tracefs"] {
+    for mode in ["none", "copyup-trace", "bpftrace", "tracefs"] {
         let Some(t) = elapsed(mode) else { continue };
-        let seen = median(by_mode(mode, &|r| r.copy_ups()));
+        let seen = median(by_mode(mode, &|r| r.copy_ups().or(r.get("events"))));
         let lost = median(by_mode(mode, &|r| r.lost()));
         writeln!(
             md,

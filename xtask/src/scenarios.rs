@@ -345,6 +345,16 @@ pub const CHECKS: &[Check] = &[
         ensure!(upper == ["/p1", "/p2", "/q1"], "upper {upper:?}");
         Ok(())
     }),
+    ("--comm: only tasks with that name", |a| {
+        let r = a.run("comm")?;
+        expect_objects(&r, &[("/c1", "file", 3)])?;
+        ensure!(
+            a.upper("comm")? == ["/c1", "/c2"],
+            "upper {:?}",
+            a.upper("comm")?
+        );
+        Ok(())
+    }),
     ("every trigger named, with exact bytes", |a| {
         let r = a.run("trig")?;
         ensure!(r.rc == 0, "exit {}", r.rc);

@@ -22,7 +22,12 @@ pub fn ensure_host_tools() -> Result<()> {
 }
 
 fn ensure_deb_packages() -> Result<()> {
-    let missing: Vec<&str> = DEB_PACKAGES
+    ensure_debs(DEB_PACKAGES)
+}
+
+/// Installs those of `packages` that are missing.
+pub fn ensure_debs(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !deb_installed(p))
