@@ -247,12 +247,19 @@ fn demo(series: &str) -> Result<()> {
 fn guest_bench() -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
+    // The peer: Debian's bpftrace with its libraries, at the same paths in the guest.
+    setup::ensure_debs(&["bpftrace"])?;
+    let mut files = guest_files(&tool);
+    files.extend(guestbench::bpftrace_files()?);
     let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
     println!(
         "Benchmarking in Debian kernel {} under qemu (TCG)...",
         k.version
     );
-    let r = boot(&k, &tool, guestbench::SCRIPT, Duration::from_secs(2400))?;
+    let r = guest::run_guest(&k, &files, guestbench::SCRIPT, Duration::from_secs(2400))?;
+    if r.exit_code != 0 {
+        bail!("bench script exited {}:\n{}", r.exit_code, r.results);
+    }
     let rounds = guestbench::parse(&r.results)?;
     if let Err(e) = guestbench::validate(&rounds) {
         bail!("{e:#}\nguest output:\n{}", r.results);
