@@ -247,11 +247,7 @@ emit stk.svgcount $OUT/stk.svgcount
 KL=/sys/kernel/debug/kprobes/list
 newovl kill
 mkdir -p $D/lower/many
-i=0
-while [ $i -lt 300 ]; do
-    dd if=/dev/zero of=$D/lower/many/f$i bs=4096 count=4 2>/dev/null
-    i=$((i + 1))
-done
+$G mkfiles $D/lower/many 1000 16384
 mountovl
 "$T" -o json >$OUT/kill.out 2>$OUT/kill.err &
 TP=$!
@@ -260,7 +256,9 @@ grep -c ovl_ $KL >$OUT/kill.kprobes_during
 $G bpf-progs >$OUT/kill.progs_during
 chown -R 1000:1000 $D/merged/many &
 W=$!
-sleep 0.3
+# Kill once copy-ups are under way, not after a fixed time: how fast the workload runs
+# depends on the machine.
+while [ "$(ls $D/upper/many 2>/dev/null | wc -l)" -lt 20 ]; do :; done
 kill -9 $TP
 wait $TP
 echo $? >$OUT/kill.rc

@@ -590,8 +590,8 @@ pub const CHECKS: &[Check] = &[
                 a.get("kill.workload_rc")?
             );
             ensure!(
-                a.get("kill.upper_count")?.trim() == "300",
-                "workload copied {} of 300 files",
+                a.get("kill.upper_count")?.trim() == "1000",
+                "workload copied {} of 1000 files",
                 a.get("kill.upper_count")?
             );
             let seen = a
@@ -600,7 +600,7 @@ pub const CHECKS: &[Check] = &[
                 .filter(|l| l.contains("\"copy_up\""))
                 .count();
             ensure!(
-                seen < 301,
+                seen < 1001,
                 "tracer saw all {seen} copy-ups: it was not killed mid-workload"
             );
             let after = a.get("kill.kprobes_after")?.trim().to_string();
