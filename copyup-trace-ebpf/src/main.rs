@@ -375,6 +375,10 @@ op_probe!(op_rmdir => op::RMDIR);
 op_probe!(op_rename => op::RENAME);
 op_probe!(op_tmpfile => op::TMPFILE);
 
+// Argument positions differ between kernels, and the verifier only allows constant
+// offsets into the register context, so each position gets its own program; user space
+// attaches the one `plan` chose.
+
 /// Setting an xattr with a NULL value removes it.
 #[inline(always)]
 fn xattr_entry<const VALUE_ARG: usize>(ctx: &ProbeContext) -> u32 {
@@ -400,10 +404,6 @@ pub fn op_xattr_v3(ctx: ProbeContext) -> u32 {
 pub fn op_xattr_v5(ctx: ProbeContext) -> u32 {
     xattr_entry::<5>(&ctx)
 }
-
-// Argument positions differ between kernels, and the verifier only allows constant
-// offsets into the register context, so each position gets its own program; user space
-// attaches the one `plan` chose.
 
 #[inline(always)]
 fn setattr_entry<const ATTR_ARG: usize>(ctx: &ProbeContext) -> u32 {

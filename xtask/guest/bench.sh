@@ -9,15 +9,6 @@ B=/tmp/bench
 L=$B/lower
 ROUNDS=${ROUNDS:-3}
 
-wait_ready() {
-    i=0
-    while ! grep -q Tracing "$1" 2>/dev/null; do
-        sleep 0.05
-        i=$((i + 1))
-        [ $i -gt 2000 ] && return 1
-    done
-}
-
 # 10,000 small files and a few large ones: an image layer's worth of chown -R.
 $G mkfiles $L/tree/small 10000 4096
 $G mkfiles $L/tree/large 3 4194304
@@ -66,7 +57,7 @@ round() {
         t0=$(uptime_ms)
         COPYUP_TRACE_LOG=info "$T" --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
-        wait_ready $B/err
+        wait_for Tracing $B/err
         ready=$(($(uptime_ms) - t0))
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         $G bpf-stats >$B/stats
