@@ -79,8 +79,6 @@ pub struct CopyUpEvent {
     /// `i_size` of the overlay inode when the copy-up began.
     pub size: u64,
     pub cgroup_id: u64,
-    /// Entry time of the data-copy function in flight (scratch, not meaningful to readers).
-    pub data_start_ns: u64,
     pub pid: u32,
     pub tid: u32,
     pub ppid: u32,
@@ -120,7 +118,38 @@ pub struct SyscallState {
     /// Copy-ups (not waits) done under this syscall so far.
     pub copy_ups: u32,
     pub flag: u32,
-    pub filename: [u8; FILENAME_LEN],
+    /// The user-space filename argument: read only when a copy-up is reported, while
+    /// the syscall is still in progress.
+    pub filename: u64,
+}
+
+/// Per-thread state of a copy-up in flight: small, because it is copied into a hash map
+/// per copy-up. The names (comm, filename, path) are read at return, straight into the
+/// ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct InFlight {
+    pub start_ns: u64,
+    /// Entry time of the data-copy function in flight, 0 when none.
+    pub data_start_ns: u64,
+    pub data_ns: u64,
+    pub bytes: u64,
+    pub size: u64,
+    /// The `struct dentry *` being copied up; the caller holds a reference until return.
+    pub dentry: u64,
+    pub mode: u32,
+    pub dev: u32,
+    pub copy_flags: u32,
+    /// `inflight::*`.
+    pub state: u32,
+    pub kstack_id: i32,
+    pub ustack_id: i32,
+}
+
+/// `InFlight::state` bits.
+pub mod inflight {
+    /// `ovl_copy_up_end` ran: this thread did the copy-up itself rather than wait.
+    pub const ENDED: u32 = 1 << 0;
 }
 
 /// Per-thread state of an overlayfs operation that may copy up.
@@ -169,5 +198,6 @@ mod user {
     unsafe impl aya::Pod for super::CopyUpEvent {}
     unsafe impl aya::Pod for super::SyscallState {}
     unsafe impl aya::Pod for super::OpState {}
+    unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::OpDoneEvent {}
 }

@@ -1,22 +1,22 @@
 //! Kernel side of copyup-trace.
 //!
-//! Per thread (keyed by tid) it remembers which syscall / setattr is in progress, builds
-//! one `CopyUpEvent` per `ovl_copy_up_one` call, adds the bytes and time of the data copy
-//! nested inside it, and emits the event through a ring buffer when the copy-up returns.
+//! Per thread (keyed by tid) it remembers which syscall / setattr is in progress and a
+//! small `InFlight` record per `ovl_copy_up_one` call, adds the bytes and time of the data
+//! copy nested inside it, and when the copy-up returns writes one `CopyUpEvent` (names and
+//! path included) straight into a ring-buffer reservation: no 1.7 KiB copy through a map.
 //!
 //! Struct offsets and argument positions differ between kernels; user space reads them
 //! from BTF at start-up and patches them into the globals below before loading.
 #![no_std]
 #![no_main]
-// Map values such as CopyUpEvent (1.6 KiB) must be passed by reference: by value they
-// would be copied onto the 512-byte BPF stack.
+// Map values are passed by reference, as the map API takes them.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf, generated,
+        generated,
     },
     macros::{kprobe, kretprobe, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
@@ -24,8 +24,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use copyup_trace_common::{
-    counter, flags, op, record, CopyUpEvent, OpDoneEvent, OpState, SyscallState, FILENAME_LEN,
-    MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
+    counter, flags, inflight, op, record, CopyUpEvent, InFlight, OpDoneEvent, OpState,
+    SyscallState, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
 };
 use core::ptr::read_volatile;
 
@@ -48,6 +48,10 @@ static CAPTURE_STACKS: u32 = 0;
 /// When non-zero, only tasks whose cgroup id is in `CGROUPS`.
 #[no_mangle]
 static FILTER_CGROUP: u32 = 0;
+/// Non-zero when `ovl_copy_up_end` is probed: a copy-up that returns 0 without reaching
+/// it waited for another thread's copy-up.
+#[no_mangle]
+static SEES_WAITS: u32 = 0;
 
 #[no_mangle]
 static OFF_DENTRY_PARENT: u32 = 0;
@@ -95,7 +99,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Copy-ups in flight, by tid. LRU so that a missed return probe cannot leak entries.
 #[map]
-static INFLIGHT: LruHashMap<u32, CopyUpEvent> = LruHashMap::with_max_entries(1024, 0);
+static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(1024, 0);
 
 /// `do_fchownat` calls in flight, by tid.
 #[map]
@@ -119,12 +123,6 @@ static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PRE
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Scratch space to build an event: too large for the 512-byte BPF stack.
-#[map]
-static EVENT_SCRATCH: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static SYSCALL_SCRATCH: PerCpuArray<SyscallState> = PerCpuArray::with_max_entries(1, 0);
 
 // ---- helpers ----
 
@@ -231,25 +229,14 @@ pub fn do_fchownat(ctx: ProbeContext) -> u32 {
     if !traced(pid_tgid) {
         return 0;
     }
-    let Some(st) = SYSCALL_SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    let filename: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
     // do_fchownat(dfd, filename, user, group, flag)
-    let flag: u32 = ctx.arg(4).unwrap_or(0);
-    // SAFETY: `st` is this CPU's scratch slot; the helper bounds the user read.
-    unsafe {
-        (*st).start_ns = now();
-        (*st).copy_ups = 0;
-        (*st).flag = flag;
-        (*st).filename[0] = 0;
-        generated::bpf_probe_read_user_str(
-            (*st).filename.as_mut_ptr() as *mut _,
-            FILENAME_LEN as u32,
-            filename as *const _,
-        );
-        let _ = SYSCALLS.insert(&tid_of(pid_tgid), &*st, 0);
-    }
+    let st = SyscallState {
+        start_ns: now(),
+        copy_ups: 0,
+        flag: ctx.arg(4).unwrap_or(0),
+        filename: ctx.arg(1).unwrap_or(0),
+    };
+    let _ = SYSCALLS.insert(&tid_of(pid_tgid), &st, 0);
     0
 }
 
@@ -435,36 +422,113 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
     if !traced(pid_tgid) {
         return 0;
     }
-    let tid = tid_of(pid_tgid);
-    let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
     // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
     let dentry: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
-    let copy_flags: u32 = ctx.arg(2).unwrap_or(0);
-    // SAFETY: `ev` is this CPU's scratch slot; kernel pointers are only read through
-    // bpf_probe_read_kernel.
+    let mut st = InFlight {
+        start_ns: now(),
+        data_start_ns: 0,
+        data_ns: 0,
+        bytes: 0,
+        size: 0,
+        dentry: dentry as u64,
+        mode: 0,
+        dev: 0,
+        copy_flags: ctx.arg(2).unwrap_or(0),
+        state: 0,
+        kstack_id: -1,
+        ustack_id: -1,
+    };
+    // SAFETY: kernel pointers are only read through bpf_probe_read_kernel.
+    unsafe {
+        // Mode and size as the copy-up begins: a truncate or chmod changes them after.
+        if let Some(inode) = read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
+            if !inode.is_null() {
+                st.mode =
+                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16)
+                        .unwrap_or(0) as u32;
+                st.size =
+                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_SIZE) as usize) as *const u64)
+                        .unwrap_or(0);
+            }
+        }
+        st.dev = match read_ptr(dentry, cfg(&OFF_DENTRY_SB)) {
+            Some(sb) if !sb.is_null() => {
+                bpf_probe_read_kernel(sb.add(cfg(&OFF_SB_DEV) as usize) as *const u32).unwrap_or(0)
+            }
+            _ => 0,
+        };
+    }
+    if cfg(&CAPTURE_STACKS) != 0 {
+        const BPF_F_USER_STACK: u64 = 1 << 8;
+        st.kstack_id = ctx
+            .get_stackid(&STACKS, 0)
+            .map(|id| id as i32)
+            .unwrap_or(-1);
+        st.ustack_id = ctx
+            .get_stackid(&STACKS, BPF_F_USER_STACK)
+            .map(|id| id as i32)
+            .unwrap_or(-1);
+    }
+    if INFLIGHT.insert(&tid_of(pid_tgid), &st, 0).is_err() {
+        bump(counter::LOST_STATE);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    let Some(st) = INFLIGHT.get_ptr(&tid) else {
+        return 0;
+    };
+    // SAFETY: map value owned by this thread's key; copied out before the entry goes.
+    let st = unsafe { *st };
+    let _ = INFLIGHT.remove(&tid);
+    let end = now();
+    let ret = ctx.ret::<i64>() as i32;
+    let waited = ret == 0 && cfg(&SEES_WAITS) != 0 && st.state & inflight::ENDED == 0;
+
+    let sys = SYSCALLS.get_ptr_mut(&tid);
+    let ops = OPS.get_ptr_mut(&tid);
+    if !waited {
+        // SAFETY: map values owned by this thread's key.
+        unsafe {
+            if let Some(o) = ops {
+                (*o).copy_ups += 1;
+                (*o).copy_flags = st.copy_flags;
+            }
+            if let Some(s) = sys {
+                (*s).copy_ups += 1;
+            }
+        }
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<CopyUpEvent>(0) else {
+        bump(counter::LOST_EVENTS);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is this reservation's memory; every field is written before submit;
+    // kernel and user pointers are only read through the probe-read helpers.
     unsafe {
         (*ev).record = record::COPY_UP;
-        (*ev).op = op::NONE;
-        (*ev).op_start_ns = 0;
-        (*ev).copy_flags = copy_flags;
-        (*ev).syscall_flag = 0;
-        (*ev).start_ns = now();
-        (*ev).copy_ns = 0;
-        (*ev).data_ns = 0;
-        (*ev).bytes = 0;
-        (*ev).data_start_ns = 0;
+        (*ev).start_ns = st.start_ns;
+        (*ev).copy_ns = end - st.start_ns;
+        (*ev).data_ns = st.data_ns;
+        (*ev).bytes = st.bytes;
+        (*ev).size = st.size;
         (*ev).cgroup_id = generated::bpf_get_current_cgroup_id();
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = tid;
-        (*ev).ret = 0;
-        (*ev).flags = 0;
-        (*ev).ia_valid = 0;
-        (*ev).depth = 0;
-        (*ev).syscall_start_ns = 0;
+        (*ev).ret = ret;
+        (*ev).mode = st.mode;
+        (*ev).copy_flags = st.copy_flags;
+        (*ev).dev = st.dev;
+        (*ev).kstack_id = st.kstack_id;
+        (*ev).ustack_id = st.ustack_id;
+        (*ev)._pad = 0;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-
         let task = generated::bpf_get_current_task() as *const u8;
         (*ev).ppid = match read_ptr(task, cfg(&OFF_TASK_REAL_PARENT)) {
             Some(parent) => {
@@ -473,98 +537,51 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
             }
             None => 0,
         };
-
-        if let Some(sys) = SYSCALLS.get_ptr(&tid) {
-            (*ev).flags |= flags::IN_FCHOWNAT | flags::HAS_FILENAME;
-            (*ev).syscall_start_ns = (*sys).start_ns;
-            (*ev).syscall_flag = (*sys).flag;
-            let _ = bpf_probe_read_kernel_buf((*sys).filename.as_ptr(), &mut (*ev).filename);
-        }
-        if let Some(o) = OPS.get_ptr(&tid) {
-            (*ev).op = (*o).op;
-            (*ev).op_start_ns = (*o).start_ns;
-            (*ev).ia_valid = (*o).ia_valid;
-        }
-
-        (*ev).mode = 0;
-        (*ev).size = 0;
-        if let Some(inode) = read_ptr(dentry, cfg(&OFF_DENTRY_INODE)) {
-            if !inode.is_null() {
-                (*ev).mode =
-                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_MODE) as usize) as *const u16)
-                        .unwrap_or(0) as u32;
-                (*ev).size =
-                    bpf_probe_read_kernel(inode.add(cfg(&OFF_INODE_SIZE) as usize) as *const u64)
-                        .unwrap_or(0);
+        (*ev).flags = if waited { flags::WAITED } else { 0 };
+        (*ev).filename[0] = 0;
+        match sys {
+            Some(s) => {
+                (*ev).flags |= flags::IN_FCHOWNAT | flags::HAS_FILENAME;
+                (*ev).syscall_start_ns = (*s).start_ns;
+                (*ev).syscall_flag = (*s).flag;
+                // Still the caller's memory: the syscall has not returned.
+                generated::bpf_probe_read_user_str(
+                    (*ev).filename.as_mut_ptr() as *mut _,
+                    FILENAME_LEN as u32,
+                    (*s).filename as *const _,
+                );
+            }
+            None => {
+                (*ev).syscall_start_ns = 0;
+                (*ev).syscall_flag = 0;
             }
         }
-        (*ev).dev = match read_ptr(dentry, cfg(&OFF_DENTRY_SB)) {
-            Some(sb) if !sb.is_null() => {
-                bpf_probe_read_kernel(sb.add(cfg(&OFF_SB_DEV) as usize) as *const u32).unwrap_or(0)
+        match ops {
+            Some(o) => {
+                (*ev).op = (*o).op;
+                (*ev).op_start_ns = (*o).start_ns;
+                (*ev).ia_valid = (*o).ia_valid;
             }
-            _ => 0,
-        };
-        walk_path(ev, dentry);
-
-        (*ev).kstack_id = -1;
-        (*ev).ustack_id = -1;
-        if cfg(&CAPTURE_STACKS) != 0 {
-            const BPF_F_USER_STACK: u64 = 1 << 8;
-            (*ev).kstack_id = ctx
-                .get_stackid(&STACKS, 0)
-                .map(|id| id as i32)
-                .unwrap_or(-1);
-            (*ev).ustack_id = ctx
-                .get_stackid(&STACKS, BPF_F_USER_STACK)
-                .map(|id| id as i32)
-                .unwrap_or(-1);
+            None => {
+                (*ev).op = op::NONE;
+                (*ev).op_start_ns = 0;
+                (*ev).ia_valid = 0;
+            }
         }
-
-        if INFLIGHT.insert(&tid, &*ev, 0).is_err() {
-            bump(counter::LOST_STATE);
-        }
+        walk_path(ev, st.dentry as *const u8);
     }
+    entry.submit(0);
     0
 }
 
-#[kretprobe]
-pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+/// Reached only by the thread that does the copy-up: a thread that found it done by
+/// another (`ovl_copy_up_start` returning 1) skips it.
+#[kprobe]
+pub fn ovl_copy_up_end(_ctx: ProbeContext) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
-        return 0;
-    };
-    // SAFETY: map values owned by this thread's key.
-    unsafe {
-        (*ev).copy_ns = now() - (*ev).start_ns;
-        (*ev).ret = ctx.ret::<i64>() as i32;
-        if (*ev).flags & flags::WAITED == 0 {
-            if let Some(o) = OPS.get_ptr_mut(&tid) {
-                (*o).copy_ups += 1;
-                (*o).copy_flags = (*ev).copy_flags;
-            }
-            if let Some(sys) = SYSCALLS.get_ptr_mut(&tid) {
-                (*sys).copy_ups += 1;
-            }
-        }
-        if EVENTS.output::<CopyUpEvent>(&*ev, 0).is_err() {
-            bump(counter::LOST_EVENTS);
-        }
-    }
-    let _ = INFLIGHT.remove(&tid);
-    0
-}
-
-/// `ovl_copy_up_start` returns 1 when another thread finished the copy-up while this
-/// one waited for the lock.
-#[kretprobe]
-pub fn ovl_copy_up_start_ret(ctx: RetProbeContext) -> u32 {
-    let ret = ctx.ret::<i64>() as i32;
-    if ret > 0 {
-        let tid = tid_of(bpf_get_current_pid_tgid());
-        if let Some(ev) = INFLIGHT.get_ptr_mut(&tid) {
-            // SAFETY: map value owned by this thread's key.
-            unsafe { (*ev).flags |= flags::WAITED };
-        }
+    if let Some(st) = INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: map value owned by this thread's key.
+        unsafe { (*st).state |= inflight::ENDED };
     }
     0
 }
@@ -574,13 +591,13 @@ pub fn ovl_copy_up_start_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn add_data(len: u64) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
     // SAFETY: map value owned by this thread's key.
     unsafe {
-        (*ev).bytes += len;
-        (*ev).data_start_ns = now();
+        (*st).bytes += len;
+        (*st).data_start_ns = now();
     }
     0
 }
@@ -632,14 +649,14 @@ pub fn copy_data_ctx(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn copy_data_ret(_ctx: RetProbeContext) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    let Some(ev) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
     // SAFETY: map value owned by this thread's key.
     unsafe {
-        if (*ev).data_start_ns != 0 {
-            (*ev).data_ns += now() - (*ev).data_start_ns;
-            (*ev).data_start_ns = 0;
+        if (*st).data_start_ns != 0 {
+            (*st).data_ns += now() - (*st).data_start_ns;
+            (*st).data_start_ns = 0;
         }
     }
     0

@@ -71,8 +71,9 @@ pub struct ProbePlan {
     pub fchownat: bool,
     /// Index of `attr` in `ovl_setattr`, if it can be probed.
     pub setattr_attr_arg: Option<u32>,
-    /// `ovl_copy_up_start` can be probed, so waits on another thread's copy-up are seen.
-    pub copy_up_start: bool,
+    /// `ovl_copy_up_end` can be probed: a copy-up that returns 0 without reaching it
+    /// waited for another thread's copy-up.
+    pub copy_up_end: bool,
     pub data: DataProbe,
     /// Overlayfs operations to attach to: (kernel function, eBPF program).
     pub ops: Vec<(&'static str, &'static str)>,
@@ -104,7 +105,7 @@ impl ProbePlan {
 pub const COPY_UP_ONE: &str = "ovl_copy_up_one";
 pub const COPY_UP_FILE: &str = "ovl_copy_up_file";
 pub const COPY_UP_DATA: &str = "ovl_copy_up_data";
-pub const COPY_UP_START: &str = "ovl_copy_up_start";
+pub const COPY_UP_END: &str = "ovl_copy_up_end";
 pub const SETATTR: &str = "ovl_setattr";
 pub const FCHOWNAT: &str = "do_fchownat";
 
@@ -132,7 +133,7 @@ pub const FUNCTIONS: &[&str] = &[
     COPY_UP_ONE,
     COPY_UP_FILE,
     COPY_UP_DATA,
-    COPY_UP_START,
+    COPY_UP_END,
     SETATTR,
     FCHOWNAT,
     XATTR_SET,
@@ -236,7 +237,7 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         copy_up_dentry_arg,
         fchownat: facts.func(FCHOWNAT).is_some(),
         setattr_attr_arg,
-        copy_up_start: facts.func(COPY_UP_START).is_some(),
+        copy_up_end: facts.func(COPY_UP_END).is_some(),
         data,
         offsets: facts.offsets,
     })
@@ -358,7 +359,7 @@ mod tests {
                 (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
                 (COPY_UP_FILE, f(&["ofs", "dentry", "new_file", "len"])),
                 (COPY_UP_DATA, f(&["c", "temp"])),
-                (COPY_UP_START, f(&["dentry", "flags"])),
+                (COPY_UP_END, f(&["dentry"])),
                 (SETATTR, f(&["mnt_userns", "dentry", "attr"])),
                 (FCHOWNAT, f(&["dfd", "filename", "user", "group", "flag"])),
             ],
@@ -366,7 +367,7 @@ mod tests {
         let p = decide(&k).unwrap();
         assert_eq!(p.copy_up_dentry_arg, 1);
         assert_eq!(p.setattr_attr_arg, Some(2));
-        assert!(p.fchownat && p.copy_up_start);
+        assert!(p.fchownat && p.copy_up_end);
         assert_eq!(
             p.data,
             DataProbe {
@@ -394,7 +395,7 @@ mod tests {
         let p = decide(&k).unwrap();
         assert_eq!(p.data.len, LenSource::Arg(3));
         assert_eq!(p.setattr_attr_arg, Some(2));
-        assert!(!p.copy_up_start);
+        assert!(!p.copy_up_end);
     }
 
     /// 6.18 (the build host's BTF): same shapes as 6.12.

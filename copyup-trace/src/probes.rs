@@ -6,10 +6,10 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
-use copyup_trace_common::{counter, CopyUpEvent, OpState, SyscallState};
+use copyup_trace_common::{counter, InFlight, OpState, SyscallState};
 
 use crate::{
-    plan::{LenSource, ProbePlan, COPY_UP_ONE, COPY_UP_START, FCHOWNAT, SETATTR},
+    plan::{LenSource, ProbePlan, COPY_UP_END, COPY_UP_ONE, FCHOWNAT, SETATTR},
     render::Losses,
 };
 
@@ -63,7 +63,7 @@ impl Probes {
                 size_off, mode_off, ..
             } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 18] = [
+        let globals: [(&str, u32); 19] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -76,6 +76,7 @@ impl Probes {
             ("OFF_SB_DEV", o.sb_dev),
             ("FILTER_CGROUP", filter.cgroups.is_some() as u32),
             ("CAPTURE_STACKS", filter.stacks as u32),
+            ("SEES_WAITS", plan.copy_up_end as u32),
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),
@@ -122,8 +123,8 @@ impl Probes {
         }
         p.kprobe("copy_data_ret", plan.data.func)?;
         p.kprobe(plan.data_program(), plan.data.func)?;
-        if plan.copy_up_start {
-            p.kprobe("ovl_copy_up_start_ret", COPY_UP_START)?;
+        if plan.copy_up_end {
+            p.kprobe("ovl_copy_up_end", COPY_UP_END)?;
         }
         p.kprobe("ovl_copy_up_one_ret", COPY_UP_ONE)?;
         p.kprobe("ovl_copy_up_one", COPY_UP_ONE)?;
@@ -207,7 +208,7 @@ impl Probes {
     /// Entries left in the per-thread state maps: zero once no traced task is inside a
     /// probed function.
     pub fn state_entries(&self) -> Result<usize> {
-        Ok(self.keys::<CopyUpEvent>("INFLIGHT")?
+        Ok(self.keys::<InFlight>("INFLIGHT")?
             + self.keys::<SyscallState>("SYSCALLS")?
             + self.keys::<OpState>("OPS")?)
     }
