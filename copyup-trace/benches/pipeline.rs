@@ -19,7 +19,7 @@ use std::{
 use copyup_trace::{
     aggregate::Aggregate,
     cgroups::{self, CgroupResolver},
-    decode::{self, CopyUp, Record},
+    decode::{self, CopyUp, Decoded, Decoder, Record},
     mounts::OverlayMounts,
     render,
 };
@@ -418,10 +418,19 @@ fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(s.len()));
 
+    // As the session decodes: one reused `Decoder`, no allocation per event.
+    let mut decoder = Decoder::default();
     g.bench_function("decode", |b| {
         b.iter(|| {
             for raw in s.records() {
-                black_box(decode::decode(black_box(raw)).expect("decodes"));
+                match decoder.decode(black_box(raw)).expect("decodes") {
+                    Decoded::CopyUp(c) => {
+                        black_box(c);
+                    }
+                    Decoded::OpDone(d) => {
+                        black_box(d);
+                    }
+                }
             }
         })
     });
@@ -430,9 +439,9 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             let mut agg = Aggregate::default();
             for raw in s.records() {
-                match decode::decode(black_box(raw)).expect("decodes") {
-                    Record::CopyUp(c) => agg.add(&c),
-                    Record::OpDone(d) => agg.add_op(&d),
+                match decoder.decode(black_box(raw)).expect("decodes") {
+                    Decoded::CopyUp(c) => agg.add(c),
+                    Decoded::OpDone(d) => agg.add_op(&d),
                 }
             }
             black_box(agg)
@@ -446,12 +455,12 @@ fn pipeline(c: &mut Criterion) {
             let mut agg = Aggregate::default();
             for raw in s.records() {
                 out.clear();
-                match decode::decode(black_box(raw)).expect("decodes") {
-                    Record::CopyUp(c) => {
-                        render::json_event(&mut out, &c).expect("renders");
-                        agg.add(&c);
+                match decoder.decode(black_box(raw)).expect("decodes") {
+                    Decoded::CopyUp(c) => {
+                        render::json_event(&mut out, c).expect("renders");
+                        agg.add(c);
                     }
-                    Record::OpDone(d) => {
+                    Decoded::OpDone(d) => {
                         render::json_op(&mut out, &d).expect("renders");
                         agg.add_op(&d);
                     }
@@ -468,12 +477,12 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             let mut agg = Aggregate::default();
             for raw in s.records() {
-                match decode::decode(black_box(raw)).expect("decodes") {
-                    Record::CopyUp(mut c) => {
-                        enricher.enrich(&mut c);
-                        agg.add(&c);
+                match decoder.decode(black_box(raw)).expect("decodes") {
+                    Decoded::CopyUp(c) => {
+                        enricher.enrich(c);
+                        agg.add(c);
                     }
-                    Record::OpDone(d) => agg.add_op(&d),
+                    Decoded::OpDone(d) => agg.add_op(&d),
                 }
             }
             black_box(agg)

@@ -1,7 +1,10 @@
 //! Folds copy-up events into per-file, per-process, per-container and per-trigger
 //! totals with latency distributions.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 use serde::Serialize;
 
@@ -123,7 +126,11 @@ pub struct TriggerRow {
 
 #[derive(Default)]
 pub struct Aggregate {
-    files: HashMap<Vec<u8>, FileRow>,
+    /// Keyed by `FileRow::path`: a table rather than a map, so that the path is stored
+    /// once and looked up from a reused buffer without an allocation.
+    files: HashTable<FileRow>,
+    /// The display path of the copy-up being added.
+    path_buf: Vec<u8>,
     procs: HashMap<u32, ProcRow>,
     /// By cgroup id: one cgroup is one container.
     containers: HashMap<u64, ContainerRow>,
@@ -150,22 +157,24 @@ fn sorted<T>(
 impl Aggregate {
     pub fn add(&mut self, c: &CopyUp) {
         self.total.add(c);
-        let path = c.display_path();
-        // Look up before inserting: the common case (a new path) pays one allocation,
-        // a repeated path none.
-        match self.files.get_mut(&path) {
+        c.display_path_into(&mut self.path_buf);
+        let path = &self.path_buf[..];
+        let hash = FxBuildHasher.hash_one(path);
+        // A new path pays one allocation (its stored copy), a repeated path none.
+        match self.files.find_mut(hash, |f| f.path == path) {
             Some(f) => f.stats.add(c),
             None => {
                 let mut stats = Stats::default();
                 stats.add(c);
-                self.files.insert(
-                    path.clone(),
+                self.files.insert_unique(
+                    hash,
                     FileRow {
-                        path,
+                        path: path.to_vec(),
                         kind: c.kind,
                         trigger: c.trigger,
                         stats,
                     },
+                    |f| FxBuildHasher.hash_one(&f.path[..]),
                 );
             }
         }
@@ -214,7 +223,7 @@ impl Aggregate {
 
     pub fn files(&self, by: SortKey) -> Vec<&FileRow> {
         sorted(
-            self.files.values().collect(),
+            self.files.iter().collect(),
             by,
             |f| &f.stats,
             |a, b| a.path.cmp(&b.path),

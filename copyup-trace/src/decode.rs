@@ -19,7 +19,7 @@ mod attr {
 }
 
 /// What made the kernel copy up, as the user would name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trigger {
     Chown,
     Lchown,
@@ -41,6 +41,7 @@ pub enum Trigger {
     Rmdir,
     Rename,
     Tmpfile,
+    #[default]
     Other,
 }
 
@@ -157,12 +158,13 @@ impl Serialize for Trigger {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     File,
     Dir,
     Symlink,
+    #[default]
     Other,
 }
 
@@ -187,7 +189,7 @@ impl Kind {
 }
 
 /// One copy-up of one overlay object. Names are raw bytes: escape before printing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyUp {
     /// Kernel monotonic time (ns) when the copy-up began.
     pub start_ns: u64,
@@ -232,12 +234,21 @@ pub struct CopyUp {
 impl CopyUp {
     /// The absolute path when the mount point is known, else the path in the overlay.
     pub fn display_path(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.display_path_into(&mut out);
+        out
+    }
+
+    /// `display_path` into a reused buffer (cleared first).
+    pub fn display_path_into(&self, out: &mut Vec<u8>) {
+        out.clear();
         match &self.mount {
-            Some(m) => crate::mounts::join_mount(
+            Some(m) => crate::mounts::join_mount_into(
                 std::path::Path::new(std::ffi::OsStr::from_bytes(m)),
                 &self.path,
+                out,
             ),
-            None => self.path.clone(),
+            None => out.extend_from_slice(&self.path),
         }
     }
 }
@@ -271,27 +282,28 @@ fn cstr(bytes: &[u8]) -> &[u8] {
     }
 }
 
-/// Rebuilds `/a/b/c` from the leaf-first, NUL-separated components.
-fn join_path(buf: &[u8], depth: u32) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(depth as usize);
-    let mut rest = buf;
-    for _ in 0..depth {
-        let part = cstr(rest);
-        parts.push(part);
-        if part.len() >= rest.len() {
-            break;
-        }
-        rest = &rest[part.len() + 1..];
+/// Rebuilds `/a/b/c` from the leaf-first, NUL-separated components into `path`
+/// (cleared first).
+fn join_path_into(buf: &[u8], depth: u32, path: &mut Vec<u8>) {
+    path.clear();
+    // (start, end) of each component, leaf first. A component takes at least 2 bytes of
+    // the buffer (name and NUL), which bounds the depth without an allocation.
+    let mut spans = [(0u16, 0u16); PATH_BUF_LEN / 2];
+    let mut n = 0;
+    let mut start = 0;
+    while n < depth as usize && start < buf.len() {
+        let len = cstr(&buf[start..]).len();
+        spans[n] = (start as u16, (start + len) as u16);
+        n += 1;
+        start += len + 1;
     }
-    let mut path = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>().max(1));
-    for part in parts.iter().rev() {
+    for &(begin, end) in spans[..n].iter().rev() {
         path.push(b'/');
-        path.extend_from_slice(part);
+        path.extend_from_slice(&buf[begin as usize..end as usize]);
     }
     if path.is_empty() {
         path.push(b'/');
     }
-    path
 }
 
 /// Reads a plain-old-data record of type `T` from the start of `raw`.
@@ -304,84 +316,124 @@ fn read<T: Copy>(raw: &[u8]) -> Result<T> {
     Ok(unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) })
 }
 
-pub fn decode(raw: &[u8]) -> Result<Record> {
-    let kind: u32 = read(raw)?;
-    match kind {
-        record::COPY_UP => {
-            if raw.len() < size_of::<CopyUpEvent>() {
-                bail!(
-                    "short record: {} bytes, want {}",
-                    raw.len(),
-                    size_of::<CopyUpEvent>()
-                );
-            }
-            let ptr = raw.as_ptr();
-            if ptr.align_offset(align_of::<CopyUpEvent>()) == 0 {
-                // Ring-buffer records are 8-byte aligned: read in place rather than
-                // copying 1.7 KiB per event.
-                // SAFETY: length and alignment checked; plain old data, any bit pattern
-                // is valid; the borrow does not outlive `raw`.
-                Ok(Record::CopyUp(from_event(unsafe {
-                    &*ptr.cast::<CopyUpEvent>()
-                })))
-            } else {
-                Ok(Record::CopyUp(from_event(&read::<CopyUpEvent>(raw)?)))
-            }
-        }
-        record::OP_DONE => {
-            let ev: OpDoneEvent = read(raw)?;
-            Ok(Record::OpDone(OpDone {
-                trigger: Trigger::of_op(ev.op, ev.ia_valid, ev.flags),
-                start_ns: ev.start_ns,
-                duration_ns: ev.duration_ns,
-                pid: ev.pid,
-                tid: ev.tid,
-                copy_ups: ev.copy_ups,
-                ret: ev.ret,
-            }))
-        }
-        other => bail!("unknown record type {other}"),
-    }
+/// A record decoded by `Decoder`: the copy-up borrows the decoder's reused buffers.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    CopyUp(&'a mut CopyUp),
+    OpDone(OpDone),
 }
 
-pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
-    debug_assert_eq!(ev.path.len(), PATH_BUF_LEN);
-    CopyUp {
-        start_ns: ev.start_ns,
-        copy_ns: ev.copy_ns,
-        data_ns: ev.data_ns,
-        bytes: ev.bytes,
-        cgroup_id: ev.cgroup_id,
-        pid: ev.pid,
-        tid: ev.tid,
-        ppid: ev.ppid,
-        ret: ev.ret,
-        comm: cstr(&ev.comm).to_vec(),
-        trigger: Trigger::classify(ev),
-        kind: Kind::from_mode(ev.mode),
-        path: join_path(&ev.path, ev.depth),
-        path_truncated: ev.flags & flags::PATH_TRUNCATED != 0,
-        filename: (ev.flags & flags::HAS_FILENAME != 0).then(|| cstr(&ev.filename).to_vec()),
-        waited: ev.flags & flags::WAITED != 0,
-        metacopy: Kind::from_mode(ev.mode) == Kind::File
+/// Decodes records into one reused `CopyUp`, so that a steady stream costs no allocation
+/// per event: names are copied into buffers that keep their capacity.
+#[derive(Default)]
+pub struct Decoder {
+    copy_up: CopyUp,
+    /// Keeps the filename buffer while a record has none.
+    spare_filename: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, raw: &[u8]) -> Result<Decoded<'_>> {
+        let kind: u32 = read(raw)?;
+        match kind {
+            record::COPY_UP => {
+                if raw.len() < size_of::<CopyUpEvent>() {
+                    bail!(
+                        "short record: {} bytes, want {}",
+                        raw.len(),
+                        size_of::<CopyUpEvent>()
+                    );
+                }
+                let ptr = raw.as_ptr();
+                if ptr.align_offset(align_of::<CopyUpEvent>()) == 0 {
+                    // Ring-buffer records are 8-byte aligned: read in place rather than
+                    // copying 1.7 KiB per event.
+                    // SAFETY: length and alignment checked; plain old data, any bit
+                    // pattern is valid; the borrow does not outlive `raw`.
+                    self.fill(unsafe { &*ptr.cast::<CopyUpEvent>() });
+                } else {
+                    self.fill(&read::<CopyUpEvent>(raw)?);
+                }
+                Ok(Decoded::CopyUp(&mut self.copy_up))
+            }
+            record::OP_DONE => {
+                let ev: OpDoneEvent = read(raw)?;
+                Ok(Decoded::OpDone(OpDone {
+                    trigger: Trigger::of_op(ev.op, ev.ia_valid, ev.flags),
+                    start_ns: ev.start_ns,
+                    duration_ns: ev.duration_ns,
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    copy_ups: ev.copy_ups,
+                    ret: ev.ret,
+                }))
+            }
+            other => bail!("unknown record type {other}"),
+        }
+    }
+
+    fn fill(&mut self, ev: &CopyUpEvent) {
+        debug_assert_eq!(ev.path.len(), PATH_BUF_LEN);
+        let c = &mut self.copy_up;
+        c.start_ns = ev.start_ns;
+        c.copy_ns = ev.copy_ns;
+        c.data_ns = ev.data_ns;
+        c.bytes = ev.bytes;
+        c.cgroup_id = ev.cgroup_id;
+        c.pid = ev.pid;
+        c.tid = ev.tid;
+        c.ppid = ev.ppid;
+        c.ret = ev.ret;
+        c.comm.clear();
+        c.comm.extend_from_slice(cstr(&ev.comm));
+        c.trigger = Trigger::classify(ev);
+        c.kind = Kind::from_mode(ev.mode);
+        join_path_into(&ev.path, ev.depth, &mut c.path);
+        c.path_truncated = ev.flags & flags::PATH_TRUNCATED != 0;
+        if ev.flags & flags::HAS_FILENAME != 0 {
+            let f = c
+                .filename
+                .get_or_insert_with(|| std::mem::take(&mut self.spare_filename));
+            f.clear();
+            f.extend_from_slice(cstr(&ev.filename));
+        } else if let Some(f) = c.filename.take() {
+            self.spare_filename = f;
+        }
+        c.waited = ev.flags & flags::WAITED != 0;
+        c.metacopy = c.kind == Kind::File
             && ev.bytes == 0
             && ev.size > 0
             && ev.ret == 0
             && ev.flags & flags::WAITED == 0
-            && ev.copy_flags & O_TRUNC == 0,
-        size: ev.size,
-        dev: ev.dev,
-        cause_start_ns: if ev.syscall_start_ns != 0 {
+            && ev.copy_flags & O_TRUNC == 0;
+        c.size = ev.size;
+        c.dev = ev.dev;
+        c.cause_start_ns = if ev.syscall_start_ns != 0 {
             ev.syscall_start_ns
         } else {
             ev.op_start_ns
-        },
-        mount: None,
-        cgroup: None,
-        container: None,
-        kstack_id: ev.kstack_id,
-        ustack_id: ev.ustack_id,
+        };
+        // Filled in again by whoever enriches this record.
+        c.mount = None;
+        c.cgroup = None;
+        c.container = None;
+        c.kstack_id = ev.kstack_id;
+        c.ustack_id = ev.ustack_id;
     }
+}
+
+/// Decodes one record into owned values (one allocation per name); streams use `Decoder`.
+pub fn decode(raw: &[u8]) -> Result<Record> {
+    Ok(match Decoder::default().decode(raw)? {
+        Decoded::CopyUp(c) => Record::CopyUp(std::mem::take(c)),
+        Decoded::OpDone(d) => Record::OpDone(d),
+    })
+}
+
+pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
+    let mut d = Decoder::default();
+    d.fill(ev);
+    d.copy_up
 }
 
 #[cfg(test)]
@@ -406,6 +458,42 @@ pub mod tests {
         let ev = raw_event(&[b"file", b"c", b"b", b"a"]);
         assert_eq!(from_event(&ev).path, b"/a/b/c/file");
         assert_eq!(from_event(&raw_event(&[])).path, b"/");
+    }
+
+    fn bytes_of(ev: &CopyUpEvent) -> &[u8] {
+        // SAFETY: a #[repr(C)] plain-old-data record; these are its bytes as in the ring.
+        unsafe {
+            std::slice::from_raw_parts((ev as *const CopyUpEvent).cast(), size_of::<CopyUpEvent>())
+        }
+    }
+
+    /// The reused buffers carry nothing from one record into the next.
+    #[test]
+    fn decoder_reuse_leaves_no_trace_of_the_previous_record() {
+        let mut long = raw_event(&[b"leaf-with-a-long-name", b"dir", b"top"]);
+        long.record = record::COPY_UP;
+        long.flags = flags::HAS_FILENAME;
+        long.filename[..12].copy_from_slice(b"/a/long/name");
+        long.comm[..9].copy_from_slice(b"long-comm");
+        let mut short = raw_event(&[b"x"]);
+        short.record = record::COPY_UP;
+        short.comm[..2].copy_from_slice(b"sh");
+        let mut d = Decoder::default();
+        for _ in 0..2 {
+            let Decoded::CopyUp(c) = d.decode(bytes_of(&long)).expect("decodes") else {
+                panic!("not a copy-up")
+            };
+            assert_eq!(c.path, b"/top/dir/leaf-with-a-long-name");
+            assert_eq!(c.filename.as_deref(), Some(&b"/a/long/name"[..]));
+            assert_eq!(c.comm, b"long-comm");
+            c.mount = Some(b"/merged".to_vec());
+            let Decoded::CopyUp(c) = d.decode(bytes_of(&short)).expect("decodes") else {
+                panic!("not a copy-up")
+            };
+            assert_eq!(c, &from_event(&short));
+            assert_eq!((&c.path[..], &c.comm[..]), (&b"/x"[..], &b"sh"[..]));
+            assert_eq!((c.filename.is_none(), c.mount.is_none()), (true, true));
+        }
     }
 
     #[test]

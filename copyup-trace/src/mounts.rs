@@ -133,6 +133,14 @@ impl OverlayMounts {
 /// neither is guaranteed to be UTF-8: `/merged` + `/a/b` is `/merged/a/b`, `/` + `/a` is `/a`,
 /// and a relative path of `/` (or empty) is the mount point itself.
 pub fn join_mount(mount_point: &Path, rel: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    join_mount_into(mount_point, rel, &mut out);
+    out
+}
+
+/// `join_mount`, appended to `out`.
+pub fn join_mount_into(mount_point: &Path, rel: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
     let mp = mount_point.as_os_str().as_bytes();
     let mp = trim_trailing_slashes(mp);
     let rel = trim_trailing_slashes(rel);
@@ -140,13 +148,12 @@ pub fn join_mount(mount_point: &Path, rel: &[u8]) -> Vec<u8> {
         Some(start) => &rel[start..],
         None => &[][..],
     };
-    let mut out = Vec::with_capacity(mp.len() + rel.len() + 1);
+    out.reserve(mp.len() + rel.len() + 1);
     out.extend_from_slice(mp);
-    if !rel.is_empty() || out.is_empty() {
+    if !rel.is_empty() || out.len() == start {
         out.push(b'/');
     }
     out.extend_from_slice(rel);
-    out
 }
 
 fn trim_trailing_slashes(mut b: &[u8]) -> &[u8] {

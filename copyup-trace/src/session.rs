@@ -21,7 +21,7 @@ use crate::{
     aggregate::Aggregate,
     cgroups::{self, CgroupResolver, CGROUP2_ROOT},
     cli::{Args, Output},
-    decode::{self, CopyUp, OpDone, Record},
+    decode::{CopyUp, Decoded, Decoder, OpDone},
     mounts::OverlayMounts,
     probes::Probes,
     render,
@@ -102,30 +102,31 @@ impl Sink {
         c.container = c.cgroup.as_deref().and_then(cgroups::container_of);
     }
 
-    fn push(&mut self, mut c: CopyUp) -> Result<()> {
-        if !self.keep(&c) {
+    fn push(&mut self, c: &mut CopyUp) -> Result<()> {
+        if !self.keep(c) {
             return Ok(());
         }
-        self.enrich(&mut c);
+        self.enrich(c);
+        let c = &*c;
         if self.events {
-            render::event_line(&mut io::stdout().lock(), &c, SystemTime::now())?;
+            render::event_line(&mut io::stdout().lock(), c, SystemTime::now())?;
         }
         if let Some(w) = &mut self.window {
-            w.add(&c);
+            w.add(c);
         }
         if let Some(s) = &mut self.stacks {
-            s.add(&c);
+            s.add(c);
         }
         match self.output {
-            Output::Json => render::json_event(&mut io::stdout().lock(), &c)?,
+            Output::Json => render::json_event(&mut io::stdout().lock(), c)?,
             Output::Csv => {
                 if let Some(w) = &mut self.csv {
-                    render::csv_event(w, &c)?;
+                    render::csv_event(w, c)?;
                 }
             }
             Output::Table => {}
         }
-        self.agg.add(&c);
+        self.agg.add(c);
         Ok(())
     }
 
@@ -149,11 +150,11 @@ impl Sink {
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, sink: &mut Sink) -> Result<()> {
+fn drain(ring: &mut RingBuf<MapData>, decoder: &mut Decoder, sink: &mut Sink) -> Result<()> {
     while let Some(item) = ring.next() {
-        match decode::decode(&item)? {
-            Record::CopyUp(c) => sink.push(c)?,
-            Record::OpDone(d) => sink.op_done(d)?,
+        match decoder.decode(&item)? {
+            Decoded::CopyUp(c) => sink.push(c)?,
+            Decoded::OpDone(d) => sink.op_done(d)?,
         }
     }
     sink.flush()
@@ -196,6 +197,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         .take_logger()
         .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
     let mut sink = Sink::new(args)?;
+    let mut decoder = Decoder::default();
 
     let table_opts = render::TableOpts {
         by: args.by.clone(),
@@ -246,7 +248,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut sink)?;
+                drain(guard.get_inner_mut(), &mut decoder, &mut sink)?;
                 guard.clear_ready();
             }
             guard = async { logger.as_mut().unwrap().readable_mut().await }, if logger.is_some() => {
@@ -274,7 +276,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
                 );
             }
             _ = async { ticker.as_mut().unwrap().0.tick().await }, if ticker.is_some() => {
-                drain(ring.get_mut(), &mut sink)?;
+                drain(ring.get_mut(), &mut decoder, &mut sink)?;
                 let every = ticker.as_ref().map(|t| t.1).unwrap_or_default();
                 if let Some(window) = sink.window.replace(Aggregate::default()) {
                     if args.output == Output::Table {
@@ -290,7 +292,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
     }
     // Copy-ups complete before the syscall that caused them returns, so everything the
     // command caused is already in the ring.
-    drain(ring.get_mut(), &mut sink)?;
+    drain(ring.get_mut(), &mut decoder, &mut sink)?;
     if let Some(c) = child.as_mut() {
         if let Ok(Some(status)) = c.try_wait() {
             exit_code = status_code(status);
