@@ -2,10 +2,16 @@
 //! (`/proc/kallsyms`), their prototypes and the struct layouts we need (BTF, including
 //! the overlay module's split BTF).
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader},
+    os::fd::FromRawFd,
+    path::Path,
+};
 
 use anyhow::{anyhow, bail, Context, Result};
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 
 use crate::plan::{FuncFacts, KernelFacts, Offsets, FUNCTIONS};
 
@@ -21,11 +27,12 @@ pub fn release() -> Result<String> {
 
 /// Gathers everything `plan::decide` needs.
 pub fn facts() -> Result<KernelFacts> {
-    let kallsyms = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let attachable = attachable_symbols(&kallsyms, FUNCTIONS);
+    // Streamed: the whole file is 10+ MiB on a distribution kernel.
+    let kallsyms = fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let attachable = attachable_symbols(BufReader::with_capacity(64 << 10, kallsyms), FUNCTIONS)
+        .context("reading /proc/kallsyms")?;
 
-    let vmlinux = Btf::from_file(VMLINUX_BTF)
-        .map_err(|e| anyhow!("reading kernel BTF {VMLINUX_BTF}: {e}"))?;
+    let vmlinux = open_vmlinux_btf()?;
     // Overlay built as a module has its own split BTF on top of vmlinux's.
     let overlay = if Path::new(OVERLAY_BTF).exists() {
         Some(
@@ -79,11 +86,42 @@ pub fn facts() -> Result<KernelFacts> {
     })
 }
 
+/// vmlinux BTF, mapped rather than parsed: parsing all of it takes ~40 MiB and, under
+/// emulation, seconds, for the dozen types we look up. sysfs can be mapped since Linux
+/// 6.16; before that the bytes are copied into an anonymous memory file and mapped from
+/// there.
+fn open_vmlinux_btf() -> Result<Btf> {
+    match Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap) {
+        Ok(btf) => Ok(btf),
+        Err(_) => mapped_copy(VMLINUX_BTF),
+    }
+}
+
+/// `path`'s BTF copied into an anonymous memory file and mapped from there.
+fn mapped_copy(path: &str) -> Result<Btf> {
+    let mut src = fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: a static NUL-terminated name and plain flags.
+    let fd = unsafe { libc::memfd_create(c"copyup-trace-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        bail!(
+            "memfd_create for kernel BTF: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let mut mem = unsafe { fs::File::from_raw_fd(fd) };
+    std::io::copy(&mut src, &mut mem).with_context(|| format!("copying {path}"))?;
+    // The mapping keeps the memory file alive after `mem` is closed.
+    Btf::from_file_with_backend(format!("/proc/self/fd/{fd}"), Backend::Mmap)
+        .map_err(|e| anyhow!("reading BTF {path}: {e}"))
+}
+
 /// Which of `wanted` appear in kallsyms under exactly that name (a `.isra`/`.constprop`
 /// clone has a different calling convention and does not count).
-fn attachable_symbols<'a>(kallsyms: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+fn attachable_symbols<'a>(kallsyms: impl BufRead, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
     let mut found = Vec::new();
     for line in kallsyms.lines() {
+        let line = line?;
         let mut cols = line.split_whitespace();
         let (Some(_addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
             continue;
@@ -97,7 +135,7 @@ fn attachable_symbols<'a>(kallsyms: &str, wanted: &[&'a str]) -> Vec<&'a str> {
             }
         }
     }
-    found
+    Ok(found)
 }
 
 /// Parameter names of function `name`, if BTF describes it.
@@ -217,7 +255,7 @@ mod tests {
                     ffffffffc0a02000 t ovl_copy_up_data.isra.0\t[overlay]\n\
                     ffffffff81000000 T do_fchownat\n\
                     ffffffff81000010 d ovl_setattr\n";
-        let found = attachable_symbols(text, FUNCTIONS);
+        let found = attachable_symbols(text.as_bytes(), FUNCTIONS).unwrap();
         assert_eq!(found, vec!["ovl_copy_up_one", "do_fchownat"]);
     }
 
@@ -238,11 +276,38 @@ mod tests {
     /// fields there.
     #[test]
     fn host_btf_offsets() {
-        let btf = Btf::from_file(VMLINUX_BTF).unwrap();
+        let btf = open_vmlinux_btf().unwrap();
         let name = member_offset(&btf, "qstr", &["name"]).unwrap();
         assert_eq!(name, 8, "qstr.name follows the 8-byte hash_len union");
         assert_eq!(member_offset(&btf, "iattr", &["ia_valid"]).unwrap(), 0);
         assert!(member_offset(&btf, "dentry", &["d_parent"]).unwrap() > 0);
         assert!(member_offset(&btf, "dentry", &["no_such_field"]).is_err());
+    }
+
+    /// Kernels before 6.16 cannot map sysfs BTF: the copy in a memory file must give the
+    /// same answers.
+    #[test]
+    fn btf_from_a_memory_file_copy() {
+        let direct = open_vmlinux_btf().unwrap();
+        let copy = mapped_copy(VMLINUX_BTF).unwrap();
+        for (s, m) in [
+            ("dentry", "d_parent"),
+            ("inode", "i_size"),
+            ("task_struct", "tgid"),
+        ] {
+            assert_eq!(
+                member_offset(&direct, s, &[m]).unwrap(),
+                member_offset(&copy, s, &[m]).unwrap(),
+                "{s}.{m}"
+            );
+        }
+        assert_eq!(
+            func_params(&copy, "do_fchownat"),
+            Some(
+                ["dfd", "filename", "user", "group", "flag"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
     }
 }

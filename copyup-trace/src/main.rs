@@ -37,6 +37,7 @@ fn start(args: &Args) -> Result<Probes> {
     let t0 = std::time::Instant::now();
     preflight::check()?;
     let facts = kernel::facts().context("reading kernel facts")?;
+    let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
     let tree = if args.command.is_empty() {
@@ -61,7 +62,11 @@ fn start(args: &Args) -> Result<Probes> {
         tree,
     };
     let probes = Probes::load(&plan, &filter, args.ring_size as u32)?;
-    log::info!("probes attached in {} us", t0.elapsed().as_micros());
+    log::info!(
+        "probes attached in {} us (kernel facts {facts_us} us, load and attach {} us)",
+        t0.elapsed().as_micros(),
+        t0.elapsed().as_micros() - facts_us
+    );
     Ok(probes)
 }
 
