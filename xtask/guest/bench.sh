@@ -8,6 +8,8 @@ TR=/sys/kernel/tracing
 B=/tmp/bench
 L=$B/lower
 ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-none copyup-trace bpftrace tracefs}
+BURST=${BURST:-1}
 
 # 10,000 small files and a few large ones: an image layer's worth of chown -R.
 $G mkfiles $L/tree/small 10000 4096
@@ -106,13 +108,15 @@ round() {
 n=0
 r=0
 while [ $r -lt $ROUNDS ]; do
-    for mode in none copyup-trace bpftrace tracefs; do
+    for mode in $MODES; do
         [ $mode = bpftrace ] && [ ! -x /usr/bin/bpftrace ] && continue
         n=$((n + 1))
         round $mode $n $L
     done
     r=$((r + 1))
 done
+
+[ "$BURST" = 1 ] || exit 0
 
 # Burst: 100,000 small-file copy-ups, default ring size. Empty files on a tmpfs without
 # an inode limit, so that 200,000 inodes fit in the guest's memory.

@@ -221,6 +221,10 @@ fn run_in(
             ),
         }
     };
+    // A tracer that crashes or warns in the kernel fails the run, whatever the script said.
+    if let Some(line) = kernel_fault(&console) {
+        bail!("the guest kernel reported a fault: {line}\n{}", tails());
+    }
     if let Some(s) = status {
         if !s.success() {
             bail!(
@@ -235,6 +239,21 @@ fn run_in(
         exit_code,
         wall,
     })
+}
+
+/// The first console line that reports a kernel oops, BUG, panic or WARN splat.
+fn kernel_fault(console: &str) -> Option<&str> {
+    const MARKS: &[&str] = &[
+        "BUG:",
+        "Oops:",
+        "general protection fault",
+        "Kernel panic",
+        "cut here ]",
+        "WARNING: CPU:",
+    ];
+    console
+        .lines()
+        .find(|l| MARKS.iter().any(|m| l.contains(m)))
 }
 
 /// Splits the serial output at the last marker: (text before it, status in it).

@@ -140,8 +140,14 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
             .collect()
     };
     let elapsed = |mode: &str| median(by_mode(mode, &|r| r.get("elapsed_ns")));
-    let base = elapsed("none").ok_or_else(|| anyhow!("no untraced rounds"))?;
-    let n_rounds = by_mode("none", &|r| r.get("elapsed_ns")).len();
+    // Soak runs (`--modes`) may leave out the untraced rounds; ratios are then "-".
+    let base = elapsed("none");
+    let n_rounds = regular.iter().map(|r| r.n).max().unwrap_or(0) as usize
+        / ["none", "copyup-trace", "bpftrace", "tracefs"]
+            .iter()
+            .filter(|m| regular.iter().any(|r| r.mode == **m))
+            .count()
+            .max(1);
 
     let mut md = String::new();
     writeln!(
@@ -161,10 +167,11 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
         let lost = median(by_mode(mode, &|r| r.lost()));
         writeln!(
             md,
-            "| {} | {} | {:+.1}% | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             if mode == "none" { "untraced" } else { mode },
             ms(t),
-            (t as f64 / base as f64 - 1.0) * 100.0,
+            base.map(|b| format!("{:+.1}%", (t as f64 / b as f64 - 1.0) * 100.0))
+                .unwrap_or_else(|| "-".into()),
             seen.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
             lost.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
         )?;

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -57,7 +57,21 @@ enum Cmd {
     Bench,
     /// Kernel-side benchmark only (guest boot): overhead, per-copy-up BPF cost, RSS,
     /// start-up time, lost events.
-    BenchGuest,
+    BenchGuest {
+        /// Rounds of each mode.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Modes to alternate (none, copyup-trace, bpftrace, tracefs).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "none,copyup-trace,bpftrace,tracefs"
+        )]
+        modes: Vec<String>,
+        /// Skip the 100,000-copy-up burst.
+        #[arg(long)]
+        no_burst: bool,
+    },
     /// Check the qemu guest harness itself.
     #[command(hide = true)]
     GuestSelftest,
@@ -244,7 +258,13 @@ fn demo(series: &str) -> Result<()> {
 }
 
 /// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
-fn guest_bench() -> Result<()> {
+fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
+    for m in modes {
+        ensure!(
+            ["none", "copyup-trace", "bpftrace", "tracefs"].contains(&m.as_str()),
+            "unknown bench mode {m:?}"
+        );
+    }
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     // The peer: Debian's bpftrace with its libraries, at the same paths in the guest.
@@ -256,7 +276,13 @@ fn guest_bench() -> Result<()> {
         "Benchmarking in Debian kernel {} under qemu (TCG)...",
         k.version
     );
-    let r = guest::run_guest(&k, &files, guestbench::SCRIPT, Duration::from_secs(2400))?;
+    let script = format!(
+        "ROUNDS={rounds}\nMODES='{}'\nBURST={}\n{}",
+        modes.join(" "),
+        u8::from(burst),
+        guestbench::SCRIPT
+    );
+    let r = guest::run_guest(&k, &files, &script, Duration::from_secs(2400))?;
     if r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
@@ -285,8 +311,15 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
-        Cmd::Bench => bench::run().and_then(|()| guest_bench()),
-        Cmd::BenchGuest => guest_bench(),
+        Cmd::Bench => bench::run().and_then(|()| {
+            let modes = ["none", "copyup-trace", "bpftrace", "tracefs"].map(String::from);
+            guest_bench(3, &modes, true)
+        }),
+        Cmd::BenchGuest {
+            rounds,
+            modes,
+            no_burst,
+        } => guest_bench(rounds, &modes, !no_burst),
         Cmd::GuestSelftest => guest::selftest(),
     }
 }
