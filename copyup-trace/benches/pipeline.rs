@@ -6,20 +6,15 @@
 //! records), so criterion's elements/s are events/s.
 
 use std::{
-    collections::HashSet,
-    fs,
-    hint::black_box,
-    io,
-    ops::Range,
-    os::unix::{ffi::OsStrExt, fs::MetadataExt},
-    path::PathBuf,
-    time::Duration,
+    collections::HashSet, fs, hint::black_box, io, ops::Range, os::unix::fs::MetadataExt,
+    path::PathBuf, time::Duration,
 };
 
 use copyup_trace::{
     aggregate::Aggregate,
-    cgroups::{self, CgroupResolver},
-    decode::{self, CopyUp, Decoded, Decoder, Record},
+    cgroups::CgroupResolver,
+    decode::{self, Decoded, Decoder, Record},
+    enrich::Enricher,
     mounts::OverlayMounts,
     render,
 };
@@ -368,24 +363,6 @@ impl Drop for Fixture {
     }
 }
 
-/// What the session adds to a copy-up before aggregating it (`Sink::enrich` in session.rs):
-/// mount point, cgroup path and container.
-struct Enricher {
-    mounts: OverlayMounts,
-    cgroups: CgroupResolver,
-}
-
-impl Enricher {
-    fn enrich(&mut self, c: &mut CopyUp) {
-        c.mount = self
-            .mounts
-            .mount_point_or_reload(c.dev)
-            .map(|p| p.as_os_str().as_bytes().to_vec());
-        c.cgroup = self.cgroups.resolve(c.cgroup_id).map(str::to_string);
-        c.container = c.cgroup.as_deref().and_then(cgroups::container_of);
-    }
-}
-
 fn check(s: &Stream, enricher: &mut Enricher) {
     let (mut copy_ups, mut ops, mut containers) = (0, 0, 0);
     for raw in s.records() {
@@ -409,10 +386,11 @@ fn pipeline(c: &mut Criterion) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let fixture = Fixture::new(&mut rng).expect("creating the cgroup and mount fixture");
     let s = stream(&mut rng, &fixture.cgroup_ids, fixture.dev);
-    let mut enricher = Enricher {
-        mounts: OverlayMounts::load_from(&fixture.mountinfo).expect("reading the fixture"),
-        cgroups: CgroupResolver::new(&fixture.cgroup_root),
-    };
+    // As the session enriches: mount point, cgroup path and container, cached.
+    let mut enricher = Enricher::new(
+        Some(OverlayMounts::load_from(&fixture.mountinfo).expect("reading the fixture")),
+        CgroupResolver::new(&fixture.cgroup_root),
+    );
     check(&s, &mut enricher);
 
     let mut g = c.benchmark_group("pipeline");

@@ -192,7 +192,7 @@ impl Aggregate {
             .or_insert_with(|| {
                 let (name, runtime) = match (&c.container, &c.cgroup) {
                     (Some(ct), _) => (ct.id.clone(), ct.runtime),
-                    (None, Some(path)) => (path.clone(), ""),
+                    (None, Some(path)) => (path.to_string(), ""),
                     (None, None) => (format!("cgroup id {}", c.cgroup_id), ""),
                 };
                 ContainerRow {
@@ -349,10 +349,10 @@ pub mod tests {
     fn containers_and_triggers() {
         let mut a = Aggregate::default();
         let mut c1 = cu(1, "/x", 10, 3_000);
-        c1.container = Some(crate::cgroups::Container {
+        c1.container = Some(std::sync::Arc::new(crate::cgroups::Container {
             runtime: "docker",
             id: "abc".into(),
-        });
+        }));
         c1.cgroup = Some("/system.slice/docker-abc.scope".into());
         c1.cgroup_id = 10;
         let mut c2 = cu(2, "/y", 20, 1_500);

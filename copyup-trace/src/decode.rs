@@ -1,6 +1,6 @@
 //! Turns raw ring-buffer records into `CopyUp` values and names what triggered them.
 
-use std::os::unix::ffi::OsStrExt;
+use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
 use anyhow::{bail, Result};
 use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent, PATH_BUF_LEN};
@@ -223,9 +223,9 @@ pub struct CopyUp {
     pub cause_start_ns: u64,
     /// Filled in by user space after decoding: the overlay's mount point, the cgroup
     /// path and the container it names.
-    pub mount: Option<Vec<u8>>,
-    pub cgroup: Option<String>,
-    pub container: Option<Container>,
+    pub mount: Option<Arc<[u8]>>,
+    pub cgroup: Option<Arc<str>>,
+    pub container: Option<Arc<Container>>,
     /// Stack ids for `--stacks`; negative when not captured.
     pub kstack_id: i32,
     pub ustack_id: i32,
@@ -486,7 +486,7 @@ pub mod tests {
             assert_eq!(c.path, b"/top/dir/leaf-with-a-long-name");
             assert_eq!(c.filename.as_deref(), Some(&b"/a/long/name"[..]));
             assert_eq!(c.comm, b"long-comm");
-            c.mount = Some(b"/merged".to_vec());
+            c.mount = Some(Arc::from(&b"/merged"[..]));
             let Decoded::CopyUp(c) = d.decode(bytes_of(&short)).expect("decodes") else {
                 panic!("not a copy-up")
             };

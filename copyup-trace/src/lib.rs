@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod cgroups;
 pub mod cli;
 pub mod decode;
+pub mod enrich;
 pub mod escape;
 pub mod hist;
 pub mod kernel;

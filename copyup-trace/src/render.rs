@@ -106,7 +106,7 @@ impl<'a> JsonEvent<'a> {
             cause_ts_ns: c.cause_start_ns,
             mount: c.mount.as_deref().map(escape),
             cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
-            container: c.container.as_ref(),
+            container: c.container.as_deref(),
         }
     }
 }
@@ -581,12 +581,12 @@ mod tests {
             size: 8 << 20,
             dev: 0,
             cause_start_ns: 4,
-            mount: Some(b"/merged".to_vec()),
+            mount: Some(std::sync::Arc::from(&b"/merged"[..])),
             cgroup: Some("/system.slice/docker-abc.scope".into()),
-            container: Some(Container {
+            container: Some(std::sync::Arc::new(Container {
                 runtime: "docker",
                 id: "abc".into(),
-            }),
+            })),
             kstack_id: -1,
             ustack_id: -1,
         }

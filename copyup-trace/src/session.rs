@@ -4,7 +4,6 @@
 use std::{
     ffi::OsString,
     io::{self, Write},
-    os::unix::ffi::OsStrExt,
     process::ExitStatus,
     time::{Instant, SystemTime},
 };
@@ -19,9 +18,10 @@ use tokio::{
 
 use crate::{
     aggregate::Aggregate,
-    cgroups::{self, CgroupResolver, CGROUP2_ROOT},
+    cgroups::{CgroupResolver, CGROUP2_ROOT},
     cli::{Args, Output},
     decode::{CopyUp, Decoded, Decoder, OpDone},
+    enrich::Enricher,
     mounts::OverlayMounts,
     probes::Probes,
     render,
@@ -58,8 +58,7 @@ struct Sink {
     window: Option<Aggregate>,
     events: bool,
     csv: Option<csv::Writer<io::Stdout>>,
-    mounts: Option<OverlayMounts>,
-    cgroups: CgroupResolver,
+    enricher: Enricher,
     stacks: Option<StackCollector>,
 }
 
@@ -72,12 +71,14 @@ impl Sink {
             agg: Aggregate::default(),
             window: args.interval.map(|_| Aggregate::default()),
             events: args.events,
-            // Without mountinfo, paths stay relative to the overlay: worth a warning, not
-            // an abort.
-            mounts: OverlayMounts::load()
-                .map_err(|e| log::warn!("mount points unknown: {e:#}"))
-                .ok(),
-            cgroups: CgroupResolver::new(CGROUP2_ROOT),
+            enricher: Enricher::new(
+                // Without mountinfo, paths stay relative to the overlay: worth a warning,
+                // not an abort.
+                OverlayMounts::load()
+                    .map_err(|e| log::warn!("mount points unknown: {e:#}"))
+                    .ok(),
+                CgroupResolver::new(CGROUP2_ROOT),
+            ),
             stacks: (args.stacks.is_some() || args.flamegraph.is_some())
                 .then(StackCollector::default),
             csv: match args.output {
@@ -91,22 +92,11 @@ impl Sink {
         c.bytes >= self.min_size && c.copy_ns >= self.min_latency_ns
     }
 
-    /// Adds what only user space knows: mount point, cgroup path, container.
-    fn enrich(&mut self, c: &mut CopyUp) {
-        if let Some(m) = &mut self.mounts {
-            c.mount = m
-                .mount_point_or_reload(c.dev)
-                .map(|p| p.as_os_str().as_bytes().to_vec());
-        }
-        c.cgroup = self.cgroups.resolve(c.cgroup_id).map(str::to_string);
-        c.container = c.cgroup.as_deref().and_then(cgroups::container_of);
-    }
-
     fn push(&mut self, c: &mut CopyUp) -> Result<()> {
         if !self.keep(c) {
             return Ok(());
         }
-        self.enrich(c);
+        self.enricher.enrich(c);
         let c = &*c;
         if self.events {
             render::event_line(&mut io::stdout().lock(), c, SystemTime::now())?;

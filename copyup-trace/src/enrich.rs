@@ -1,0 +1,115 @@
+//! Adds to a decoded copy-up what only user space knows: the overlay's mount point, the
+//! cgroup path and the container it names. Results are shared (`Arc`) and cached per
+//! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
+//! allocation or a parse.
+
+use std::{os::unix::ffi::OsStrExt, sync::Arc};
+
+use rustc_hash::FxHashMap;
+
+use crate::{
+    cgroups::{self, CgroupResolver, Container},
+    decode::CopyUp,
+    mounts::OverlayMounts,
+};
+
+type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
+
+pub struct Enricher {
+    /// `None` when mountinfo could not be read: paths stay relative to the overlay.
+    mounts: Option<OverlayMounts>,
+    cgroups: CgroupResolver,
+    /// Last mount point handed out per device; replaced when the mount table changes.
+    mount_points: FxHashMap<u32, Arc<[u8]>>,
+    /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
+    by_cgroup: FxHashMap<u64, CgroupInfo>,
+}
+
+impl Enricher {
+    pub fn new(mounts: Option<OverlayMounts>, cgroups: CgroupResolver) -> Enricher {
+        Enricher {
+            mounts,
+            cgroups,
+            mount_points: FxHashMap::default(),
+            by_cgroup: FxHashMap::default(),
+        }
+    }
+
+    pub fn enrich(&mut self, c: &mut CopyUp) {
+        c.mount = self.mount_point(c.dev);
+        let (cgroup, container) = match self.cgroup(c.cgroup_id) {
+            Some((path, container)) => (Some(path.clone()), container.clone()),
+            None => (None, None),
+        };
+        c.cgroup = cgroup;
+        c.container = container;
+    }
+
+    fn mount_point(&mut self, dev: u32) -> Option<Arc<[u8]>> {
+        let path = self.mounts.as_mut()?.mount_point_or_reload(dev)?;
+        let bytes = path.as_os_str().as_bytes();
+        match self.mount_points.get(&dev) {
+            Some(known) if &known[..] == bytes => Some(known.clone()),
+            _ => {
+                let fresh: Arc<[u8]> = Arc::from(bytes);
+                self.mount_points.insert(dev, fresh.clone());
+                Some(fresh)
+            }
+        }
+    }
+
+    fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
+        if !self.by_cgroup.contains_key(&id) {
+            // Unknown ids are not cached: a later rescan may find them.
+            let path = self.cgroups.resolve(id)?;
+            let container = cgroups::container_of(path).map(Arc::new);
+            self.by_cgroup.insert(id, (Arc::from(path), container));
+        }
+        self.by_cgroup.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, os::unix::fs::MetadataExt};
+
+    use super::*;
+
+    #[test]
+    fn cgroup_and_container_are_shared_and_cached() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "a".repeat(64);
+        let scope = root.path().join(format!("system.slice/docker-{id}.scope"));
+        fs::create_dir_all(&scope).unwrap();
+        let ino = fs::metadata(&scope).unwrap().ino();
+        let mut e = Enricher::new(None, CgroupResolver::new(root.path()));
+        let mut c = CopyUp {
+            cgroup_id: ino,
+            ..Default::default()
+        };
+        e.enrich(&mut c);
+        let first = c.clone();
+        assert_eq!(
+            first.cgroup.as_deref(),
+            Some(&*format!("/system.slice/docker-{id}.scope"))
+        );
+        let ct = first.container.as_deref().unwrap();
+        assert_eq!((ct.runtime, &*ct.id), ("docker", &*id));
+        assert!(first.mount.is_none(), "no mount table, no mount point");
+
+        // The second copy-up from that cgroup shares the first one's values.
+        e.enrich(&mut c);
+        assert!(Arc::ptr_eq(
+            first.cgroup.as_ref().unwrap(),
+            c.cgroup.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            first.container.as_ref().unwrap(),
+            c.container.as_ref().unwrap()
+        ));
+
+        c.cgroup_id = ino + 1_000_000;
+        e.enrich(&mut c);
+        assert!(c.cgroup.is_none() && c.container.is_none(), "unknown id");
+    }
+}
