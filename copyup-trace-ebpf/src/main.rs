@@ -186,12 +186,22 @@ unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
 unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
     let off_parent = cfg(&OFF_DENTRY_PARENT);
     let off_name = cfg(&OFF_DENTRY_NAME);
+    // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
+    // layout so far: then one read per step fetches both.
+    let diff = off_name.wrapping_sub(off_parent);
+    let name_slot = (diff % 8 == 0 && (8..32).contains(&diff)).then_some((diff / 8) as usize);
     let buf = (*ev).path.as_mut_ptr();
     let mut d = dentry;
     let mut off: usize = 0;
     let mut depth: u32 = 0;
     for _ in 0..MAX_PATH_DEPTH {
-        let Some(parent) = read_ptr(d, off_parent) else {
+        let pointers = match name_slot {
+            Some(i) => bpf_probe_read_kernel(d.add(off_parent as usize) as *const [u64; 4])
+                .ok()
+                .map(|w| (w[0] as *const u8, w[i & 3] as *const u8)),
+            None => read_ptr(d, off_parent).zip(read_ptr(d, off_name)),
+        };
+        let Some((parent, name)) = pointers else {
             break;
         };
         if parent == d || parent.is_null() {
@@ -199,9 +209,6 @@ unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
             (*ev).depth = depth;
             return;
         }
-        let Some(name) = read_ptr(d, off_name) else {
-            break;
-        };
         if off >= PATH_COMPONENTS_LEN {
             break;
         }
@@ -476,7 +483,7 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn ovl_copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     let Some(st) = INFLIGHT.get_ptr(&tid) else {

@@ -126,7 +126,7 @@ impl Probes {
         if plan.copy_up_end {
             p.kprobe("ovl_copy_up_end", COPY_UP_END)?;
         }
-        p.kprobe("ovl_copy_up_one_ret", COPY_UP_ONE)?;
+        p.kprobe("copy_up_one_ret", COPY_UP_ONE)?;
         p.kprobe("ovl_copy_up_one", COPY_UP_ONE)?;
         Ok(p)
     }
