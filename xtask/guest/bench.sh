@@ -63,13 +63,15 @@ round() {
         ready=$(($(uptime_ms) - t0))
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         $G bpf-stats >$B/stats
-        echo "@@STATS $n $(grep -E '^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)' $B/stats | tr '\n' ';')"
+        echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
         rss=$(field VmHWM /proc/$TP/status)
         kill -INT $TP
         wait $TP
-        bpf_ns=$(awk '$1 ~ /^(ovl_copy_up_one|copy_data|ovl_copy_up_sta|do_fchownat|op_)/ { s += $2 } END { print s + 0 }' $B/stats)
+        # Only this tracer's programs are loaded during the round.
+        bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
         attach=$(field 'attached in' $B/err)
-        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach ready_ms=$ready"
+        facts=$(field 'kernel facts' $B/err)
+        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach facts_us=$facts ready_ms=$ready"
         echo "@@REPORT $n $(tr -d '\n' <$B/report.json)"
         ;;
     bpftrace)
@@ -80,10 +82,10 @@ round() {
         ready=$(($(uptime_ms) - t0))
         $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
         $G bpf-stats >$B/stats
+        echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
         rss=$(field VmHWM /proc/$TP/status)
         kill -INT $TP
         wait $TP
-        # Only bpftrace's programs are loaded during this round.
         bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
         extra="bpf_ns=$bpf_ns rss_kb=$rss ready_ms=$ready events=$(grep -c '^[0-9]' $B/bt.out)"
         ;;

@@ -50,6 +50,8 @@ pub struct Round {
     pub fields: BTreeMap<String, u64>,
     pub report: Option<Value>,
     pub burst: bool,
+    /// Per BPF program loaded during the round: (name, run_time_ns, run_cnt).
+    pub programs: Vec<(String, u64, u64)>,
 }
 
 impl Round {
@@ -67,11 +69,17 @@ impl Round {
     fn lost(&self) -> Option<u64> {
         self.report.as_ref().and_then(|r| r["lost"].as_u64())
     }
+
+    /// Copy-ups that happened: new objects in the upper layer (less its root).
+    fn happened(&self) -> Option<u64> {
+        Some(self.get("upper")?.saturating_sub(1))
+    }
 }
 
 pub fn parse(results: &str) -> Result<Vec<Round>> {
     let mut rounds: Vec<Round> = Vec::new();
     let mut reports: BTreeMap<u32, Value> = BTreeMap::new();
+    let mut stats: BTreeMap<u32, Vec<(String, u64, u64)>> = BTreeMap::new();
     let mut burst_n = None;
     for line in results.lines() {
         if let Some(rest) = line.strip_prefix("@@ROUND ") {
@@ -101,12 +109,24 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
                 n.parse()?,
                 serde_json::from_str(json).context("report JSON")?,
             );
+        } else if let Some(rest) = line.strip_prefix("@@STATS ") {
+            let (n, progs) = rest.split_once(' ').unwrap_or((rest, ""));
+            let progs = progs
+                .split(';')
+                .filter_map(|p| {
+                    let mut it = p.split_whitespace();
+                    let name = it.next()?.to_string();
+                    Some((name, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+                })
+                .collect();
+            stats.insert(n.parse()?, progs);
         } else if let Some(n) = line.strip_prefix("@@BURST ") {
             burst_n = Some(n.trim().parse::<u32>()?);
         }
     }
     for r in &mut rounds {
         r.report = reports.remove(&r.n);
+        r.programs = stats.remove(&r.n).unwrap_or_default();
         r.burst = Some(r.n) == burst_n;
     }
     Ok(rounds)
@@ -176,24 +196,108 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
             lost.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
         )?;
     }
-    let per_copy = median(by_mode("copyup-trace", &|r| {
-        Some(r.get("bpf_ns")? / r.copy_ups()?.max(1))
-    }));
-    let rss = median(by_mode("copyup-trace", &|r| r.get("rss_kb")));
-    let attach = median(by_mode("copyup-trace", &|r| r.get("attach_us")));
+    // Side by side: the same quantities for each BPF tracer, measured the same way.
+    let per_copy = |mode: &str| {
+        median(by_mode(mode, &|r| {
+            Some(r.get("bpf_ns")? / r.happened()?.max(1))
+        }))
+    };
+    let metric = |mode: &str, k: &str| median(by_mode(mode, &|r| r.get(k)));
+    let seen = |mode: &str| {
+        median(by_mode(mode, &|r| {
+            if mode == "copyup-trace" {
+                r.copy_ups()
+            } else {
+                r.get("events")
+            }
+        }))
+    };
+    let happened = median(by_mode("copyup-trace", &|r| r.happened()))
+        .or_else(|| median(by_mode("bpftrace", &|r| r.happened())));
+    let us = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} µs", v as f64 / 1e3));
+    let mib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+    let sec = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.2} s", v as f64 / 1e3));
+    let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+    let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
+        _ => "-".into(),
+    };
     writeln!(md)?;
-    if let Some(p) = per_copy {
-        writeln!(md, "- copyup-trace in-kernel cost per copy-up (`kernel.bpf_stats_enabled`, run_time_ns summed over its programs / copy-ups): **{p} ns** (median)")?;
+    writeln!(
+        md,
+        "| median of the rounds | copyup-trace | bpftrace | ratio | target |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    let rows: [(&str, String, String, String, &str); 4] = [
+        (
+            "BPF run time per copy-up (`run_time_ns` of all its programs / copy-ups)",
+            us(per_copy("copyup-trace")),
+            us(per_copy("bpftrace")),
+            ratio(per_copy("copyup-trace"), per_copy("bpftrace")),
+            "≤ 0.5",
+        ),
+        (
+            "peak RSS (VmHWM)",
+            mib(metric("copyup-trace", "rss_kb")),
+            mib(metric("bpftrace", "rss_kb")),
+            ratio(
+                metric("copyup-trace", "rss_kb"),
+                metric("bpftrace", "rss_kb"),
+            ),
+            "≤ 0.2",
+        ),
+        (
+            "launch to probes attached",
+            sec(metric("copyup-trace", "ready_ms")),
+            sec(metric("bpftrace", "ready_ms")),
+            ratio(
+                metric("copyup-trace", "ready_ms"),
+                metric("bpftrace", "ready_ms"),
+            ),
+            "≤ 0.2",
+        ),
+        (
+            "events seen / copy-ups that happened",
+            format!("{} / {}", num(seen("copyup-trace")), num(happened)),
+            format!("{} / {}", num(seen("bpftrace")), num(happened)),
+            "".into(),
+            "all",
+        ),
+    ];
+    for (name, a, b, r, t) in rows {
+        writeln!(md, "| {name} | {a} | {b} | {r} | {t} |")?;
     }
-    if let Some(r) = rss {
+    if let (Some(f), Some(a)) = (
+        metric("copyup-trace", "facts_us"),
+        metric("copyup-trace", "attach_us"),
+    ) {
         writeln!(
             md,
-            "- copyup-trace peak RSS (VmHWM): **{:.1} MiB**",
-            r as f64 / 1024.0
+            "\ncopyup-trace start-up, in process: kernel facts (kallsyms, BTF) {:.0} ms, \
+             load, verify and attach {:.0} ms.",
+            f as f64 / 1e3,
+            a.saturating_sub(f) as f64 / 1e3
         )?;
     }
-    if let Some(a) = attach {
-        writeln!(md, "- copyup-trace start to probes attached (BTF parsing, load, verify, attach): **{:.0} ms**", a as f64 / 1000.0)?;
+    for mode in ["copyup-trace", "bpftrace"] {
+        let progs = program_costs(&regular, mode);
+        if progs.is_empty() {
+            continue;
+        }
+        writeln!(md, "\n{mode}, per program (median over rounds):\n")?;
+        writeln!(
+            md,
+            "| program | runs per copy-up | µs per run | µs per copy-up |"
+        )?;
+        writeln!(md, "|---|---|---|---|")?;
+        for (name, runs, per_run, per_copy) in progs {
+            writeln!(
+                md,
+                "| `{name}` | {runs:.2} | {:.1} | {:.1} |",
+                per_run / 1e3,
+                per_copy / 1e3
+            )?;
+        }
     }
     if let Some(b) = rounds.iter().find(|r| r.burst) {
         writeln!(
@@ -215,6 +319,41 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
         wall.as_secs_f64()
     )?;
     Ok(md)
+}
+
+/// (program, runs per copy-up, ns per run, ns per copy-up), medians over `mode`'s rounds,
+/// programs that ran at all, costliest first.
+fn program_costs(rounds: &[&Round], mode: &str) -> Vec<(String, f64, f64, f64)> {
+    let mut by_name: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    for r in rounds.iter().filter(|r| r.mode == mode) {
+        let Some(happened) = r.happened().filter(|&h| h > 0) else {
+            continue;
+        };
+        for (name, ns, cnt) in r.programs.iter().filter(|p| p.2 > 0) {
+            by_name.entry(name).or_default().push((
+                *cnt as f64 / happened as f64,
+                *ns as f64 / *cnt as f64,
+                *ns as f64 / happened as f64,
+            ));
+        }
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut out: Vec<_> = by_name
+        .into_iter()
+        .map(|(name, v)| {
+            (
+                name.to_string(),
+                med(v.iter().map(|x| x.0).collect()),
+                med(v.iter().map(|x| x.1).collect()),
+                med(v.iter().map(|x| x.2).collect()),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| b.3.total_cmp(&a.3));
+    out
 }
 
 /// Sanity checks that make a report worth writing.
@@ -256,5 +395,30 @@ mod tests {
         assert_eq!(r[1].lost(), Some(0));
         assert!(r[2].burst && !r[1].burst);
         assert_eq!(r[0].get("elapsed_ns"), Some(100));
+    }
+
+    #[test]
+    fn per_program_costs() {
+        // 4 copy-ups (upper holds 5 with its root); names as the kernel truncates them.
+        let text = "@@STATS 2 copy_up_one_ret 8000 4;ovl_copy_up_one 2000 4;op_open 0 0;\n\
+                    @@ROUND copyup-trace 2 elapsed_ns=1 upper=5 bpf_ns=10000\n\
+                    @@STATS 3 ovl_copy_up_one 4000 8;\n\
+                    @@ROUND bpftrace 3 elapsed_ns=1 upper=5 bpf_ns=4000 events=4\n";
+        let rounds = parse(text).unwrap();
+        assert_eq!(rounds[0].programs.len(), 3);
+        let regular: Vec<&Round> = rounds.iter().collect();
+        let ct = program_costs(&regular, "copyup-trace");
+        assert_eq!(
+            ct,
+            vec![
+                ("copy_up_one_ret".to_string(), 1.0, 2000.0, 2000.0),
+                ("ovl_copy_up_one".to_string(), 1.0, 500.0, 500.0),
+            ]
+        );
+        let bt = program_costs(&regular, "bpftrace");
+        assert_eq!(
+            bt,
+            vec![("ovl_copy_up_one".to_string(), 2.0, 500.0, 1000.0)]
+        );
     }
 }

@@ -75,6 +75,13 @@ enum Cmd {
     /// Check the qemu guest harness itself.
     #[command(hide = true)]
     GuestSelftest,
+    /// Boot a guest with copyup-trace, guest-ops and Debian's bpftrace and run a shell
+    /// script there (for investigating kernel behaviour); prints the console on a fault.
+    GuestRun {
+        script: PathBuf,
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+    },
 }
 
 const SERIES: &[&str] = &["6.1", "6.12"];
@@ -257,6 +264,25 @@ fn demo(series: &str) -> Result<()> {
     Ok(())
 }
 
+fn guest_run(script: &Path, series: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
+    setup::ensure_host_tools()?;
+    let tool = build_static()?;
+    setup::ensure_debs(&["bpftrace"])?;
+    let mut files = guest_files(&tool);
+    files.extend(guestbench::bpftrace_files()?);
+    let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
+    let r = guest::run_guest(&k, &files, &text, Duration::from_secs(1800))?;
+    print!("{}", r.results);
+    println!(
+        "(exit {}, guest wall time {:.1}s)",
+        r.exit_code,
+        r.wall.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
 fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
     for m in modes {
@@ -321,5 +347,6 @@ fn main() -> Result<()> {
             no_burst,
         } => guest_bench(rounds, &modes, !no_burst),
         Cmd::GuestSelftest => guest::selftest(),
+        Cmd::GuestRun { script, kernel } => guest_run(&script, &kernel),
     }
 }
