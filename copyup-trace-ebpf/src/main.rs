@@ -13,7 +13,7 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated,
@@ -48,6 +48,11 @@ static CAPTURE_STACKS: u32 = 0;
 /// When non-zero, only tasks whose cgroup id is in `CGROUPS`.
 #[no_mangle]
 static FILTER_CGROUP: u32 = 0;
+/// Wake user space only once this many bytes wait in the ring (set to an eighth of it):
+/// a wake-up per event (an irq_work self-IPI and a scheduler wake-up) costs more than
+/// building the event. User space also drains on a short timer.
+#[no_mangle]
+static WAKEUP_BYTES: u32 = 0;
 /// Non-zero when `ovl_copy_up_end` is probed: a copy-up that returns 0 without reaching
 /// it waited for another thread's copy-up.
 #[no_mangle]
@@ -131,6 +136,16 @@ fn bump(idx: u32) {
     if let Some(c) = COUNTERS.get_ptr_mut(idx) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *c += 1 };
+    }
+}
+
+/// Flags for submitting a record: see `WAKEUP_BYTES`.
+#[inline(always)]
+fn notify_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg(&WAKEUP_BYTES) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -293,7 +308,7 @@ fn op_done(
         ia_valid,
         flags: op_flags,
     };
-    if EVENTS.output::<OpDoneEvent>(&ev, 0).is_err() {
+    if EVENTS.output::<OpDoneEvent>(&ev, notify_flags()).is_err() {
         bump(counter::LOST_EVENTS);
     }
 }
@@ -303,7 +318,9 @@ fn op_done(
 #[inline(always)]
 fn op_enter(op: u32, ia_valid: u32) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced(pid_tgid) {
+    // Inside chown the syscall's own state names the trigger and carries the latency.
+    // SAFETY: lookup only.
+    if unsafe { SYSCALLS.get(&tid_of(pid_tgid)) }.is_some() || !traced(pid_tgid) {
         return 0;
     }
     let st = OpState {
@@ -325,9 +342,7 @@ pub fn op_ret(ctx: RetProbeContext) -> u32 {
     if let Some(st) = OPS.get_ptr(&tid) {
         // SAFETY: map value owned by this thread's key.
         let st = unsafe { *st };
-        // Inside chown the syscall's own record carries the latency.
-        // SAFETY: lookup only.
-        if st.copy_ups > 0 && unsafe { SYSCALLS.get(&tid) }.is_none() {
+        if st.copy_ups > 0 {
             op_done(
                 pid_tgid,
                 st.op,
@@ -338,8 +353,8 @@ pub fn op_ret(ctx: RetProbeContext) -> u32 {
                 st.copy_flags,
             );
         }
+        let _ = OPS.remove(&tid);
     }
-    let _ = OPS.remove(&tid);
     0
 }
 
@@ -577,7 +592,7 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
         }
         walk_path(ev, st.dentry as *const u8);
     }
-    entry.submit(0);
+    entry.submit(notify_flags());
     0
 }
 

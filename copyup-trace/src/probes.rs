@@ -63,7 +63,7 @@ impl Probes {
                 size_off, mode_off, ..
             } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 19] = [
+        let globals: [(&str, u32); 20] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -77,6 +77,7 @@ impl Probes {
             ("FILTER_CGROUP", filter.cgroups.is_some() as u32),
             ("CAPTURE_STACKS", filter.stacks as u32),
             ("SEES_WAITS", plan.copy_up_end as u32),
+            ("WAKEUP_BYTES", ring_size / 8),
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),

@@ -233,9 +233,15 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
         (t, every)
     });
 
+    // The kernel side wakes us only once an eighth of the ring is waiting; this drains
+    // a trickle of events promptly.
+    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(25));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let mut exit_code = 0;
     loop {
         tokio::select! {
+            _ = drain_tick.tick() => drain(ring.get_mut(), &mut decoder, &mut sink)?,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &mut decoder, &mut sink)?;
