@@ -204,7 +204,7 @@ unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
     // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
     // layout so far: then one read per step fetches both.
     let diff = off_name.wrapping_sub(off_parent);
-    let name_slot = (diff % 8 == 0 && (8..32).contains(&diff)).then_some((diff / 8) as usize);
+    let name_slot = (diff.is_multiple_of(8) && (8..32).contains(&diff)).then_some((diff / 8) as usize);
     let buf = (*ev).path.as_mut_ptr();
     let mut d = dentry;
     let mut off: usize = 0;
