@@ -14,6 +14,10 @@ pub const PATH_COMPONENTS_LEN: usize = 1024;
 /// The path buffer has a full component of slack after the masked offset so that the
 /// verifier can prove every read stays inside it.
 pub const PATH_BUF_LEN: usize = PATH_COMPONENTS_LEN + NAME_READ_LEN;
+/// Room for the path and, after it, the filename. Sized so that the eBPF side can bound
+/// offsets and lengths with masks (path below 2 × PATH_COMPONENTS_LEN, filename below
+/// 2 × FILENAME_LEN), which the verifier follows more reliably than comparisons.
+pub const NAMES_LEN: usize = 2 * PATH_COMPONENTS_LEN + 2 * FILENAME_LEN;
 /// Upper bound on `d_parent` steps from the copied dentry to the overlay root.
 pub const MAX_PATH_DEPTH: u32 = 32;
 
@@ -54,6 +58,10 @@ pub mod flags {
     pub const WAITED: u32 = 1 << 3;
     /// The filename argument of the syscall was captured.
     pub const HAS_FILENAME: u32 = 1 << 4;
+    /// The kernel skipped this copy-up's return probe (all kretprobe instances in use):
+    /// it was sent when its syscall returned, so `copy_ns` runs to that return and `ret`
+    /// is the syscall's.
+    pub const RETURN_MISSED: u32 = 1 << 5;
 }
 
 /// One completed copy-up of one overlay object, as sent through the ring buffer.
@@ -102,13 +110,22 @@ pub struct CopyUpEvent {
     /// Ids in the `STACKS` map when `--stacks` is on; negative when not captured.
     pub kstack_id: i32,
     pub ustack_id: i32,
+    /// Bytes of `names` taken by the path components.
+    pub path_len: u32,
+    /// Bytes of `names` taken by the filename after the path, its NUL included; 0 when
+    /// not captured.
+    pub filename_len: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
-    pub filename: [u8; FILENAME_LEN],
-    /// Path components from the copied object up to (not including) the overlay root,
-    /// leaf first, each NUL-terminated.
-    pub path: [u8; PATH_BUF_LEN],
+    /// The path components from the copied object up to (not including) the overlay
+    /// root, leaf first, each NUL-terminated (`path_len` bytes); then the syscall's
+    /// filename (`filename_len` bytes). Only the used part travels through the ring:
+    /// a record is `COPY_UP_HEADER_LEN + path_len + filename_len` bytes.
+    pub names: [u8; NAMES_LEN],
 }
+
+/// Bytes of `CopyUpEvent` before `names`: every copy-up record has at least these.
+pub const COPY_UP_HEADER_LEN: usize = core::mem::offset_of!(CopyUpEvent, names);
 
 /// Per-thread state of a syscall that may cause copy-ups.
 #[repr(C)]
@@ -189,7 +206,10 @@ pub mod counter {
     pub const LOST_EVENTS: u32 = 0;
     /// Copy-ups whose in-flight state could not be stored (should stay 0).
     pub const LOST_STATE: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Copy-ups whose return probe the kernel skipped (all kretprobe instances in use),
+    /// found still in flight when their chown returned and sent then.
+    pub const MISSED_RETURNS: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 #[cfg(feature = "user")]

@@ -25,7 +25,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use copyup_trace_common::{
     counter, flags, inflight, op, record, CopyUpEvent, InFlight, OpDoneEvent, OpState,
-    SyscallState, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
+    SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN,
+    PATH_COMPONENTS_LEN,
 };
 use core::ptr::read_volatile;
 
@@ -86,6 +87,9 @@ static OFF_IATTR_VALID: u32 = 0;
 static CTX_SIZE_OFF: u32 = 0;
 #[no_mangle]
 static CTX_MODE_OFF: u32 = 0;
+/// Offset of `ret` in the `syscalls:sys_exit_*` tracepoint records.
+#[no_mangle]
+static SYS_EXIT_RET_OFF: u32 = 16;
 /// Offset of `child_pid` in the `sched_process_fork` tracepoint record.
 #[no_mangle]
 static FORK_CHILD_PID_OFF: u32 = 44;
@@ -128,6 +132,10 @@ static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PRE
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Where a copy-up record is built before its used part is copied into the ring.
+#[map]
+static EVENT_SCRATCH: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
 
 // ---- helpers ----
 
@@ -196,7 +204,8 @@ unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
     bpf_probe_read_kernel(base.add(off as usize) as *const *const u8).ok()
 }
 
-/// Fills `ev.path` with the names from `dentry` up to the overlay root, leaf first.
+/// Fills the start of `ev.names` with the names from `dentry` up to the overlay root,
+/// leaf first, and sets `depth` and `path_len`.
 #[inline(always)]
 unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
     let off_parent = cfg(&OFF_DENTRY_PARENT);
@@ -204,8 +213,9 @@ unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
     // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
     // layout so far: then one read per step fetches both.
     let diff = off_name.wrapping_sub(off_parent);
-    let name_slot = (diff.is_multiple_of(8) && (8..32).contains(&diff)).then_some((diff / 8) as usize);
-    let buf = (*ev).path.as_mut_ptr();
+    let name_slot =
+        (diff.is_multiple_of(8) && (8..32).contains(&diff)).then_some((diff / 8) as usize);
+    let buf = (*ev).names.as_mut_ptr();
     let mut d = dentry;
     let mut off: usize = 0;
     let mut depth: u32 = 0;
@@ -222,6 +232,7 @@ unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
         if parent == d || parent.is_null() {
             // The overlay root is its own parent: the walk is complete.
             (*ev).depth = depth;
+            (*ev).path_len = off as u32;
             return;
         }
         if off >= PATH_COMPONENTS_LEN {
@@ -240,6 +251,7 @@ unsafe fn walk_path(ev: *mut CopyUpEvent, dentry: *const u8) {
         d = parent;
     }
     (*ev).depth = depth;
+    (*ev).path_len = off as u32;
     (*ev).flags |= flags::PATH_TRUNCATED;
 }
 
@@ -262,26 +274,50 @@ pub fn do_fchownat(ctx: ProbeContext) -> u32 {
     0
 }
 
-#[kretprobe]
-pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
+/// A chown-family syscall returned: report its latency if it copied up, and drop its
+/// state.
+#[inline(always)]
+fn fchownat_done(ret: i32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
-    if let Some(st) = SYSCALLS.get_ptr(&tid) {
-        // SAFETY: map value owned by this thread's key.
-        let (start, n, flag) = unsafe { ((*st).start_ns, (*st).copy_ups, (*st).flag) };
-        if n > 0 {
-            op_done(
-                pid_tgid,
-                op::FCHOWNAT,
-                start,
-                n,
-                ctx.ret::<i64>() as i32,
-                0,
-                flag,
-            );
+    let Some(st) = SYSCALLS.get_ptr(&tid) else {
+        return;
+    };
+    // Every copy-up finishes before its syscall returns: one still in flight that began
+    // during this syscall lost its return probe (the kernel skips it when all kretprobe
+    // instances are in use). Send it now, timed to the syscall's return, rather than
+    // lose it. One from before the syscall is stale (a missed return elsewhere): drop it.
+    // SAFETY: lookups of values owned by this thread's key.
+    if let Some(f) = unsafe { INFLIGHT.get(&tid) } {
+        if f.start_ns >= unsafe { (*st).start_ns } {
+            bump(counter::MISSED_RETURNS);
+            copy_up_done(ret, flags::RETURN_MISSED);
+        } else {
+            let _ = INFLIGHT.remove(&tid);
         }
     }
+    // SAFETY: map value owned by this thread's key.
+    let (start, n, flag) = unsafe { ((*st).start_ns, (*st).copy_ups, (*st).flag) };
+    if n > 0 {
+        op_done(pid_tgid, op::FCHOWNAT, start, n, ret, 0, flag);
+    }
     let _ = SYSCALLS.remove(&tid);
+}
+
+/// Where the kernel has no syscall-exit tracepoints.
+#[kretprobe]
+pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
+    fchownat_done(ctx.ret::<i64>() as i32);
+    0
+}
+
+/// `syscalls:sys_exit_{chown,lchown,fchownat}`: unlike a kretprobe, a tracepoint has no
+/// limit on how many threads can be inside the syscall.
+#[tracepoint]
+pub fn chown_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: reading the `long ret` field at the offset from its format file.
+    let ret = unsafe { ctx.read_at::<i64>(cfg(&SYS_EXIT_RET_OFF) as usize) }.unwrap_or(0);
+    fchownat_done(ret as i32);
     0
 }
 
@@ -499,16 +535,24 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+    copy_up_done(ctx.ret::<i64>() as i32, 0);
+    0
+}
+
+/// The copy-up in flight on this thread is over: send its record. `ret` is
+/// `ovl_copy_up_one`'s return value, or the syscall's when its return probe was missed
+/// (`flags::RETURN_MISSED` in `extra_flags`).
+#[inline(always)]
+fn copy_up_done(ret: i32, extra_flags: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     let Some(st) = INFLIGHT.get_ptr(&tid) else {
-        return 0;
+        return;
     };
     // SAFETY: map value owned by this thread's key; copied out before the entry goes.
     let st = unsafe { *st };
     let _ = INFLIGHT.remove(&tid);
     let end = now();
-    let ret = ctx.ret::<i64>() as i32;
     let waited = ret == 0 && cfg(&SEES_WAITS) != 0 && st.state & inflight::ENDED == 0;
 
     let sys = SYSCALLS.get_ptr_mut(&tid);
@@ -526,13 +570,12 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
         }
     }
 
-    let Some(mut entry) = EVENTS.reserve::<CopyUpEvent>(0) else {
-        bump(counter::LOST_EVENTS);
-        return 0;
+    let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
+        return;
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is this reservation's memory; every field is written before submit;
-    // kernel and user pointers are only read through the probe-read helpers.
+    // SAFETY: `ev` is this CPU's scratch slot (kprobe programs do not nest on a CPU);
+    // every header field is written before the record is sent; kernel and user pointers
+    // are only read through the probe-read helpers.
     unsafe {
         (*ev).record = record::COPY_UP;
         (*ev).start_ns = st.start_ns;
@@ -550,6 +593,7 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
         (*ev).kstack_id = st.kstack_id;
         (*ev).ustack_id = st.ustack_id;
         (*ev)._pad = 0;
+        (*ev).filename_len = 0;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         let task = generated::bpf_get_current_task() as *const u8;
         (*ev).ppid = match read_ptr(task, cfg(&OFF_TASK_REAL_PARENT)) {
@@ -559,19 +603,12 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
             }
             None => 0,
         };
-        (*ev).flags = if waited { flags::WAITED } else { 0 };
-        (*ev).filename[0] = 0;
+        (*ev).flags = extra_flags | if waited { flags::WAITED } else { 0 };
         match sys {
             Some(s) => {
-                (*ev).flags |= flags::IN_FCHOWNAT | flags::HAS_FILENAME;
+                (*ev).flags |= flags::IN_FCHOWNAT;
                 (*ev).syscall_start_ns = (*s).start_ns;
                 (*ev).syscall_flag = (*s).flag;
-                // Still the caller's memory: the syscall has not returned.
-                generated::bpf_probe_read_user_str(
-                    (*ev).filename.as_mut_ptr() as *mut _,
-                    FILENAME_LEN as u32,
-                    (*s).filename as *const _,
-                );
             }
             None => {
                 (*ev).syscall_start_ns = 0;
@@ -591,9 +628,27 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
             }
         }
         walk_path(ev, st.dentry as *const u8);
+        let path_len = (*ev).path_len as usize & (2 * PATH_COMPONENTS_LEN - 1);
+        if let Some(s) = sys {
+            // Still the caller's memory: the syscall has not returned.
+            let n = generated::bpf_probe_read_user_str(
+                (*ev).names.as_mut_ptr().add(path_len) as *mut _,
+                FILENAME_LEN as u32,
+                (*s).filename as *const _,
+            );
+            if n > 0 {
+                (*ev).filename_len = n as u32;
+                (*ev).flags |= flags::HAS_FILENAME;
+            }
+        }
+        // Only the used part of `names` goes into the ring.
+        let len =
+            COPY_UP_HEADER_LEN + path_len + ((*ev).filename_len as usize & (2 * FILENAME_LEN - 1));
+        let record = core::slice::from_raw_parts(ev as *const u8, len);
+        if EVENTS.output::<[u8]>(record, notify_flags()).is_err() {
+            bump(counter::LOST_EVENTS);
+        }
     }
-    entry.submit(notify_flags());
-    0
 }
 
 /// Reached only by the thread that does the copy-up: a thread that found it done by

@@ -155,6 +155,10 @@ impl Stream {
         // kernel side copies into the ring.
         let bytes =
             unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), size_of::<T>()) };
+        self.push_bytes(bytes);
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
         self.spans.push(start..self.buf.len());
@@ -206,10 +210,11 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
 
         let mut off = 0;
         for c in obj.components.iter().rev() {
-            ev.path[off..off + c.len()].copy_from_slice(c.as_bytes());
+            ev.names[off..off + c.len()].copy_from_slice(c.as_bytes());
             off += c.len() + 1;
         }
         ev.depth = obj.components.len() as u32;
+        ev.path_len = off as u32;
 
         ev.size = match obj.mode & 0o170000 {
             S_IFREG => rng.log_uniform(1, 16 << 20) - 1,
@@ -230,7 +235,9 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
                     0
                 };
                 let filename = format!("/{}", obj.components.join("/"));
-                copy_cstr(&mut ev.filename, filename.as_bytes());
+                let at = off;
+                ev.names[at..at + filename.len()].copy_from_slice(filename.as_bytes());
+                ev.filename_len = filename.len() as u32 + 1;
             }
             50..70 => {
                 ev.op = op::OPEN;
@@ -272,7 +279,8 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
         if rng.percent(1) {
             ev.ret = -ENOSPC;
         }
-        s.push(&ev);
+        // Only the header and the used names travel, as from the kernel side.
+        s.push_bytes(decode::wire_bytes(&ev));
 
         if rng.below(OP_DONE_EVERY) == 0 {
             let in_chown = ev.flags & flags::IN_FCHOWNAT != 0;

@@ -135,7 +135,9 @@ pub struct Aggregate {
     /// By cgroup id: one cgroup is one container.
     containers: HashMap<u64, ContainerRow>,
     triggers: HashMap<Trigger, TriggerRow>,
-    pub total: Row,
+    /// Totals of every copy-up; their latency distribution is the triggers' merged
+    /// (`total_row`), rather than a fourth histogram record per event.
+    pub total: Stats,
 }
 
 fn sorted<T>(
@@ -157,8 +159,13 @@ fn sorted<T>(
 impl Aggregate {
     pub fn add(&mut self, c: &CopyUp) {
         self.total.add(c);
-        c.display_path_into(&mut self.path_buf);
-        let path = &self.path_buf[..];
+        let path = match c.mount {
+            Some(_) => {
+                c.display_path_into(&mut self.path_buf);
+                &self.path_buf[..]
+            }
+            None => &c.path[..],
+        };
         let hash = FxBuildHasher.hash_one(path);
         // A new path pays one allocation (its stored copy), a repeated path none.
         match self.files.find_mut(hash, |f| f.path == path) {
@@ -218,7 +225,19 @@ impl Aggregate {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total.stats.copy_ups == 0 && self.total.stats.waits == 0
+        self.total.copy_ups == 0 && self.total.waits == 0
+    }
+
+    /// Totals with the latency distribution of all copy-ups.
+    pub fn total_row(&self) -> Row {
+        let mut row = Row {
+            stats: self.total,
+            latency: Latencies::default(),
+        };
+        for t in self.triggers.values() {
+            row.latency.merge(&t.row.latency);
+        }
+        row
     }
 
     pub fn files(&self, by: SortKey) -> Vec<&FileRow> {
@@ -279,6 +298,7 @@ pub mod tests {
             path_truncated: false,
             filename: None,
             waited: false,
+            return_missed: false,
             metacopy: false,
             size: bytes,
             dev: 0,
@@ -304,7 +324,7 @@ pub mod tests {
         waited.waited = true;
         a.add(&waited);
 
-        let t = a.total.stats;
+        let t = a.total;
         assert_eq!(t.copy_ups, 4);
         assert_eq!(t.bytes, 100 + (8 << 20) + 4);
         assert_eq!(t.copy_ns, 103_000);
@@ -395,6 +415,28 @@ pub mod tests {
                 max_ns: 9_000
             }
         );
+    }
+
+    /// The total distribution is the triggers' merged: the same as recording every
+    /// copy-up once more.
+    #[test]
+    fn total_latency_merges_the_triggers() {
+        let mut a = Aggregate::default();
+        let mut direct = Latencies::default();
+        for i in 1..=300u64 {
+            let mut c = cu(1, "/f", 1, i * 1000);
+            c.trigger = [Trigger::Chown, Trigger::Chmod, Trigger::OpenWrite][(i % 3) as usize];
+            c.waited = i % 50 == 0;
+            if !c.waited {
+                direct.record(c.copy_ns);
+            }
+            a.add(&c);
+        }
+        let total = a.total_row();
+        assert_eq!(total.stats, a.total);
+        assert_eq!(total.latency.len(), 294);
+        assert_eq!(total.percentiles(), direct.summary());
+        assert_eq!(total.percentiles().max_ns, 299_000);
     }
 
     #[test]

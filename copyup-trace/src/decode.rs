@@ -3,7 +3,9 @@
 use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
 use anyhow::{bail, Result};
-use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent, PATH_BUF_LEN};
+use copyup_trace_common::{
+    flags, op, record, CopyUpEvent, OpDoneEvent, COPY_UP_HEADER_LEN, MAX_PATH_DEPTH,
+};
 use serde::Serialize;
 
 use crate::cgroups::Container;
@@ -211,6 +213,9 @@ pub struct CopyUp {
     pub filename: Option<Vec<u8>>,
     /// Another thread did the copy; this one only waited for it.
     pub waited: bool,
+    /// The return probe was skipped by the kernel: `copy_ns` runs to the syscall's
+    /// return and `ret` is the syscall's.
+    pub return_missed: bool,
     /// Only metadata was copied (`metacopy=on`): data stays in the lower layer until
     /// the first write-open.
     pub metacopy: bool,
@@ -274,11 +279,12 @@ pub enum Record {
     OpDone(OpDone),
 }
 
+/// The bytes before the first NUL (all of them if there is none). The memchr crate's
+/// search is vectorised; this runs several times per event.
 fn cstr(bytes: &[u8]) -> &[u8] {
-    // from_bytes_until_nul searches with memchr.
-    match std::ffi::CStr::from_bytes_until_nul(bytes) {
-        Ok(c) => c.to_bytes(),
-        Err(_) => bytes,
+    match memchr::memchr(0, bytes) {
+        Some(n) => &bytes[..n],
+        None => bytes,
     }
 }
 
@@ -286,12 +292,12 @@ fn cstr(bytes: &[u8]) -> &[u8] {
 /// (cleared first).
 fn join_path_into(buf: &[u8], depth: u32, path: &mut Vec<u8>) {
     path.clear();
-    // (start, end) of each component, leaf first. A component takes at least 2 bytes of
-    // the buffer (name and NUL), which bounds the depth without an allocation.
-    let mut spans = [(0u16, 0u16); PATH_BUF_LEN / 2];
+    // (start, end) of each component, leaf first; the kernel side walks at most
+    // MAX_PATH_DEPTH levels.
+    let mut spans = [(0u16, 0u16); MAX_PATH_DEPTH as usize];
     let mut n = 0;
     let mut start = 0;
-    while n < depth as usize && start < buf.len() {
+    while n < (depth as usize).min(spans.len()) && start < buf.len() {
         let len = cstr(&buf[start..]).len();
         spans[n] = (start as u16, (start + len) as u16);
         n += 1;
@@ -325,11 +331,24 @@ pub enum Decoded<'a> {
 
 /// Decodes records into one reused `CopyUp`, so that a steady stream costs no allocation
 /// per event: names are copied into buffers that keep their capacity.
-#[derive(Default)]
 pub struct Decoder {
     copy_up: CopyUp,
     /// Keeps the filename buffer while a record has none.
     spare_filename: Vec<u8>,
+    /// The fixed header of the record being decoded (its `names` are not used: they are
+    /// read from the record itself).
+    header: Box<CopyUpEvent>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            copy_up: CopyUp::default(),
+            spare_filename: Vec::new(),
+            // SAFETY: plain old data; all-zero is a valid value.
+            header: Box::new(unsafe { std::mem::zeroed() }),
+        }
+    }
 }
 
 impl Decoder {
@@ -337,23 +356,29 @@ impl Decoder {
         let kind: u32 = read(raw)?;
         match kind {
             record::COPY_UP => {
-                if raw.len() < size_of::<CopyUpEvent>() {
+                // A record is the fixed header and the used part of `names`.
+                if raw.len() < COPY_UP_HEADER_LEN {
                     bail!(
-                        "short record: {} bytes, want {}",
-                        raw.len(),
-                        size_of::<CopyUpEvent>()
+                        "short record: {} bytes, want at least {COPY_UP_HEADER_LEN}",
+                        raw.len()
                     );
                 }
-                let ptr = raw.as_ptr();
-                if ptr.align_offset(align_of::<CopyUpEvent>()) == 0 {
-                    // Ring-buffer records are 8-byte aligned: read in place rather than
-                    // copying 1.7 KiB per event.
-                    // SAFETY: length and alignment checked; plain old data, any bit
-                    // pattern is valid; the borrow does not outlive `raw`.
-                    self.fill(unsafe { &*ptr.cast::<CopyUpEvent>() });
-                } else {
-                    self.fill(&read::<CopyUpEvent>(raw)?);
+                // SAFETY: both sides are plain old data and `header` is at least
+                // COPY_UP_HEADER_LEN bytes; only the header is copied.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        raw.as_ptr(),
+                        (&mut *self.header as *mut CopyUpEvent).cast::<u8>(),
+                        COPY_UP_HEADER_LEN,
+                    );
                 }
+                let names = &raw[COPY_UP_HEADER_LEN..];
+                let ev = &*self.header;
+                let used = ev.path_len as usize + ev.filename_len as usize;
+                if used > names.len() {
+                    bail!("record names {used} bytes but carries {}", names.len());
+                }
+                fill(&mut self.copy_up, &mut self.spare_filename, ev, names);
                 Ok(Decoded::CopyUp(&mut self.copy_up))
             }
             record::OP_DONE => {
@@ -371,55 +396,57 @@ impl Decoder {
             other => bail!("unknown record type {other}"),
         }
     }
+}
 
-    fn fill(&mut self, ev: &CopyUpEvent) {
-        debug_assert_eq!(ev.path.len(), PATH_BUF_LEN);
-        let c = &mut self.copy_up;
-        c.start_ns = ev.start_ns;
-        c.copy_ns = ev.copy_ns;
-        c.data_ns = ev.data_ns;
-        c.bytes = ev.bytes;
-        c.cgroup_id = ev.cgroup_id;
-        c.pid = ev.pid;
-        c.tid = ev.tid;
-        c.ppid = ev.ppid;
-        c.ret = ev.ret;
-        c.comm.clear();
-        c.comm.extend_from_slice(cstr(&ev.comm));
-        c.trigger = Trigger::classify(ev);
-        c.kind = Kind::from_mode(ev.mode);
-        join_path_into(&ev.path, ev.depth, &mut c.path);
-        c.path_truncated = ev.flags & flags::PATH_TRUNCATED != 0;
-        if ev.flags & flags::HAS_FILENAME != 0 {
-            let f = c
-                .filename
-                .get_or_insert_with(|| std::mem::take(&mut self.spare_filename));
-            f.clear();
-            f.extend_from_slice(cstr(&ev.filename));
-        } else if let Some(f) = c.filename.take() {
-            self.spare_filename = f;
-        }
-        c.waited = ev.flags & flags::WAITED != 0;
-        c.metacopy = c.kind == Kind::File
-            && ev.bytes == 0
-            && ev.size > 0
-            && ev.ret == 0
-            && ev.flags & flags::WAITED == 0
-            && ev.copy_flags & O_TRUNC == 0;
-        c.size = ev.size;
-        c.dev = ev.dev;
-        c.cause_start_ns = if ev.syscall_start_ns != 0 {
-            ev.syscall_start_ns
-        } else {
-            ev.op_start_ns
-        };
-        // Filled in again by whoever enriches this record.
-        c.mount = None;
-        c.cgroup = None;
-        c.container = None;
-        c.kstack_id = ev.kstack_id;
-        c.ustack_id = ev.ustack_id;
+/// `c` from header `ev` and `names`, the record's path bytes followed by its filename.
+fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpEvent, names: &[u8]) {
+    let path_len = (ev.path_len as usize).min(names.len());
+    let (path, rest) = names.split_at(path_len);
+    c.start_ns = ev.start_ns;
+    c.copy_ns = ev.copy_ns;
+    c.data_ns = ev.data_ns;
+    c.bytes = ev.bytes;
+    c.cgroup_id = ev.cgroup_id;
+    c.pid = ev.pid;
+    c.tid = ev.tid;
+    c.ppid = ev.ppid;
+    c.ret = ev.ret;
+    c.comm.clear();
+    c.comm.extend_from_slice(cstr(&ev.comm));
+    c.trigger = Trigger::classify(ev);
+    c.kind = Kind::from_mode(ev.mode);
+    join_path_into(path, ev.depth, &mut c.path);
+    c.path_truncated = ev.flags & flags::PATH_TRUNCATED != 0;
+    if ev.flags & flags::HAS_FILENAME != 0 {
+        let f = c
+            .filename
+            .get_or_insert_with(|| std::mem::take(spare_filename));
+        f.clear();
+        f.extend_from_slice(cstr(&rest[..(ev.filename_len as usize).min(rest.len())]));
+    } else if let Some(f) = c.filename.take() {
+        *spare_filename = f;
     }
+    c.waited = ev.flags & flags::WAITED != 0;
+    c.return_missed = ev.flags & flags::RETURN_MISSED != 0;
+    c.metacopy = c.kind == Kind::File
+        && ev.bytes == 0
+        && ev.size > 0
+        && ev.ret == 0
+        && ev.flags & flags::WAITED == 0
+        && ev.copy_flags & O_TRUNC == 0;
+    c.size = ev.size;
+    c.dev = ev.dev;
+    c.cause_start_ns = if ev.syscall_start_ns != 0 {
+        ev.syscall_start_ns
+    } else {
+        ev.op_start_ns
+    };
+    // Filled in again by whoever enriches this record.
+    c.mount = None;
+    c.cgroup = None;
+    c.container = None;
+    c.kstack_id = ev.kstack_id;
+    c.ustack_id = ev.ustack_id;
 }
 
 /// Decodes one record into owned values (one allocation per name); streams use `Decoder`.
@@ -430,10 +457,25 @@ pub fn decode(raw: &[u8]) -> Result<Record> {
     })
 }
 
+/// A copy-up from a whole kernel-side record (its `names` in place).
 pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
-    let mut d = Decoder::default();
-    d.fill(ev);
-    d.copy_up
+    let mut c = CopyUp::default();
+    let used = (ev.path_len as usize + ev.filename_len as usize).min(ev.names.len());
+    fill(&mut c, &mut Vec::new(), ev, &ev.names[..used]);
+    c
+}
+
+/// The bytes of `ev` as the kernel side sends them: the header and the used names.
+pub fn wire_bytes(ev: &CopyUpEvent) -> &[u8] {
+    let len = COPY_UP_HEADER_LEN + ev.path_len as usize + ev.filename_len as usize;
+    // SAFETY: a #[repr(C)] plain-old-data record; `len` is within it for any record the
+    // kernel side builds (path and filename stay inside `names`).
+    unsafe {
+        std::slice::from_raw_parts(
+            (ev as *const CopyUpEvent).cast(),
+            len.min(size_of::<CopyUpEvent>()),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -446,11 +488,21 @@ pub mod tests {
         let mut ev: CopyUpEvent = unsafe { std::mem::zeroed() };
         let mut off = 0;
         for c in components {
-            ev.path[off..off + c.len()].copy_from_slice(c);
+            ev.names[off..off + c.len()].copy_from_slice(c);
             off += c.len() + 1;
         }
         ev.depth = components.len() as u32;
+        ev.path_len = off as u32;
         ev
+    }
+
+    /// Puts `name` (NUL added) after the path, as the kernel side does.
+    pub fn set_filename(ev: &mut CopyUpEvent, name: &[u8]) {
+        let at = ev.path_len as usize;
+        ev.names[at..at + name.len()].copy_from_slice(name);
+        ev.names[at + name.len()] = 0;
+        ev.filename_len = name.len() as u32 + 1;
+        ev.flags |= flags::HAS_FILENAME;
     }
 
     #[test]
@@ -460,34 +512,26 @@ pub mod tests {
         assert_eq!(from_event(&raw_event(&[])).path, b"/");
     }
 
-    fn bytes_of(ev: &CopyUpEvent) -> &[u8] {
-        // SAFETY: a #[repr(C)] plain-old-data record; these are its bytes as in the ring.
-        unsafe {
-            std::slice::from_raw_parts((ev as *const CopyUpEvent).cast(), size_of::<CopyUpEvent>())
-        }
-    }
-
     /// The reused buffers carry nothing from one record into the next.
     #[test]
     fn decoder_reuse_leaves_no_trace_of_the_previous_record() {
         let mut long = raw_event(&[b"leaf-with-a-long-name", b"dir", b"top"]);
         long.record = record::COPY_UP;
-        long.flags = flags::HAS_FILENAME;
-        long.filename[..12].copy_from_slice(b"/a/long/name");
+        set_filename(&mut long, b"/a/long/name");
         long.comm[..9].copy_from_slice(b"long-comm");
         let mut short = raw_event(&[b"x"]);
         short.record = record::COPY_UP;
         short.comm[..2].copy_from_slice(b"sh");
         let mut d = Decoder::default();
         for _ in 0..2 {
-            let Decoded::CopyUp(c) = d.decode(bytes_of(&long)).expect("decodes") else {
+            let Decoded::CopyUp(c) = d.decode(wire_bytes(&long)).expect("decodes") else {
                 panic!("not a copy-up")
             };
             assert_eq!(c.path, b"/top/dir/leaf-with-a-long-name");
             assert_eq!(c.filename.as_deref(), Some(&b"/a/long/name"[..]));
             assert_eq!(c.comm, b"long-comm");
             c.mount = Some(Arc::from(&b"/merged"[..]));
-            let Decoded::CopyUp(c) = d.decode(bytes_of(&short)).expect("decodes") else {
+            let Decoded::CopyUp(c) = d.decode(wire_bytes(&short)).expect("decodes") else {
                 panic!("not a copy-up")
             };
             assert_eq!(c, &from_event(&short));
@@ -505,13 +549,16 @@ pub mod tests {
         ev.tid = 43;
         ev.mode = 0o100644;
         ev.ret = -28;
-        ev.flags = flags::IN_FCHOWNAT | flags::HAS_FILENAME;
+        ev.flags = flags::IN_FCHOWNAT;
         ev.comm[..5].copy_from_slice(b"chown");
-        ev.filename[..8].copy_from_slice(b"/m/big\0x");
+        set_filename(&mut ev, b"/m/big");
         ev.record = record::COPY_UP;
-        let raw: &[u8] = unsafe {
-            std::slice::from_raw_parts((&ev as *const CopyUpEvent).cast(), size_of::<CopyUpEvent>())
-        };
+        let raw = wire_bytes(&ev);
+        assert_eq!(
+            raw.len(),
+            COPY_UP_HEADER_LEN + 4 + 7,
+            "header, \"big\\0\", \"/m/big\\0\""
+        );
         let Record::CopyUp(c) = decode(raw).unwrap() else {
             panic!("not a copy-up")
         };
@@ -522,7 +569,8 @@ pub mod tests {
         assert_eq!(c.kind, Kind::File);
         assert_eq!(c.trigger, Trigger::Chown);
         assert_eq!(c.path, b"/big");
-        assert!(decode(&raw[..100]).is_err());
+        assert!(decode(&raw[..100]).is_err(), "shorter than the header");
+        assert!(decode(&raw[..raw.len() - 1]).is_err(), "names cut short");
     }
 
     #[test]
@@ -620,6 +668,14 @@ pub mod tests {
         assert_eq!(Kind::from_mode(0o040755), Kind::Dir);
         assert_eq!(Kind::from_mode(0o120777), Kind::Symlink);
         assert_eq!(Kind::from_mode(0o020666), Kind::Other);
+    }
+
+    #[test]
+    fn missed_return_is_flagged() {
+        let mut ev = raw_event(&[b"x"]);
+        assert!(!from_event(&ev).return_missed);
+        ev.flags = flags::RETURN_MISSED;
+        assert!(from_event(&ev).return_missed);
     }
 
     #[test]

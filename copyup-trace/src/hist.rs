@@ -107,7 +107,7 @@ pub struct Percentiles {
     pub max_ns: u64,
 }
 
-/// Nanosecond latencies kept in an HDR histogram (3 significant digits, growing as needed).
+/// Nanosecond latencies kept in an HDR histogram (2 significant digits, growing as needed).
 ///
 /// Percentiles are accurate to the histogram's precision (about 1%); the maximum is tracked
 /// separately so it is exact, and percentiles are capped at it so that a summary never reports
@@ -140,6 +140,18 @@ impl Latencies {
             self.hist.saturating_record(ns);
         }
         self.max = self.max.max(ns);
+    }
+
+    /// Adds `other`'s samples to these.
+    pub fn merge(&mut self, other: &Latencies) {
+        if self.hist.add(&other.hist).is_err() {
+            // Only if growing the histogram failed: keep every sample, clamped.
+            for v in other.hist.iter_recorded() {
+                self.hist
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        self.max = self.max.max(other.max);
     }
 
     #[cfg(test)]

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
-use crate::plan::{FuncFacts, KernelFacts, Offsets, FUNCTIONS};
+use crate::plan::{FuncFacts, KernelFacts, Offsets, CHOWN_EXIT_TRACEPOINTS, FUNCTIONS};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
@@ -83,6 +83,7 @@ pub fn facts() -> Result<KernelFacts> {
         release: release()?,
         funcs,
         offsets,
+        chown_exit_ret_offset: chown_exit_ret_offset(),
     })
 }
 
@@ -218,6 +219,15 @@ fn strip(btf: &Btf, mut ty: Type) -> Result<Type> {
 }
 
 /// Offset of field `field` in a tracepoint's record, from its tracefs format file.
+/// `ret`'s offset in the chown-family syscall-exit records, if all have one and agree.
+fn chown_exit_ret_offset() -> Option<u32> {
+    let offsets: Vec<u32> = CHOWN_EXIT_TRACEPOINTS
+        .iter()
+        .map(|e| tracepoint_field_offset("syscalls", e, "ret").ok())
+        .collect::<Option<_>>()?;
+    offsets.windows(2).all(|w| w[0] == w[1]).then(|| offsets[0])
+}
+
 pub fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Result<u32> {
     for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         let path = format!("{root}/events/{category}/{event}/format");
@@ -227,8 +237,8 @@ pub fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Resu
         }
     }
     bail!(
-        "tracefs is not mounted, so the {category}:{event} tracepoint cannot be used to follow \
-         the command's children (mount -t tracefs tracefs /sys/kernel/tracing)"
+        "the {category}:{event} tracepoint cannot be read: tracefs is not mounted \
+         (mount -t tracefs tracefs /sys/kernel/tracing) or the kernel lacks it"
     )
 }
 

@@ -41,7 +41,20 @@ pub struct KernelFacts {
     /// Functions we may probe, by name.
     pub funcs: BTreeMap<String, FuncFacts>,
     pub offsets: Offsets,
+    /// Offset of `ret` in the `syscalls:sys_exit_{chown,lchown,fchownat}` records, when
+    /// all three tracepoints exist (and agree).
+    pub chown_exit_ret_offset: Option<u32>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChownExit {
+    Tracepoints { ret_offset: u32 },
+    Kretprobe,
+}
+
+/// The chown-family syscalls whose exit tracepoints end a `do_fchownat` call.
+pub const CHOWN_EXIT_TRACEPOINTS: [&str; 3] =
+    ["sys_exit_chown", "sys_exit_lchown", "sys_exit_fchownat"];
 
 /// Where the data-copy probe reads the number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +82,10 @@ pub struct ProbePlan {
     /// `do_fchownat` can be probed; otherwise chown copy-ups are named by their
     /// setattr mask only.
     pub fchownat: bool,
+    /// Where the chown syscalls' returns are seen: the syscall-exit tracepoints when the
+    /// kernel has them (no limit on threads in flight, unlike a kretprobe, whose few
+    /// instances a burst of threads can exhaust), else a kretprobe on `do_fchownat`.
+    pub chown_exit: ChownExit,
     /// Index of `attr` in `ovl_setattr`, if it can be probed.
     pub setattr_attr_arg: Option<u32>,
     /// `ovl_copy_up_end` can be probed: a copy-up that returns 0 without reaching it
@@ -236,6 +253,10 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         ops,
         copy_up_dentry_arg,
         fchownat: facts.func(FCHOWNAT).is_some(),
+        chown_exit: match facts.chown_exit_ret_offset {
+            Some(ret_offset) => ChownExit::Tracepoints { ret_offset },
+            None => ChownExit::Kretprobe,
+        },
         setattr_attr_arg,
         copy_up_end: facts.func(COPY_UP_END).is_some(),
         data,
@@ -347,7 +368,28 @@ mod tests {
                 ctx_stat_mode: Some(108),
                 ..Default::default()
             },
+            chown_exit_ret_offset: Some(16),
         }
+    }
+
+    #[test]
+    fn chown_exit_prefers_tracepoints() {
+        let mut k = facts(
+            "6.12.117+deb12-amd64",
+            &[
+                (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
+                (
+                    COPY_UP_FILE,
+                    f(&["ofs", "dentry", "new_file", "len", "datasync"]),
+                ),
+            ],
+        );
+        assert_eq!(
+            decide(&k).unwrap().chown_exit,
+            ChownExit::Tracepoints { ret_offset: 16 }
+        );
+        k.chown_exit_ret_offset = None;
+        assert_eq!(decide(&k).unwrap().chown_exit, ChownExit::Kretprobe);
     }
 
     /// Debian 6.1: overlay is a module with split BTF; ovl_copy_up_file has 4 args.

@@ -9,7 +9,10 @@ use aya::{
 use copyup_trace_common::{counter, InFlight, OpState, SyscallState};
 
 use crate::{
-    plan::{LenSource, ProbePlan, COPY_UP_END, COPY_UP_ONE, FCHOWNAT, SETATTR},
+    plan::{
+        ChownExit, LenSource, ProbePlan, CHOWN_EXIT_TRACEPOINTS, COPY_UP_END, COPY_UP_ONE,
+        FCHOWNAT, SETATTR,
+    },
     render::Losses,
 };
 
@@ -63,7 +66,7 @@ impl Probes {
                 size_off, mode_off, ..
             } => (size_off, mode_off),
         };
-        let globals: [(&str, u32); 20] = [
+        let globals: [(&str, u32); 21] = [
             ("FILTER_TGID", filter.tgid.unwrap_or(0)),
             ("FILTER_TRACKED", filter.tree.is_some() as u32),
             ("FILTER_COMM_SET", filter.comm.is_some() as u32),
@@ -78,6 +81,13 @@ impl Probes {
             ("CAPTURE_STACKS", filter.stacks as u32),
             ("SEES_WAITS", plan.copy_up_end as u32),
             ("WAKEUP_BYTES", ring_size / 8),
+            (
+                "SYS_EXIT_RET_OFF",
+                match plan.chown_exit {
+                    ChownExit::Tracepoints { ret_offset } => ret_offset,
+                    ChownExit::Kretprobe => 0,
+                },
+            ),
             ("OFF_TASK_REAL_PARENT", o.task_real_parent),
             ("OFF_TASK_TGID", o.task_tgid),
             ("OFF_IATTR_VALID", o.iattr_valid),
@@ -102,7 +112,17 @@ impl Probes {
         // Context probes first, so a copy-up that starts during attachment never sees a
         // half-configured set.
         if plan.fchownat {
-            p.kprobe("do_fchownat_ret", FCHOWNAT)?;
+            match plan.chown_exit {
+                ChownExit::Tracepoints { .. } => {
+                    let tp: &mut TracePoint = p.program("chown_exit")?;
+                    tp.load().context("loading chown_exit")?;
+                    for event in CHOWN_EXIT_TRACEPOINTS {
+                        tp.attach("syscalls", event)
+                            .with_context(|| format!("attaching to tracepoint syscalls:{event}"))?;
+                    }
+                }
+                ChownExit::Kretprobe => p.kprobe("do_fchownat_ret", FCHOWNAT)?,
+            }
             p.kprobe("do_fchownat", FCHOWNAT)?;
         }
         if let Some(ids) = &filter.cgroups {
@@ -242,6 +262,7 @@ impl Probes {
         Ok(Losses {
             lost_events: sum(counter::LOST_EVENTS)?,
             lost_state: sum(counter::LOST_STATE)?,
+            missed_returns: sum(counter::MISSED_RETURNS)?,
         })
     }
 }

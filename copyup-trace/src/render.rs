@@ -26,6 +26,9 @@ pub struct Losses {
     pub lost_events: u64,
     /// Copy-ups whose per-thread state could not be kept.
     pub lost_state: u64,
+    /// Not lost: copy-ups whose return probe the kernel skipped (all kretprobe instances
+    /// in use), sent when their syscall returned.
+    pub missed_returns: u64,
 }
 
 impl Losses {
@@ -73,6 +76,9 @@ struct JsonEvent<'a> {
     ret: i32,
     waited: bool,
     metacopy: bool,
+    /// Present only when true: the record was sent at the syscall's return.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    return_missed: bool,
     size: u64,
     cause_ts_ns: u64,
     mount: Option<String>,
@@ -102,6 +108,7 @@ impl<'a> JsonEvent<'a> {
             ret: c.ret,
             waited: c.waited,
             metacopy: c.metacopy,
+            return_missed: c.return_missed,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
             mount: c.mount.as_deref().map(escape),
@@ -165,6 +172,7 @@ struct JsonSummary {
     lost: u64,
     lost_events: u64,
     lost_state: u64,
+    missed_returns: u64,
     duration_ns: u64,
     /// Wall time of `-- COMMAND`, from spawn to exit.
     command_ns: Option<u64>,
@@ -180,7 +188,7 @@ pub fn json_summary(
     command: Option<Duration>,
     state_entries: Option<usize>,
 ) -> Result<()> {
-    let t = agg.total.stats;
+    let t = agg.total;
     let s = JsonSummary {
         kind_of_record: "summary",
         schema: SCHEMA_VERSION,
@@ -194,6 +202,7 @@ pub fn json_summary(
         lost: losses.total(),
         lost_events: losses.lost_events,
         lost_state: losses.lost_state,
+        missed_returns: losses.missed_returns,
         duration_ns: elapsed.as_nanos() as u64,
         command_ns: command.map(|d| d.as_nanos() as u64),
         state_entries,
@@ -342,7 +351,7 @@ pub fn tables(
     losses: Losses,
     opts: &TableOpts,
 ) -> Result<()> {
-    let t = agg.total.stats;
+    let t = agg.total;
     writeln!(
         out,
         "{} copy-ups, {} copied, {} in copy-up ({} copying data){}{}{}",
@@ -513,7 +522,8 @@ pub fn report(
         "lost": losses.total(),
         "lost_events": losses.lost_events,
         "lost_state": losses.lost_state,
-        "total": row_json(&agg.total),
+        "missed_returns": losses.missed_returns,
+        "total": row_json(&agg.total_row()),
         "files": agg.files(opts.sort).iter().take(top).map(|f| json!({
             "path": escape(&f.path),
             "kind": f.kind.name(),
@@ -577,6 +587,7 @@ mod tests {
             path_truncated: false,
             filename: Some(b"/merged/dir/evil\n".to_vec()),
             waited: false,
+            return_missed: false,
             metacopy: false,
             size: 8 << 20,
             dev: 0,
@@ -611,6 +622,13 @@ mod tests {
         assert_eq!(v["container"]["runtime"], "docker");
         assert_eq!(v["container"]["id"], "abc");
         assert_eq!(v["cgroup"], "/system.slice/docker-abc.scope");
+        assert!(v.get("return_missed").is_none(), "only present when true");
+        let mut late = evil();
+        late.return_missed = true;
+        let mut buf = Vec::new();
+        json_event(&mut buf, &late).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["return_missed"], true);
     }
 
     #[test]
@@ -621,6 +639,7 @@ mod tests {
         let losses = Losses {
             lost_events: 3,
             lost_state: 1,
+            missed_returns: 2,
         };
         json_summary(
             &mut buf,
@@ -635,7 +654,8 @@ mod tests {
         assert_eq!(v["type"], "summary");
         assert_eq!(v["copy_ups"], 1);
         assert_eq!(v["bytes"], 8388608);
-        assert_eq!(v["lost"], 4);
+        assert_eq!(v["lost"], 4, "copy-ups sent late are not lost");
+        assert_eq!(v["missed_returns"], 2);
         assert_eq!(v["duration_ns"], 2_000_000);
         assert!(v["command_ns"].is_null());
     }

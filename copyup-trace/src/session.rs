@@ -263,7 +263,7 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
             _ = sigterm.recv() => { exit_code = if child.is_some() { 143 } else { 0 }; break; }
             _ = &mut deadline => break,
             _ = async { heartbeat.as_mut().unwrap().tick().await }, if heartbeat.is_some() => {
-                let t = sink.agg.total.stats;
+                let t = sink.agg.total;
                 eprintln!(
                     "copyup-trace: {} copy-ups ({}) so far, lost events: {}",
                     t.copy_ups,

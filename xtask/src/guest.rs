@@ -31,6 +31,9 @@ pub struct GuestRun {
     /// The script's exit status.
     pub exit_code: i32,
     pub wall: Duration,
+    /// The first console line reporting a kernel oops, BUG, panic or WARN (only with
+    /// `run_guest_tolerating_faults`; `run_guest` fails instead).
+    pub fault: Option<String>,
 }
 
 const DONE_MARKER: &str = "@@GUEST-DONE rc=";
@@ -74,8 +77,29 @@ pub fn run_guest(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
+    run_guest_with(kernel, files, script, timeout, false)
+}
+
+/// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
+/// script printed before the guest stopped, rather than as an error.
+pub fn run_guest_tolerating_faults(
+    kernel: &GuestKernel,
+    files: &[GuestFile],
+    script: &str,
+    timeout: Duration,
+) -> Result<GuestRun> {
+    run_guest_with(kernel, files, script, timeout, true)
+}
+
+fn run_guest_with(
+    kernel: &GuestKernel,
+    files: &[GuestFile],
+    script: &str,
+    timeout: Duration,
+    tolerate_faults: bool,
+) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
-    let res = run_in(&run_dir, kernel, files, script, timeout);
+    let res = run_in(&run_dir, kernel, files, script, timeout, tolerate_faults);
     // On failure the initramfs and logs stay for inspection; the error names the directory.
     if res.is_ok() {
         let _ = fs::remove_dir_all(&run_dir);
@@ -126,6 +150,7 @@ fn run_in(
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
+    tolerate_faults: bool,
 ) -> Result<GuestRun> {
     let initrd = dir.join("initramfs.cpio");
     build_initramfs(&initrd, kernel, files, script)?;
@@ -167,6 +192,7 @@ fn run_in(
         .context("starting qemu-system-x86_64 (package qemu-system-x86)")?;
 
     let mut marker_seen_at: Option<Instant> = None;
+    let mut fault_seen_at: Option<Instant> = None;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break Some(status);
@@ -181,6 +207,14 @@ fn run_in(
             marker_seen_at = Some(now);
         }
         if marker_seen_at.is_some_and(|t| now - t > Duration::from_secs(10)) {
+            break None;
+        }
+        // A faulted kernel may hang instead of finishing the script: give it a little
+        // while, then stop waiting.
+        if fault_seen_at.is_none() && kernel_fault(&read_serial(&console_log)).is_some() {
+            fault_seen_at = Some(now);
+        }
+        if fault_seen_at.is_some_and(|t| now - t > Duration::from_secs(60)) {
             break None;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -207,6 +241,18 @@ fn run_in(
         )
     };
 
+    let fault = kernel_fault(&console).map(str::to_string);
+    if let (Some(line), true) = (&fault, tolerate_faults) {
+        let (results, exit_code) = split_marker(&raw_results).unwrap_or((raw_results.clone(), -1));
+        eprintln!("the guest kernel reported a fault: {line}");
+        return Ok(GuestRun {
+            console,
+            results,
+            exit_code,
+            wall,
+            fault,
+        });
+    }
     let Some((results, exit_code)) = split_marker(&raw_results) else {
         match status {
             None => bail!(
@@ -238,6 +284,7 @@ fn run_in(
         results,
         exit_code,
         wall,
+        fault: None,
     })
 }
 
@@ -523,7 +570,7 @@ pub fn selftest() -> Result<()> {
         let hang_dir = dir.join("hang");
         fs::create_dir_all(&hang_dir)?;
         let script = "echo hanging; sleep 1000";
-        match run_in(&hang_dir, k, &[], script, Duration::from_secs(20)) {
+        match run_in(&hang_dir, k, &[], script, Duration::from_secs(20), false) {
             Ok(_) => bail!("a script that sleeps forever returned"),
             Err(e) if e.to_string().contains("did not finish within") => {
                 println!("-- hanging guest killed after {:.1?}", started.elapsed());

@@ -356,6 +356,31 @@ fn program_costs(rounds: &[&Round], mode: &str) -> Vec<(String, f64, f64, f64)> 
     out
 }
 
+/// Drops the round a kernel fault hit (its workload stopped short: fewer objects in the
+/// upper layer than the other rounds) and every later one; returns a note for the report.
+pub fn cut_at_fault(rounds: &mut Vec<Round>, fault: &str) -> String {
+    let full = rounds
+        .iter()
+        .filter(|r| !r.burst)
+        .filter_map(|r| r.get("upper"))
+        .max()
+        .unwrap_or(0);
+    let hit = rounds
+        .iter()
+        .position(|r| !r.burst && r.get("upper").is_some_and(|u| u < full));
+    match hit {
+        Some(i) => {
+            let (n, mode) = (rounds[i].n, rounds[i].mode.clone());
+            rounds.truncate(i);
+            format!(
+                "The guest kernel faulted in round {n} ({mode}): `{fault}`. \
+                 Rounds from {n} on are left out."
+            )
+        }
+        None => format!("The guest kernel faulted after the last complete round: `{fault}`."),
+    }
+}
+
 /// Sanity checks that make a report worth writing.
 pub fn validate(rounds: &[Round]) -> Result<()> {
     ensure!(!rounds.is_empty(), "the guest produced no rounds");
@@ -395,6 +420,19 @@ mod tests {
         assert_eq!(r[1].lost(), Some(0));
         assert!(r[2].burst && !r[1].burst);
         assert_eq!(r[0].get("elapsed_ns"), Some(100));
+    }
+
+    #[test]
+    fn a_fault_cuts_the_rounds_it_hit() {
+        let text = "@@ROUND none 1 elapsed_ns=1 upper=10\n\
+                    @@ROUND bpftrace 2 elapsed_ns=1 upper=10\n\
+                    @@ROUND copyup-trace 3 elapsed_ns=1 upper=10\n\
+                    @@ROUND bpftrace 4 elapsed_ns=1 upper=3\n\
+                    @@ROUND tracefs 5 elapsed_ns=1 upper=10\n";
+        let mut rounds = parse(text).unwrap();
+        let note = cut_at_fault(&mut rounds, "BUG: oops");
+        assert_eq!(rounds.len(), 3);
+        assert!(note.contains("round 4 (bpftrace)"), "{note}");
     }
 
     #[test]

@@ -273,8 +273,11 @@ fn guest_run(script: &Path, series: &str) -> Result<()> {
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    let r = guest::run_guest(&k, &files, &text, Duration::from_secs(1800))?;
+    let r = guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?;
     print!("{}", r.results);
+    if let Some(line) = &r.fault {
+        println!("(kernel fault: {line}; console in the output above is the script's)");
+    }
     println!(
         "(exit {}, guest wall time {:.1}s)",
         r.exit_code,
@@ -308,15 +311,24 @@ fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
         u8::from(burst),
         guestbench::SCRIPT
     );
-    let r = guest::run_guest(&k, &files, &script, Duration::from_secs(2400))?;
-    if r.exit_code != 0 {
+    // A kernel fault (seen under bpftrace as well as under copyup-trace) ends the usable
+    // part of the run: report the rounds before it and say where it happened.
+    let r = guest::run_guest_tolerating_faults(&k, &files, &script, Duration::from_secs(2400))?;
+    if r.fault.is_none() && r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
-    let rounds = guestbench::parse(&r.results)?;
+    let mut rounds = guestbench::parse(&r.results)?;
+    let fault_note = r
+        .fault
+        .as_deref()
+        .map(|line| guestbench::cut_at_fault(&mut rounds, line));
     if let Err(e) = guestbench::validate(&rounds) {
         bail!("{e:#}\nguest output:\n{}", r.results);
     }
-    let md = guestbench::report(&k, &rounds, r.wall)?;
+    let mut md = guestbench::report(&k, &rounds, r.wall)?;
+    if let Some(note) = fault_note {
+        md.push_str(&format!("\n**{note}**\n"));
+    }
     println!("{md}");
     let out = workspace_root().join("target/bench-guest.md");
     std::fs::write(&out, &md)?;

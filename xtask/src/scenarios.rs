@@ -643,6 +643,7 @@ pub const CHECKS: &[Check] = &[
                 "per-thread state left: {}",
                 r.summary["state_entries"]
             );
+            ensure!(r.summary["lost"] == 0, "lost: {}", r.summary);
             Ok(())
         },
     ),
