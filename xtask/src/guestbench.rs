@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::{guest::GuestFile, kernels::GuestKernel};
+use crate::guest::GuestFile;
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
 
@@ -110,15 +110,32 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
                 serde_json::from_str(json).context("report JSON")?,
             );
         } else if let Some(rest) = line.strip_prefix("@@STATS ") {
-            let (n, progs) = rest.split_once(' ').unwrap_or((rest, ""));
-            let progs = progs
-                .split(';')
-                .filter_map(|p| {
-                    let mut it = p.split_whitespace();
-                    let name = it.next()?.to_string();
-                    Some((name, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-                })
-                .collect();
+            let (n, list) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut progs: Vec<(String, u64, u64)> = Vec::new();
+            for p in list.split(';') {
+                let mut it = p.split_whitespace();
+                let (Some(name), Some(ns), Some(cnt)) = (it.next(), it.next(), it.next()) else {
+                    continue;
+                };
+                // The kernel keeps 15 characters of a program's name, so an entry probe
+                // and its return probe can share one (bpftrace's do): number them in
+                // load order.
+                let same = progs
+                    .iter()
+                    .filter(|(n, ..)| n.split(" #").next() == Some(name))
+                    .count();
+                let name = if same == 0 {
+                    name.to_string()
+                } else {
+                    if same == 1 {
+                        if let Some(first) = progs.iter_mut().find(|(n, ..)| n == name) {
+                            first.0 = format!("{name} #1");
+                        }
+                    }
+                    format!("{name} #{}", same + 1)
+                };
+                progs.push((name, ns.parse()?, cnt.parse()?));
+            }
             stats.insert(n.parse()?, progs);
         } else if let Some(n) = line.strip_prefix("@@BURST ") {
             burst_n = Some(n.trim().parse::<u32>()?);
@@ -150,7 +167,7 @@ fn ms(ns: u64) -> String {
 }
 
 /// Markdown report of one guest run.
-pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<String> {
+pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> {
     let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst).collect();
     let by_mode = |mode: &str, f: &dyn Fn(&Round) -> Option<u64>| -> Vec<u64> {
         regular
@@ -173,7 +190,7 @@ pub fn report(kernel: &GuestKernel, rounds: &[Round], wall: Duration) -> Result<
     writeln!(
         md,
         "### Kernel {} (qemu TCG, 2 vCPUs), {n_rounds} rounds per mode\n",
-        kernel.version
+        kernel
     )?;
     writeln!(md, "Workload: `chown -R 1000:1000` over 10,000 files of 4 KiB and 3 of 4 MiB in a lower layer (10,005 copy-ups with the two directories), on tmpfs.\n")?;
     writeln!(

@@ -71,6 +71,9 @@ enum Cmd {
         /// Skip the 100,000-copy-up burst.
         #[arg(long)]
         no_burst: bool,
+        /// Only write the report again from a saved raw output (target/bench-guest.raw).
+        #[arg(long)]
+        from_raw: Option<PathBuf>,
     },
     /// Check the qemu guest harness itself.
     #[command(hide = true)]
@@ -264,6 +267,39 @@ fn demo(series: &str) -> Result<()> {
     Ok(())
 }
 
+/// The guest report from a raw bench output (as saved in target/bench-guest.raw).
+fn bench_markdown(raw: &str) -> Result<String> {
+    let header = |key: &str| {
+        raw.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    let kernel = header("@@KERNEL ");
+    let wall = Duration::from_millis(header("@@WALL_MS ").parse().unwrap_or(0));
+    let fault = header("@@FAULT ");
+    let mut rounds = guestbench::parse(raw)?;
+    let fault_note = (!fault.is_empty()).then(|| guestbench::cut_at_fault(&mut rounds, &fault));
+    if let Err(e) = guestbench::validate(&rounds) {
+        bail!("{e:#}\nguest output:\n{raw}");
+    }
+    let mut md = guestbench::report(&kernel, &rounds, wall)?;
+    if let Some(note) = fault_note {
+        md.push_str(&format!("\n**{note}**\n"));
+    }
+    Ok(md)
+}
+
+fn guest_bench_report(raw: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(raw).with_context(|| format!("reading {}", raw.display()))?;
+    let md = bench_markdown(&text)?;
+    println!("{md}");
+    std::fs::write(workspace_root().join("target/bench-guest.md"), &md)?;
+    Ok(())
+}
+
 fn guest_run(script: &Path, series: &str) -> Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
@@ -317,18 +353,16 @@ fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
     if r.fault.is_none() && r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
-    let mut rounds = guestbench::parse(&r.results)?;
-    let fault_note = r
-        .fault
-        .as_deref()
-        .map(|line| guestbench::cut_at_fault(&mut rounds, line));
-    if let Err(e) = guestbench::validate(&rounds) {
-        bail!("{e:#}\nguest output:\n{}", r.results);
-    }
-    let mut md = guestbench::report(&k, &rounds, r.wall)?;
-    if let Some(note) = fault_note {
-        md.push_str(&format!("\n**{note}**\n"));
-    }
+    // Kept so that the report can be written again (`--from-raw`) without a new run.
+    let raw = format!(
+        "@@KERNEL {}\n@@WALL_MS {}\n@@FAULT {}\n{}",
+        k.version,
+        r.wall.as_millis(),
+        r.fault.as_deref().unwrap_or(""),
+        r.results
+    );
+    std::fs::write(workspace_root().join("target/bench-guest.raw"), &raw)?;
+    let md = bench_markdown(&raw)?;
     println!("{md}");
     let out = workspace_root().join("target/bench-guest.md");
     std::fs::write(&out, &md)?;
@@ -354,9 +388,14 @@ fn main() -> Result<()> {
             guest_bench(3, &modes, true)
         }),
         Cmd::BenchGuest {
+            from_raw: Some(raw),
+            ..
+        } => guest_bench_report(&raw),
+        Cmd::BenchGuest {
             rounds,
             modes,
             no_burst,
+            from_raw: None,
         } => guest_bench(rounds, &modes, !no_burst),
         Cmd::GuestSelftest => guest::selftest(),
         Cmd::GuestRun { script, kernel } => guest_run(&script, &kernel),
