@@ -179,18 +179,18 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
     let elapsed = |mode: &str| median(by_mode(mode, &|r| r.get("elapsed_ns")));
     // Soak runs (`--modes`) may leave out the untraced rounds; ratios are then "-".
     let base = elapsed("none");
-    let n_rounds = regular.iter().map(|r| r.n).max().unwrap_or(0) as usize
-        / ["none", "copyup-trace", "bpftrace", "tracefs"]
-            .iter()
-            .filter(|m| regular.iter().any(|r| r.mode == **m))
-            .count()
-            .max(1);
+    let per_mode: Vec<String> = ["none", "copyup-trace", "bpftrace", "tracefs"]
+        .iter()
+        .map(|m| (m, regular.iter().filter(|r| r.mode == *m).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(m, n)| format!("{} {n}", if *m == "none" { "untraced" } else { m }))
+        .collect();
 
     let mut md = String::new();
     writeln!(
         md,
-        "### Kernel {} (qemu TCG, 2 vCPUs), {n_rounds} rounds per mode\n",
-        kernel
+        "### Kernel {kernel} (qemu TCG, 2 vCPUs); rounds: {}\n",
+        per_mode.join(", ")
     )?;
     writeln!(md, "Workload: `chown -R 1000:1000` over 10,000 files of 4 KiB and 3 of 4 MiB in a lower layer (10,005 copy-ups with the two directories), on tmpfs.\n")?;
     writeln!(
