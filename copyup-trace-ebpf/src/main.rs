@@ -2,8 +2,8 @@
 //!
 //! Per thread (keyed by tid) it remembers which syscall / setattr is in progress and a
 //! small `InFlight` record per `ovl_copy_up_one` call, adds the bytes and time of the data
-//! copy nested inside it, and when the copy-up returns writes one `CopyUpEvent` (names and
-//! path included) straight into a ring-buffer reservation: no 1.7 KiB copy through a map.
+//! copy nested inside it, and when the copy-up returns builds one `CopyUpEvent` in a
+//! per-CPU scratch and sends its header and the names it used through the ring buffer.
 //!
 //! Struct offsets and argument positions differ between kernels; user space reads them
 //! from BTF at start-up and patches them into the globals below before loading.
