@@ -43,6 +43,22 @@ wait_for() {
     done
 }
 
+# traced_workload PATTERN FILE: the tracer started at $t0 as $TP prints PATTERN into FILE
+# once attached. Runs the workload under it, records its BPF stats and peak RSS, stops it
+# with SIGINT. Sets ready, rss and bpf_ns.
+traced_workload() {
+    wait_for "$1" "$2"
+    ready=$(($(uptime_ms) - t0))
+    $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+    $G bpf-stats >$B/stats
+    echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
+    rss=$(field VmHWM /proc/$TP/status)
+    kill -INT $TP
+    wait $TP
+    # Only this tracer's programs are loaded during the round.
+    bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
+}
+
 round() {
     mode=$1
     n=$2
@@ -59,16 +75,7 @@ round() {
         t0=$(uptime_ms)
         COPYUP_TRACE_LOG=info "$T" --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
-        wait_for Tracing $B/err
-        ready=$(($(uptime_ms) - t0))
-        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
-        $G bpf-stats >$B/stats
-        echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
-        rss=$(field VmHWM /proc/$TP/status)
-        kill -INT $TP
-        wait $TP
-        # Only this tracer's programs are loaded during the round.
-        bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
+        traced_workload Tracing $B/err
         attach=$(field 'attached in' $B/err)
         facts=$(field 'kernel facts' $B/err)
         extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach facts_us=$facts ready_ms=$ready"
@@ -78,15 +85,7 @@ round() {
         t0=$(uptime_ms)
         bpftrace -e "$BT" >$B/bt.out 2>$B/bt.err &
         TP=$!
-        wait_for Attaching $B/bt.out
-        ready=$(($(uptime_ms) - t0))
-        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
-        $G bpf-stats >$B/stats
-        echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
-        rss=$(field VmHWM /proc/$TP/status)
-        kill -INT $TP
-        wait $TP
-        bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
+        traced_workload Attaching $B/bt.out
         extra="bpf_ns=$bpf_ns rss_kb=$rss ready_ms=$ready events=$(grep -c '^[0-9]' $B/bt.out)"
         ;;
     tracefs)

@@ -245,40 +245,40 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         "| median of the rounds | copyup-trace | bpftrace | ratio | target |"
     )?;
     writeln!(md, "|---|---|---|---|---|")?;
-    let rows: [(&str, String, String, String, &str); 4] = [
+    // One row per quantity: both tracers' medians and their ratio.
+    let row = |name: &str,
+               fmt: &dyn Fn(Option<u64>) -> String,
+               get: &dyn Fn(&str) -> Option<u64>,
+               target: &str| {
+        let (a, b) = (get("copyup-trace"), get("bpftrace"));
         (
+            name.to_string(),
+            fmt(a),
+            fmt(b),
+            ratio(a, b),
+            target.to_string(),
+        )
+    };
+    let rows = [
+        row(
             "BPF run time per copy-up (`run_time_ns` of all its programs / copy-ups)",
-            us(per_copy("copyup-trace")),
-            us(per_copy("bpftrace")),
-            ratio(per_copy("copyup-trace"), per_copy("bpftrace")),
+            &us,
+            &per_copy,
             "≤ 0.5",
         ),
-        (
-            "peak RSS (VmHWM)",
-            mib(metric("copyup-trace", "rss_kb")),
-            mib(metric("bpftrace", "rss_kb")),
-            ratio(
-                metric("copyup-trace", "rss_kb"),
-                metric("bpftrace", "rss_kb"),
-            ),
-            "≤ 0.2",
-        ),
-        (
+        row("peak RSS (VmHWM)", &mib, &|m| metric(m, "rss_kb"), "≤ 0.2"),
+        row(
             "launch to probes attached",
-            sec(metric("copyup-trace", "ready_ms")),
-            sec(metric("bpftrace", "ready_ms")),
-            ratio(
-                metric("copyup-trace", "ready_ms"),
-                metric("bpftrace", "ready_ms"),
-            ),
+            &sec,
+            &|m| metric(m, "ready_ms"),
             "≤ 0.2",
         ),
         (
-            "events seen / copy-ups that happened",
+            "events seen / copy-ups that happened".to_string(),
             format!("{} / {}", num(seen("copyup-trace")), num(happened)),
             format!("{} / {}", num(seen("bpftrace")), num(happened)),
-            "".into(),
-            "all",
+            String::new(),
+            "all".to_string(),
         ),
     ];
     for (name, a, b, r, t) in rows {
