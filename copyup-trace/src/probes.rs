@@ -8,13 +8,31 @@ use aya::{
 };
 use copyup_trace_common::{counter, InFlight, OpState, SyscallState};
 
-use crate::{
-    plan::{
-        ChownExit, LenSource, ProbePlan, CHOWN_EXIT_TRACEPOINTS, COPY_UP_END, COPY_UP_ONE,
-        FCHOWNAT, SETATTR,
-    },
-    render::Losses,
+use serde::Serialize;
+
+use crate::plan::{
+    ChownExit, LenSource, ProbePlan, CHOWN_EXIT_TRACEPOINTS, COPY_UP_END, COPY_UP_ONE, FCHOWNAT,
+    SETATTR,
 };
+
+/// Events the kernel side could not deliver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Losses {
+    /// Dropped because the ring buffer was full.
+    pub lost_events: u64,
+    /// Copy-ups whose per-thread state could not be kept.
+    pub lost_state: u64,
+    /// Not lost: copy-ups whose return probe the kernel skipped (all kretprobe instances
+    /// in use), sent when their syscall returned.
+    pub missed_returns: u64,
+}
+
+impl Losses {
+    pub fn total(&self) -> u64 {
+        self.lost_events + self.lost_state
+    }
+}
+
 
 /// Which tasks the kernel side reports.
 #[derive(Debug, Clone, Default)]

@@ -14,28 +14,11 @@ use crate::{
     cli::{By, SortKey},
     decode::{CopyUp, OpDone},
     escape::escape,
+    probes::Losses,
 };
 
 /// Version of the JSON-lines and CSV record layouts; bumped on incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Events the kernel side could not deliver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Losses {
-    /// Dropped because the ring buffer was full.
-    pub lost_events: u64,
-    /// Copy-ups whose per-thread state could not be kept.
-    pub lost_state: u64,
-    /// Not lost: copy-ups whose return probe the kernel skipped (all kretprobe instances
-    /// in use), sent when their syscall returned.
-    pub missed_returns: u64,
-}
-
-impl Losses {
-    pub fn total(&self) -> u64 {
-        self.lost_events + self.lost_state
-    }
-}
 
 /// `1.23ms`-style, rounded to what a reader can use.
 pub fn human_ns(ns: u64) -> String {
