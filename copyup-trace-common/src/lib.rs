@@ -1,10 +1,17 @@
-//! Types shared by the eBPF programs and user space. Everything here is `#[repr(C)]`
-//! plain data: the kernel side writes it into the ring buffer byte for byte and user
-//! space reads it back, so both sides must agree on the layout.
+//! Facts shared by the eBPF programs, user space and the tests: the `#[repr(C)]` records
+//! and per-thread state (the kernel side writes them byte for byte, user space reads them
+//! back), the kernel-side settings (`config`), the probe table (`hooks`) and kernel ABI
+//! constants (`kabi`). No logic lives here beyond what describes those facts.
 #![no_std]
 
+pub mod config;
+pub mod hooks;
+pub mod kabi;
+
+pub use config::Config;
+
 /// Bytes of a task's comm (`TASK_COMM_LEN`).
-pub const COMM_LEN: usize = 16;
+pub const COMM_LEN: usize = kabi::TASK_COMM_LEN;
 /// Bytes kept of the syscall's filename argument (user memory, NUL-terminated).
 pub const FILENAME_LEN: usize = 256;
 /// Largest single name component read per step of the path walk (`NAME_MAX` + NUL).
@@ -68,7 +75,6 @@ pub mod flags {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CopyUpEvent {
-    /// `record::COPY_UP`.
     pub record: u32,
     /// `op::*` of the innermost overlayfs operation in progress.
     pub op: u32,
@@ -216,6 +222,7 @@ pub mod counter {
 mod user {
     // SAFETY: plain old data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::CopyUpEvent {}
+    unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SyscallState {}
     unsafe impl aya::Pod for super::OpState {}
     unsafe impl aya::Pod for super::InFlight {}
