@@ -71,10 +71,11 @@ pub mod flags {
     pub const RETURN_MISSED: u32 = 1 << 5;
 }
 
-/// One completed copy-up of one overlay object, as sent through the ring buffer.
+/// The fixed part of a copy-up record: every copy-up record starts with it.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct CopyUpEvent {
+#[derive(Clone, Copy, Default)]
+pub struct CopyUpHeader {
+    /// `record::COPY_UP`.
     pub record: u32,
     /// `op::*` of the innermost overlayfs operation in progress.
     pub op: u32,
@@ -123,6 +124,13 @@ pub struct CopyUpEvent {
     pub filename_len: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// One completed copy-up of one overlay object, as sent through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CopyUpEvent {
+    pub header: CopyUpHeader,
     /// The path components from the copied object up to (not including) the overlay
     /// root, leaf first, each NUL-terminated (`path_len` bytes); then the syscall's
     /// filename (`filename_len` bytes). Only the used part travels through the ring:
@@ -131,7 +139,7 @@ pub struct CopyUpEvent {
 }
 
 /// Bytes of `CopyUpEvent` before `names`: every copy-up record has at least these.
-pub const COPY_UP_HEADER_LEN: usize = core::mem::offset_of!(CopyUpEvent, names);
+pub const COPY_UP_HEADER_LEN: usize = core::mem::size_of::<CopyUpHeader>();
 
 /// Per-thread state of a syscall that may cause copy-ups.
 #[repr(C)]
@@ -222,6 +230,7 @@ pub mod counter {
 mod user {
     // SAFETY: plain old data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::CopyUpEvent {}
+    unsafe impl aya::Pod for super::CopyUpHeader {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SyscallState {}
     unsafe impl aya::Pod for super::OpState {}

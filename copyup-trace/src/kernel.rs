@@ -13,7 +13,12 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
-use crate::plan::{FuncFacts, KernelFacts, Offsets, CHOWN_EXIT_TRACEPOINTS, FUNCTIONS};
+use copyup_trace_common::{
+    config::Offsets,
+    hooks::{self, CHOWN_EXIT},
+};
+
+use crate::plan::{CtxStat, FuncFacts, KernelFacts};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
@@ -27,9 +32,10 @@ pub fn release() -> Result<String> {
 
 /// Gathers everything `plan::decide` needs.
 pub fn facts() -> Result<KernelFacts> {
+    let functions: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
     // Streamed: the whole file is 10+ MiB on a distribution kernel.
     let kallsyms = fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let attachable = attachable_symbols(BufReader::with_capacity(64 << 10, kallsyms), FUNCTIONS)
+    let attachable = attachable_symbols(BufReader::with_capacity(64 << 10, kallsyms), &functions)
         .context("reading /proc/kallsyms")?;
 
     let vmlinux = open_vmlinux_btf()?;
@@ -45,7 +51,7 @@ pub fn facts() -> Result<KernelFacts> {
     let ovl_btf = overlay.as_ref().unwrap_or(&vmlinux);
 
     let mut funcs = BTreeMap::new();
-    for &name in FUNCTIONS {
+    for &name in &functions {
         let btf = if name.starts_with("ovl_") {
             ovl_btf
         } else {
@@ -73,16 +79,19 @@ pub fn facts() -> Result<KernelFacts> {
         task_real_parent: member_offset(&vmlinux, "task_struct", &["real_parent"])?,
         task_tgid: member_offset(&vmlinux, "task_struct", &["tgid"])?,
         iattr_valid: member_offset(&vmlinux, "iattr", &["ia_valid"])?,
-        ctx_stat_size: ctx_stat
-            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["size"]).ok()?)),
-        ctx_stat_mode: ctx_stat
-            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?)),
     };
+    let ctx_stat = ctx_stat.and_then(|s| {
+        Some(CtxStat {
+            size_off: s + member_offset(&vmlinux, "kstat", &["size"]).ok()?,
+            mode_off: s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?,
+        })
+    });
 
     Ok(KernelFacts {
         release: release()?,
         funcs,
         offsets,
+        ctx_stat,
         chown_exit_ret_offset: chown_exit_ret_offset(),
     })
 }
@@ -221,9 +230,10 @@ fn strip(btf: &Btf, mut ty: Type) -> Result<Type> {
 /// Offset of field `field` in a tracepoint's record, from its tracefs format file.
 /// `ret`'s offset in the chown-family syscall-exit records, if all have one and agree.
 fn chown_exit_ret_offset() -> Option<u32> {
-    let offsets: Vec<u32> = CHOWN_EXIT_TRACEPOINTS
+    let offsets: Vec<u32> = CHOWN_EXIT
+        .events
         .iter()
-        .map(|e| tracepoint_field_offset("syscalls", e, "ret").ok())
+        .map(|e| tracepoint_field_offset(CHOWN_EXIT.category, e, "ret").ok())
         .collect::<Option<_>>()?;
     offsets.windows(2).all(|w| w[0] == w[1]).then(|| offsets[0])
 }
@@ -265,7 +275,8 @@ mod tests {
                     ffffffffc0a02000 t ovl_copy_up_data.isra.0\t[overlay]\n\
                     ffffffff81000000 T do_fchownat\n\
                     ffffffff81000010 d ovl_setattr\n";
-        let found = attachable_symbols(text.as_bytes(), FUNCTIONS).unwrap();
+        let funcs: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
+        let found = attachable_symbols(text.as_bytes(), &funcs).unwrap();
         assert_eq!(found, vec!["ovl_copy_up_one", "do_fchownat"]);
     }
 
