@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod cgroups;
+pub mod check;
 pub mod cli;
 pub mod decode;
 pub mod enrich;

@@ -89,6 +89,24 @@ pub struct ProbePlan {
     pub offsets: Offsets,
 }
 
+impl ProbePlan {
+    /// The rows of the probe table this plan attaches, in attach order: the context
+    /// (syscall, operations) before the copy-up itself, so a copy-up that starts during
+    /// attachment never sees a half-configured set.
+    pub fn hooks(&self) -> impl Iterator<Item = &'static FuncHook> + '_ {
+        let chown = self.fchownat.then_some(&FCHOWNAT);
+        let setattr = self.setattr.then_some(&SETATTR);
+        let end = self.copy_up_end.then_some(&COPY_UP_END);
+        chown
+            .into_iter()
+            .chain(setattr)
+            .chain(self.ops.iter().copied())
+            .chain([self.data.hook])
+            .chain(end)
+            .chain([&COPY_UP_ONE])
+    }
+}
+
 /// `(major, minor)` from a release string such as `6.12.57+deb12-amd64`.
 pub fn parse_release(release: &str) -> Option<(u32, u32)> {
     let mut it = release.split(|c: char| !c.is_ascii_digit());

@@ -9,7 +9,7 @@ use aya::{
 use copyup_trace_common::{
     config::Config,
     counter,
-    hooks::{self, FuncHook, TracepointHook, COPY_UP_END, COPY_UP_ONE, FCHOWNAT, SETATTR},
+    hooks::{self, FuncHook, TracepointHook, FCHOWNAT},
     InFlight, OpState, SyscallState, COMM_LEN,
 };
 use serde::Serialize;
@@ -108,33 +108,37 @@ impl Probes {
             .context("loading the eBPF object into the kernel")?;
         let mut p = Probes { bpf };
 
-        // Context probes first, so a copy-up that starts during attachment never sees a
-        // half-configured set.
-        if plan.fchownat {
-            match plan.chown_exit {
-                ChownExit::Tracepoints { .. } => p.tracepoint(&hooks::CHOWN_EXIT)?,
-                ChownExit::Kretprobe => p.ret_probe(&FCHOWNAT)?,
-            }
-            p.kprobe(FCHOWNAT.entry, FCHOWNAT.func)?;
-        }
         if let Some(ids) = &filter.cgroups {
             p.set_cgroups(ids)?;
-        }
-        if plan.setattr {
-            p.func(&SETATTR)?;
-        }
-        for hook in &plan.ops {
-            p.func(hook)?;
         }
         if filter.tree.is_some() {
             p.tracepoint(&hooks::FORK)?;
         }
-        p.func(plan.data.hook)?;
-        if plan.copy_up_end {
-            p.func(&COPY_UP_END)?;
+        for hook in plan.hooks() {
+            match (hook == &FCHOWNAT, plan.chown_exit) {
+                (true, ChownExit::Tracepoints { .. }) => {
+                    p.tracepoint(&hooks::CHOWN_EXIT)?;
+                    p.kprobe(hook.entry, hook.func)?;
+                }
+                _ => p.func(hook)?,
+            }
         }
-        p.func(&COPY_UP_ONE)?;
         Ok(p)
+    }
+
+    /// Loads the object and attaches a kprobe and a kretprobe to `do_fchownat` (which
+    /// every supported kernel has), then detaches them: whether kprobes work here, tried
+    /// rather than guessed. Returns the function tried.
+    pub fn try_attach() -> Result<&'static str> {
+        raise_memlock();
+        let config = Config::default();
+        let mut loader = EbpfLoader::new();
+        loader.override_global("CONFIG", &config, true);
+        let bpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        Probes { bpf }.func(&FCHOWNAT)?;
+        Ok(FCHOWNAT.func)
     }
 
     fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
