@@ -661,6 +661,70 @@ mod tests {
         assert_eq!(get("trigger"), "chown");
     }
 
+    /// A copy-up with none of the optional fields, sent late by a skipped return.
+    fn bare_late() -> CopyUp {
+        CopyUp {
+            filename: None,
+            mount: None,
+            cgroup: None,
+            container: None,
+            waited: true,
+            return_missed: true,
+            ret: -5,
+            ..evil()
+        }
+    }
+
+    /// The exact bytes of the CSV header and rows: the column order and every value's
+    /// spelling are published and must not drift.
+    #[test]
+    fn csv_bytes_are_pinned() {
+        let w = csv_writer(Vec::new()).unwrap();
+        let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
+                      path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
+                      cause_ts_ns,mount,cgroup,container_runtime,container_id\n";
+        // The header comes first, even when no copy-up follows.
+        assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
+        let mut w = csv_writer(Vec::new()).unwrap();
+        csv_event(&mut w, &evil()).unwrap();
+        csv_event(&mut w, &bare_late()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let rows = [
+            r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
+            r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
+            "/system.slice/docker-abc.scope,docker,abc\n",
+            r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,\n",
+        ];
+        assert_eq!(text, format!("{header}{}", rows.concat()));
+    }
+
+    /// The exact bytes of JSON copy-up lines: key order included.
+    #[test]
+    fn json_bytes_are_pinned() {
+        let mut buf = Vec::new();
+        json_event(&mut buf, &evil()).unwrap();
+        json_event(&mut buf, &bare_late()).unwrap();
+        let lines = [
+            r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
+            r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
+            r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
+            r#""filename":"/merged/dir/evil\\n","bytes":8388608,"copy_ns":2500000,"#,
+            r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
+            r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
+            r#""container":{"runtime":"docker","id":"abc"}}"#,
+            "\n",
+            r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
+            r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
+            r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
+            r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
+            r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
+            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null}"#,
+            "\n",
+        ];
+        assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
+    }
+
     #[test]
     fn table_is_escaped_and_summarised() {
         let mut agg = Aggregate::default();
