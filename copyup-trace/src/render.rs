@@ -37,10 +37,22 @@ pub fn human_bytes(b: u64) -> String {
     ByteSize::b(b).display().iec().to_string()
 }
 
+/// Which machine-readable format a `CopyUpRecord` is written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Json,
+    Csv,
+}
+
+/// One copy-up as `-o json` and `-o csv` write it: the JSON keys and the CSV columns are
+/// these fields' names, in this order. A few fields exist in one layout only (`None` or
+/// `false` leaves them out); each says why.
 #[derive(Serialize)]
-struct JsonEvent<'a> {
-    #[serde(rename = "type")]
-    kind_of_record: &'static str,
+struct CopyUpRecord<'a> {
+    /// JSON only: tells copy-up lines from `op` and `summary` lines. A CSV file holds
+    /// copy-ups alone.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    record_type: Option<&'static str>,
     schema: u32,
     ts_ns: u64,
     pid: u32,
@@ -48,10 +60,15 @@ struct JsonEvent<'a> {
     ppid: u32,
     comm: String,
     cgroup_id: u64,
-    trigger: &'a str,
+    trigger: &'static str,
+    /// `kind` sits before `path` in CSV and after `path_truncated` in JSON: both orders
+    /// were published, so each layout keeps its own.
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    csv_kind: Option<&'static str>,
     path: String,
     path_truncated: bool,
-    kind: &'a str,
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    json_kind: Option<&'static str>,
     filename: Option<String>,
     bytes: u64,
     copy_ns: u64,
@@ -59,20 +76,30 @@ struct JsonEvent<'a> {
     ret: i32,
     waited: bool,
     metacopy: bool,
-    /// Present only when true: the record was sent at the syscall's return.
+    /// JSON only, and only when true: the record was sent at the syscall's return. CSV
+    /// columns cannot come and go per row, and this one was never added.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     return_missed: bool,
     size: u64,
     cause_ts_ns: u64,
     mount: Option<String>,
     cgroup: Option<String>,
-    container: Option<&'a Container>,
+    /// JSON: `{"runtime","id"}` or null. CSV cannot nest, so there it is the two
+    /// columns below; the outer `Option` says whether the layout has the field at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<Option<&'a Container>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_runtime: Option<Option<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<Option<String>>,
 }
 
-impl<'a> JsonEvent<'a> {
-    fn new(c: &'a CopyUp) -> Self {
-        JsonEvent {
-            kind_of_record: "copy_up",
+impl<'a> CopyUpRecord<'a> {
+    fn new(c: &'a CopyUp, layout: Layout) -> Self {
+        let is_json = layout == Layout::Json;
+        let is_csv = layout == Layout::Csv;
+        CopyUpRecord {
+            record_type: is_json.then_some("copy_up"),
             schema: SCHEMA_VERSION,
             ts_ns: c.start_ns,
             pid: c.pid,
@@ -81,9 +108,10 @@ impl<'a> JsonEvent<'a> {
             comm: escape(&c.comm),
             cgroup_id: c.cgroup_id,
             trigger: c.trigger.name(),
+            csv_kind: is_csv.then(|| c.kind.name()),
             path: escape(&c.path),
             path_truncated: c.path_truncated,
-            kind: c.kind.name(),
+            json_kind: is_json.then(|| c.kind.name()),
             filename: c.filename.as_deref().map(escape),
             bytes: c.bytes,
             copy_ns: c.copy_ns,
@@ -91,18 +119,20 @@ impl<'a> JsonEvent<'a> {
             ret: c.ret,
             waited: c.waited,
             metacopy: c.metacopy,
-            return_missed: c.return_missed,
+            return_missed: is_json && c.return_missed,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
             mount: c.mount.as_deref().map(escape),
             cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
-            container: c.container.as_deref(),
+            container: is_json.then_some(c.container.as_deref()),
+            container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
+            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
         }
     }
 }
 
 pub fn json_event(out: &mut impl Write, c: &CopyUp) -> Result<()> {
-    serde_json::to_writer(&mut *out, &JsonEvent::new(c))?;
+    serde_json::to_writer(&mut *out, &CopyUpRecord::new(c, Layout::Json))?;
     out.write_all(b"\n")?;
     Ok(())
 }
@@ -195,7 +225,10 @@ pub fn json_summary(
     Ok(())
 }
 
-pub const CSV_HEADER: &[&str] = &[
+/// The published CSV column order, pinned for the tests; the writer derives its header
+/// from `CopyUpRecord` instead.
+#[cfg(test)]
+const CSV_HEADER: &[&str] = &[
     "schema",
     "ts_ns",
     "pid",
@@ -222,48 +255,24 @@ pub const CSV_HEADER: &[&str] = &[
     "container_id",
 ];
 
+/// A CSV writer whose header is already written: a run without copy-ups still prints
+/// it. The header is the one `csv::Writer::serialize` derives from `CopyUpRecord`.
 pub fn csv_writer<W: Write>(out: W) -> Result<csv::Writer<W>> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(CSV_HEADER)?;
+    let mut scratch = csv::Writer::from_writer(Vec::new());
+    scratch.serialize(CopyUpRecord::new(&CopyUp::default(), Layout::Csv))?;
+    scratch.flush()?;
+    let header = csv::Reader::from_reader(scratch.get_ref().as_slice())
+        .byte_headers()?
+        .clone();
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
+    w.write_byte_record(&header)?;
     Ok(w)
 }
 
 pub fn csv_event<W: Write>(w: &mut csv::Writer<W>, c: &CopyUp) -> Result<()> {
-    w.write_record([
-        SCHEMA_VERSION.to_string(),
-        c.start_ns.to_string(),
-        c.pid.to_string(),
-        c.tid.to_string(),
-        c.ppid.to_string(),
-        escape(&c.comm),
-        c.cgroup_id.to_string(),
-        c.trigger.name().to_string(),
-        c.kind.name().to_string(),
-        escape(&c.path),
-        c.path_truncated.to_string(),
-        c.filename.as_deref().map(escape).unwrap_or_default(),
-        c.bytes.to_string(),
-        c.copy_ns.to_string(),
-        c.data_ns.to_string(),
-        c.ret.to_string(),
-        c.waited.to_string(),
-        c.metacopy.to_string(),
-        c.size.to_string(),
-        c.cause_start_ns.to_string(),
-        c.mount.as_deref().map(escape).unwrap_or_default(),
-        c.cgroup
-            .as_deref()
-            .map(|p| escape(p.as_bytes()))
-            .unwrap_or_default(),
-        c.container
-            .as_ref()
-            .map(|k| k.runtime.to_string())
-            .unwrap_or_default(),
-        c.container
-            .as_ref()
-            .map(|k| escape(k.id.as_bytes()))
-            .unwrap_or_default(),
-    ])?;
+    w.serialize(CopyUpRecord::new(c, Layout::Csv))?;
     Ok(())
 }
 
