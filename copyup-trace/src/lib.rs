@@ -9,6 +9,7 @@ pub mod decode;
 pub mod enrich;
 pub mod escape;
 pub mod hist;
+pub mod kallsyms;
 pub mod kernel;
 pub mod mounts;
 pub mod plan;
