@@ -12,6 +12,8 @@ pub mod hist;
 pub mod kallsyms;
 pub mod kernel;
 pub mod mounts;
+pub mod options;
+pub mod output;
 pub mod plan;
 pub mod preflight;
 pub mod probes;
