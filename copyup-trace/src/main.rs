@@ -90,6 +90,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
+        // Whoever read our output has stopped (`| head`): the probes are already
+        // detached, and there is nobody to tell.
+        Err(e) if session::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, outermost first.
             let msg = format!("{e:#}").replace('\n', " ");

@@ -50,6 +50,27 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
+/// Whether `err` comes from writing to a closed pipe (`copyup-trace -o json | head -1`):
+/// the reader has what it wanted, so this is the end of the run rather than a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        // csv and serde_json wrap the io::Error without exposing it as a source.
+        let kind = if let Some(e) = cause.downcast_ref::<io::Error>() {
+            Some(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
+            e.io_error_kind()
+        } else if let Some(e) = cause.downcast_ref::<csv::Error>() {
+            match e.kind() {
+                csv::ErrorKind::Io(e) => Some(e.kind()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Decodes what the ring holds, keeps the copy-ups the options ask for, enriches and
 /// counts them, and hands them to the outputs.
 struct Records<'o> {
@@ -248,5 +269,39 @@ async fn trace(
                 records.tick(ring.get_mut(), probes)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_error() -> io::Error {
+        io::Error::from(io::ErrorKind::BrokenPipe)
+    }
+
+    #[test]
+    fn broken_pipe_anywhere_in_the_chain() {
+        assert!(is_broken_pipe(&anyhow::Error::new(pipe_error())));
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(pipe_error()).context("writing the summary")
+        ));
+        assert!(is_broken_pipe(&serde_json::Error::io(pipe_error()).into()));
+        let csv_err = csv::Error::from(pipe_error());
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(csv_err).context("a row")
+        ));
+    }
+
+    #[test]
+    fn other_errors_are_not_a_closed_pipe() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::new(denied)));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
+        let spawn = SpawnError {
+            code: 127,
+            message: "cannot run \"x\"".into(),
+        };
+        assert!(!is_broken_pipe(&anyhow::Error::new(spawn)));
     }
 }
