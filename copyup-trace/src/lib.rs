@@ -1,6 +1,6 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes, syscalls and
-//! containers. The binary (`main.rs`) wires these modules together; benchmarks use the
-//! decoding and aggregation directly.
+//! containers. This file only lists the modules: the binary (`main.rs`) wires them
+//! together; benchmarks use the decoding and aggregation directly.
 
 pub mod aggregate;
 pub mod cgroups;

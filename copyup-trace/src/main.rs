@@ -1,4 +1,6 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
+//! The binary parses the arguments, attaches the probes, runs the session and turns its
+//! result into an exit status; it traces and writes nothing itself.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
-//! Output formats: human tables, JSON lines and CSV. Every name from the traced system
-//! passes through `escape` on its way out.
+//! What the output looks like: human tables, `--events` lines, JSON lines, CSV rows and
+//! the `--report` JSON. Every name from the traced system passes through `escape` on its
+//! way out. It writes to whatever writer it is handed; which outputs exist and when they
+//! write is `output`'s business.
 
 use std::{io::Write, time::Duration};
 
