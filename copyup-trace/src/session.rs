@@ -130,7 +130,7 @@ impl<'o> Records<'o> {
     }
 }
 
-fn spawn(probes: &mut Probes, argv: &[OsString]) -> Result<tokio::process::Child> {
+fn spawn(probes: &mut Probes, argv: &[OsString]) -> Result<Child> {
     let me = std::process::id();
     // The child is traced from its first instruction: while we are in the traced set,
     // the fork tracepoint adds every child we create, and we leave the set right after.
@@ -164,35 +164,13 @@ struct Stop {
 
 pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
     let started = Instant::now();
-    // SAFETY: the ring buffer and logger own their map fds, which stay open and
-    // unchanged until the AsyncFd wrapping them is dropped.
-    let mut ring =
-        unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-    let mut logger = probes
-        .take_logger()
-        .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
+    let mut streams = Streams::take(&mut probes)?;
     let mut records = Records::new(opts)?;
-    let mut child = if opts.command.is_empty() {
-        // On stderr so that JSON/CSV on stdout stay clean; scripts can wait for it to
-        // know the probes are attached.
-        eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
-        None
-    } else {
-        Some(spawn(&mut probes, &opts.command)?)
-    };
-    let stop = trace(
-        opts,
-        &probes,
-        &mut ring,
-        logger.as_mut(),
-        &mut records,
-        child.as_mut(),
-    )
-    .await?;
+    let mut child = start_command(opts, &mut probes)?;
+    let stop = trace(opts, &probes, &mut streams, &mut records, child.as_mut()).await?;
     // Copy-ups complete before the syscall that caused them returns, so everything the
     // command caused is already in the ring.
-    records.drain(ring.get_mut())?;
+    records.drain(streams.ring.get_mut())?;
     let exit_code = match child.as_mut().map(|c| c.try_wait()) {
         Some(Ok(Some(status))) => status_code(status),
         _ => stop.exit_code,
@@ -207,15 +185,47 @@ pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
     Ok(Outcome { exit_code })
 }
 
+/// What the kernel side sends, registered with the runtime.
+struct Streams {
+    ring: AsyncFd<RingBuf<MapData>>,
+    logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
+}
+
+impl Streams {
+    fn take(probes: &mut Probes) -> Result<Streams> {
+        // SAFETY: the ring buffer and logger own their map fds, which stay open and
+        // unchanged until the AsyncFd wrapping them is dropped.
+        let ring =
+            unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        let logger = probes
+            .take_logger()
+            .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
+        Ok(Streams { ring, logger })
+    }
+}
+
+/// Runs `-- COMMAND` under the probes, or says that a host-wide trace has begun.
+fn start_command(opts: &Options, probes: &mut Probes) -> Result<Option<Child>> {
+    if opts.command.is_empty() {
+        // On stderr so that JSON/CSV on stdout stay clean; scripts can wait for it to
+        // know the probes are attached.
+        eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
+        Ok(None)
+    } else {
+        spawn(probes, &opts.command).map(Some)
+    }
+}
+
 /// Reads events until the command exits, a signal arrives or `--duration` is up.
 async fn trace(
     opts: &Options,
     probes: &Probes,
-    ring: &mut AsyncFd<RingBuf<MapData>>,
-    mut logger: Option<&mut AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
+    streams: &mut Streams,
     records: &mut Records<'_>,
     mut child: Option<&mut Child>,
 ) -> Result<Stop> {
+    let Streams { ring, logger } = streams;
     let command_started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
