@@ -243,9 +243,7 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
             comm: bpf_get_current_comm().unwrap_or_default(),
         };
         // Only the used part of `names` goes into the ring.
-        let len = COPY_UP_HEADER_LEN
-            + path_len
-            + (filename_len as usize & (2 * FILENAME_LEN - 1));
+        let len = COPY_UP_HEADER_LEN + path_len + (filename_len as usize & (2 * FILENAME_LEN - 1));
         let record = core::slice::from_raw_parts(ev as *const u8, len);
         if EVENTS.output::<[u8]>(record, notify_flags()).is_err() {
             bump(counter::LOST_EVENTS);

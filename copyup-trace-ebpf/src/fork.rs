@@ -1,6 +1,8 @@
 //! Process-tree scoping for `-- COMMAND`: a traced process's children join `TRACKED`.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
 use aya_log_ebpf::warn;
 
 use crate::{

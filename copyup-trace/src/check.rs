@@ -152,10 +152,15 @@ pub fn overlay() -> Item {
     }
     let release = kernel::release().unwrap_or_default();
     let dir = format!("/lib/modules/{release}/kernel/fs/overlayfs");
-    let module = ["overlay.ko", "overlay.ko.xz", "overlay.ko.zst", "overlay.ko.gz"]
-        .iter()
-        .map(|m| format!("{dir}/{m}"))
-        .find(|p| Path::new(p).exists());
+    let module = [
+        "overlay.ko",
+        "overlay.ko.xz",
+        "overlay.ko.zst",
+        "overlay.ko.gz",
+    ]
+    .iter()
+    .map(|m| format!("{dir}/{m}"))
+    .find(|p| Path::new(p).exists());
     let hint = match &module {
         Some(m) => format!("loadable from {m}"),
         None => "no module found".to_string(),
@@ -187,7 +192,12 @@ fn overlay_btf() -> Item {
             OVERLAY_BTF,
         )
     } else {
-        item("overlay BTF", Status::Info, "overlay not loaded", OVERLAY_BTF)
+        item(
+            "overlay BTF",
+            Status::Info,
+            "overlay not loaded",
+            OVERLAY_BTF,
+        )
     }
 }
 
@@ -270,7 +280,12 @@ fn memlock() -> Item {
             "not used for BPF memory since 5.11"
         }
     );
-    item("memlock limit", Status::Info, fact, "getrlimit(RLIMIT_MEMLOCK)")
+    item(
+        "memlock limit",
+        Status::Info,
+        fact,
+        "getrlimit(RLIMIT_MEMLOCK)",
+    )
 }
 
 /// Probe targets and mechanisms, from the same facts and plan a start-up uses.
@@ -303,7 +318,10 @@ fn probe_targets(out: &mut Vec<Item>) {
                 },
             ),
             (true, false) => (Status::Info, "present, not needed here".to_string()),
-            (false, _) => (Status::Info, "absent (inlined, renamed or not loaded)".to_string()),
+            (false, _) => (
+                Status::Info,
+                "absent (inlined, renamed or not loaded)".to_string(),
+            ),
         };
         out.push(item(hook.func, status, fact, "/proc/kallsyms"));
     }
@@ -314,7 +332,12 @@ fn probe_targets(out: &mut Vec<Item>) {
             "every copy-up can be seen and measured",
             "BTF, /proc/kallsyms",
         ),
-        Err(e) => item("probe plan", Status::Missing, format!("{e:#}"), "BTF, /proc/kallsyms"),
+        Err(e) => item(
+            "probe plan",
+            Status::Missing,
+            format!("{e:#}"),
+            "BTF, /proc/kallsyms",
+        ),
     });
     out.push(item(
         "fentry/fexit",
@@ -347,10 +370,22 @@ fn kprobe_attach(can_try: bool) -> Item {
 
 /// Container runtimes: (name, API socket, metadata directory).
 const RUNTIMES: &[(&str, &str, &str)] = &[
-    ("podman", "/run/podman/podman.sock", "/var/lib/containers/storage"),
+    (
+        "podman",
+        "/run/podman/podman.sock",
+        "/var/lib/containers/storage",
+    ),
     ("docker", "/run/docker.sock", "/var/lib/docker"),
-    ("containerd", "/run/containerd/containerd.sock", "/var/lib/containerd"),
-    ("cri-o", "/run/crio/crio.sock", "/var/lib/containers/storage"),
+    (
+        "containerd",
+        "/run/containerd/containerd.sock",
+        "/var/lib/containerd",
+    ),
+    (
+        "cri-o",
+        "/run/crio/crio.sock",
+        "/var/lib/containers/storage",
+    ),
 ];
 
 fn runtimes(out: &mut Vec<Item>) {
@@ -368,7 +403,12 @@ fn runtimes(out: &mut Vec<Item>) {
                 ),
             ),
         };
-        out.push(item(&format!("runtime {name}"), status, fact, &format!("{socket}, {dir}")));
+        out.push(item(
+            &format!("runtime {name}"),
+            status,
+            fact,
+            &format!("{socket}, {dir}"),
+        ));
     }
 }
 
@@ -423,9 +463,7 @@ pub fn run() -> Report {
         lockdown(),
         kprobe_support(),
     ];
-    let can_try = items
-        .iter()
-        .all(|i| i.status != Status::Missing);
+    let can_try = items.iter().all(|i| i.status != Status::Missing);
     items.extend([
         vmlinux_btf(),
         overlay(),
@@ -467,7 +505,11 @@ pub fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
     if missing.is_empty() {
         writeln!(out, "This host can be traced.")?;
     } else {
-        writeln!(out, "This host cannot be traced: missing {}.", missing.join(", "))?;
+        writeln!(
+            out,
+            "This host cannot be traced: missing {}.",
+            missing.join(", ")
+        )?;
     }
     Ok(())
 }

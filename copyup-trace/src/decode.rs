@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use copyup_trace_common::{
     flags,
     kabi::{
-        AT_SYMLINK_NOFOLLOW, ATTR_ATIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_SIZE, ATTR_UID,
+        ATTR_ATIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_SIZE, ATTR_UID, AT_SYMLINK_NOFOLLOW,
         O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
     },
     op, record, CopyUpEvent, CopyUpHeader, OpDoneEvent, COPY_UP_HEADER_LEN, MAX_PATH_DEPTH,

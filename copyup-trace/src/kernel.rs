@@ -1,14 +1,9 @@
 //! Reads facts about the running kernel: release, which probe targets exist
 //! (`/proc/kallsyms`), their prototypes and the struct layouts we need (BTF, including
-//! the overlay module's split BTF).
+//! the overlay module's split BTF). It gathers facts only: what to probe is `plan`'s
+//! decision, and the kallsyms lines are parsed by `kallsyms`.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::{BufRead, BufReader},
-    os::fd::FromRawFd,
-    path::Path,
-};
+use std::{collections::BTreeMap, fs, io::BufRead, os::fd::FromRawFd, path::Path};
 
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
@@ -18,7 +13,10 @@ use copyup_trace_common::{
     hooks::{self, CHOWN_EXIT},
 };
 
-use crate::plan::{CtxStat, FuncFacts, KernelFacts};
+use crate::{
+    kallsyms,
+    plan::{CtxStat, FuncFacts, KernelFacts},
+};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
@@ -33,10 +31,8 @@ pub fn release() -> Result<String> {
 /// Gathers everything `plan::decide` needs.
 pub fn facts() -> Result<KernelFacts> {
     let functions: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
-    // Streamed: the whole file is 10+ MiB on a distribution kernel.
-    let kallsyms = fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let attachable = attachable_symbols(BufReader::with_capacity(64 << 10, kallsyms), &functions)
-        .context("reading /proc/kallsyms")?;
+    let attachable =
+        attachable_symbols(kallsyms::open()?, &functions).context("reading /proc/kallsyms")?;
 
     let vmlinux = open_vmlinux_btf()?;
     // Overlay built as a module has its own split BTF on top of vmlinux's.
@@ -128,23 +124,18 @@ fn mapped_copy(path: &str) -> Result<Btf> {
 
 /// Which of `wanted` appear in kallsyms under exactly that name (a `.isra`/`.constprop`
 /// clone has a different calling convention and does not count).
-fn attachable_symbols<'a>(kallsyms: impl BufRead, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
+fn attachable_symbols<'a>(lines: impl BufRead, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
     let mut found = Vec::new();
-    for line in kallsyms.lines() {
-        let line = line?;
-        let mut cols = line.split_whitespace();
-        let (Some(_addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        if !matches!(kind, "t" | "T") {
-            continue;
+    kallsyms::for_each(lines, |sym| {
+        if !sym.is_text() {
+            return;
         }
-        if let Some(w) = wanted.iter().find(|w| **w == name) {
+        if let Some(w) = wanted.iter().find(|w| **w == sym.name) {
             if !found.contains(w) {
                 found.push(*w);
             }
         }
-    }
+    })?;
     Ok(found)
 }
 

@@ -1,4 +1,6 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
+//! The binary parses the arguments, attaches the probes, runs the session and turns its
+//! result into an exit status; it traces and writes nothing itself.
 
 use std::process::ExitCode;
 
@@ -8,7 +10,9 @@ use clap::Parser;
 use copyup_trace::{
     cgroups,
     cli::Args,
-    kernel, plan, preflight,
+    kernel,
+    options::Options,
+    plan, preflight,
     probes::{Filter, Probes, TreeFollow},
     session::{self, SpawnError},
 };
@@ -33,14 +37,14 @@ fn parse_args() -> Result<Args, ExitCode> {
     })
 }
 
-fn start(args: &Args) -> Result<Probes> {
+fn start(args: &Args, opts: &Options) -> Result<Probes> {
     let t0 = std::time::Instant::now();
     preflight::check()?;
     let facts = kernel::facts().context("reading kernel facts")?;
     let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
-    let tree = if args.command.is_empty() {
+    let tree = if opts.command.is_empty() {
         None
     } else {
         Some(TreeFollow {
@@ -54,7 +58,7 @@ fn start(args: &Args) -> Result<Probes> {
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
-        stacks: args.stacks.is_some() || args.flamegraph.is_some(),
+        stacks: opts.stacks.is_some(),
         cgroups: match &args.cgroup {
             Some(p) => Some(cgroups::subtree_ids(p)?),
             None => None,
@@ -78,15 +82,19 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let result = start(&args).and_then(|probes| {
+    let opts = Options::new(&args);
+    let result = start(&args, &opts).and_then(|probes| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?
-            .block_on(session::run(&args, probes))
+            .block_on(session::run(&opts, probes))
     });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
+        // Whoever read our output has stopped (`| head`): the probes are already
+        // detached, and there is nobody to tell.
+        Err(e) if session::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, outermost first.
             let msg = format!("{e:#}").replace('\n', " ");

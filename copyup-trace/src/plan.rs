@@ -355,7 +355,10 @@ mod tests {
                 (COPY_UP_DATA.func, f(&["c", "temp"])),
                 (COPY_UP_END.func, f(&["dentry"])),
                 (SETATTR.func, f(&["mnt_userns", "dentry", "attr"])),
-                (FCHOWNAT.func, f(&["dfd", "filename", "user", "group", "flag"])),
+                (
+                    FCHOWNAT.func,
+                    f(&["dfd", "filename", "user", "group", "flag"]),
+                ),
             ],
         );
         let p = decide(&k).unwrap();
@@ -384,7 +387,10 @@ mod tests {
                     f(&["ofs", "dentry", "new_file", "len", "datasync"]),
                 ),
                 (SETATTR.func, f(&["idmap", "dentry", "attr"])),
-                (FCHOWNAT.func, f(&["dfd", "filename", "user", "group", "flag"])),
+                (
+                    FCHOWNAT.func,
+                    f(&["dfd", "filename", "user", "group", "flag"]),
+                ),
             ],
         );
         let p = decide(&k).unwrap();
@@ -457,11 +463,7 @@ mod tests {
                     (SETATTR.func, no_btf()),
                 ],
             );
-            assert_eq!(
-                decide(&k).unwrap().args.setattr_attr,
-                want,
-                "{release}"
-            );
+            assert_eq!(decide(&k).unwrap().args.setattr_attr, want, "{release}");
         }
     }
 
@@ -469,7 +471,10 @@ mod tests {
     fn ctx_form_needs_struct_offsets() {
         let mut k = facts(
             "6.1.0",
-            &[(COPY_UP_ONE.func, no_btf()), (COPY_UP_DATA.func, f(&["c", "temp"]))],
+            &[
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_DATA.func, f(&["c", "temp"])),
+            ],
         );
         k.ctx_stat = None;
         let err = decide(&k).unwrap_err().to_string();

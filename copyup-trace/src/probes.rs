@@ -34,7 +34,6 @@ impl Losses {
     }
 }
 
-
 /// Which tasks the kernel side reports.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -172,9 +171,8 @@ impl Probes {
         tp.load()
             .with_context(|| format!("loading eBPF program {}", hook.program))?;
         for event in hook.events {
-            tp.attach(hook.category, event).with_context(|| {
-                format!("attaching to tracepoint {}:{event}", hook.category)
-            })?;
+            tp.attach(hook.category, event)
+                .with_context(|| format!("attaching to tracepoint {}:{event}", hook.category))?;
         }
         Ok(())
     }
