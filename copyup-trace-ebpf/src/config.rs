@@ -1,6 +1,8 @@
 //! The one `CONFIG` global that user space fills before loading (see
 //! `copyup_trace_common::config`), and how programs read it. Nothing else is configured.
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::programs::ProbeContext;
 use copyup_trace_common::Config;
 
@@ -53,12 +55,27 @@ pub(crate) use conf;
 #[inline(always)]
 pub fn read<T: Copy>(field: &'static T) -> T {
     // SAFETY: a field of a `.rodata` global: valid, aligned, never written by us.
-    unsafe { core::ptr::read_volatile(field) }
+    unsafe { read_volatile(field) }
 }
 
-/// Argument `n` of a kprobe, where `n` comes from `CONFIG`: the verifier knows it as a
-/// constant, so the register read stays at a constant offset into the context.
+/// Argument `n` of a kprobe (x86-64 calling convention), where `n` comes from `CONFIG`.
+/// The verifier refuses a load through a context pointer moved by a register, which is
+/// what a `match` on `n` compiles to. So all six argument registers are loaded at their
+/// constant offsets (volatile: none is merged away) and `n`, a constant to the verifier,
+/// picks one.
 #[inline(always)]
-pub fn arg<T: aya_ebpf::Argument>(ctx: &ProbeContext, n: u32) -> Option<T> {
-    ctx.arg(n as usize)
+pub fn arg(ctx: &ProbeContext, n: u32) -> Option<u64> {
+    let regs = ctx.regs;
+    // SAFETY: `regs` is the kprobe's register context, valid for the program's run.
+    let args = unsafe {
+        [
+            read_volatile(&raw const (*regs).rdi),
+            read_volatile(&raw const (*regs).rsi),
+            read_volatile(&raw const (*regs).rdx),
+            read_volatile(&raw const (*regs).rcx),
+            read_volatile(&raw const (*regs).r8),
+            read_volatile(&raw const (*regs).r9),
+        ]
+    };
+    args.get(n as usize).copied()
 }

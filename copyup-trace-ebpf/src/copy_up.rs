@@ -32,7 +32,7 @@ fn try_copy_up_one(ctx: &ProbeContext) -> Option<u32> {
         return None;
     }
     // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
-    let dentry: *const u8 = arg(ctx, conf!(args.copy_up_dentry))?;
+    let dentry = arg(ctx, conf!(args.copy_up_dentry))? as *const u8;
     let mut st = InFlight {
         start_ns: now(),
         data_start_ns: 0,
@@ -129,8 +129,12 @@ unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
         if off >= PATH_COMPONENTS_LEN {
             break;
         }
+        // The compiler knows `off` is below PATH_COMPONENTS_LEN here and would drop the
+        // mask, but the verifier may track the bound on another register: a volatile
+        // load keeps the mask in the code.
+        let at = core::ptr::read_volatile(&off) & (PATH_COMPONENTS_LEN - 1);
         let n = generated::bpf_probe_read_kernel_str(
-            names.add(off & (PATH_COMPONENTS_LEN - 1)) as *mut _,
+            names.add(at) as *mut _,
             NAME_READ_LEN as u32,
             name as *const _,
         );

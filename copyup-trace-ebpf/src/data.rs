@@ -19,7 +19,7 @@ use crate::{
 #[inline(always)]
 fn data_len(ctx: &ProbeContext) -> u64 {
     let len: i64 = if conf!(args.data_len_from_ctx) != 0 {
-        let c: *const u8 = arg(ctx, conf!(args.data_len)).unwrap_or(core::ptr::null());
+        let c = arg(ctx, conf!(args.data_len)).unwrap_or(0) as *const u8;
         // SAFETY: bounded kernel reads of two scalars.
         let mode: u16 = unsafe { read_or_zero(c, conf!(args.ctx_stat_mode)) };
         if !kabi::is_reg(mode as u32) {
@@ -28,7 +28,7 @@ fn data_len(ctx: &ProbeContext) -> u64 {
         // SAFETY: as above.
         unsafe { read_or_zero(c, conf!(args.ctx_stat_size)) }
     } else {
-        arg(ctx, conf!(args.data_len)).unwrap_or(0)
+        arg(ctx, conf!(args.data_len)).unwrap_or(0) as i64
     };
     len.max(0) as u64
 }

@@ -122,7 +122,7 @@ op_probe!(op_tmpfile => op::TMPFILE);
 /// Setting an xattr (`value` at `Args::xattr_value`); a NULL value removes it.
 #[kprobe]
 pub fn op_xattr(ctx: ProbeContext) -> u32 {
-    let value: u64 = arg(&ctx, conf!(args.xattr_value)).unwrap_or(0);
+    let value = arg(&ctx, conf!(args.xattr_value)).unwrap_or(0);
     op_enter(
         if value == 0 {
             op::REMOVEXATTR
@@ -137,7 +137,7 @@ pub fn op_xattr(ctx: ProbeContext) -> u32 {
 /// `(user_ns | idmap, dentry, attr)` since.
 #[kprobe]
 pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
-    let attr: *const u8 = arg(&ctx, conf!(args.setattr_attr)).unwrap_or(core::ptr::null());
+    let attr = arg(&ctx, conf!(args.setattr_attr)).unwrap_or(0) as *const u8;
     // SAFETY: bounded kernel read of an int.
     let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
     op_enter(op::SETATTR, valid)

@@ -289,7 +289,7 @@ fn memlock() -> Item {
 }
 
 /// Probe targets and mechanisms, from the same facts and plan a start-up uses.
-fn probe_targets(out: &mut Vec<Item>) {
+fn probe_targets(kprobes: bool, out: &mut Vec<Item>) {
     let facts = match kernel::facts() {
         Ok(f) => f,
         Err(e) => {
@@ -309,13 +309,15 @@ fn probe_targets(out: &mut Vec<Item>) {
     };
     for hook in hooks::FUNCS {
         let attachable = facts.funcs.get(hook.func).is_some_and(|f| f.attachable);
+        let mechanism = match hook.ret {
+            Some(_) => "kprobe + kretprobe",
+            None => "kprobe",
+        };
         let (status, fact) = match (attachable, used.contains(&hook.func)) {
+            (true, true) if kprobes => (Status::Ok, mechanism.to_string()),
             (true, true) => (
-                Status::Ok,
-                match hook.ret {
-                    Some(_) => "kprobe + kretprobe".to_string(),
-                    None => "kprobe".to_string(),
-                },
+                Status::Warn,
+                format!("would get a {mechanism}, but this kernel has no kprobes"),
             ),
             (true, false) => (Status::Info, "present, not needed here".to_string()),
             (false, _) => (
@@ -472,7 +474,10 @@ pub fn run() -> Report {
         mounted("debugfs", &mounts),
         memlock(),
     ]);
-    probe_targets(&mut items);
+    let kprobes = items
+        .iter()
+        .any(|i| i.check == "kprobe support" && i.status == Status::Ok);
+    probe_targets(kprobes, &mut items);
     items.push(kprobe_attach(can_try));
     runtimes(&mut items);
     overlay_mounts(&mounts, &mut items);

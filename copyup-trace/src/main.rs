@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use copyup_trace_common::hooks::FORK;
 
 use copyup_trace::{
-    cgroups,
-    cli::Args,
+    cgroups, check,
+    cli::{Args, CheckOutput, Sub},
     kernel,
     options::Options,
     plan, preflight,
@@ -49,8 +50,8 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
     } else {
         Some(TreeFollow {
             child_pid_offset: kernel::tracepoint_field_offset(
-                "sched",
-                "sched_process_fork",
+                FORK.category,
+                FORK.events[0],
                 "child_pid",
             )?,
         })
@@ -74,6 +75,24 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
     Ok(probes)
 }
 
+/// `copyup-trace check`: 0 if this host can be traced, 1 if not.
+fn host_check(output: CheckOutput) -> ExitCode {
+    let report = check::run();
+    let mut out = std::io::stdout().lock();
+    let written = match output {
+        CheckOutput::Table => check::write_table(&mut out, &report),
+        CheckOutput::Json => check::write_json(&mut out, &report),
+    };
+    match written {
+        Err(e) if !session::is_broken_pipe(&e) => {
+            eprintln!("copyup-trace: {e:#}");
+            ExitCode::FAILURE
+        }
+        _ if report.traceable => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("COPYUP_TRACE_LOG", "warn"))
         .format_timestamp(None)
@@ -82,6 +101,9 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if let Some(Sub::Check { output }) = args.sub {
+        return host_check(output);
+    }
     let opts = Options::new(&args);
     let result = start(&args, &opts).and_then(|probes| {
         tokio::runtime::Builder::new_current_thread()
