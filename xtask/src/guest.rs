@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
-use crate::setup::tail;
 
 pub struct GuestFile {
     /// Absolute path inside the guest; parent directories are created.

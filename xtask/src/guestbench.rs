@@ -7,23 +7,19 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::guest::GuestFile;
+use crate::{cmd::capture, guest::GuestFile};
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
 
 /// bpftrace and every shared library it loads (from `ldd`), at the same paths.
 pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
-    let out = std::process::Command::new("ldd")
-        .arg(BPFTRACE)
-        .output()
-        .context("running ldd on bpftrace")?;
-    ensure!(out.status.success(), "ldd {BPFTRACE} failed");
+    let libs = capture(std::process::Command::new("ldd").arg(BPFTRACE))?;
     let mut files = vec![GuestFile {
         guest_path: BPFTRACE.into(),
         host_path: BPFTRACE.into(),
         mode: 0o755,
     }];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in libs.lines() {
         // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
         let path = match line.split_once("=>") {
             Some((_, rest)) => rest.split_whitespace().next(),

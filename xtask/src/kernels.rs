@@ -14,7 +14,10 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::setup::{apt_get_update, capture, run_quiet};
+use crate::{
+    cmd::{capture, capture_bytes, run_quiet},
+    setup::apt_get_update,
+};
 
 pub struct GuestKernel {
     /// "6.1" or "6.12".
@@ -257,19 +260,9 @@ fn download_and_extract(work: &Path, abi: &str, version: &str) -> Result<()> {
         fs::copy(&plain, &dest).with_context(|| format!("copying {}", plain.display()))?;
     } else if xz.is_file() {
         // 6.12 ships compressed modules; busybox insmod wants a plain ELF.
-        let data = Command::new("xz")
-            .arg("-dc")
-            .arg(&xz)
-            .output()
-            .context("running xz (package xz-utils)")?;
-        if !data.status.success() {
-            bail!(
-                "xz -dc {} failed: {}",
-                xz.display(),
-                String::from_utf8_lossy(&data.stderr)
-            );
-        }
-        fs::write(&dest, &data.stdout).with_context(|| format!("writing {}", dest.display()))?;
+        let data = capture_bytes(Command::new("xz").arg("-dc").arg(&xz))
+            .context("decompressing with xz (package xz-utils)")?;
+        fs::write(&dest, &data).with_context(|| format!("writing {}", dest.display()))?;
     } else {
         bail!(
             "{pkg} has neither overlay.ko nor overlay.ko.xz in {}",

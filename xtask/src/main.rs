@@ -1,6 +1,7 @@
 //! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build`.
 
 mod bench;
+mod cmd;
 mod guest;
 mod guestbench;
 mod host;
@@ -18,6 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
+    cmd::{cargo, run, workspace_root},
     guest::{GuestFile, GuestRun},
     kernels::GuestKernel,
 };
@@ -89,27 +91,6 @@ enum Cmd {
 
 const SERIES: &[&str] = &["6.1", "6.12"];
 const MUSL: &str = "x86_64-unknown-linux-musl";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(workspace_root());
-    c
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
-}
 
 /// A static binary, so the busybox guest needs no libc.
 fn build_static() -> Result<PathBuf> {

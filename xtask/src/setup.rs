@@ -1,8 +1,10 @@
 //! Host prerequisites for building the eBPF side and for the qemu guest tests.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::cmd::{capture, outcome, run_quiet};
 
 /// Debian packages the guest harness needs on the host.
 const DEB_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "xz-utils"];
@@ -53,12 +55,8 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
 }
 
 fn deb_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed"))
-        .unwrap_or(false)
+    outcome(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_ok_and(|o| o.code == 0 && o.stdout.contains("ok installed"))
 }
 
 /// Refreshes apt's package lists; needed before installs or look-ups on a fresh machine.
@@ -119,12 +117,10 @@ fn ensure_rust_toolchains() -> Result<()> {
 }
 
 fn ensure_bpf_linker() -> Result<()> {
-    let current = Command::new("bpf-linker")
-        .arg("--version")
-        .output()
+    let current = outcome(Command::new("bpf-linker").arg("--version"))
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        .filter(|o| o.code == 0)
+        .map(|o| o.stdout);
     let wanted = format!("bpf-linker {BPF_LINKER_VERSION}");
     if current.as_deref().map(str::trim) == Some(wanted.as_str()) {
         return Ok(());
@@ -141,52 +137,4 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))?;
     println!("installed bpf-linker {BPF_LINKER_VERSION}");
     Ok(())
-}
-
-/// Runs a command with its output captured; on failure the error carries the command line
-/// and the tail of its output.
-pub(crate) fn run_quiet(cmd: &mut Command) -> Result<()> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !out.status.success() {
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        bail!("`{shown}` failed ({}):\n{}", out.status, tail(&text, 30));
-    }
-    Ok(())
-}
-
-/// Runs a command and returns its stdout; fails with stderr if it exits non-zero.
-pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}):\n{}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr), 30)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub(crate) fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-/// The last `n` lines of `text`.
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
