@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use copyup_trace_common::kabi::{S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 
 use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
@@ -376,10 +377,6 @@ struct Cpio<W: Write> {
     seen: BTreeSet<String>,
 }
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFCHR: u32 = 0o020000;
-
 impl<W: Write> Cpio<W> {
     fn new(w: W) -> Self {
         Cpio {
@@ -443,7 +440,7 @@ impl<W: Write> Cpio<W> {
     }
 
     fn header(&mut self, mode: u32, size: u32, rdev: (u32, u32), name: &str) -> Result<()> {
-        let nlink = if mode & S_IFDIR == S_IFDIR { 2 } else { 1 };
+        let nlink = if mode & S_IFMT == S_IFDIR { 2 } else { 1 };
         let fields = [
             self.ino,
             mode,
