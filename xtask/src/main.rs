@@ -6,6 +6,7 @@ mod guest;
 mod guestbench;
 mod host;
 mod kernels;
+mod progs;
 mod scenarios;
 mod setup;
 

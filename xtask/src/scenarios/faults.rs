@@ -6,6 +6,7 @@
 use anyhow::{anyhow, ensure, Result};
 
 use super::{s, Artifacts, Check};
+use crate::progs;
 
 pub const CHECKS: &[Check] = &[
     ("SIGINT: report printed, probes detached", sigint_detaches),
@@ -34,14 +35,10 @@ fn sigkill(a: &Artifacts) -> Result<()> {
         during > 0,
         "no kprobes registered while tracing: the check would prove nothing"
     );
+    // Loaded programs by name, one a line; ours are those of the probe table.
     let ours = |text: &str| -> usize {
         text.lines()
-            .filter(|n| {
-                n.starts_with("ovl_copy_up")
-                    || n.starts_with("copy_data")
-                    || n.starts_with("do_fchownat")
-                    || n.starts_with("op_")
-            })
+            .filter(|n| progs::ours(n.trim()).is_some())
             .count()
     };
     ensure!(
