@@ -16,12 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
     cmd::{cargo, run, workspace_root},
     guest::{GuestFile, GuestRun},
+    guestbench::Mode,
     kernels::GuestKernel,
 };
 
@@ -64,13 +65,14 @@ enum Cmd {
         /// Rounds of each mode.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
-        /// Modes to alternate (none, copyup-trace, bpftrace, tracefs).
+        /// Modes to alternate, comma-separated [default: all]
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "none,copyup-trace,bpftrace,tracefs"
+            default_values_t = Mode::ALL,
+            hide_default_value = true
         )]
-        modes: Vec<String>,
+        modes: Vec<Mode>,
         /// Skip the 100,000-copy-up burst.
         #[arg(long)]
         no_burst: bool,
@@ -305,13 +307,7 @@ fn guest_run(script: &Path, series: &str) -> Result<()> {
 }
 
 /// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
-fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
-    for m in modes {
-        ensure!(
-            ["none", "copyup-trace", "bpftrace", "tracefs"].contains(&m.as_str()),
-            "unknown bench mode {m:?}"
-        );
-    }
+fn guest_bench(rounds: u32, modes: &[Mode], burst: bool) -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     // The peer: Debian's bpftrace with its libraries, at the same paths in the guest.
@@ -325,7 +321,7 @@ fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
     );
     let script = format!(
         "ROUNDS={rounds}\nMODES='{}'\nBURST={}\n{}",
-        modes.join(" "),
+        modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "),
         u8::from(burst),
         guestbench::SCRIPT
     );
@@ -365,10 +361,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
-        Cmd::Bench => bench::run().and_then(|()| {
-            let modes = ["none", "copyup-trace", "bpftrace", "tracefs"].map(String::from);
-            guest_bench(3, &modes, true)
-        }),
+        Cmd::Bench => bench::run().and_then(|()| guest_bench(3, &Mode::ALL, true)),
         Cmd::BenchGuest {
             from_raw: Some(raw),
             ..
