@@ -8,7 +8,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use clap::{builder::PossibleValue, ValueEnum};
 use serde_json::Value;
 
-use crate::{cmd::capture, guest::GuestFile};
+use crate::{cmd::capture, guest::GuestFile, progs};
 
 /// What a round runs the workload under. The names are those of `--modes` and of the
 /// guest script's `MODES` and `@@ROUND` lines.
@@ -388,7 +388,8 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
 }
 
 /// (program, runs per copy-up, ns per run, ns per copy-up), medians over `mode`'s rounds,
-/// programs that ran at all, costliest first.
+/// programs that ran at all, costliest first. copyup-trace's programs go by their full
+/// names from the probe table rather than as the kernel cuts them.
 fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> {
     let mut by_name: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
     for r in rounds.iter().filter(|r| r.mode == mode) {
@@ -396,6 +397,10 @@ fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> 
             continue;
         };
         for (name, ns, cnt) in r.programs.iter().filter(|p| p.2 > 0) {
+            let name = match mode {
+                Mode::CopyupTrace => progs::ours(name).unwrap_or(name),
+                _ => name,
+            };
             by_name.entry(name).or_default().push((
                 *cnt as f64 / happened as f64,
                 *ns as f64 / *cnt as f64,
@@ -508,6 +513,19 @@ mod tests {
         let note = cut_at_fault(&mut rounds, "BUG: oops");
         assert_eq!(rounds.len(), 3);
         assert!(note.contains("round 4 (bpftrace)"), "{note}");
+    }
+
+    #[test]
+    fn our_programs_by_full_name() {
+        let text = "@@STATS 1 sched_process_f 400 4;\n\
+                    @@ROUND copyup-trace 1 elapsed_ns=1 upper=5\n\
+                    @@STATS 2 sched_process_f 400 4;\n\
+                    @@ROUND bpftrace 2 elapsed_ns=1 upper=5\n";
+        let rounds = parse(text).unwrap();
+        let regular: Vec<&Round> = rounds.iter().collect();
+        let name = |m| program_costs(&regular, m)[0].0.clone();
+        assert_eq!(name(Mode::CopyupTrace), "sched_process_fork");
+        assert_eq!(name(Mode::Bpftrace), "sched_process_f");
     }
 
     #[test]
