@@ -15,6 +15,7 @@ use copyup_trace_common::kabi::{S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 
 use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
+use crate::progress::Step;
 
 pub struct GuestFile {
     /// Absolute path inside the guest; parent directories are created.
@@ -100,9 +101,17 @@ fn run_guest_with(
     tolerate_faults: bool,
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
+    let step = Step::start(format!(
+        "booting {} under qemu (TCG), running the guest script",
+        kernel.version
+    ));
     let res = run_in(&run_dir, kernel, files, script, timeout, tolerate_faults);
     // On failure the initramfs and logs stay for inspection; the error names the directory.
-    if res.is_ok() {
+    if let Ok(r) = &res {
+        step.done();
+        if let Some(line) = &r.fault {
+            eprintln!("the guest kernel reported a fault: {line}");
+        }
         let _ = fs::remove_dir_all(&run_dir);
     }
     res.with_context(|| {
@@ -243,9 +252,8 @@ fn run_in(
     };
 
     let fault = kernel_fault(&console).map(str::to_string);
-    if let (Some(line), true) = (&fault, tolerate_faults) {
+    if fault.is_some() && tolerate_faults {
         let (results, exit_code) = split_marker(&raw_results).unwrap_or((raw_results.clone(), -1));
-        eprintln!("the guest kernel reported a fault: {line}");
         return Ok(GuestRun {
             console,
             results,

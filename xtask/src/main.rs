@@ -6,6 +6,7 @@ mod guest;
 mod guestbench;
 mod host;
 mod kernels;
+mod progress;
 mod progs;
 mod scenarios;
 mod setup;
@@ -244,7 +245,6 @@ fn demo(series: &str) -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    println!("Booting Debian kernel {} under qemu (TCG)...", k.version);
     let r = boot(&k, &tool, DEMO, Duration::from_secs(600))?;
     print!("{}", r.results);
     println!("(guest wall time {:.1}s)", r.wall.as_secs_f64());
