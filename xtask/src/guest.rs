@@ -1,4 +1,6 @@
-//! Runs a shell script inside a Debian guest kernel under qemu (TCG) with a busybox initramfs.
+//! Runs a shell script inside a Debian guest kernel under qemu (TCG) with a busybox
+//! initramfs and hands back what it printed. Getting the kernel is `kernels`' job; what
+//! the script does and what its output means is the callers' (`scenarios`, `guestbench`).
 //!
 //! ttyS0 carries the kernel console; ttyS1 carries only the script's output followed by a
 //! `@@GUEST-DONE rc=<status>` line, so results never mix with kernel messages.

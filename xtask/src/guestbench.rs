@@ -1,6 +1,7 @@
-//! `cargo xtask bench`, kernel half: runs `guest/bench.sh` in a guest and reports
-//! medians and ratios of the workload untraced, under copyup-trace and under tracefs
-//! kprobe events, measured side by side in one boot.
+//! `cargo xtask bench`, kernel half: parses what `guest/bench.sh` printed in a guest and
+//! reports medians and ratios of the workload untraced, under copyup-trace, under
+//! bpftrace and under tracefs kprobe events, measured side by side in one boot. Booting
+//! the guest is `guest`'s job; the user-space half is `bench`'s.
 
 use std::{collections::BTreeMap, fmt, fmt::Write as _, time::Duration};
 

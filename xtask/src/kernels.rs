@@ -1,4 +1,5 @@
-//! Debian guest kernels for the qemu tests, downloaded once into a cache.
+//! Debian guest kernels for the qemu tests, downloaded once into a cache. Booting them is
+//! `guest`'s job.
 //!
 //! Cache layout (under [`cache_dir`]), one directory per `uname -r`:
 //!   kernels/<version>/vmlinuz       boot/vmlinuz-<version> from linux-image-<abi>-amd64-unsigned
