@@ -1,6 +1,6 @@
-//! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build | bench
-//! | lint`. This file parses the command line and puts the steps in order; installing,
-//! booting guests, checking and reporting are the modules' below.
+//! Developer commands for copyup-trace (`cargo xtask --help` lists them). This file parses
+//! the command line and puts the steps in order; installing, booting guests, checking and
+//! reporting are the modules' below.
 
 mod bench;
 mod cmd;
