@@ -34,7 +34,7 @@ impl Step {
             let (bar, template) = match total {
                 Some(n) => (
                     ProgressBar::new(n),
-                    "{spinner:.green} {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+                    "{spinner:.green} {msg} [{wide_bar}] {bytes}/{total_bytes}",
                 ),
                 None => (
                     ProgressBar::new_spinner(),
