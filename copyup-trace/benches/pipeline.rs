@@ -18,7 +18,14 @@ use copyup_trace::{
     mounts::OverlayMounts,
     render,
 };
-use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent};
+use copyup_trace_common::{
+    flags,
+    kabi::{
+        ATTR_CTIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_UID, AT_SYMLINK_NOFOLLOW, O_TRUNC,
+        O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    },
+    op, record, CopyUpEvent, OpDoneEvent,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const COPY_UPS: usize = 10_000;
@@ -63,17 +70,6 @@ impl Rng {
     }
 }
 
-const S_IFREG: u32 = 0o100000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFLNK: u32 = 0o120000;
-/// `ia_valid` bits: ATTR_MODE, ATTR_UID, ATTR_GID, ATTR_MTIME, ATTR_CTIME.
-const ATTR_MODE: u32 = 1;
-const ATTR_UID: u32 = 2;
-const ATTR_GID: u32 = 4;
-const ATTR_MTIME: u32 = 32;
-const ATTR_CTIME: u32 = 64;
-const O_WRONLY: u32 = 0o1;
-const O_TRUNC: u32 = 0o1000;
 const ENOSPC: i32 = 28;
 
 struct Object {
@@ -216,7 +212,7 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
         ev.header.depth = obj.components.len() as u32;
         ev.header.path_len = off as u32;
 
-        ev.header.size = match obj.mode & 0o170000 {
+        ev.header.size = match obj.mode & S_IFMT {
             S_IFREG => rng.log_uniform(1, 16 << 20) - 1,
             S_IFDIR => 4096,
             _ => 8 + rng.below(40),
@@ -229,8 +225,8 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
                 ev.header.op = op::SETATTR;
                 ev.header.ia_valid = ATTR_UID | ATTR_GID | ATTR_CTIME;
                 ev.header.syscall_start_ns = cause;
-                ev.header.syscall_flag = if obj.mode & 0o170000 == S_IFLNK {
-                    0x100
+                ev.header.syscall_flag = if obj.mode & S_IFMT == S_IFLNK {
+                    AT_SYMLINK_NOFOLLOW
                 } else {
                     0
                 };
@@ -269,7 +265,7 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
         }
         if rng.percent(2) {
             ev.header.flags |= flags::WAITED;
-        } else if obj.mode & 0o170000 == S_IFREG && ev.header.copy_flags & O_TRUNC == 0 {
+        } else if obj.mode & S_IFMT == S_IFREG && ev.header.copy_flags & O_TRUNC == 0 {
             // Some overlays run with metacopy=on: no data until the first write-open.
             if !rng.percent(10) {
                 ev.header.bytes = ev.header.size;
