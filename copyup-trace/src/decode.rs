@@ -292,6 +292,7 @@ pub enum Decoded<'a> {
 
 /// Decodes records into one reused `CopyUp`, so that a steady stream costs no allocation
 /// per event: names are copied into buffers that keep their capacity.
+#[derive(Default)]
 pub struct Decoder {
     copy_up: CopyUp,
     /// Keeps the filename buffer while a record has none.
@@ -299,16 +300,6 @@ pub struct Decoder {
     /// The fixed header of the record being decoded (its `names` are not used: they are
     /// read from the record itself).
     header: CopyUpHeader,
-}
-
-impl Default for Decoder {
-    fn default() -> Self {
-        Decoder {
-            copy_up: CopyUp::default(),
-            spare_filename: Vec::new(),
-            header: CopyUpHeader::default(),
-        }
-    }
 }
 
 impl Decoder {

@@ -51,6 +51,39 @@ pub const CHECKS: &[Check] = &[
         let o = outcome(Command::new(tool).args(["-o", "xml"]))?;
         one_line(&o, 2, "'xml'")
     }),
+    ("check: exit 1, names what is missing and why", |tool| {
+        let o = outcome(Command::new(tool).args(["check", "-o", "json"]))?;
+        ensure!(
+            o.code == 1,
+            "exit {}, want 1; stderr {:?}",
+            o.code,
+            o.stderr
+        );
+        let report: serde_json::Value = serde_json::from_str(&o.stdout)?;
+        ensure!(report["traceable"] == false, "{report}");
+        let kprobes = report["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["check"] == "kprobe support"))
+            .ok_or_else(|| anyhow::anyhow!("no kprobe support row: {report}"))?;
+        ensure!(kprobes["status"] == "missing", "{kprobes}");
+        ensure!(
+            kprobes["fact"]
+                .as_str()
+                .unwrap_or("")
+                .contains("CONFIG_KPROBES"),
+            "{kprobes}"
+        );
+        let table = outcome(Command::new(tool).arg("check"))?;
+        ensure!(table.code == 1, "table exit {}", table.code);
+        ensure!(
+            table
+                .stdout
+                .contains("This host cannot be traced: missing kprobe support."),
+            "{}",
+            table.stdout
+        );
+        Ok(())
+    }),
     ("unknown option: one line, exit 2", |tool| {
         let o = outcome(Command::new(tool).arg("--frobnicate"))?;
         one_line(&o, 2, "--frobnicate")

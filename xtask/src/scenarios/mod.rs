@@ -188,6 +188,7 @@ fn one_line_error(a: &Artifacts, name: &str, rc: i32, needle: &str) -> Result<()
 /// A named check of one kernel's artifacts; its name is the `name ... ok` line's.
 pub type Check = (&'static str, fn(&Artifacts) -> Result<()>);
 
+mod check;
 mod copyup;
 mod errors;
 mod faults;
@@ -211,7 +212,7 @@ macro_rules! families {
     };
 }
 
-families!(errors, copyup, scoping, triggers, output, faults);
+families!(errors, copyup, scoping, triggers, output, faults, check);
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {
