@@ -1,10 +1,17 @@
-//! Types shared by the eBPF programs and user space. Everything here is `#[repr(C)]`
-//! plain data: the kernel side writes it into the ring buffer byte for byte and user
-//! space reads it back, so both sides must agree on the layout.
+//! Facts shared by the eBPF programs, user space and the tests: the `#[repr(C)]` records
+//! and per-thread state (the kernel side writes them byte for byte, user space reads them
+//! back), the kernel-side settings (`config`), the probe table (`hooks`) and kernel ABI
+//! constants (`kabi`). No logic lives here beyond what describes those facts.
 #![no_std]
 
+pub mod config;
+pub mod hooks;
+pub mod kabi;
+
+pub use config::Config;
+
 /// Bytes of a task's comm (`TASK_COMM_LEN`).
-pub const COMM_LEN: usize = 16;
+pub const COMM_LEN: usize = kabi::TASK_COMM_LEN;
 /// Bytes kept of the syscall's filename argument (user memory, NUL-terminated).
 pub const FILENAME_LEN: usize = 256;
 /// Largest single name component read per step of the path walk (`NAME_MAX` + NUL).
@@ -64,10 +71,10 @@ pub mod flags {
     pub const RETURN_MISSED: u32 = 1 << 5;
 }
 
-/// One completed copy-up of one overlay object, as sent through the ring buffer.
+/// The fixed part of a copy-up record: every copy-up record starts with it.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct CopyUpEvent {
+#[derive(Clone, Copy, Default)]
+pub struct CopyUpHeader {
     /// `record::COPY_UP`.
     pub record: u32,
     /// `op::*` of the innermost overlayfs operation in progress.
@@ -117,6 +124,13 @@ pub struct CopyUpEvent {
     pub filename_len: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// One completed copy-up of one overlay object, as sent through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CopyUpEvent {
+    pub header: CopyUpHeader,
     /// The path components from the copied object up to (not including) the overlay
     /// root, leaf first, each NUL-terminated (`path_len` bytes); then the syscall's
     /// filename (`filename_len` bytes). Only the used part travels through the ring:
@@ -125,7 +139,7 @@ pub struct CopyUpEvent {
 }
 
 /// Bytes of `CopyUpEvent` before `names`: every copy-up record has at least these.
-pub const COPY_UP_HEADER_LEN: usize = core::mem::offset_of!(CopyUpEvent, names);
+pub const COPY_UP_HEADER_LEN: usize = core::mem::size_of::<CopyUpHeader>();
 
 /// Per-thread state of a syscall that may cause copy-ups.
 #[repr(C)]
@@ -216,6 +230,8 @@ pub mod counter {
 mod user {
     // SAFETY: plain old data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::CopyUpEvent {}
+    unsafe impl aya::Pod for super::CopyUpHeader {}
+    unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SyscallState {}
     unsafe impl aya::Pod for super::OpState {}
     unsafe impl aya::Pod for super::InFlight {}

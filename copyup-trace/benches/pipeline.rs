@@ -18,7 +18,14 @@ use copyup_trace::{
     mounts::OverlayMounts,
     render,
 };
-use copyup_trace_common::{flags, op, record, CopyUpEvent, OpDoneEvent};
+use copyup_trace_common::{
+    flags,
+    kabi::{
+        ATTR_CTIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_UID, AT_SYMLINK_NOFOLLOW, O_TRUNC,
+        O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    },
+    op, record, CopyUpEvent, OpDoneEvent,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const COPY_UPS: usize = 10_000;
@@ -63,17 +70,6 @@ impl Rng {
     }
 }
 
-const S_IFREG: u32 = 0o100000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFLNK: u32 = 0o120000;
-/// `ia_valid` bits: ATTR_MODE, ATTR_UID, ATTR_GID, ATTR_MTIME, ATTR_CTIME.
-const ATTR_MODE: u32 = 1;
-const ATTR_UID: u32 = 2;
-const ATTR_GID: u32 = 4;
-const ATTR_MTIME: u32 = 32;
-const ATTR_CTIME: u32 = 64;
-const O_WRONLY: u32 = 0o1;
-const O_TRUNC: u32 = 0o1000;
 const ENOSPC: i32 = 28;
 
 struct Object {
@@ -197,107 +193,107 @@ fn stream(rng: &mut Rng, cgroup_ids: &[u64], dev: u32) -> Stream {
         let p = rng.below(PIDS as u64) as usize;
         // SAFETY: plain old data; all-zero is a valid record.
         let mut ev: CopyUpEvent = unsafe { std::mem::zeroed() };
-        ev.record = record::COPY_UP;
+        ev.header.record = record::COPY_UP;
         now += rng.below(200_000);
-        ev.start_ns = now;
-        ev.pid = pids[p];
-        ev.tid = pids[p] + rng.below(4) as u32;
-        ev.ppid = 1 + p as u32;
-        ev.cgroup_id = cgroup_ids[p % cgroup_ids.len()];
-        ev.dev = dev;
-        ev.mode = obj.mode;
-        copy_cstr(&mut ev.comm, COMMS[p % COMMS.len()].as_bytes());
+        ev.header.start_ns = now;
+        ev.header.pid = pids[p];
+        ev.header.tid = pids[p] + rng.below(4) as u32;
+        ev.header.ppid = 1 + p as u32;
+        ev.header.cgroup_id = cgroup_ids[p % cgroup_ids.len()];
+        ev.header.dev = dev;
+        ev.header.mode = obj.mode;
+        copy_cstr(&mut ev.header.comm, COMMS[p % COMMS.len()].as_bytes());
 
         let mut off = 0;
         for c in obj.components.iter().rev() {
             ev.names[off..off + c.len()].copy_from_slice(c.as_bytes());
             off += c.len() + 1;
         }
-        ev.depth = obj.components.len() as u32;
-        ev.path_len = off as u32;
+        ev.header.depth = obj.components.len() as u32;
+        ev.header.path_len = off as u32;
 
-        ev.size = match obj.mode & 0o170000 {
+        ev.header.size = match obj.mode & S_IFMT {
             S_IFREG => rng.log_uniform(1, 16 << 20) - 1,
             S_IFDIR => 4096,
             _ => 8 + rng.below(40),
         };
-        ev.copy_ns = rng.log_uniform(10_000, 50_000_000);
+        ev.header.copy_ns = rng.log_uniform(10_000, 50_000_000);
         let cause = now - rng.below(20_000);
         match rng.below(100) {
             0..50 => {
-                ev.flags = flags::IN_FCHOWNAT | flags::HAS_FILENAME;
-                ev.op = op::SETATTR;
-                ev.ia_valid = ATTR_UID | ATTR_GID | ATTR_CTIME;
-                ev.syscall_start_ns = cause;
-                ev.syscall_flag = if obj.mode & 0o170000 == S_IFLNK {
-                    0x100
+                ev.header.flags = flags::IN_FCHOWNAT | flags::HAS_FILENAME;
+                ev.header.op = op::SETATTR;
+                ev.header.ia_valid = ATTR_UID | ATTR_GID | ATTR_CTIME;
+                ev.header.syscall_start_ns = cause;
+                ev.header.syscall_flag = if obj.mode & S_IFMT == S_IFLNK {
+                    AT_SYMLINK_NOFOLLOW
                 } else {
                     0
                 };
                 let filename = format!("/{}", obj.components.join("/"));
                 let at = off;
                 ev.names[at..at + filename.len()].copy_from_slice(filename.as_bytes());
-                ev.filename_len = filename.len() as u32 + 1;
+                ev.header.filename_len = filename.len() as u32 + 1;
             }
             50..70 => {
-                ev.op = op::OPEN;
-                ev.copy_flags = if rng.percent(20) {
+                ev.header.op = op::OPEN;
+                ev.header.copy_flags = if rng.percent(20) {
                     O_WRONLY | O_TRUNC
                 } else {
                     O_WRONLY
                 };
-                ev.op_start_ns = cause;
+                ev.header.op_start_ns = cause;
             }
             70..80 => {
-                ev.op = op::SETATTR;
-                ev.ia_valid = ATTR_MODE | ATTR_CTIME;
-                ev.op_start_ns = cause;
+                ev.header.op = op::SETATTR;
+                ev.header.ia_valid = ATTR_MODE | ATTR_CTIME;
+                ev.header.op_start_ns = cause;
             }
             80..88 => {
-                ev.op = op::SETXATTR;
-                ev.op_start_ns = cause;
+                ev.header.op = op::SETXATTR;
+                ev.header.op_start_ns = cause;
             }
             88..95 => {
-                ev.op = *rng.pick(&[op::CREATE, op::RENAME, op::UNLINK, op::MKDIR]);
-                ev.op_start_ns = cause;
+                ev.header.op = *rng.pick(&[op::CREATE, op::RENAME, op::UNLINK, op::MKDIR]);
+                ev.header.op_start_ns = cause;
             }
             _ => {
-                ev.op = op::SETATTR;
-                ev.ia_valid = ATTR_MTIME | ATTR_CTIME;
-                ev.op_start_ns = cause;
+                ev.header.op = op::SETATTR;
+                ev.header.ia_valid = ATTR_MTIME | ATTR_CTIME;
+                ev.header.op_start_ns = cause;
             }
         }
         if rng.percent(2) {
-            ev.flags |= flags::WAITED;
-        } else if obj.mode & 0o170000 == S_IFREG && ev.copy_flags & O_TRUNC == 0 {
+            ev.header.flags |= flags::WAITED;
+        } else if obj.mode & S_IFMT == S_IFREG && ev.header.copy_flags & O_TRUNC == 0 {
             // Some overlays run with metacopy=on: no data until the first write-open.
             if !rng.percent(10) {
-                ev.bytes = ev.size;
-                ev.data_ns = ev.copy_ns / 4 * 3;
+                ev.header.bytes = ev.header.size;
+                ev.header.data_ns = ev.header.copy_ns / 4 * 3;
             }
         }
         if rng.percent(1) {
-            ev.ret = -ENOSPC;
+            ev.header.ret = -ENOSPC;
         }
         // Only the header and the used names travel, as from the kernel side.
         s.push_bytes(decode::wire_bytes(&ev));
 
         if rng.below(OP_DONE_EVERY) == 0 {
-            let in_chown = ev.flags & flags::IN_FCHOWNAT != 0;
+            let in_chown = ev.header.flags & flags::IN_FCHOWNAT != 0;
             s.push(&OpDoneEvent {
                 record: record::OP_DONE,
-                op: if in_chown { op::FCHOWNAT } else { ev.op },
+                op: if in_chown { op::FCHOWNAT } else { ev.header.op },
                 start_ns: cause,
-                duration_ns: ev.copy_ns + rng.below(50_000),
-                pid: ev.pid,
-                tid: ev.tid,
+                duration_ns: ev.header.copy_ns + rng.below(50_000),
+                pid: ev.header.pid,
+                tid: ev.header.tid,
                 copy_ups: 1,
-                ret: ev.ret,
-                ia_valid: ev.ia_valid,
+                ret: ev.header.ret,
+                ia_valid: ev.header.ia_valid,
                 flags: if in_chown {
-                    ev.syscall_flag
+                    ev.header.syscall_flag
                 } else {
-                    ev.copy_flags
+                    ev.header.copy_flags
                 },
             });
         }

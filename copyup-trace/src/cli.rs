@@ -2,7 +2,7 @@
 
 use std::{ffi::OsString, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -38,12 +38,16 @@ pub enum SortKey {
 #[command(
     name = "copyup-trace",
     version,
-    override_usage = "copyup-trace [OPTIONS] [-- COMMAND [ARGS...]]",
+    override_usage = "copyup-trace [OPTIONS] [-- COMMAND [ARGS...]]\n       copyup-trace check [-o table|json]",
+    args_conflicts_with_subcommands = true,
     after_help = "With -- COMMAND, only COMMAND and its descendants are traced and \
                   copyup-trace exits with COMMAND's status. Without it, the whole host is \
                   traced until Ctrl-C or --duration."
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -118,6 +122,22 @@ pub struct Args {
     /// The command to run and trace, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Say whether this host can be traced, and how: each thing the tool needs, what was
+    /// found and where (exit 0 if it can be traced, 1 if not).
+    Check {
+        #[arg(short, long, value_enum, default_value_t = CheckOutput::Table)]
+        output: CheckOutput,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Table,
+    Json,
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {

@@ -4,113 +4,74 @@ use std::{os::unix::ffi::OsStrExt, sync::Arc};
 
 use anyhow::{bail, Result};
 use copyup_trace_common::{
-    flags, op, record, CopyUpEvent, OpDoneEvent, COPY_UP_HEADER_LEN, MAX_PATH_DEPTH,
+    flags,
+    kabi::{
+        ATTR_ATIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_SIZE, ATTR_UID, AT_SYMLINK_NOFOLLOW,
+        O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    },
+    op, record, CopyUpEvent, CopyUpHeader, OpDoneEvent, COPY_UP_HEADER_LEN, MAX_PATH_DEPTH,
 };
 use serde::Serialize;
 
 use crate::cgroups::Container;
 
-/// `ia_valid` bits (include/linux/fs.h), stable since 2.6.
-mod attr {
-    pub const MODE: u32 = 1 << 0;
-    pub const UID: u32 = 1 << 1;
-    pub const GID: u32 = 1 << 2;
-    pub const SIZE: u32 = 1 << 3;
-    pub const ATIME: u32 = 1 << 4;
-    pub const MTIME: u32 = 1 << 5;
+/// Defines `Trigger` from one table: each variant with the name users see.
+macro_rules! triggers {
+    ($($(#[$attr:meta])* $variant:ident => $name:literal,)+) => {
+        /// What made the kernel copy up, as the user would name it.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Trigger {
+            $($(#[$attr])* $variant,)+
+        }
+
+        impl Trigger {
+            pub const ALL: &'static [Trigger] = &[$(Trigger::$variant,)+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Trigger::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-/// What made the kernel copy up, as the user would name it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Trigger {
-    Chown,
-    Lchown,
-    Fchown,
-    Chmod,
-    Truncate,
-    Utimes,
-    Setattr,
-    OpenWrite,
-    OpenTrunc,
-    Setxattr,
-    Removexattr,
-    Create,
-    Mkdir,
-    Mknod,
-    Symlink,
-    Link,
-    Unlink,
-    Rmdir,
-    Rename,
-    Tmpfile,
+triggers! {
+    Chown => "chown",
+    Lchown => "lchown",
+    Fchown => "fchown",
+    Chmod => "chmod",
+    Truncate => "truncate",
+    Utimes => "utimes",
+    Setattr => "setattr",
+    OpenWrite => "open-write",
+    OpenTrunc => "open-trunc",
+    Setxattr => "setxattr",
+    Removexattr => "removexattr",
+    Create => "create",
+    Mkdir => "mkdir",
+    Mknod => "mknod",
+    Symlink => "symlink",
+    Link => "link",
+    Unlink => "unlink",
+    Rmdir => "rmdir",
+    Rename => "rename",
+    Tmpfile => "tmpfile",
     #[default]
-    Other,
+    Other => "other",
 }
-
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
-const O_TRUNC: u32 = 0o1000;
 
 impl Trigger {
-    pub const ALL: [Trigger; 21] = [
-        Trigger::Chown,
-        Trigger::Lchown,
-        Trigger::Fchown,
-        Trigger::Chmod,
-        Trigger::Truncate,
-        Trigger::Utimes,
-        Trigger::Setattr,
-        Trigger::OpenWrite,
-        Trigger::OpenTrunc,
-        Trigger::Setxattr,
-        Trigger::Removexattr,
-        Trigger::Create,
-        Trigger::Mkdir,
-        Trigger::Mknod,
-        Trigger::Symlink,
-        Trigger::Link,
-        Trigger::Unlink,
-        Trigger::Rmdir,
-        Trigger::Rename,
-        Trigger::Tmpfile,
-        Trigger::Other,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Chown => "chown",
-            Trigger::Lchown => "lchown",
-            Trigger::Fchown => "fchown",
-            Trigger::Chmod => "chmod",
-            Trigger::Truncate => "truncate",
-            Trigger::Utimes => "utimes",
-            Trigger::Setattr => "setattr",
-            Trigger::OpenWrite => "open-write",
-            Trigger::OpenTrunc => "open-trunc",
-            Trigger::Setxattr => "setxattr",
-            Trigger::Removexattr => "removexattr",
-            Trigger::Create => "create",
-            Trigger::Mkdir => "mkdir",
-            Trigger::Mknod => "mknod",
-            Trigger::Symlink => "symlink",
-            Trigger::Link => "link",
-            Trigger::Unlink => "unlink",
-            Trigger::Rmdir => "rmdir",
-            Trigger::Rename => "rename",
-            Trigger::Tmpfile => "tmpfile",
-            Trigger::Other => "other",
-        }
-    }
-
     /// A setattr outside do_fchownat, by its attribute mask.
     fn of_setattr(ia_valid: u32) -> Trigger {
-        if ia_valid & (attr::UID | attr::GID) != 0 {
+        if ia_valid & (ATTR_UID | ATTR_GID) != 0 {
             // Not through do_fchownat: fchown(2) (or a kernel without that probe).
             Trigger::Fchown
-        } else if ia_valid & attr::SIZE != 0 {
+        } else if ia_valid & ATTR_SIZE != 0 {
             Trigger::Truncate
-        } else if ia_valid & attr::MODE != 0 {
+        } else if ia_valid & ATTR_MODE != 0 {
             Trigger::Chmod
-        } else if ia_valid & (attr::ATIME | attr::MTIME) != 0 {
+        } else if ia_valid & (ATTR_ATIME | ATTR_MTIME) != 0 {
             Trigger::Utimes
         } else {
             Trigger::Setattr
@@ -142,7 +103,7 @@ impl Trigger {
     }
 
     /// A copy-up's trigger: the chown syscall if inside one, else the operation.
-    pub fn classify(ev: &CopyUpEvent) -> Trigger {
+    pub fn classify(ev: &CopyUpHeader) -> Trigger {
         if ev.flags & flags::IN_FCHOWNAT != 0 {
             return if ev.syscall_flag & AT_SYMLINK_NOFOLLOW != 0 {
                 Trigger::Lchown
@@ -172,10 +133,10 @@ pub enum Kind {
 
 impl Kind {
     pub fn from_mode(mode: u32) -> Kind {
-        match mode & 0o170000 {
-            0o100000 => Kind::File,
-            0o040000 => Kind::Dir,
-            0o120000 => Kind::Symlink,
+        match mode & S_IFMT {
+            S_IFREG => Kind::File,
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
             _ => Kind::Other,
         }
     }
@@ -331,24 +292,14 @@ pub enum Decoded<'a> {
 
 /// Decodes records into one reused `CopyUp`, so that a steady stream costs no allocation
 /// per event: names are copied into buffers that keep their capacity.
+#[derive(Default)]
 pub struct Decoder {
     copy_up: CopyUp,
     /// Keeps the filename buffer while a record has none.
     spare_filename: Vec<u8>,
     /// The fixed header of the record being decoded (its `names` are not used: they are
     /// read from the record itself).
-    header: Box<CopyUpEvent>,
-}
-
-impl Default for Decoder {
-    fn default() -> Self {
-        Decoder {
-            copy_up: CopyUp::default(),
-            spare_filename: Vec::new(),
-            // SAFETY: plain old data; all-zero is a valid value.
-            header: Box::new(unsafe { std::mem::zeroed() }),
-        }
-    }
+    header: CopyUpHeader,
 }
 
 impl Decoder {
@@ -363,17 +314,17 @@ impl Decoder {
                         raw.len()
                     );
                 }
-                // SAFETY: both sides are plain old data and `header` is at least
+                // SAFETY: both sides are plain old data and `header` is
                 // COPY_UP_HEADER_LEN bytes; only the header is copied.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         raw.as_ptr(),
-                        (&mut *self.header as *mut CopyUpEvent).cast::<u8>(),
+                        (&mut self.header as *mut CopyUpHeader).cast::<u8>(),
                         COPY_UP_HEADER_LEN,
                     );
                 }
                 let names = &raw[COPY_UP_HEADER_LEN..];
-                let ev = &*self.header;
+                let ev = &self.header;
                 let used = ev.path_len as usize + ev.filename_len as usize;
                 if used > names.len() {
                     bail!("record names {used} bytes but carries {}", names.len());
@@ -399,7 +350,7 @@ impl Decoder {
 }
 
 /// `c` from header `ev` and `names`, the record's path bytes followed by its filename.
-fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpEvent, names: &[u8]) {
+fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpHeader, names: &[u8]) {
     let path_len = (ev.path_len as usize).min(names.len());
     let (path, rest) = names.split_at(path_len);
     c.start_ns = ev.start_ns;
@@ -460,14 +411,15 @@ pub fn decode(raw: &[u8]) -> Result<Record> {
 /// A copy-up from a whole kernel-side record (its `names` in place).
 pub fn from_event(ev: &CopyUpEvent) -> CopyUp {
     let mut c = CopyUp::default();
-    let used = (ev.path_len as usize + ev.filename_len as usize).min(ev.names.len());
-    fill(&mut c, &mut Vec::new(), ev, &ev.names[..used]);
+    let h = &ev.header;
+    let used = (h.path_len as usize + h.filename_len as usize).min(ev.names.len());
+    fill(&mut c, &mut Vec::new(), h, &ev.names[..used]);
     c
 }
 
 /// The bytes of `ev` as the kernel side sends them: the header and the used names.
 pub fn wire_bytes(ev: &CopyUpEvent) -> &[u8] {
-    let len = COPY_UP_HEADER_LEN + ev.path_len as usize + ev.filename_len as usize;
+    let len = COPY_UP_HEADER_LEN + ev.header.path_len as usize + ev.header.filename_len as usize;
     // SAFETY: a #[repr(C)] plain-old-data record; `len` is within it for any record the
     // kernel side builds (path and filename stay inside `names`).
     unsafe {
@@ -491,18 +443,18 @@ pub mod tests {
             ev.names[off..off + c.len()].copy_from_slice(c);
             off += c.len() + 1;
         }
-        ev.depth = components.len() as u32;
-        ev.path_len = off as u32;
+        ev.header.depth = components.len() as u32;
+        ev.header.path_len = off as u32;
         ev
     }
 
     /// Puts `name` (NUL added) after the path, as the kernel side does.
     pub fn set_filename(ev: &mut CopyUpEvent, name: &[u8]) {
-        let at = ev.path_len as usize;
+        let at = ev.header.path_len as usize;
         ev.names[at..at + name.len()].copy_from_slice(name);
         ev.names[at + name.len()] = 0;
-        ev.filename_len = name.len() as u32 + 1;
-        ev.flags |= flags::HAS_FILENAME;
+        ev.header.filename_len = name.len() as u32 + 1;
+        ev.header.flags |= flags::HAS_FILENAME;
     }
 
     #[test]
@@ -516,12 +468,12 @@ pub mod tests {
     #[test]
     fn decoder_reuse_leaves_no_trace_of_the_previous_record() {
         let mut long = raw_event(&[b"leaf-with-a-long-name", b"dir", b"top"]);
-        long.record = record::COPY_UP;
+        long.header.record = record::COPY_UP;
         set_filename(&mut long, b"/a/long/name");
-        long.comm[..9].copy_from_slice(b"long-comm");
+        long.header.comm[..9].copy_from_slice(b"long-comm");
         let mut short = raw_event(&[b"x"]);
-        short.record = record::COPY_UP;
-        short.comm[..2].copy_from_slice(b"sh");
+        short.header.record = record::COPY_UP;
+        short.header.comm[..2].copy_from_slice(b"sh");
         let mut d = Decoder::default();
         for _ in 0..2 {
             let Decoded::CopyUp(c) = d.decode(wire_bytes(&long)).expect("decodes") else {
@@ -543,16 +495,16 @@ pub mod tests {
     #[test]
     fn decode_bytes_round_trip() {
         let mut ev = raw_event(&[b"big"]);
-        ev.bytes = 8 << 20;
-        ev.copy_ns = 1_500_000;
-        ev.pid = 42;
-        ev.tid = 43;
-        ev.mode = 0o100644;
-        ev.ret = -28;
-        ev.flags = flags::IN_FCHOWNAT;
-        ev.comm[..5].copy_from_slice(b"chown");
+        ev.header.bytes = 8 << 20;
+        ev.header.copy_ns = 1_500_000;
+        ev.header.pid = 42;
+        ev.header.tid = 43;
+        ev.header.mode = 0o100644;
+        ev.header.ret = -28;
+        ev.header.flags = flags::IN_FCHOWNAT;
+        ev.header.comm[..5].copy_from_slice(b"chown");
         set_filename(&mut ev, b"/m/big");
-        ev.record = record::COPY_UP;
+        ev.header.record = record::COPY_UP;
         let raw = wire_bytes(&ev);
         assert_eq!(
             raw.len(),
@@ -578,12 +530,12 @@ pub mod tests {
         use flags::*;
         let t = |f: u32, sys_flag: u32, op_code: u32, ia: u32, cf: u32| {
             let mut ev = raw_event(&[]);
-            ev.flags = f;
-            ev.syscall_flag = sys_flag;
-            ev.op = op_code;
-            ev.ia_valid = ia;
-            ev.copy_flags = cf;
-            Trigger::classify(&ev)
+            ev.header.flags = f;
+            ev.header.syscall_flag = sys_flag;
+            ev.header.op = op_code;
+            ev.header.ia_valid = ia;
+            ev.header.copy_flags = cf;
+            Trigger::classify(&ev.header)
         };
         assert_eq!(t(IN_FCHOWNAT, 0, op::SETATTR, 6, 0), Trigger::Chown);
         assert_eq!(t(IN_FCHOWNAT, 0x100, op::SETATTR, 6, 0), Trigger::Lchown);
@@ -611,22 +563,22 @@ pub mod tests {
     #[test]
     fn metacopy_is_a_regular_file_copied_without_data() {
         let mut ev = raw_event(&[b"f"]);
-        ev.mode = 0o100644;
-        ev.size = 4096;
+        ev.header.mode = 0o100644;
+        ev.header.size = 4096;
         assert!(from_event(&ev).metacopy);
-        ev.bytes = 4096;
+        ev.header.bytes = 4096;
         assert!(!from_event(&ev).metacopy, "data copied");
-        ev.bytes = 0;
-        ev.copy_flags = 0o1001;
+        ev.header.bytes = 0;
+        ev.header.copy_flags = 0o1001;
         assert!(
             !from_event(&ev).metacopy,
             "O_TRUNC copies no data by design"
         );
-        ev.copy_flags = 0;
-        ev.size = 0;
+        ev.header.copy_flags = 0;
+        ev.header.size = 0;
         assert!(!from_event(&ev).metacopy, "empty file");
-        ev.size = 10;
-        ev.mode = 0o040755;
+        ev.header.size = 10;
+        ev.header.mode = 0o040755;
         assert!(!from_event(&ev).metacopy, "directory");
     }
 
@@ -674,14 +626,14 @@ pub mod tests {
     fn missed_return_is_flagged() {
         let mut ev = raw_event(&[b"x"]);
         assert!(!from_event(&ev).return_missed);
-        ev.flags = flags::RETURN_MISSED;
+        ev.header.flags = flags::RETURN_MISSED;
         assert!(from_event(&ev).return_missed);
     }
 
     #[test]
     fn truncated_path_is_flagged() {
         let mut ev = raw_event(&[b"x"]);
-        ev.flags = flags::PATH_TRUNCATED;
+        ev.header.flags = flags::PATH_TRUNCATED;
         assert!(from_event(&ev).path_truncated);
     }
 }

@@ -1,19 +1,22 @@
 //! Reads facts about the running kernel: release, which probe targets exist
 //! (`/proc/kallsyms`), their prototypes and the struct layouts we need (BTF, including
-//! the overlay module's split BTF).
+//! the overlay module's split BTF). It gathers facts only: what to probe is `plan`'s
+//! decision, and the kallsyms lines are parsed by `kallsyms`.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::{BufRead, BufReader},
-    os::fd::FromRawFd,
-    path::Path,
-};
+use std::{collections::BTreeMap, fs, io::BufRead, os::fd::FromRawFd, path::Path};
 
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
-use crate::plan::{FuncFacts, KernelFacts, Offsets, CHOWN_EXIT_TRACEPOINTS, FUNCTIONS};
+use copyup_trace_common::{
+    config::Offsets,
+    hooks::{self, CHOWN_EXIT},
+};
+
+use crate::{
+    kallsyms,
+    plan::{CtxStat, FuncFacts, KernelFacts},
+};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
@@ -27,10 +30,9 @@ pub fn release() -> Result<String> {
 
 /// Gathers everything `plan::decide` needs.
 pub fn facts() -> Result<KernelFacts> {
-    // Streamed: the whole file is 10+ MiB on a distribution kernel.
-    let kallsyms = fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
-    let attachable = attachable_symbols(BufReader::with_capacity(64 << 10, kallsyms), FUNCTIONS)
-        .context("reading /proc/kallsyms")?;
+    let functions: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
+    let attachable =
+        attachable_symbols(kallsyms::open()?, &functions).context("reading /proc/kallsyms")?;
 
     let vmlinux = open_vmlinux_btf()?;
     // Overlay built as a module has its own split BTF on top of vmlinux's.
@@ -45,7 +47,7 @@ pub fn facts() -> Result<KernelFacts> {
     let ovl_btf = overlay.as_ref().unwrap_or(&vmlinux);
 
     let mut funcs = BTreeMap::new();
-    for &name in FUNCTIONS {
+    for &name in &functions {
         let btf = if name.starts_with("ovl_") {
             ovl_btf
         } else {
@@ -73,16 +75,19 @@ pub fn facts() -> Result<KernelFacts> {
         task_real_parent: member_offset(&vmlinux, "task_struct", &["real_parent"])?,
         task_tgid: member_offset(&vmlinux, "task_struct", &["tgid"])?,
         iattr_valid: member_offset(&vmlinux, "iattr", &["ia_valid"])?,
-        ctx_stat_size: ctx_stat
-            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["size"]).ok()?)),
-        ctx_stat_mode: ctx_stat
-            .and_then(|s| Some(s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?)),
     };
+    let ctx_stat = ctx_stat.and_then(|s| {
+        Some(CtxStat {
+            size_off: s + member_offset(&vmlinux, "kstat", &["size"]).ok()?,
+            mode_off: s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?,
+        })
+    });
 
     Ok(KernelFacts {
         release: release()?,
         funcs,
         offsets,
+        ctx_stat,
         chown_exit_ret_offset: chown_exit_ret_offset(),
     })
 }
@@ -119,23 +124,18 @@ fn mapped_copy(path: &str) -> Result<Btf> {
 
 /// Which of `wanted` appear in kallsyms under exactly that name (a `.isra`/`.constprop`
 /// clone has a different calling convention and does not count).
-fn attachable_symbols<'a>(kallsyms: impl BufRead, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
+fn attachable_symbols<'a>(lines: impl BufRead, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
     let mut found = Vec::new();
-    for line in kallsyms.lines() {
-        let line = line?;
-        let mut cols = line.split_whitespace();
-        let (Some(_addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        if !matches!(kind, "t" | "T") {
-            continue;
+    kallsyms::for_each(lines, |sym| {
+        if !sym.is_text() {
+            return;
         }
-        if let Some(w) = wanted.iter().find(|w| **w == name) {
+        if let Some(w) = wanted.iter().find(|w| **w == sym.name) {
             if !found.contains(w) {
                 found.push(*w);
             }
         }
-    }
+    })?;
     Ok(found)
 }
 
@@ -221,9 +221,10 @@ fn strip(btf: &Btf, mut ty: Type) -> Result<Type> {
 /// Offset of field `field` in a tracepoint's record, from its tracefs format file.
 /// `ret`'s offset in the chown-family syscall-exit records, if all have one and agree.
 fn chown_exit_ret_offset() -> Option<u32> {
-    let offsets: Vec<u32> = CHOWN_EXIT_TRACEPOINTS
+    let offsets: Vec<u32> = CHOWN_EXIT
+        .events
         .iter()
-        .map(|e| tracepoint_field_offset("syscalls", e, "ret").ok())
+        .map(|e| tracepoint_field_offset(CHOWN_EXIT.category, e, "ret").ok())
         .collect::<Option<_>>()?;
     offsets.windows(2).all(|w| w[0] == w[1]).then(|| offsets[0])
 }
@@ -265,7 +266,8 @@ mod tests {
                     ffffffffc0a02000 t ovl_copy_up_data.isra.0\t[overlay]\n\
                     ffffffff81000000 T do_fchownat\n\
                     ffffffff81000010 d ovl_setattr\n";
-        let found = attachable_symbols(text.as_bytes(), FUNCTIONS).unwrap();
+        let funcs: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
+        let found = attachable_symbols(text.as_bytes(), &funcs).unwrap();
         assert_eq!(found, vec!["ovl_copy_up_one", "do_fchownat"]);
     }
 

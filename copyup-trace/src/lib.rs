@@ -1,16 +1,20 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes, syscalls and
-//! containers. The binary (`main.rs`) wires these modules together; benchmarks use the
-//! decoding and aggregation directly.
+//! containers. This file only lists the modules: the binary (`main.rs`) wires them
+//! together; benchmarks use the decoding and aggregation directly.
 
 pub mod aggregate;
 pub mod cgroups;
+pub mod check;
 pub mod cli;
 pub mod decode;
 pub mod enrich;
 pub mod escape;
 pub mod hist;
+pub mod kallsyms;
 pub mod kernel;
 pub mod mounts;
+pub mod options;
+pub mod output;
 pub mod plan;
 pub mod preflight;
 pub mod probes;

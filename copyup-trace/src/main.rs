@@ -1,14 +1,19 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes and syscalls.
+//! The binary parses the arguments, attaches the probes, runs the session and turns its
+//! result into an exit status; it traces and writes nothing itself.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use copyup_trace_common::hooks::FORK;
 
 use copyup_trace::{
-    cgroups,
-    cli::Args,
-    kernel, plan, preflight,
+    cgroups, check,
+    cli::{Args, CheckOutput, Sub},
+    kernel,
+    options::Options,
+    plan, preflight,
     probes::{Filter, Probes, TreeFollow},
     session::{self, SpawnError},
 };
@@ -33,20 +38,20 @@ fn parse_args() -> Result<Args, ExitCode> {
     })
 }
 
-fn start(args: &Args) -> Result<Probes> {
+fn start(args: &Args, opts: &Options) -> Result<Probes> {
     let t0 = std::time::Instant::now();
     preflight::check()?;
     let facts = kernel::facts().context("reading kernel facts")?;
     let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
-    let tree = if args.command.is_empty() {
+    let tree = if opts.command.is_empty() {
         None
     } else {
         Some(TreeFollow {
             child_pid_offset: kernel::tracepoint_field_offset(
-                "sched",
-                "sched_process_fork",
+                FORK.category,
+                FORK.events[0],
                 "child_pid",
             )?,
         })
@@ -54,7 +59,7 @@ fn start(args: &Args) -> Result<Probes> {
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
-        stacks: args.stacks.is_some() || args.flamegraph.is_some(),
+        stacks: opts.stacks.is_some(),
         cgroups: match &args.cgroup {
             Some(p) => Some(cgroups::subtree_ids(p)?),
             None => None,
@@ -70,6 +75,24 @@ fn start(args: &Args) -> Result<Probes> {
     Ok(probes)
 }
 
+/// `copyup-trace check`: 0 if this host can be traced, 1 if not.
+fn host_check(output: CheckOutput) -> ExitCode {
+    let report = check::run();
+    let mut out = std::io::stdout().lock();
+    let written = match output {
+        CheckOutput::Table => check::write_table(&mut out, &report),
+        CheckOutput::Json => check::write_json(&mut out, &report),
+    };
+    match written {
+        Err(e) if !session::is_broken_pipe(&e) => {
+            eprintln!("copyup-trace: {e:#}");
+            ExitCode::FAILURE
+        }
+        _ if report.traceable => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("COPYUP_TRACE_LOG", "warn"))
         .format_timestamp(None)
@@ -78,15 +101,22 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let result = start(&args).and_then(|probes| {
+    if let Some(Sub::Check { output }) = args.sub {
+        return host_check(output);
+    }
+    let opts = Options::new(&args);
+    let result = start(&args, &opts).and_then(|probes| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the runtime")?
-            .block_on(session::run(&args, probes))
+            .block_on(session::run(&opts, probes))
     });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
+        // Whoever read our output has stopped (`| head`): the probes are already
+        // detached, and there is nobody to tell.
+        Err(e) if session::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, outermost first.
             let msg = format!("{e:#}").replace('\n', " ");

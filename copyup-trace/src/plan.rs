@@ -1,10 +1,18 @@
-//! Decides, from facts about the running kernel, which functions to probe and where
-//! their interesting arguments and struct fields are. Pure logic: the facts are
-//! gathered by `kernel.rs`, the result is applied by `probes.rs`.
+//! Decides, from facts about the running kernel, which rows of the probe table
+//! (`copyup_trace_common::hooks`) to attach and where their arguments and struct fields
+//! are (`copyup_trace_common::config`). Pure logic: the facts are gathered by
+//! `kernel.rs`, the result is applied by `probes.rs`.
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use copyup_trace_common::{
+    config::{Args, Offsets},
+    hooks::{
+        self, FuncHook, COPY_UP_DATA, COPY_UP_END, COPY_UP_FILE, COPY_UP_ONE, FCHOWNAT,
+        OTHER_XATTR_SET, SETATTR, XATTR_SET,
+    },
+};
 
 /// What is known about one kernel function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,35 +23,25 @@ pub struct FuncFacts {
     pub params: Option<Vec<String>>,
 }
 
-/// Byte offsets of the struct fields the eBPF side reads, from BTF.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Offsets {
-    pub dentry_parent: u32,
-    /// `d_name` + `qstr.name`.
-    pub dentry_name: u32,
-    pub dentry_inode: u32,
-    pub inode_mode: u32,
-    pub inode_size: u32,
-    pub dentry_sb: u32,
-    pub sb_dev: u32,
-    pub task_real_parent: u32,
-    pub task_tgid: u32,
-    pub iattr_valid: u32,
-    /// `ovl_copy_up_ctx.stat` + `kstat.size` / `kstat.mode`, when overlay BTF has them.
-    pub ctx_stat_size: Option<u32>,
-    pub ctx_stat_mode: Option<u32>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct KernelFacts {
     /// `uname -r`.
     pub release: String,
-    /// Functions we may probe, by name.
+    /// Functions we may probe (the kernel functions of `hooks::FUNCS`), by name.
     pub funcs: BTreeMap<String, FuncFacts>,
     pub offsets: Offsets,
+    /// `ovl_copy_up_ctx.stat` + `kstat.size` / `kstat.mode`, when overlay BTF has them.
+    pub ctx_stat: Option<CtxStat>,
     /// Offset of `ret` in the `syscalls:sys_exit_{chown,lchown,fchownat}` records, when
     /// all three tracepoints exist (and agree).
     pub chown_exit_ret_offset: Option<u32>,
+}
+
+/// Offsets of `c->stat.size` and `c->stat.mode` in `struct ovl_copy_up_ctx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtxStat {
+    pub size_off: u32,
+    pub mode_off: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,33 +50,24 @@ pub enum ChownExit {
     Kretprobe,
 }
 
-/// The chown-family syscalls whose exit tracepoints end a `do_fchownat` call.
-pub const CHOWN_EXIT_TRACEPOINTS: [&str; 3] =
-    ["sys_exit_chown", "sys_exit_lchown", "sys_exit_fchownat"];
-
 /// Where the data-copy probe reads the number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LenSource {
     /// A plain argument, by index.
     Arg(u32),
     /// `ovl_copy_up_data(c, ...)`: `c->stat.size`, counted only for regular files.
-    CtxStat {
-        ctx_arg: u32,
-        size_off: u32,
-        mode_off: u32,
-    },
+    CtxStat { ctx_arg: u32, stat: CtxStat },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataProbe {
-    pub func: &'static str,
+    pub hook: &'static FuncHook,
     pub len: LenSource,
 }
 
 /// Everything `probes.rs` needs to configure and attach the eBPF programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbePlan {
-    pub copy_up_dentry_arg: u32,
     /// `do_fchownat` can be probed; otherwise chown copy-ups are named by their
     /// setattr mask only.
     pub fchownat: bool,
@@ -86,87 +75,37 @@ pub struct ProbePlan {
     /// kernel has them (no limit on threads in flight, unlike a kretprobe, whose few
     /// instances a burst of threads can exhaust), else a kretprobe on `do_fchownat`.
     pub chown_exit: ChownExit,
-    /// Index of `attr` in `ovl_setattr`, if it can be probed.
-    pub setattr_attr_arg: Option<u32>,
+    /// `ovl_setattr` can be probed (`attr` at `args.setattr_attr`).
+    pub setattr: bool,
     /// `ovl_copy_up_end` can be probed: a copy-up that returns 0 without reaching it
     /// waited for another thread's copy-up.
     pub copy_up_end: bool,
     pub data: DataProbe,
-    /// Overlayfs operations to attach to: (kernel function, eBPF program).
-    pub ops: Vec<(&'static str, &'static str)>,
+    /// Overlayfs operations to attach to, the xattr setter (`value` at
+    /// `args.xattr_value`) among them.
+    pub ops: Vec<&'static FuncHook>,
+    /// Argument positions for the kernel side.
+    pub args: Args,
     pub offsets: Offsets,
 }
 
 impl ProbePlan {
-    /// The eBPF program for `ovl_setattr` entry, by where `attr` is.
-    pub fn setattr_program(&self) -> Option<&'static str> {
-        self.setattr_attr_arg.map(|i| {
-            if i == 1 {
-                "ovl_setattr_a1"
-            } else {
-                "ovl_setattr_a2"
-            }
-        })
-    }
-
-    /// The eBPF program for the data-copy entry, by where the length is.
-    pub fn data_program(&self) -> &'static str {
-        match self.data.len {
-            LenSource::Arg(2) => "copy_data_a2",
-            LenSource::Arg(_) => "copy_data_a3",
-            LenSource::CtxStat { .. } => "copy_data_ctx",
-        }
+    /// The rows of the probe table this plan attaches, in attach order: the context
+    /// (syscall, operations) before the copy-up itself, so a copy-up that starts during
+    /// attachment never sees a half-configured set.
+    pub fn hooks(&self) -> impl Iterator<Item = &'static FuncHook> + '_ {
+        let chown = self.fchownat.then_some(&FCHOWNAT);
+        let setattr = self.setattr.then_some(&SETATTR);
+        let end = self.copy_up_end.then_some(&COPY_UP_END);
+        chown
+            .into_iter()
+            .chain(setattr)
+            .chain(self.ops.iter().copied())
+            .chain([self.data.hook])
+            .chain(end)
+            .chain([&COPY_UP_ONE])
     }
 }
-
-pub const COPY_UP_ONE: &str = "ovl_copy_up_one";
-pub const COPY_UP_FILE: &str = "ovl_copy_up_file";
-pub const COPY_UP_DATA: &str = "ovl_copy_up_data";
-pub const COPY_UP_END: &str = "ovl_copy_up_end";
-pub const SETATTR: &str = "ovl_setattr";
-pub const FCHOWNAT: &str = "do_fchownat";
-
-pub const XATTR_SET: &str = "ovl_xattr_set";
-pub const OTHER_XATTR_SET: &str = "ovl_other_xattr_set";
-
-/// Overlayfs entry points that copy up, with the eBPF program that names them. Their
-/// addresses are taken by inode/file operation tables, so they are never inlined away.
-pub const OP_FUNCTIONS: &[(&str, &str)] = &[
-    ("ovl_open", "op_open"),
-    ("ovl_create", "op_create"),
-    ("ovl_atomic_open", "op_create"),
-    ("ovl_mkdir", "op_mkdir"),
-    ("ovl_mknod", "op_mknod"),
-    ("ovl_symlink", "op_symlink"),
-    ("ovl_link", "op_link"),
-    ("ovl_unlink", "op_unlink"),
-    ("ovl_rmdir", "op_rmdir"),
-    ("ovl_rename", "op_rename"),
-    ("ovl_tmpfile", "op_tmpfile"),
-];
-
-/// Every function the plan may look at; `kernel.rs` gathers facts for these.
-pub const FUNCTIONS: &[&str] = &[
-    COPY_UP_ONE,
-    COPY_UP_FILE,
-    COPY_UP_DATA,
-    COPY_UP_END,
-    SETATTR,
-    FCHOWNAT,
-    XATTR_SET,
-    OTHER_XATTR_SET,
-    "ovl_open",
-    "ovl_create",
-    "ovl_atomic_open",
-    "ovl_mkdir",
-    "ovl_mknod",
-    "ovl_symlink",
-    "ovl_link",
-    "ovl_unlink",
-    "ovl_rmdir",
-    "ovl_rename",
-    "ovl_tmpfile",
-];
 
 /// `(major, minor)` from a release string such as `6.12.57+deb12-amd64`.
 pub fn parse_release(release: &str) -> Option<(u32, u32)> {
@@ -177,8 +116,8 @@ pub fn parse_release(release: &str) -> Option<(u32, u32)> {
 }
 
 impl KernelFacts {
-    fn func(&self, name: &str) -> Option<&FuncFacts> {
-        self.funcs.get(name).filter(|f| f.attachable)
+    fn func(&self, hook: &FuncHook) -> Option<&FuncFacts> {
+        self.funcs.get(hook.func).filter(|f| f.attachable)
     }
 
     /// Index of parameter `param` of `func` from BTF, else `fallback(version)`.
@@ -197,36 +136,40 @@ impl KernelFacts {
 
 /// Decides the probe plan, or says precisely why this kernel cannot be traced.
 pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
-    let Some(one) = facts.func(COPY_UP_ONE) else {
+    let one_name = COPY_UP_ONE.func;
+    let Some(one) = facts.func(&COPY_UP_ONE) else {
         bail!(
-            "overlayfs function {COPY_UP_ONE} is not in /proc/kallsyms: is the overlay module loaded, \
+            "overlayfs function {one_name} is not in /proc/kallsyms: is the overlay module loaded, \
              and is this kernel's overlayfs one copyup-trace knows (4.x to 6.x)?"
         );
     };
     // (parent, dentry, flags) on every kernel that has the function.
-    let Some(copy_up_dentry_arg) = facts.arg_index(one, "dentry", |_| Some(1)) else {
-        bail!("{COPY_UP_ONE} in this kernel's BTF has no `dentry` parameter");
+    let Some(copy_up_dentry) = facts.arg_index(one, "dentry", |_| Some(1)) else {
+        bail!("{one_name} in this kernel's BTF has no `dentry` parameter");
     };
+    if copy_up_dentry != 1 {
+        bail!("{one_name} takes `dentry` as argument {copy_up_dentry}; copyup-trace knows only (parent, dentry, flags)");
+    }
 
-    let setattr_attr_arg = match facts.func(SETATTR) {
+    let setattr_attr = match facts.func(&SETATTR) {
         // (dentry, attr) before 5.12; (user_ns|idmap, dentry, attr) since.
         Some(f) => Some(
             facts
                 .arg_index(f, "attr", |v| Some(if v < (5, 12) { 1 } else { 2 }))
                 .ok_or_else(|| {
-                    anyhow::anyhow!("{SETATTR} in this kernel's BTF has no `attr` parameter")
+                    anyhow!(
+                        "{} in this kernel's BTF has no `attr` parameter",
+                        SETATTR.func
+                    )
                 })?,
         ),
         None => None,
     };
-
-    if copy_up_dentry_arg != 1 {
-        bail!("{COPY_UP_ONE} takes `dentry` as argument {copy_up_dentry_arg}; copyup-trace knows only (parent, dentry, flags)");
-    }
-    if let Some(i) = setattr_attr_arg {
+    if let Some(i) = setattr_attr {
         if !(1..=2).contains(&i) {
             bail!(
-                "{SETATTR} takes `attr` as argument {i}; copyup-trace knows only positions 1 and 2"
+                "{} takes `attr` as argument {i}; copyup-trace knows only positions 1 and 2",
+                SETATTR.func
             );
         }
     }
@@ -236,44 +179,55 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
         LenSource::CtxStat { ctx_arg: 0, .. } => {}
         other => bail!(
             "{} has its length where copyup-trace cannot read it ({other:?})",
-            data.func
+            data.hook.func
         ),
     }
 
-    let mut ops: Vec<(&'static str, &'static str)> = OP_FUNCTIONS
+    let mut ops: Vec<&'static FuncHook> = hooks::OPS
         .iter()
-        .copied()
-        .filter(|(func, _)| facts.func(func).is_some())
+        .filter(|h| facts.func(h).is_some())
         .collect();
-    if let Some(x) = decide_xattr(facts) {
-        ops.push(x);
+    let xattr = decide_xattr(facts);
+    if let Some((hook, _)) = xattr {
+        ops.push(hook);
     }
 
+    let (data_len, data_len_from_ctx, ctx) = match data.len {
+        LenSource::Arg(i) => (i, 0, None),
+        LenSource::CtxStat { ctx_arg, stat } => (ctx_arg, 1, Some(stat)),
+    };
     Ok(ProbePlan {
         ops,
-        copy_up_dentry_arg,
-        fchownat: facts.func(FCHOWNAT).is_some(),
+        fchownat: facts.func(&FCHOWNAT).is_some(),
         chown_exit: match facts.chown_exit_ret_offset {
             Some(ret_offset) => ChownExit::Tracepoints { ret_offset },
             None => ChownExit::Kretprobe,
         },
-        setattr_attr_arg,
-        copy_up_end: facts.func(COPY_UP_END).is_some(),
+        setattr: setattr_attr.is_some(),
+        copy_up_end: facts.func(&COPY_UP_END).is_some(),
         data,
+        args: Args {
+            copy_up_dentry,
+            setattr_attr: setattr_attr.unwrap_or(0),
+            xattr_value: xattr.map_or(0, |(_, i)| i),
+            data_len,
+            data_len_from_ctx,
+            ctx_stat_size: ctx.map_or(0, |c| c.size_off),
+            ctx_stat_mode: ctx.map_or(0, |c| c.mode_off),
+        },
         offsets: facts.offsets,
     })
 }
 
-/// Where setting or removing an xattr can be seen, by the position of `value`:
+/// Where setting or removing an xattr can be seen, and the position of `value`:
 /// `ovl_xattr_set(dentry, inode, name, value, ...)`, or the handler
 /// `ovl_other_xattr_set(handler, ns|idmap, dentry, inode, name, value, ...)` where the
 /// former was inlined.
-fn decide_xattr(facts: &KernelFacts) -> Option<(&'static str, &'static str)> {
-    for (func, fallback) in [(XATTR_SET, 3), (OTHER_XATTR_SET, 5)] {
-        let Some(f) = facts.func(func) else { continue };
+fn decide_xattr(facts: &KernelFacts) -> Option<(&'static FuncHook, u32)> {
+    for (hook, fallback) in [(&XATTR_SET, 3), (&OTHER_XATTR_SET, 5)] {
+        let Some(f) = facts.func(hook) else { continue };
         match facts.arg_index(f, "value", |_| Some(fallback)) {
-            Some(3) => return Some((func, "op_xattr_v3")),
-            Some(5) => return Some((func, "op_xattr_v5")),
+            Some(i @ (3 | 5)) => return Some((hook, i)),
             _ => continue,
         }
     }
@@ -284,34 +238,31 @@ fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
     // ovl_copy_up_file(ofs, dentry, new_file, len[, datasync]) since 5.10; before that
     // (old, new, len). It is the one function every data copy goes through, on both
     // the O_TMPFILE and the workdir path.
-    if let Some(f) = facts.func(COPY_UP_FILE) {
+    if let Some(f) = facts.func(&COPY_UP_FILE) {
         let idx = facts
             .arg_index(f, "len", |v| Some(if v < (5, 10) { 2 } else { 3 }))
-            .ok_or_else(|| anyhow::anyhow!("{COPY_UP_FILE} in BTF has no `len` parameter"))?;
+            .ok_or_else(|| anyhow!("{} in BTF has no `len` parameter", COPY_UP_FILE.func))?;
         return Ok(DataProbe {
-            func: COPY_UP_FILE,
+            hook: &COPY_UP_FILE,
             len: LenSource::Arg(idx),
         });
     }
     // Where ovl_copy_up_file was inlined, ovl_copy_up_data is the data path:
     // (old, new, len) before 5.10, (ofs, old, new, len) in 5.10..6.0, (c, temp) since 6.1.
-    if let Some(f) = facts.func(COPY_UP_DATA) {
+    let data_name = COPY_UP_DATA.func;
+    if let Some(f) = facts.func(&COPY_UP_DATA) {
         let by_arg = |idx| DataProbe {
-            func: COPY_UP_DATA,
+            hook: &COPY_UP_DATA,
             len: LenSource::Arg(idx),
         };
         let by_ctx = |ctx_arg| -> Result<DataProbe> {
-            match (facts.offsets.ctx_stat_size, facts.offsets.ctx_stat_mode) {
-                (Some(size_off), Some(mode_off)) => Ok(DataProbe {
-                    func: COPY_UP_DATA,
-                    len: LenSource::CtxStat {
-                        ctx_arg,
-                        size_off,
-                        mode_off,
-                    },
+            match facts.ctx_stat {
+                Some(stat) => Ok(DataProbe {
+                    hook: &COPY_UP_DATA,
+                    len: LenSource::CtxStat { ctx_arg, stat },
                 }),
-                _ => bail!(
-                    "{COPY_UP_DATA} takes a copy-up context, but BTF does not describe \
+                None => bail!(
+                    "{data_name} takes a copy-up context, but BTF does not describe \
                      struct ovl_copy_up_ctx"
                 ),
             }
@@ -323,7 +274,7 @@ fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
             if let Some(i) = params.iter().position(|p| p == "c") {
                 return by_ctx(i as u32);
             }
-            bail!("{COPY_UP_DATA} in BTF has neither a `len` nor a `c` parameter");
+            bail!("{data_name} in BTF has neither a `len` nor a `c` parameter");
         }
         return match parse_release(&facts.release) {
             Some(v) if v < (5, 10) => Ok(by_arg(2)),
@@ -333,8 +284,9 @@ fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
         };
     }
     bail!(
-        "neither {COPY_UP_FILE} nor {COPY_UP_DATA} can be probed on this kernel: \
-         the bytes copied cannot be measured"
+        "neither {} nor {data_name} can be probed on this kernel: \
+         the bytes copied cannot be measured",
+        COPY_UP_FILE.func
     )
 }
 
@@ -363,11 +315,11 @@ mod tests {
                 .iter()
                 .map(|(n, f)| (n.to_string(), f.clone()))
                 .collect(),
-            offsets: Offsets {
-                ctx_stat_size: Some(136),
-                ctx_stat_mode: Some(108),
-                ..Default::default()
-            },
+            offsets: Offsets::default(),
+            ctx_stat: Some(CtxStat {
+                size_off: 136,
+                mode_off: 108,
+            }),
             chown_exit_ret_offset: Some(16),
         }
     }
@@ -377,9 +329,9 @@ mod tests {
         let mut k = facts(
             "6.12.117+deb12-amd64",
             &[
-                (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
+                (COPY_UP_ONE.func, f(&["parent", "dentry", "flags"])),
                 (
-                    COPY_UP_FILE,
+                    COPY_UP_FILE.func,
                     f(&["ofs", "dentry", "new_file", "len", "datasync"]),
                 ),
             ],
@@ -398,22 +350,26 @@ mod tests {
         let k = facts(
             "6.1.0-41-amd64",
             &[
-                (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
-                (COPY_UP_FILE, f(&["ofs", "dentry", "new_file", "len"])),
-                (COPY_UP_DATA, f(&["c", "temp"])),
-                (COPY_UP_END, f(&["dentry"])),
-                (SETATTR, f(&["mnt_userns", "dentry", "attr"])),
-                (FCHOWNAT, f(&["dfd", "filename", "user", "group", "flag"])),
+                (COPY_UP_ONE.func, f(&["parent", "dentry", "flags"])),
+                (COPY_UP_FILE.func, f(&["ofs", "dentry", "new_file", "len"])),
+                (COPY_UP_DATA.func, f(&["c", "temp"])),
+                (COPY_UP_END.func, f(&["dentry"])),
+                (SETATTR.func, f(&["mnt_userns", "dentry", "attr"])),
+                (
+                    FCHOWNAT.func,
+                    f(&["dfd", "filename", "user", "group", "flag"]),
+                ),
             ],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(p.copy_up_dentry_arg, 1);
-        assert_eq!(p.setattr_attr_arg, Some(2));
+        assert_eq!(p.args.copy_up_dentry, 1);
+        assert!(p.setattr);
+        assert_eq!(p.args.setattr_attr, 2);
         assert!(p.fchownat && p.copy_up_end);
         assert_eq!(
             p.data,
             DataProbe {
-                func: COPY_UP_FILE,
+                hook: &COPY_UP_FILE,
                 len: LenSource::Arg(3)
             }
         );
@@ -425,18 +381,22 @@ mod tests {
         let k = facts(
             "6.12.57+deb12-amd64",
             &[
-                (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
+                (COPY_UP_ONE.func, f(&["parent", "dentry", "flags"])),
                 (
-                    COPY_UP_FILE,
+                    COPY_UP_FILE.func,
                     f(&["ofs", "dentry", "new_file", "len", "datasync"]),
                 ),
-                (SETATTR, f(&["idmap", "dentry", "attr"])),
-                (FCHOWNAT, f(&["dfd", "filename", "user", "group", "flag"])),
+                (SETATTR.func, f(&["idmap", "dentry", "attr"])),
+                (
+                    FCHOWNAT.func,
+                    f(&["dfd", "filename", "user", "group", "flag"]),
+                ),
             ],
         );
         let p = decide(&k).unwrap();
         assert_eq!(p.data.len, LenSource::Arg(3));
-        assert_eq!(p.setattr_attr_arg, Some(2));
+        assert!(p.setattr);
+        assert_eq!(p.args.setattr_attr, 2);
         assert!(!p.copy_up_end);
     }
 
@@ -446,18 +406,18 @@ mod tests {
         let k = facts(
             "6.18.44",
             &[
-                (COPY_UP_ONE, f(&["parent", "dentry", "flags"])),
+                (COPY_UP_ONE.func, f(&["parent", "dentry", "flags"])),
                 (
-                    COPY_UP_FILE,
+                    COPY_UP_FILE.func,
                     f(&["ofs", "dentry", "new_file", "len", "datasync"]),
                 ),
-                (COPY_UP_DATA, f(&["c", "temp"])),
-                (SETATTR, f(&["idmap", "dentry", "attr"])),
+                (COPY_UP_DATA.func, f(&["c", "temp"])),
+                (SETATTR.func, f(&["idmap", "dentry", "attr"])),
             ],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(p.copy_up_dentry_arg, 1);
-        assert_eq!(p.data.func, COPY_UP_FILE);
+        assert_eq!(p.args.copy_up_dentry, 1);
+        assert_eq!(p.data.hook, &COPY_UP_FILE);
         assert!(!p.fchownat);
     }
 
@@ -471,21 +431,23 @@ mod tests {
                 "6.1.0-41-amd64",
                 LenSource::CtxStat {
                     ctx_arg: 0,
-                    size_off: 136,
-                    mode_off: 108,
+                    stat: CtxStat {
+                        size_off: 136,
+                        mode_off: 108,
+                    },
                 },
             ),
         ] {
             let k = facts(
                 release,
                 &[
-                    (COPY_UP_ONE, no_btf()),
-                    (COPY_UP_DATA, no_btf()),
-                    (SETATTR, no_btf()),
+                    (COPY_UP_ONE.func, no_btf()),
+                    (COPY_UP_DATA.func, no_btf()),
+                    (SETATTR.func, no_btf()),
                 ],
             );
             let p = decide(&k).unwrap();
-            assert_eq!(p.data.func, COPY_UP_DATA, "{release}");
+            assert_eq!(p.data.hook, &COPY_UP_DATA, "{release}");
             assert_eq!(p.data.len, want, "{release}");
         }
     }
@@ -496,16 +458,12 @@ mod tests {
             let k = facts(
                 release,
                 &[
-                    (COPY_UP_ONE, no_btf()),
-                    (COPY_UP_FILE, no_btf()),
-                    (SETATTR, no_btf()),
+                    (COPY_UP_ONE.func, no_btf()),
+                    (COPY_UP_FILE.func, no_btf()),
+                    (SETATTR.func, no_btf()),
                 ],
             );
-            assert_eq!(
-                decide(&k).unwrap().setattr_attr_arg,
-                Some(want),
-                "{release}"
-            );
+            assert_eq!(decide(&k).unwrap().args.setattr_attr, want, "{release}");
         }
     }
 
@@ -513,16 +471,19 @@ mod tests {
     fn ctx_form_needs_struct_offsets() {
         let mut k = facts(
             "6.1.0",
-            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, f(&["c", "temp"]))],
+            &[
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_DATA.func, f(&["c", "temp"])),
+            ],
         );
-        k.offsets.ctx_stat_size = None;
+        k.ctx_stat = None;
         let err = decide(&k).unwrap_err().to_string();
         assert!(err.contains("ovl_copy_up_ctx"), "{err}");
     }
 
     #[test]
     fn missing_copy_up_one_is_explained() {
-        let k = facts("6.1.0", &[(COPY_UP_FILE, no_btf())]);
+        let k = facts("6.1.0", &[(COPY_UP_FILE.func, no_btf())]);
         let err = decide(&k).unwrap_err().to_string();
         assert!(err.contains("ovl_copy_up_one"), "{err}");
         assert!(err.contains("overlay module"), "{err}");
@@ -532,10 +493,10 @@ mod tests {
     fn unattachable_functions_are_ignored() {
         let mut k = facts(
             "6.12.0",
-            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf())],
+            &[(COPY_UP_ONE.func, no_btf()), (COPY_UP_DATA.func, no_btf())],
         );
         k.funcs.insert(
-            COPY_UP_FILE.into(),
+            COPY_UP_FILE.func.into(),
             FuncFacts {
                 attachable: false,
                 params: Some(vec![
@@ -546,40 +507,43 @@ mod tests {
                 ]),
             },
         );
-        assert_eq!(decide(&k).unwrap().data.func, COPY_UP_DATA);
+        assert_eq!(decide(&k).unwrap().data.hook, &COPY_UP_DATA);
     }
 
+    /// Argument positions reach the kernel side through `Config::args`: one program
+    /// per function whatever the kernel.
     #[test]
-    fn program_variants_follow_the_plan() {
+    fn argument_positions_follow_the_version() {
         let k = facts(
             "5.4.0",
             &[
-                (COPY_UP_ONE, no_btf()),
-                (COPY_UP_DATA, no_btf()),
-                (SETATTR, no_btf()),
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_DATA.func, no_btf()),
+                (SETATTR.func, no_btf()),
             ],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(p.setattr_program(), Some("ovl_setattr_a1"));
-        assert_eq!(p.data_program(), "copy_data_a2");
+        assert!(p.setattr);
+        assert_eq!((p.args.setattr_attr, p.args.data_len), (1, 2));
+        assert_eq!(p.args.data_len_from_ctx, 0);
         let k = facts(
             "6.1.0",
-            &[(COPY_UP_ONE, no_btf()), (COPY_UP_DATA, no_btf())],
+            &[(COPY_UP_ONE.func, no_btf()), (COPY_UP_DATA.func, no_btf())],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(p.setattr_program(), None);
-        assert_eq!(p.data_program(), "copy_data_ctx");
+        assert!(!p.setattr);
+        assert_eq!(p.args.data_len_from_ctx, 1);
+        assert_eq!((p.args.ctx_stat_size, p.args.ctx_stat_mode), (136, 108));
         let k = facts(
             "6.12.0",
             &[
-                (COPY_UP_ONE, no_btf()),
-                (COPY_UP_FILE, no_btf()),
-                (SETATTR, no_btf()),
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_FILE.func, no_btf()),
+                (SETATTR.func, no_btf()),
             ],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(p.setattr_program(), Some("ovl_setattr_a2"));
-        assert_eq!(p.data_program(), "copy_data_a3");
+        assert_eq!((p.args.setattr_attr, p.args.data_len), (2, 3));
     }
 
     #[test]
@@ -587,16 +551,16 @@ mod tests {
         let k = facts(
             "6.12.0",
             &[
-                (COPY_UP_ONE, f(&["dentry", "flags"])),
-                (COPY_UP_FILE, no_btf()),
+                (COPY_UP_ONE.func, f(&["dentry", "flags"])),
+                (COPY_UP_FILE.func, no_btf()),
             ],
         );
         assert!(decide(&k).unwrap_err().to_string().contains("dentry"));
         let k = facts(
             "6.12.0",
             &[
-                (COPY_UP_ONE, no_btf()),
-                (COPY_UP_FILE, f(&["a", "b", "c", "d", "len"])),
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_FILE.func, f(&["a", "b", "c", "d", "len"])),
             ],
         );
         assert!(decide(&k).is_err());
@@ -607,12 +571,12 @@ mod tests {
         let mut k = facts(
             "6.12.0",
             &[
-                (COPY_UP_ONE, no_btf()),
-                (COPY_UP_FILE, no_btf()),
+                (COPY_UP_ONE.func, no_btf()),
+                (COPY_UP_FILE.func, no_btf()),
                 ("ovl_open", no_btf()),
                 ("ovl_rename", no_btf()),
                 (
-                    OTHER_XATTR_SET,
+                    OTHER_XATTR_SET.func,
                     f(&[
                         "handler", "idmap", "dentry", "inode", "name", "value", "size", "flags",
                     ]),
@@ -620,22 +584,16 @@ mod tests {
             ],
         );
         let p = decide(&k).unwrap();
-        assert_eq!(
-            p.ops,
-            vec![
-                ("ovl_open", "op_open"),
-                ("ovl_rename", "op_rename"),
-                (OTHER_XATTR_SET, "op_xattr_v5")
-            ]
-        );
+        let funcs: Vec<&str> = p.ops.iter().map(|h| h.func).collect();
+        assert_eq!(funcs, ["ovl_open", "ovl_rename", OTHER_XATTR_SET.func]);
+        assert_eq!(p.args.xattr_value, 5);
         k.funcs.insert(
-            XATTR_SET.into(),
+            XATTR_SET.func.into(),
             f(&["dentry", "inode", "name", "value", "size", "flags"]),
         );
-        assert_eq!(
-            decide(&k).unwrap().ops.last(),
-            Some(&(XATTR_SET, "op_xattr_v3"))
-        );
+        let p = decide(&k).unwrap();
+        assert_eq!(p.ops.last(), Some(&&XATTR_SET));
+        assert_eq!(p.args.xattr_value, 3);
     }
 
     #[test]

@@ -6,14 +6,15 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
-use copyup_trace_common::{counter, InFlight, OpState, SyscallState};
-
+use copyup_trace_common::{
+    config::Config,
+    counter,
+    hooks::{self, FuncHook, TracepointHook, FCHOWNAT},
+    InFlight, OpState, SyscallState, COMM_LEN,
+};
 use serde::Serialize;
 
-use crate::plan::{
-    ChownExit, LenSource, ProbePlan, CHOWN_EXIT_TRACEPOINTS, COPY_UP_END, COPY_UP_ONE, FCHOWNAT,
-    SETATTR,
-};
+use crate::plan::{ChownExit, ProbePlan};
 
 /// Events the kernel side could not deliver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -32,7 +33,6 @@ impl Losses {
         self.lost_events + self.lost_state
     }
 }
-
 
 /// Which tasks the kernel side reports.
 #[derive(Debug, Clone, Default)]
@@ -70,104 +70,74 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
 }
 
+/// The kernel side's settings: the plan's facts and the user's filters.
+fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
+    let mut filter_comm = [0u8; COMM_LEN];
+    if let Some(c) = &filter.comm {
+        filter_comm[..c.len()].copy_from_slice(c.as_bytes());
+    }
+    Config {
+        filter_tgid: filter.tgid.unwrap_or(0),
+        filter_tracked: filter.tree.is_some() as u32,
+        filter_cgroup: filter.cgroups.is_some() as u32,
+        filter_comm_set: filter.comm.is_some() as u32,
+        filter_comm,
+        capture_stacks: filter.stacks as u32,
+        sees_waits: plan.copy_up_end as u32,
+        wakeup_bytes: ring_size / 8,
+        sys_exit_ret_off: match plan.chown_exit {
+            ChownExit::Tracepoints { ret_offset } => ret_offset,
+            ChownExit::Kretprobe => 0,
+        },
+        fork_child_pid_off: filter.tree.map_or(0, |t| t.child_pid_offset),
+        args: plan.args,
+        off: plan.offsets,
+    }
+}
+
 impl Probes {
     pub fn load(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Result<Probes> {
         raise_memlock();
-        let o = plan.offsets;
-        let mut comm = [0u8; 16];
-        if let Some(c) = &filter.comm {
-            comm[..c.len()].copy_from_slice(c.as_bytes());
-        }
-        let (size_off, mode_off) = match plan.data.len {
-            LenSource::Arg(_) => (0, 0),
-            LenSource::CtxStat {
-                size_off, mode_off, ..
-            } => (size_off, mode_off),
-        };
-        let globals: [(&str, u32); 21] = [
-            ("FILTER_TGID", filter.tgid.unwrap_or(0)),
-            ("FILTER_TRACKED", filter.tree.is_some() as u32),
-            ("FILTER_COMM_SET", filter.comm.is_some() as u32),
-            ("OFF_DENTRY_PARENT", o.dentry_parent),
-            ("OFF_DENTRY_NAME", o.dentry_name),
-            ("OFF_DENTRY_INODE", o.dentry_inode),
-            ("OFF_INODE_MODE", o.inode_mode),
-            ("OFF_INODE_SIZE", o.inode_size),
-            ("OFF_DENTRY_SB", o.dentry_sb),
-            ("OFF_SB_DEV", o.sb_dev),
-            ("FILTER_CGROUP", filter.cgroups.is_some() as u32),
-            ("CAPTURE_STACKS", filter.stacks as u32),
-            ("SEES_WAITS", plan.copy_up_end as u32),
-            ("WAKEUP_BYTES", ring_size / 8),
-            (
-                "SYS_EXIT_RET_OFF",
-                match plan.chown_exit {
-                    ChownExit::Tracepoints { ret_offset } => ret_offset,
-                    ChownExit::Kretprobe => 0,
-                },
-            ),
-            ("OFF_TASK_REAL_PARENT", o.task_real_parent),
-            ("OFF_TASK_TGID", o.task_tgid),
-            ("OFF_IATTR_VALID", o.iattr_valid),
-            ("CTX_SIZE_OFF", size_off),
-            ("CTX_MODE_OFF", mode_off),
-            (
-                "FORK_CHILD_PID_OFF",
-                filter.tree.map(|t| t.child_pid_offset).unwrap_or(0),
-            ),
-        ];
+        let config = config(plan, filter, ring_size);
         let mut loader = EbpfLoader::new();
-        for (name, value) in &globals {
-            loader.override_global(name, value, true);
-        }
-        loader.override_global("FILTER_COMM", &comm, true);
+        loader.override_global("CONFIG", &config, true);
         loader.map_max_entries("EVENTS", ring_size);
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
         let mut p = Probes { bpf };
 
-        // Context probes first, so a copy-up that starts during attachment never sees a
-        // half-configured set.
-        if plan.fchownat {
-            match plan.chown_exit {
-                ChownExit::Tracepoints { .. } => {
-                    let tp: &mut TracePoint = p.program("chown_exit")?;
-                    tp.load().context("loading chown_exit")?;
-                    for event in CHOWN_EXIT_TRACEPOINTS {
-                        tp.attach("syscalls", event)
-                            .with_context(|| format!("attaching to tracepoint syscalls:{event}"))?;
-                    }
-                }
-                ChownExit::Kretprobe => p.kprobe("do_fchownat_ret", FCHOWNAT)?,
-            }
-            p.kprobe("do_fchownat", FCHOWNAT)?;
-        }
         if let Some(ids) = &filter.cgroups {
             p.set_cgroups(ids)?;
         }
-        if let Some(prog) = plan.setattr_program() {
-            p.kprobe("op_ret", SETATTR)?;
-            p.kprobe(prog, SETATTR)?;
-        }
-        for (func, prog) in &plan.ops {
-            p.kprobe("op_ret", func)?;
-            p.kprobe(prog, func)?;
-        }
         if filter.tree.is_some() {
-            let tp: &mut TracePoint = p.program("sched_process_fork")?;
-            tp.load().context("loading sched_process_fork")?;
-            tp.attach("sched", "sched_process_fork")
-                .context("attaching to tracepoint sched:sched_process_fork")?;
+            p.tracepoint(&hooks::FORK)?;
         }
-        p.kprobe("copy_data_ret", plan.data.func)?;
-        p.kprobe(plan.data_program(), plan.data.func)?;
-        if plan.copy_up_end {
-            p.kprobe("ovl_copy_up_end", COPY_UP_END)?;
+        for hook in plan.hooks() {
+            match (hook == &FCHOWNAT, plan.chown_exit) {
+                (true, ChownExit::Tracepoints { .. }) => {
+                    p.tracepoint(&hooks::CHOWN_EXIT)?;
+                    p.kprobe(hook.entry, hook.func)?;
+                }
+                _ => p.func(hook)?,
+            }
         }
-        p.kprobe("copy_up_one_ret", COPY_UP_ONE)?;
-        p.kprobe("ovl_copy_up_one", COPY_UP_ONE)?;
         Ok(p)
+    }
+
+    /// Loads the object and attaches a kprobe and a kretprobe to `do_fchownat` (which
+    /// every supported kernel has), then detaches them: whether kprobes work here, tried
+    /// rather than guessed. Returns the function tried.
+    pub fn try_attach() -> Result<&'static str> {
+        raise_memlock();
+        let config = Config::default();
+        let mut loader = EbpfLoader::new();
+        loader.override_global("CONFIG", &config, true);
+        let bpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        Probes { bpf }.func(&FCHOWNAT)?;
+        Ok(FCHOWNAT.func)
     }
 
     fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
@@ -180,6 +150,31 @@ impl Probes {
             .ok_or_else(|| anyhow!("eBPF program {name} missing from the object"))?;
         prog.try_into()
             .map_err(|e| anyhow!("eBPF program {name} has an unexpected type: {e}"))
+    }
+
+    /// Attaches a row of the probe table: its return program first, so that no entry is
+    /// seen without its return.
+    fn func(&mut self, hook: &FuncHook) -> Result<()> {
+        self.ret_probe(hook)?;
+        self.kprobe(hook.entry, hook.func)
+    }
+
+    fn ret_probe(&mut self, hook: &FuncHook) -> Result<()> {
+        match hook.ret {
+            Some(ret) => self.kprobe(ret, hook.func),
+            None => Ok(()),
+        }
+    }
+
+    fn tracepoint(&mut self, hook: &TracepointHook) -> Result<()> {
+        let tp: &mut TracePoint = self.program(hook.program)?;
+        tp.load()
+            .with_context(|| format!("loading eBPF program {}", hook.program))?;
+        for event in hook.events {
+            tp.attach(hook.category, event)
+                .with_context(|| format!("attaching to tracepoint {}:{event}", hook.category))?;
+        }
+        Ok(())
     }
 
     /// Loads `prog` (once) and attaches it to `func`; one program may serve several
@@ -282,5 +277,22 @@ impl Probes {
             lost_state: sum(counter::LOST_STATE)?,
             missed_returns: sum(counter::MISSED_RETURNS)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The object defines exactly the programs the probe table names: the table and the
+    /// kernel side cannot drift apart.
+    #[test]
+    fn object_matches_the_probe_table() {
+        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("the eBPF object parses");
+        let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
+        let in_table: BTreeSet<&str> = hooks::programs().collect();
+        assert_eq!(in_object, in_table);
     }
 }

@@ -1,5 +1,7 @@
-//! Output formats: human tables, JSON lines and CSV. Every name from the traced system
-//! passes through `escape` on its way out.
+//! What the output looks like: human tables, `--events` lines, JSON lines, CSV rows and
+//! the `--report` JSON. Every name from the traced system passes through `escape` on its
+//! way out. It writes to whatever writer it is handed; which outputs exist and when they
+//! write is `output`'s business.
 
 use std::{io::Write, time::Duration};
 
@@ -37,10 +39,22 @@ pub fn human_bytes(b: u64) -> String {
     ByteSize::b(b).display().iec().to_string()
 }
 
+/// Which machine-readable format a `CopyUpRecord` is written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Json,
+    Csv,
+}
+
+/// One copy-up as `-o json` and `-o csv` write it: the JSON keys and the CSV columns are
+/// these fields' names, in this order. A few fields exist in one layout only (`None` or
+/// `false` leaves them out); each says why.
 #[derive(Serialize)]
-struct JsonEvent<'a> {
-    #[serde(rename = "type")]
-    kind_of_record: &'static str,
+struct CopyUpRecord<'a> {
+    /// JSON only: tells copy-up lines from `op` and `summary` lines. A CSV file holds
+    /// copy-ups alone.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    record_type: Option<&'static str>,
     schema: u32,
     ts_ns: u64,
     pid: u32,
@@ -48,10 +62,15 @@ struct JsonEvent<'a> {
     ppid: u32,
     comm: String,
     cgroup_id: u64,
-    trigger: &'a str,
+    trigger: &'static str,
+    /// `kind` sits before `path` in CSV and after `path_truncated` in JSON: both orders
+    /// were published, so each layout keeps its own.
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    csv_kind: Option<&'static str>,
     path: String,
     path_truncated: bool,
-    kind: &'a str,
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    json_kind: Option<&'static str>,
     filename: Option<String>,
     bytes: u64,
     copy_ns: u64,
@@ -59,20 +78,30 @@ struct JsonEvent<'a> {
     ret: i32,
     waited: bool,
     metacopy: bool,
-    /// Present only when true: the record was sent at the syscall's return.
+    /// JSON only, and only when true: the record was sent at the syscall's return. CSV
+    /// columns cannot come and go per row, and this one was never added.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     return_missed: bool,
     size: u64,
     cause_ts_ns: u64,
     mount: Option<String>,
     cgroup: Option<String>,
-    container: Option<&'a Container>,
+    /// JSON: `{"runtime","id"}` or null. CSV cannot nest, so there it is the two
+    /// columns below; the outer `Option` says whether the layout has the field at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<Option<&'a Container>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_runtime: Option<Option<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<Option<String>>,
 }
 
-impl<'a> JsonEvent<'a> {
-    fn new(c: &'a CopyUp) -> Self {
-        JsonEvent {
-            kind_of_record: "copy_up",
+impl<'a> CopyUpRecord<'a> {
+    fn new(c: &'a CopyUp, layout: Layout) -> Self {
+        let is_json = layout == Layout::Json;
+        let is_csv = layout == Layout::Csv;
+        CopyUpRecord {
+            record_type: is_json.then_some("copy_up"),
             schema: SCHEMA_VERSION,
             ts_ns: c.start_ns,
             pid: c.pid,
@@ -81,9 +110,10 @@ impl<'a> JsonEvent<'a> {
             comm: escape(&c.comm),
             cgroup_id: c.cgroup_id,
             trigger: c.trigger.name(),
+            csv_kind: is_csv.then(|| c.kind.name()),
             path: escape(&c.path),
             path_truncated: c.path_truncated,
-            kind: c.kind.name(),
+            json_kind: is_json.then(|| c.kind.name()),
             filename: c.filename.as_deref().map(escape),
             bytes: c.bytes,
             copy_ns: c.copy_ns,
@@ -91,18 +121,20 @@ impl<'a> JsonEvent<'a> {
             ret: c.ret,
             waited: c.waited,
             metacopy: c.metacopy,
-            return_missed: c.return_missed,
+            return_missed: is_json && c.return_missed,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
             mount: c.mount.as_deref().map(escape),
             cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
-            container: c.container.as_deref(),
+            container: is_json.then_some(c.container.as_deref()),
+            container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
+            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
         }
     }
 }
 
 pub fn json_event(out: &mut impl Write, c: &CopyUp) -> Result<()> {
-    serde_json::to_writer(&mut *out, &JsonEvent::new(c))?;
+    serde_json::to_writer(&mut *out, &CopyUpRecord::new(c, Layout::Json))?;
     out.write_all(b"\n")?;
     Ok(())
 }
@@ -195,7 +227,10 @@ pub fn json_summary(
     Ok(())
 }
 
-pub const CSV_HEADER: &[&str] = &[
+/// The published CSV column order, pinned for the tests; the writer derives its header
+/// from `CopyUpRecord` instead.
+#[cfg(test)]
+const CSV_HEADER: &[&str] = &[
     "schema",
     "ts_ns",
     "pid",
@@ -222,48 +257,24 @@ pub const CSV_HEADER: &[&str] = &[
     "container_id",
 ];
 
+/// A CSV writer whose header is already written: a run without copy-ups still prints
+/// it. The header is the one `csv::Writer::serialize` derives from `CopyUpRecord`.
 pub fn csv_writer<W: Write>(out: W) -> Result<csv::Writer<W>> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(CSV_HEADER)?;
+    let mut scratch = csv::Writer::from_writer(Vec::new());
+    scratch.serialize(CopyUpRecord::new(&CopyUp::default(), Layout::Csv))?;
+    scratch.flush()?;
+    let header = csv::Reader::from_reader(scratch.get_ref().as_slice())
+        .byte_headers()?
+        .clone();
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
+    w.write_byte_record(&header)?;
     Ok(w)
 }
 
 pub fn csv_event<W: Write>(w: &mut csv::Writer<W>, c: &CopyUp) -> Result<()> {
-    w.write_record([
-        SCHEMA_VERSION.to_string(),
-        c.start_ns.to_string(),
-        c.pid.to_string(),
-        c.tid.to_string(),
-        c.ppid.to_string(),
-        escape(&c.comm),
-        c.cgroup_id.to_string(),
-        c.trigger.name().to_string(),
-        c.kind.name().to_string(),
-        escape(&c.path),
-        c.path_truncated.to_string(),
-        c.filename.as_deref().map(escape).unwrap_or_default(),
-        c.bytes.to_string(),
-        c.copy_ns.to_string(),
-        c.data_ns.to_string(),
-        c.ret.to_string(),
-        c.waited.to_string(),
-        c.metacopy.to_string(),
-        c.size.to_string(),
-        c.cause_start_ns.to_string(),
-        c.mount.as_deref().map(escape).unwrap_or_default(),
-        c.cgroup
-            .as_deref()
-            .map(|p| escape(p.as_bytes()))
-            .unwrap_or_default(),
-        c.container
-            .as_ref()
-            .map(|k| k.runtime.to_string())
-            .unwrap_or_default(),
-        c.container
-            .as_ref()
-            .map(|k| escape(k.id.as_bytes()))
-            .unwrap_or_default(),
-    ])?;
+    w.serialize(CopyUpRecord::new(c, Layout::Csv))?;
     Ok(())
 }
 
@@ -659,6 +670,70 @@ mod tests {
         assert_eq!(get("path"), "/dir/evil\\n\\x1b[2Jname\\xff");
         assert_eq!(get("bytes"), "8388608");
         assert_eq!(get("trigger"), "chown");
+    }
+
+    /// A copy-up with none of the optional fields, sent late by a skipped return.
+    fn bare_late() -> CopyUp {
+        CopyUp {
+            filename: None,
+            mount: None,
+            cgroup: None,
+            container: None,
+            waited: true,
+            return_missed: true,
+            ret: -5,
+            ..evil()
+        }
+    }
+
+    /// The exact bytes of the CSV header and rows: the column order and every value's
+    /// spelling are published and must not drift.
+    #[test]
+    fn csv_bytes_are_pinned() {
+        let w = csv_writer(Vec::new()).unwrap();
+        let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
+                      path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
+                      cause_ts_ns,mount,cgroup,container_runtime,container_id\n";
+        // The header comes first, even when no copy-up follows.
+        assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
+        let mut w = csv_writer(Vec::new()).unwrap();
+        csv_event(&mut w, &evil()).unwrap();
+        csv_event(&mut w, &bare_late()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let rows = [
+            r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
+            r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
+            "/system.slice/docker-abc.scope,docker,abc\n",
+            r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,\n",
+        ];
+        assert_eq!(text, format!("{header}{}", rows.concat()));
+    }
+
+    /// The exact bytes of JSON copy-up lines: key order included.
+    #[test]
+    fn json_bytes_are_pinned() {
+        let mut buf = Vec::new();
+        json_event(&mut buf, &evil()).unwrap();
+        json_event(&mut buf, &bare_late()).unwrap();
+        let lines = [
+            r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
+            r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
+            r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
+            r#""filename":"/merged/dir/evil\\n","bytes":8388608,"copy_ns":2500000,"#,
+            r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
+            r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
+            r#""container":{"runtime":"docker","id":"abc"}}"#,
+            "\n",
+            r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
+            r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
+            r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
+            r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
+            r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
+            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null}"#,
+            "\n",
+        ];
+        assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
     }
 
     #[test]

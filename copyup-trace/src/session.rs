@@ -1,31 +1,33 @@
 //! One tracing session: start the optional command, read events until it exits (or
-//! Ctrl-C / --duration), stream machine-readable records, and produce the report.
+//! Ctrl-C / --duration), keep the copy-ups the options ask for and hand them to the
+//! outputs, then end the run. It does not choose outputs or write them (`output` and
+//! `render` do), and it does not load the probes (`probes` does).
 
 use std::{
     ffi::OsString,
-    io::{self, Write},
+    io,
     process::ExitStatus,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
+use aya_log::EbpfLogger;
 use tokio::{
     io::{unix::AsyncFd, Interest},
-    process::Command,
+    process::{Child, Command},
     signal::unix::SignalKind,
 };
 
 use crate::{
     aggregate::Aggregate,
     cgroups::{CgroupResolver, CGROUP2_ROOT},
-    cli::{Args, Output},
-    decode::{CopyUp, Decoded, Decoder, OpDone},
+    decode::{Decoded, Decoder},
     enrich::Enricher,
     mounts::OverlayMounts,
+    options::Options,
+    output::{self, End, Outputs, Sink, Tick},
     probes::Probes,
-    render,
-    stacks::{KernelSymbols, StackCollector, StackOutputs},
 };
 
 /// Why the session ended, and with which exit code the tool should leave.
@@ -48,29 +50,43 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-struct Sink {
-    output: Output,
-    min_size: u64,
-    min_latency_ns: u64,
-    /// Totals for the whole run (final report).
-    agg: Aggregate,
-    /// Totals since the last `--interval` table.
-    window: Option<Aggregate>,
-    events: bool,
-    csv: Option<csv::Writer<io::Stdout>>,
-    enricher: Enricher,
-    stacks: Option<StackCollector>,
+/// Whether `err` comes from writing to a closed pipe (`copyup-trace -o json | head -1`):
+/// the reader has what it wanted, so this is the end of the run rather than a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        // csv and serde_json wrap the io::Error without exposing it as a source.
+        let kind = if let Some(e) = cause.downcast_ref::<io::Error>() {
+            Some(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
+            e.io_error_kind()
+        } else if let Some(e) = cause.downcast_ref::<csv::Error>() {
+            match e.kind() {
+                csv::ErrorKind::Io(e) => Some(e.kind()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
-impl Sink {
-    fn new(args: &Args) -> Result<Sink> {
-        Ok(Sink {
-            output: args.output,
-            min_size: args.min_size.unwrap_or(0),
-            min_latency_ns: args.min_latency.map(|d| d.as_nanos() as u64).unwrap_or(0),
-            agg: Aggregate::default(),
-            window: args.interval.map(|_| Aggregate::default()),
-            events: args.events,
+/// Decodes what the ring holds, keeps the copy-ups the options ask for, enriches and
+/// counts them, and hands them to the outputs.
+struct Records<'o> {
+    opts: &'o Options,
+    decoder: Decoder,
+    enricher: Enricher,
+    /// Totals for the whole run.
+    totals: Aggregate,
+    outputs: Outputs,
+}
+
+impl<'o> Records<'o> {
+    fn new(opts: &'o Options) -> Result<Self> {
+        Ok(Records {
+            opts,
+            decoder: Decoder::default(),
             enricher: Enricher::new(
                 // Without mountinfo, paths stay relative to the overlay: worth a warning,
                 // not an abort.
@@ -79,78 +95,42 @@ impl Sink {
                     .ok(),
                 CgroupResolver::new(CGROUP2_ROOT),
             ),
-            stacks: (args.stacks.is_some() || args.flamegraph.is_some())
-                .then(StackCollector::default),
-            csv: match args.output {
-                Output::Csv => Some(render::csv_writer(io::stdout())?),
-                _ => None,
-            },
+            totals: Aggregate::default(),
+            outputs: Outputs::new(opts, output::stdout)?,
         })
     }
 
-    fn keep(&self, c: &CopyUp) -> bool {
-        c.bytes >= self.min_size && c.copy_ns >= self.min_latency_ns
-    }
-
-    fn push(&mut self, c: &mut CopyUp) -> Result<()> {
-        if !self.keep(c) {
-            return Ok(());
-        }
-        self.enricher.enrich(c);
-        let c = &*c;
-        if self.events {
-            render::event_line(&mut io::stdout().lock(), c, SystemTime::now())?;
-        }
-        if let Some(w) = &mut self.window {
-            w.add(c);
-        }
-        if let Some(s) = &mut self.stacks {
-            s.add(c);
-        }
-        match self.output {
-            Output::Json => render::json_event(&mut io::stdout().lock(), c)?,
-            Output::Csv => {
-                if let Some(w) = &mut self.csv {
-                    render::csv_event(w, c)?;
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        while let Some(item) = ring.next() {
+            match self.decoder.decode(&item)? {
+                Decoded::CopyUp(c) => {
+                    if !self.opts.keeps(c) {
+                        continue;
+                    }
+                    self.enricher.enrich(c);
+                    self.outputs.copy_up(c)?;
+                    self.totals.add(c);
+                }
+                Decoded::OpDone(d) => {
+                    self.outputs.op(&d)?;
+                    self.totals.add_op(&d);
                 }
             }
-            Output::Table => {}
         }
-        self.agg.add(c);
-        Ok(())
+        self.outputs.flush()
     }
 
-    fn op_done(&mut self, d: OpDone) -> Result<()> {
-        if self.output == Output::Json {
-            render::json_op(&mut io::stdout().lock(), &d)?;
-        }
-        self.agg.add_op(&d);
-        if let Some(w) = &mut self.window {
-            w.add_op(&d);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if let Some(w) = &mut self.csv {
-            w.flush()?;
-        }
-        io::stdout().flush()?;
-        Ok(())
+    fn tick(&mut self, ring: &mut RingBuf<MapData>, probes: &Probes) -> Result<()> {
+        self.drain(ring)?;
+        self.outputs.tick(&Tick {
+            totals: &self.totals,
+            losses: probes.losses()?,
+            now: SystemTime::now(),
+        })
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, decoder: &mut Decoder, sink: &mut Sink) -> Result<()> {
-    while let Some(item) = ring.next() {
-        match decoder.decode(&item)? {
-            Decoded::CopyUp(c) => sink.push(c)?,
-            Decoded::OpDone(d) => sink.op_done(d)?,
-        }
-    }
-    sink.flush()
-}
-
-fn spawn(probes: &mut Probes, argv: &[OsString]) -> Result<tokio::process::Child> {
+fn spawn(probes: &mut Probes, argv: &[OsString]) -> Result<Child> {
     let me = std::process::id();
     // The child is traced from its first instruction: while we are in the traced set,
     // the fork tracepoint adds every child we create, and we leave the set right after.
@@ -176,75 +156,109 @@ fn status_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
-    let started = Instant::now();
-    // SAFETY: the ring buffer and logger own their map fds, which stay open and
-    // unchanged until the AsyncFd wrapping them is dropped.
-    let mut ring =
-        unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-    let mut logger = probes
-        .take_logger()
-        .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
-    let mut sink = Sink::new(args)?;
-    let mut decoder = Decoder::default();
+/// How the trace loop ended.
+struct Stop {
+    exit_code: i32,
+    command_elapsed: Option<Duration>,
+}
 
-    let table_opts = render::TableOpts {
-        by: args.by.clone(),
-        sort: args.sort,
-        top: args.top as usize,
-        hist: args.hist,
+pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut streams = Streams::take(&mut probes)?;
+    let mut records = Records::new(opts)?;
+    let mut child = start_command(opts, &mut probes)?;
+    let stop = trace(opts, &probes, &mut streams, &mut records, child.as_mut()).await?;
+    // Copy-ups complete before the syscall that caused them returns, so everything the
+    // command caused is already in the ring.
+    records.drain(streams.ring.get_mut())?;
+    let exit_code = match child.as_mut().map(|c| c.try_wait()) {
+        Some(Ok(Some(status))) => status_code(status),
+        _ => stop.exit_code,
     };
-    if args.events {
-        println!("{}", render::EVENT_HEADER);
+    records.outputs.finish(&End {
+        totals: &records.totals,
+        losses: probes.losses()?,
+        started,
+        command_elapsed: stop.command_elapsed,
+        probes: &probes,
+    })?;
+    Ok(Outcome { exit_code })
+}
+
+/// What the kernel side sends, registered with the runtime.
+struct Streams {
+    ring: AsyncFd<RingBuf<MapData>>,
+    logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
+}
+
+impl Streams {
+    fn take(probes: &mut Probes) -> Result<Streams> {
+        // SAFETY: the ring buffer and logger own their map fds, which stay open and
+        // unchanged until the AsyncFd wrapping them is dropped.
+        let ring =
+            unsafe { AsyncFd::register_with_interest(probes.take_events()?, Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        let logger = probes
+            .take_logger()
+            .and_then(|l| unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }.ok());
+        Ok(Streams { ring, logger })
     }
-    let mut child = if args.command.is_empty() {
+}
+
+/// Runs `-- COMMAND` under the probes, or says that a host-wide trace has begun.
+fn start_command(opts: &Options, probes: &mut Probes) -> Result<Option<Child>> {
+    if opts.command.is_empty() {
         // On stderr so that JSON/CSV on stdout stay clean; scripts can wait for it to
         // know the probes are attached.
         eprintln!("Tracing overlayfs copy-ups... Hit Ctrl-C to end.");
-        None
+        Ok(None)
     } else {
-        Some(spawn(&mut probes, &args.command)?)
-    };
-    let command_started = Instant::now();
-    let mut command_elapsed = None;
+        spawn(probes, &opts.command).map(Some)
+    }
+}
 
+/// Reads events until the command exits, a signal arrives or `--duration` is up.
+async fn trace(
+    opts: &Options,
+    probes: &Probes,
+    streams: &mut Streams,
+    records: &mut Records<'_>,
+    mut child: Option<&mut Child>,
+) -> Result<Stop> {
+    let Streams { ring, logger } = streams;
+    let command_started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let deadline = async {
-        match args.duration {
+        match opts.duration {
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };
     tokio::pin!(deadline);
-    // A quiet host-wide trace still shows it is alive: a progress line on stderr.
-    let quiet = args.command.is_empty()
-        && args.output == Output::Table
-        && args.interval.is_none()
-        && !args.events;
-    let mut heartbeat = quiet.then(|| {
-        let every = std::time::Duration::from_secs(10);
-        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-    });
-    let mut ticker = args.interval.map(|every| {
+    let mut ticker = opts.tick_every().map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        (t, every)
+        t
     });
-
     // The kernel side wakes us only once an eighth of the ring is waiting; this drains
     // a trickle of events promptly.
-    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(25));
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(25));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let mut exit_code = 0;
+    // Ctrl-C is how a host-wide trace normally ends; with a command still running,
+    // report the interruption in the exit status as a shell would.
+    let with_command = child.is_some();
+    let stopped = |signal_code| Stop {
+        exit_code: if with_command { signal_code } else { 0 },
+        command_elapsed: None,
+    };
     loop {
         tokio::select! {
-            _ = drain_tick.tick() => drain(ring.get_mut(), &mut decoder, &mut sink)?,
+            _ = drain_tick.tick() => records.drain(ring.get_mut())?,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut decoder, &mut sink)?;
+                records.drain(guard.get_inner_mut())?;
                 guard.clear_ready();
             }
             guard = async { logger.as_mut().unwrap().readable_mut().await }, if logger.is_some() => {
@@ -253,92 +267,51 @@ pub async fn run(args: &Args, mut probes: Probes) -> Result<Outcome> {
                 guard.clear_ready();
             }
             status = async { child.as_mut().unwrap().wait().await }, if child.is_some() => {
-                exit_code = status_code(status.context("waiting for the command")?);
-                command_elapsed = Some(command_started.elapsed());
-                break;
+                return Ok(Stop {
+                    exit_code: status_code(status.context("waiting for the command")?),
+                    command_elapsed: Some(command_started.elapsed()),
+                });
             }
-            // Ctrl-C is how a host-wide trace normally ends; with a command still
-            // running, report the interruption in the exit status as a shell would.
-            _ = sigint.recv() => { exit_code = if child.is_some() { 130 } else { 0 }; break; }
-            _ = sigterm.recv() => { exit_code = if child.is_some() { 143 } else { 0 }; break; }
-            _ = &mut deadline => break,
-            _ = async { heartbeat.as_mut().unwrap().tick().await }, if heartbeat.is_some() => {
-                let t = sink.agg.total;
-                eprintln!(
-                    "copyup-trace: {} copy-ups ({}) so far, lost events: {}",
-                    t.copy_ups,
-                    render::human_bytes(t.bytes),
-                    probes.losses()?.total()
-                );
-            }
-            _ = async { ticker.as_mut().unwrap().0.tick().await }, if ticker.is_some() => {
-                drain(ring.get_mut(), &mut decoder, &mut sink)?;
-                let every = ticker.as_ref().map(|t| t.1).unwrap_or_default();
-                if let Some(window) = sink.window.replace(Aggregate::default()) {
-                    if args.output == Output::Table {
-                        let mut out = io::stdout().lock();
-                        render::interval_header(&mut out, SystemTime::now(), every)?;
-                        render::tables(&mut out, &window, probes.losses()?, &table_opts)?;
-                        writeln!(out)?;
-                        out.flush()?;
-                    }
-                }
+            _ = sigint.recv() => return Ok(stopped(130)),
+            _ = sigterm.recv() => return Ok(stopped(143)),
+            _ = &mut deadline => return Ok(stopped(0)),
+            _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
+                records.tick(ring.get_mut(), probes)?;
             }
         }
     }
-    // Copy-ups complete before the syscall that caused them returns, so everything the
-    // command caused is already in the ring.
-    drain(ring.get_mut(), &mut decoder, &mut sink)?;
-    if let Some(c) = child.as_mut() {
-        if let Ok(Some(status)) = c.try_wait() {
-            exit_code = status_code(status);
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_error() -> io::Error {
+        io::Error::from(io::ErrorKind::BrokenPipe)
     }
 
-    let losses = probes.losses()?;
-    let mut out = io::stdout().lock();
-    match args.output {
-        Output::Table => {
-            if args.interval.is_some() {
-                writeln!(out, "Totals for the whole run:")?;
-            }
-            render::tables(&mut out, &sink.agg, losses, &table_opts)?
-        }
-        Output::Json => render::json_summary(
-            &mut out,
-            &sink.agg,
-            losses,
-            started.elapsed(),
-            command_elapsed,
-            probes.state_entries().ok(),
-        )?,
-        Output::Csv => {
-            if losses.total() > 0 {
-                eprintln!("copyup-trace: lost events: {}", losses.total());
-            }
-        }
+    #[test]
+    fn broken_pipe_anywhere_in_the_chain() {
+        assert!(is_broken_pipe(&anyhow::Error::new(pipe_error())));
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(pipe_error()).context("writing the summary")
+        ));
+        assert!(is_broken_pipe(&serde_json::Error::io(pipe_error()).into()));
+        let csv_err = csv::Error::from(pipe_error());
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(csv_err).context("a row")
+        ));
     }
-    out.flush()?;
-    if let Some(collector) = &sink.stacks {
-        let ksyms = KernelSymbols::load()?;
-        let lines = collector.fold(&ksyms, |id| probes.stack_frames(id));
-        StackOutputs {
-            folded: args.stacks.clone(),
-            svg: args.flamegraph.clone(),
-        }
-        .write(&lines)?;
+
+    #[test]
+    fn other_errors_are_not_a_closed_pipe() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::new(denied)));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
+        let spawn = SpawnError {
+            code: 127,
+            message: "cannot run \"x\"".into(),
+        };
+        assert!(!is_broken_pipe(&anyhow::Error::new(spawn)));
     }
-    if let Some(path) = &args.report {
-        let report = render::report(
-            &sink.agg,
-            losses,
-            started.elapsed(),
-            command_elapsed,
-            &table_opts,
-        );
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing report {}", path.display()))?;
-    }
-    Ok(Outcome { exit_code })
 }

@@ -4,13 +4,20 @@
 //!
 //! Kernel frames are named from /proc/kallsyms. User frames are `module+0xoffset` from
 //! the process's memory map, read when its first copy-up is seen (a process that has
-//! already exited shows `[unknown]`); feed them to addr2line for source lines.
+//! already exited shows `[unknown]`); feed them to addr2line for source lines. This
+//! module neither parses kallsyms lines (`kallsyms` does) nor reads the kernel's stack
+//! map (the caller passes each stack's frames).
 
-use std::{collections::HashMap, fs, io::Write, path::PathBuf};
+use std::{
+    collections::HashMap,
+    fs,
+    io::{self, BufRead, Write},
+    path::PathBuf,
+};
 
 use anyhow::{Context, Result};
 
-use crate::{decode::CopyUp, escape::escape};
+use crate::{decode::CopyUp, escape::escape, kallsyms};
 
 /// Kernel text symbols, sorted by address.
 pub struct KernelSymbols {
@@ -19,24 +26,23 @@ pub struct KernelSymbols {
 
 impl KernelSymbols {
     pub fn load() -> Result<Self> {
-        let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-        Ok(Self::parse(&text))
+        Self::read(kallsyms::open()?).context("reading /proc/kallsyms")
     }
 
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, name.to_string()))
-            })
-            .filter(|(a, _)| *a != 0)
-            .collect();
+        Self::read(text.as_bytes()).expect("reading from memory cannot fail")
+    }
+
+    fn read(lines: impl BufRead) -> io::Result<Self> {
+        let mut syms = Vec::new();
+        kallsyms::for_each(lines, |s| {
+            // Weak symbols can be functions that a stack passes through.
+            if matches!(s.kind, 't' | 'T' | 'w' | 'W') && s.addr != 0 {
+                syms.push((s.addr, s.name.to_string()));
+            }
+        })?;
         syms.sort_unstable();
-        KernelSymbols { syms }
+        Ok(KernelSymbols { syms })
     }
 
     pub fn name(&self, ip: u64) -> &str {

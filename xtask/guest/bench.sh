@@ -8,7 +8,8 @@ TR=/sys/kernel/tracing
 B=/tmp/bench
 L=$B/lower
 ROUNDS=${ROUNDS:-3}
-MODES=${MODES:-none copyup-trace bpftrace tracefs}
+# MODES, the modes to alternate, comes from xtask (guestbench::Mode).
+: "${MODES:?}"
 BURST=${BURST:-1}
 
 # 10,000 small files and a few large ones: an image layer's worth of chown -R.

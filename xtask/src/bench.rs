@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the criterion benchmark of user-space decoding and aggregation,
-//! then each benchmark's median throughput against the target of the benchmark issue.
+//! `cargo xtask bench`, user-space half: the criterion benchmark of decoding and
+//! aggregation, then each benchmark's median throughput against the 5 M events/s target.
+//! The kernel half is `guestbench`'s.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,13 @@ const BENCHES: &[&str] = &[
 ];
 
 pub fn run() -> Result<()> {
-    crate::run(crate::cargo().args(["bench", "-p", "copyup-trace", "--bench", "pipeline"]))?;
+    crate::cmd::run(crate::cmd::cargo().args([
+        "bench",
+        "-p",
+        "copyup-trace",
+        "--bench",
+        "pipeline",
+    ]))?;
     let dir = criterion_home().join(GROUP);
     println!();
     println!("median throughput (target {:.0} M events/s):", TARGET / 1e6);
@@ -52,7 +59,7 @@ fn criterion_home() -> PathBuf {
     }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"))
+        .unwrap_or_else(|| crate::cmd::workspace_root().join("target"))
         .join("criterion")
 }
 

@@ -1,4 +1,6 @@
-//! Runs a shell script inside a Debian guest kernel under qemu (TCG) with a busybox initramfs.
+//! Runs a shell script inside a Debian guest kernel under qemu (TCG) with a busybox
+//! initramfs and hands back what it printed. Getting the kernel is `kernels`' job; what
+//! the script does and what its output means is the callers' (`scenarios`, `guestbench`).
 //!
 //! ttyS0 carries the kernel console; ttyS1 carries only the script's output followed by a
 //! `@@GUEST-DONE rc=<status>` line, so results never mix with kernel messages.
@@ -11,9 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use copyup_trace_common::kabi::{S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 
+use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
-use crate::setup::tail;
+use crate::progress::Step;
 
 pub struct GuestFile {
     /// Absolute path inside the guest; parent directories are created.
@@ -99,9 +103,17 @@ fn run_guest_with(
     tolerate_faults: bool,
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
+    let step = Step::start(format!(
+        "booting {} under qemu (TCG), running the guest script",
+        kernel.version
+    ));
     let res = run_in(&run_dir, kernel, files, script, timeout, tolerate_faults);
     // On failure the initramfs and logs stay for inspection; the error names the directory.
-    if res.is_ok() {
+    if let Ok(r) = &res {
+        step.done();
+        if let Some(line) = &r.fault {
+            eprintln!("the guest kernel reported a fault: {line}");
+        }
         let _ = fs::remove_dir_all(&run_dir);
     }
     res.with_context(|| {
@@ -242,9 +254,8 @@ fn run_in(
     };
 
     let fault = kernel_fault(&console).map(str::to_string);
-    if let (Some(line), true) = (&fault, tolerate_faults) {
+    if fault.is_some() && tolerate_faults {
         let (results, exit_code) = split_marker(&raw_results).unwrap_or((raw_results.clone(), -1));
-        eprintln!("the guest kernel reported a fault: {line}");
         return Ok(GuestRun {
             console,
             results,
@@ -376,10 +387,6 @@ struct Cpio<W: Write> {
     seen: BTreeSet<String>,
 }
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFCHR: u32 = 0o020000;
-
 impl<W: Write> Cpio<W> {
     fn new(w: W) -> Self {
         Cpio {
@@ -443,7 +450,7 @@ impl<W: Write> Cpio<W> {
     }
 
     fn header(&mut self, mode: u32, size: u32, rdev: (u32, u32), name: &str) -> Result<()> {
-        let nlink = if mode & S_IFDIR == S_IFDIR { 2 } else { 1 };
+        let nlink = if mode & S_IFMT == S_IFDIR { 2 } else { 1 };
         let fields = [
             self.ino,
             mode,

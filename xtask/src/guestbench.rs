@@ -1,29 +1,77 @@
-//! `cargo xtask bench`, kernel half: runs `guest/bench.sh` in a guest and reports
-//! medians and ratios of the workload untraced, under copyup-trace and under tracefs
-//! kprobe events, measured side by side in one boot.
+//! `cargo xtask bench`, kernel half: parses what `guest/bench.sh` printed in a guest and
+//! reports medians and ratios of the workload untraced, under copyup-trace, under
+//! bpftrace and under tracefs kprobe events, measured side by side in one boot. Booting
+//! the guest is `guest`'s job; the user-space half is `bench`'s.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt, fmt::Write as _, time::Duration};
 
 use anyhow::{anyhow, ensure, Context, Result};
+use clap::{builder::PossibleValue, ValueEnum};
 use serde_json::Value;
 
-use crate::guest::GuestFile;
+use crate::{cmd::capture, guest::GuestFile, progs};
+
+/// What a round runs the workload under. The names are those of `--modes` and of the
+/// guest script's `MODES` and `@@ROUND` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// Untraced.
+    None,
+    CopyupTrace,
+    Bpftrace,
+    /// Plain tracefs kprobe events.
+    Tracefs,
+}
+
+impl Mode {
+    /// Every mode, in the order the report lists them.
+    pub const ALL: [Mode; 4] = [Mode::None, Mode::CopyupTrace, Mode::Bpftrace, Mode::Tracefs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::CopyupTrace => "copyup-trace",
+            Mode::Bpftrace => "bpftrace",
+            Mode::Tracefs => "tracefs",
+        }
+    }
+
+    /// The name in the report.
+    fn label(self) -> &'static str {
+        match self {
+            Mode::None => "untraced",
+            m => m.name(),
+        }
+    }
+}
+
+impl ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
 
 /// bpftrace and every shared library it loads (from `ldd`), at the same paths.
 pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
-    let out = std::process::Command::new("ldd")
-        .arg(BPFTRACE)
-        .output()
-        .context("running ldd on bpftrace")?;
-    ensure!(out.status.success(), "ldd {BPFTRACE} failed");
+    let libs = capture(std::process::Command::new("ldd").arg(BPFTRACE))?;
     let mut files = vec![GuestFile {
         guest_path: BPFTRACE.into(),
         host_path: BPFTRACE.into(),
         mode: 0o755,
     }];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in libs.lines() {
         // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
         let path = match line.split_once("=>") {
             Some((_, rest)) => rest.split_whitespace().next(),
@@ -43,9 +91,9 @@ pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
 
 pub const SCRIPT: &str = include_str!("../guest/bench.sh");
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Round {
-    pub mode: String,
+    pub mode: Mode,
     pub n: u32,
     pub fields: BTreeMap<String, u64>,
     pub report: Option<Value>,
@@ -85,6 +133,7 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
         if let Some(rest) = line.strip_prefix("@@ROUND ") {
             let mut it = rest.split_whitespace();
             let mode = it.next().ok_or_else(|| anyhow!("bad round {line:?}"))?;
+            let mode = Mode::from_str(mode, false).map_err(|e| anyhow!("{line:?}: {e}"))?;
             let n: u32 = it
                 .next()
                 .ok_or_else(|| anyhow!("bad round {line:?}"))?
@@ -96,10 +145,12 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
                 })
                 .collect();
             rounds.push(Round {
-                mode: mode.to_string(),
+                mode,
                 n,
                 fields,
-                ..Default::default()
+                report: None,
+                burst: false,
+                programs: Vec::new(),
             });
         } else if let Some(rest) = line.strip_prefix("@@REPORT ") {
             let (n, json) = rest
@@ -169,21 +220,21 @@ fn ms(ns: u64) -> String {
 /// Markdown report of one guest run.
 pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> {
     let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst).collect();
-    let by_mode = |mode: &str, f: &dyn Fn(&Round) -> Option<u64>| -> Vec<u64> {
+    let by_mode = |mode: Mode, f: &dyn Fn(&Round) -> Option<u64>| -> Vec<u64> {
         regular
             .iter()
             .filter(|r| r.mode == mode)
             .filter_map(|r| f(r))
             .collect()
     };
-    let elapsed = |mode: &str| median(by_mode(mode, &|r| r.get("elapsed_ns")));
+    let elapsed = |mode: Mode| median(by_mode(mode, &|r| r.get("elapsed_ns")));
     // Soak runs (`--modes`) may leave out the untraced rounds; ratios are then "-".
-    let base = elapsed("none");
-    let per_mode: Vec<String> = ["none", "copyup-trace", "bpftrace", "tracefs"]
-        .iter()
-        .map(|m| (m, regular.iter().filter(|r| r.mode == *m).count()))
+    let base = elapsed(Mode::None);
+    let per_mode: Vec<String> = Mode::ALL
+        .into_iter()
+        .map(|m| (m, regular.iter().filter(|r| r.mode == m).count()))
         .filter(|(_, n)| *n > 0)
-        .map(|(m, n)| format!("{} {n}", if *m == "none" { "untraced" } else { m }))
+        .map(|(m, n)| format!("{} {n}", m.label()))
         .collect();
 
     let mut md = String::new();
@@ -198,14 +249,14 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         "| mode | median workload time | vs untraced | copy-ups seen | lost |"
     )?;
     writeln!(md, "|---|---|---|---|---|")?;
-    for mode in ["none", "copyup-trace", "bpftrace", "tracefs"] {
+    for mode in Mode::ALL {
         let Some(t) = elapsed(mode) else { continue };
         let seen = median(by_mode(mode, &|r| r.copy_ups().or(r.get("events"))));
         let lost = median(by_mode(mode, &|r| r.lost()));
         writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
-            if mode == "none" { "untraced" } else { mode },
+            mode.label(),
             ms(t),
             base.map(|b| format!("{:+.1}%", (t as f64 / b as f64 - 1.0) * 100.0))
                 .unwrap_or_else(|| "-".into()),
@@ -214,23 +265,23 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         )?;
     }
     // Side by side: the same quantities for each BPF tracer, measured the same way.
-    let per_copy = |mode: &str| {
+    let per_copy = |mode: Mode| {
         median(by_mode(mode, &|r| {
             Some(r.get("bpf_ns")? / r.happened()?.max(1))
         }))
     };
-    let metric = |mode: &str, k: &str| median(by_mode(mode, &|r| r.get(k)));
-    let seen = |mode: &str| {
+    let metric = |mode: Mode, k: &str| median(by_mode(mode, &|r| r.get(k)));
+    let seen = |mode: Mode| {
         median(by_mode(mode, &|r| {
-            if mode == "copyup-trace" {
+            if mode == Mode::CopyupTrace {
                 r.copy_ups()
             } else {
                 r.get("events")
             }
         }))
     };
-    let happened = median(by_mode("copyup-trace", &|r| r.happened()))
-        .or_else(|| median(by_mode("bpftrace", &|r| r.happened())));
+    let happened = median(by_mode(Mode::CopyupTrace, &|r| r.happened()))
+        .or_else(|| median(by_mode(Mode::Bpftrace, &|r| r.happened())));
     let us = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} µs", v as f64 / 1e3));
     let mib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
     let sec = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.2} s", v as f64 / 1e3));
@@ -240,17 +291,19 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         _ => "-".into(),
     };
     writeln!(md)?;
+    // Side by side, the two BPF tracers.
+    let (ours, peer) = (Mode::CopyupTrace, Mode::Bpftrace);
     writeln!(
         md,
-        "| median of the rounds | copyup-trace | bpftrace | ratio | target |"
+        "| median of the rounds | {ours} | {peer} | ratio | target |"
     )?;
     writeln!(md, "|---|---|---|---|---|")?;
     // One row per quantity: both tracers' medians and their ratio.
     let row = |name: &str,
                fmt: &dyn Fn(Option<u64>) -> String,
-               get: &dyn Fn(&str) -> Option<u64>,
+               get: &dyn Fn(Mode) -> Option<u64>,
                target: &str| {
-        let (a, b) = (get("copyup-trace"), get("bpftrace"));
+        let (a, b) = (get(ours), get(peer));
         (
             name.to_string(),
             fmt(a),
@@ -275,8 +328,8 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         ),
         (
             "events seen / copy-ups that happened".to_string(),
-            format!("{} / {}", num(seen("copyup-trace")), num(happened)),
-            format!("{} / {}", num(seen("bpftrace")), num(happened)),
+            format!("{} / {}", num(seen(ours)), num(happened)),
+            format!("{} / {}", num(seen(peer)), num(happened)),
             String::new(),
             "all".to_string(),
         ),
@@ -284,10 +337,7 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
     for (name, a, b, r, t) in rows {
         writeln!(md, "| {name} | {a} | {b} | {r} | {t} |")?;
     }
-    if let (Some(f), Some(a)) = (
-        metric("copyup-trace", "facts_us"),
-        metric("copyup-trace", "attach_us"),
-    ) {
+    if let (Some(f), Some(a)) = (metric(ours, "facts_us"), metric(ours, "attach_us")) {
         writeln!(
             md,
             "\ncopyup-trace start-up, in process: kernel facts (kallsyms, BTF) {:.0} ms, \
@@ -296,7 +346,7 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
             a.saturating_sub(f) as f64 / 1e3
         )?;
     }
-    for mode in ["copyup-trace", "bpftrace"] {
+    for mode in [ours, peer] {
         let progs = program_costs(&regular, mode);
         if progs.is_empty() {
             continue;
@@ -339,14 +389,19 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
 }
 
 /// (program, runs per copy-up, ns per run, ns per copy-up), medians over `mode`'s rounds,
-/// programs that ran at all, costliest first.
-fn program_costs(rounds: &[&Round], mode: &str) -> Vec<(String, f64, f64, f64)> {
+/// programs that ran at all, costliest first. copyup-trace's programs go by their full
+/// names from the probe table rather than as the kernel cuts them.
+fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> {
     let mut by_name: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
     for r in rounds.iter().filter(|r| r.mode == mode) {
         let Some(happened) = r.happened().filter(|&h| h > 0) else {
             continue;
         };
         for (name, ns, cnt) in r.programs.iter().filter(|p| p.2 > 0) {
+            let name = match mode {
+                Mode::CopyupTrace => progs::ours(name).unwrap_or(name),
+                _ => name,
+            };
             by_name.entry(name).or_default().push((
                 *cnt as f64 / happened as f64,
                 *ns as f64 / *cnt as f64,
@@ -387,7 +442,7 @@ pub fn cut_at_fault(rounds: &mut Vec<Round>, fault: &str) -> String {
         .position(|r| !r.burst && r.get("upper").is_some_and(|u| u < full));
     match hit {
         Some(i) => {
-            let (n, mode) = (rounds[i].n, rounds[i].mode.clone());
+            let (n, mode) = (rounds[i].n, rounds[i].mode);
             rounds.truncate(i);
             format!(
                 "The guest kernel faulted in round {n} ({mode}): `{fault}`. \
@@ -403,7 +458,7 @@ pub fn validate(rounds: &[Round]) -> Result<()> {
     ensure!(!rounds.is_empty(), "the guest produced no rounds");
     for r in rounds {
         ensure!(r.get("elapsed_ns").is_some(), "round {} has no time", r.n);
-        if r.mode == "copyup-trace" {
+        if r.mode == Mode::CopyupTrace {
             ensure!(
                 r.report.is_some(),
                 "round {} has no copyup-trace report",
@@ -417,6 +472,15 @@ pub fn validate(rounds: &[Round]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_by_name() {
+        for m in Mode::ALL {
+            assert_eq!(Mode::from_str(m.name(), false), Ok(m));
+        }
+        assert_eq!(Mode::None.label(), "untraced");
+        assert!(parse("@@ROUND perf 1 elapsed_ns=1\n").is_err());
+    }
 
     #[test]
     fn medians() {
@@ -453,6 +517,19 @@ mod tests {
     }
 
     #[test]
+    fn our_programs_by_full_name() {
+        let text = "@@STATS 1 sched_process_f 400 4;\n\
+                    @@ROUND copyup-trace 1 elapsed_ns=1 upper=5\n\
+                    @@STATS 2 sched_process_f 400 4;\n\
+                    @@ROUND bpftrace 2 elapsed_ns=1 upper=5\n";
+        let rounds = parse(text).unwrap();
+        let regular: Vec<&Round> = rounds.iter().collect();
+        let name = |m| program_costs(&regular, m)[0].0.clone();
+        assert_eq!(name(Mode::CopyupTrace), "sched_process_fork");
+        assert_eq!(name(Mode::Bpftrace), "sched_process_f");
+    }
+
+    #[test]
     fn per_program_costs() {
         // 4 copy-ups (upper holds 5 with its root); names as the kernel truncates them.
         let text = "@@STATS 2 copy_up_one_ret 8000 4;ovl_copy_up_one 2000 4;op_open 0 0;\n\
@@ -462,7 +539,7 @@ mod tests {
         let rounds = parse(text).unwrap();
         assert_eq!(rounds[0].programs.len(), 3);
         let regular: Vec<&Round> = rounds.iter().collect();
-        let ct = program_costs(&regular, "copyup-trace");
+        let ct = program_costs(&regular, Mode::CopyupTrace);
         assert_eq!(
             ct,
             vec![
@@ -470,7 +547,7 @@ mod tests {
                 ("ovl_copy_up_one".to_string(), 1.0, 500.0, 500.0),
             ]
         );
-        let bt = program_costs(&regular, "bpftrace");
+        let bt = program_costs(&regular, Mode::Bpftrace);
         assert_eq!(
             bt,
             vec![("ovl_copy_up_one".to_string(), 2.0, 500.0, 1000.0)]

@@ -1,22 +1,12 @@
-//! Checks that run on the build machine itself. Its kernel has no kprobes (see
-//! ../shared/KERNEL-NOTES.md), so the tool must refuse to start there, clearly.
+//! Checks that run on the build machine itself. The project's build machines run a
+//! kernel built without CONFIG_KPROBES, so the tool must refuse to start there, clearly.
+//! Checks that need a tracing kernel are the guest's (`scenarios`).
 
 use std::{path::Path, process::Command};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 
-struct Outcome {
-    code: i32,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Result<Outcome> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    Ok(Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
+use crate::cmd::{outcome, Outcome};
 
 fn one_line(o: &Outcome, code: i32, needle: &str) -> Result<()> {
     ensure!(
@@ -44,23 +34,58 @@ pub const CHECKS: &[Check] = &[
             "this machine has a kprobe PMU; the check expects the project's build machines, \
              whose kernel is built without CONFIG_KPROBES"
         );
-        let o = run(&mut Command::new(tool))?;
+        let o = outcome(&mut Command::new(tool))?;
         one_line(&o, 1, "kprobes are unavailable")?;
         ensure!(o.stderr.contains("CONFIG_KPROBES"), "{:?}", o.stderr);
         Ok(())
     }),
     ("without privileges: asks for root", |tool| {
-        let o = run(Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(tool))?;
+        let o = outcome(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(tool),
+        )?;
         one_line(&o, 1, "needs root (or CAP_BPF and CAP_PERFMON)")
     }),
     ("bad option value: one line, exit 2", |tool| {
-        let o = run(Command::new(tool).args(["-o", "xml"]))?;
+        let o = outcome(Command::new(tool).args(["-o", "xml"]))?;
         one_line(&o, 2, "'xml'")
     }),
+    ("check: exit 1, names what is missing and why", |tool| {
+        let o = outcome(Command::new(tool).args(["check", "-o", "json"]))?;
+        ensure!(
+            o.code == 1,
+            "exit {}, want 1; stderr {:?}",
+            o.code,
+            o.stderr
+        );
+        let report: serde_json::Value = serde_json::from_str(&o.stdout)?;
+        ensure!(report["traceable"] == false, "{report}");
+        let kprobes = report["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["check"] == "kprobe support"))
+            .ok_or_else(|| anyhow::anyhow!("no kprobe support row: {report}"))?;
+        ensure!(kprobes["status"] == "missing", "{kprobes}");
+        ensure!(
+            kprobes["fact"]
+                .as_str()
+                .unwrap_or("")
+                .contains("CONFIG_KPROBES"),
+            "{kprobes}"
+        );
+        let table = outcome(Command::new(tool).arg("check"))?;
+        ensure!(table.code == 1, "table exit {}", table.code);
+        ensure!(
+            table
+                .stdout
+                .contains("This host cannot be traced: missing kprobe support."),
+            "{}",
+            table.stdout
+        );
+        Ok(())
+    }),
     ("unknown option: one line, exit 2", |tool| {
-        let o = run(Command::new(tool).arg("--frobnicate"))?;
+        let o = outcome(Command::new(tool).arg("--frobnicate"))?;
         one_line(&o, 2, "--frobnicate")
     }),
 ];

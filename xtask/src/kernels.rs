@@ -1,4 +1,5 @@
-//! Debian guest kernels for the qemu tests, downloaded once into a cache.
+//! Debian guest kernels for the qemu tests, downloaded once into a cache. Booting them is
+//! `guest`'s job.
 //!
 //! Cache layout (under [`cache_dir`]), one directory per `uname -r`:
 //!   kernels/<version>/vmlinuz       boot/vmlinuz-<version> from linux-image-<abi>-amd64-unsigned
@@ -11,10 +12,16 @@ use std::cmp::Ordering;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::setup::{apt_get_update, capture, run_quiet};
+use crate::{
+    cmd::{capture, capture_bytes, run_quiet},
+    progress::Step,
+    setup::apt_get_update,
+};
 
 pub struct GuestKernel {
     /// "6.1" or "6.12".
@@ -219,15 +226,10 @@ fn is_complete(dir: &Path) -> bool {
 
 fn download_and_extract(work: &Path, abi: &str, version: &str) -> Result<()> {
     let pkg = format!("linux-image-{abi}-amd64-unsigned");
-    eprintln!("downloading {pkg} ...");
     let dl = work.join("download");
     fs::create_dir_all(&dl)?;
-    run_quiet(
-        Command::new("apt-get")
-            .args(["download", "-q", &pkg])
-            .current_dir(&dl),
-    )
-    .with_context(|| format!("downloading {pkg}"))?;
+    download(&pkg, &dl).with_context(|| format!("downloading {pkg}"))?;
+    let unpacking = Step::start(format!("unpacking {pkg}"));
     let deb = fs::read_dir(&dl)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -257,19 +259,9 @@ fn download_and_extract(work: &Path, abi: &str, version: &str) -> Result<()> {
         fs::copy(&plain, &dest).with_context(|| format!("copying {}", plain.display()))?;
     } else if xz.is_file() {
         // 6.12 ships compressed modules; busybox insmod wants a plain ELF.
-        let data = Command::new("xz")
-            .arg("-dc")
-            .arg(&xz)
-            .output()
-            .context("running xz (package xz-utils)")?;
-        if !data.status.success() {
-            bail!(
-                "xz -dc {} failed: {}",
-                xz.display(),
-                String::from_utf8_lossy(&data.stderr)
-            );
-        }
-        fs::write(&dest, &data.stdout).with_context(|| format!("writing {}", dest.display()))?;
+        let data = capture_bytes(Command::new("xz").arg("-dc").arg(&xz))
+            .context("decompressing with xz (package xz-utils)")?;
+        fs::write(&dest, &data).with_context(|| format!("writing {}", dest.display()))?;
     } else {
         bail!(
             "{pkg} has neither overlay.ko nor overlay.ko.xz in {}",
@@ -278,7 +270,56 @@ fn download_and_extract(work: &Path, abi: &str, version: &str) -> Result<()> {
     }
     fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     fs::write(work.join(MARKER), format!("{pkg}\n"))?;
+    unpacking.done();
     Ok(())
+}
+
+/// `apt-get download PKG` into `dir`, showing the bytes that have arrived.
+fn download(pkg: &str, dir: &Path) -> Result<()> {
+    let size = capture(Command::new("apt-cache").args(["show", "--no-all-versions", pkg]))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("Size:"))
+                .and_then(|n| n.trim().parse().ok())
+        });
+    let what = format!("downloading {pkg}");
+    let step = match size {
+        Some(n) => Step::with_bytes(what, n),
+        None => Step::start(what),
+    };
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(AtomicOrdering::Relaxed) {
+                step.bytes(dir_size(dir));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let res = run_quiet(
+            Command::new("apt-get")
+                .args(["download", "-q", pkg])
+                .current_dir(dir),
+        );
+        finished.store(true, AtomicOrdering::Relaxed);
+        res
+    })?;
+    step.done();
+    Ok(())
+}
+
+/// Bytes of the files under `dir` (apt keeps a partial download in a subdirectory).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -1,10 +1,15 @@
-//! Developer commands for copyup-trace: `cargo xtask demo | test | setup | build`.
+//! Developer commands for copyup-trace (`cargo xtask --help` lists them). This file parses
+//! the command line and puts the steps in order; installing, booting guests, checking and
+//! reporting are the modules' below.
 
 mod bench;
+mod cmd;
 mod guest;
 mod guestbench;
 mod host;
 mod kernels;
+mod progress;
+mod progs;
 mod scenarios;
 mod setup;
 
@@ -14,11 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
+    cmd::{cargo, run, workspace_root},
     guest::{GuestFile, GuestRun},
+    guestbench::Mode,
     kernels::GuestKernel,
 };
 
@@ -61,13 +68,14 @@ enum Cmd {
         /// Rounds of each mode.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
-        /// Modes to alternate (none, copyup-trace, bpftrace, tracefs).
+        /// Modes to alternate, comma-separated [default: all]
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "none,copyup-trace,bpftrace,tracefs"
+            default_values_t = Mode::ALL,
+            hide_default_value = true
         )]
-        modes: Vec<String>,
+        modes: Vec<Mode>,
         /// Skip the 100,000-copy-up burst.
         #[arg(long)]
         no_burst: bool,
@@ -89,27 +97,6 @@ enum Cmd {
 
 const SERIES: &[&str] = &["6.1", "6.12"];
 const MUSL: &str = "x86_64-unknown-linux-musl";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(workspace_root());
-    c
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
-}
 
 /// A static binary, so the busybox guest needs no libc.
 fn build_static() -> Result<PathBuf> {
@@ -233,7 +220,7 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
         std::fs::create_dir_all(saved.parent().expect("has parent"))?;
         std::fs::write(&saved, &r.results)?;
         let a = scenarios::Artifacts::new(&k.version, &r.results);
-        for (name, check) in scenarios::CHECKS {
+        for (name, check) in scenarios::checks() {
             record(&format!("guest {}: {name}", k.version), check(&a));
         }
         println!(
@@ -260,7 +247,6 @@ fn demo(series: &str) -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    println!("Booting Debian kernel {} under qemu (TCG)...", k.version);
     let r = boot(&k, &tool, DEMO, Duration::from_secs(600))?;
     print!("{}", r.results);
     println!("(guest wall time {:.1}s)", r.wall.as_secs_f64());
@@ -323,13 +309,7 @@ fn guest_run(script: &Path, series: &str) -> Result<()> {
 }
 
 /// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
-fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
-    for m in modes {
-        ensure!(
-            ["none", "copyup-trace", "bpftrace", "tracefs"].contains(&m.as_str()),
-            "unknown bench mode {m:?}"
-        );
-    }
+fn guest_bench(rounds: u32, modes: &[Mode], burst: bool) -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     // The peer: Debian's bpftrace with its libraries, at the same paths in the guest.
@@ -343,7 +323,7 @@ fn guest_bench(rounds: u32, modes: &[String], burst: bool) -> Result<()> {
     );
     let script = format!(
         "ROUNDS={rounds}\nMODES='{}'\nBURST={}\n{}",
-        modes.join(" "),
+        modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "),
         u8::from(burst),
         guestbench::SCRIPT
     );
@@ -383,10 +363,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
-        Cmd::Bench => bench::run().and_then(|()| {
-            let modes = ["none", "copyup-trace", "bpftrace", "tracefs"].map(String::from);
-            guest_bench(3, &modes, true)
-        }),
+        Cmd::Bench => bench::run().and_then(|()| guest_bench(3, &Mode::ALL, true)),
         Cmd::BenchGuest {
             from_raw: Some(raw),
             ..

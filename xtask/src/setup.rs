@@ -1,8 +1,15 @@
-//! Host prerequisites for building the eBPF side and for the qemu guest tests.
+//! Host prerequisites for building the eBPF side and for the qemu guest tests: Debian
+//! packages, Rust toolchains and targets, bpf-linker. Installs what is missing and
+//! nothing else; the guest kernels are `kernels`'.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::{
+    cmd::{capture, outcome, run_quiet},
+    progress::step,
+};
 
 /// Debian packages the guest harness needs on the host.
 const DEB_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "xz-utils"];
@@ -13,7 +20,7 @@ const BPF_LINKER_VERSION: &str = "0.10.4";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Idempotently installs what the guest tests and the eBPF build need, skipping anything
-/// already present. Prints one line per thing actually installed.
+/// already present. Shows a step (progress) for each thing actually installed.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_deb_packages()?;
     ensure_rust_toolchains()?;
@@ -40,25 +47,14 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
     cmd.args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
-    run_quiet(&mut cmd).with_context(|| {
-        format!(
-            "installing Debian packages {} failed (apt-get needs root)",
-            missing.join(" ")
-        )
-    })?;
-    for p in &missing {
-        println!("installed Debian package {p}");
-    }
-    Ok(())
+    let what = format!("installing Debian packages {}", missing.join(" "));
+    step(&what, || run_quiet(&mut cmd))
+        .with_context(|| format!("{what} failed (apt-get needs root)"))
 }
 
 fn deb_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed"))
-        .unwrap_or(false)
+    outcome(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_ok_and(|o| o.code == 0 && o.stdout.contains("ok installed"))
 }
 
 /// Refreshes apt's package lists; needed before installs or look-ups on a fresh machine.
@@ -66,21 +62,23 @@ pub(crate) fn apt_get_update() -> Result<()> {
     let mut cmd = Command::new("apt-get");
     cmd.args(["update", "-q"])
         .env("DEBIAN_FRONTEND", "noninteractive");
-    run_quiet(&mut cmd).context("`apt-get update` failed (apt-get needs root)")
+    step("apt-get update", || run_quiet(&mut cmd))
+        .context("`apt-get update` failed (apt-get needs root)")
 }
 
 fn ensure_rust_toolchains() -> Result<()> {
     let toolchains = capture(Command::new("rustup").args(["toolchain", "list"]))
         .context("is rustup installed and on PATH?")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly-")) {
-        run_quiet(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
-        println!("installed Rust nightly toolchain");
+        step("installing the Rust nightly toolchain", || {
+            run_quiet(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]))
+        })?;
     }
 
     // The eBPF crate is built with -Z build-std, which needs the nightly sources.
@@ -97,14 +95,15 @@ fn ensure_rust_toolchains() -> Result<()> {
             .lines()
             .any(|l| l.trim().starts_with(installed_as))
         {
-            run_quiet(Command::new("rustup").args([
-                "component",
-                "add",
-                component,
-                "--toolchain",
-                "nightly",
-            ]))?;
-            println!("installed {component} for nightly");
+            step(format!("installing {component} for nightly"), || {
+                run_quiet(Command::new("rustup").args([
+                    "component",
+                    "add",
+                    component,
+                    "--toolchain",
+                    "nightly",
+                ]))
+            })?;
         }
     }
 
@@ -112,81 +111,35 @@ fn ensure_rust_toolchains() -> Result<()> {
     // musl. No --toolchain: this follows whatever toolchain builds the workspace.
     let targets = capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !targets.lines().any(|l| l.trim() == MUSL_TARGET) {
-        run_quiet(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
-        println!("installed Rust target {MUSL_TARGET}");
+        step(format!("installing the Rust target {MUSL_TARGET}"), || {
+            run_quiet(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
+        })?;
     }
     Ok(())
 }
 
 fn ensure_bpf_linker() -> Result<()> {
-    let current = Command::new("bpf-linker")
-        .arg("--version")
-        .output()
+    let current = outcome(Command::new("bpf-linker").arg("--version"))
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        .filter(|o| o.code == 0)
+        .map(|o| o.stdout);
     let wanted = format!("bpf-linker {BPF_LINKER_VERSION}");
     if current.as_deref().map(str::trim) == Some(wanted.as_str()) {
         return Ok(());
     }
     // Use the cargo that runs us (if any) so the same toolchain builds bpf-linker.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_quiet(Command::new(cargo).args([
-        "install",
-        "bpf-linker",
-        "--version",
-        BPF_LINKER_VERSION,
-        "--locked",
-        "--force",
-    ]))?;
-    println!("installed bpf-linker {BPF_LINKER_VERSION}");
-    Ok(())
-}
-
-/// Runs a command with its output captured; on failure the error carries the command line
-/// and the tail of its output.
-pub(crate) fn run_quiet(cmd: &mut Command) -> Result<()> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !out.status.success() {
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        bail!("`{shown}` failed ({}):\n{}", out.status, tail(&text, 30));
-    }
-    Ok(())
-}
-
-/// Runs a command and returns its stdout; fails with stderr if it exits non-zero.
-pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
-    let shown = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}):\n{}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr), 30)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub(crate) fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-/// The last `n` lines of `text`.
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    step(
+        format!("installing bpf-linker {BPF_LINKER_VERSION} (cargo install)"),
+        || {
+            run_quiet(Command::new(cargo).args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ]))
+        },
+    )
 }

@@ -1,6 +1,6 @@
 //! Runs inside the test guests: performs one filesystem operation through the exact
 //! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
-//! concurrent copy-ups from separate threads.
+//! concurrent copy-ups from separate threads. It only acts and prints; the host judges.
 
 use std::{
     ffi::CString,

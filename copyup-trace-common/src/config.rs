@@ -1,0 +1,74 @@
+//! The kernel side's settings as one typed struct. User space fills a `Config` at
+//! start-up (from the command line and from BTF) and writes it into the eBPF object's
+//! read-only `CONFIG` global before loading; the verifier then sees every field as a
+//! constant. This module only describes the settings; deciding them is `plan`'s job.
+
+use crate::COMM_LEN;
+
+/// Byte offsets of the kernel struct fields the eBPF side reads, from BTF.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub dentry_parent: u32,
+    /// `d_name` + `qstr.name`.
+    pub dentry_name: u32,
+    pub dentry_inode: u32,
+    pub inode_mode: u32,
+    pub inode_size: u32,
+    pub dentry_sb: u32,
+    pub sb_dev: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub iattr_valid: u32,
+}
+
+/// Where the probed functions keep the arguments that moved between kernels.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Args {
+    /// `dentry` of `ovl_copy_up_one`.
+    pub copy_up_dentry: u32,
+    /// `attr` of `ovl_setattr`.
+    pub setattr_attr: u32,
+    /// `value` of the xattr setter (NULL removes the xattr).
+    pub xattr_value: u32,
+    /// `len` of the data-copy function, when `data_len_from_ctx` is 0; else the index
+    /// of its `struct ovl_copy_up_ctx *c`.
+    pub data_len: u32,
+    /// Non-zero: the length is `c->stat.size` (`ovl_copy_up_data(c, temp)`, 6.1+),
+    /// counted only for regular files.
+    pub data_len_from_ctx: u32,
+    /// `c->stat.size` and `c->stat.mode` offsets for that form.
+    pub ctx_stat_size: u32,
+    pub ctx_stat_mode: u32,
+}
+
+/// Everything the kernel side is told before it is loaded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Only this process (tgid), when non-zero.
+    pub filter_tgid: u32,
+    /// Non-zero: only processes whose tgid is in `TRACKED` (`-- COMMAND`).
+    pub filter_tracked: u32,
+    /// Non-zero: only tasks whose cgroup id is in `CGROUPS`.
+    pub filter_cgroup: u32,
+    /// Non-zero: only tasks whose comm equals `filter_comm`.
+    pub filter_comm_set: u32,
+    pub filter_comm: [u8; COMM_LEN],
+    /// Non-zero: record kernel and user stacks of each copy-up in `STACKS`.
+    pub capture_stacks: u32,
+    /// Non-zero when `ovl_copy_up_end` is probed: a copy-up that returns 0 without
+    /// reaching it waited for another thread's copy-up.
+    pub sees_waits: u32,
+    /// Wake user space only once this many bytes wait in the ring (an eighth of it): a
+    /// wake-up per event costs more than building the event. User space also drains
+    /// on a short timer.
+    pub wakeup_bytes: u32,
+    /// Offset of `ret` in the `syscalls:sys_exit_*` tracepoint records.
+    pub sys_exit_ret_off: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` tracepoint record.
+    pub fork_child_pid_off: u32,
+    pub args: Args,
+    pub off: Offsets,
+}

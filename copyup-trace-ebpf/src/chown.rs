@@ -1,0 +1,91 @@
+//! The chown-family syscalls (`do_fchownat`): their entry, their return through the
+//! syscall-exit tracepoints (or a kretprobe where those are missing), and the latency
+//! record of a call that copied up. The copy-up records themselves are `copy_up`'s.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{kprobe, kretprobe, tracepoint},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+use copyup_trace_common::{counter, flags, op, SyscallState};
+
+use crate::{
+    config::conf,
+    copy_up::copy_up_done,
+    maps::{bump, now, tid_of, traced, INFLIGHT, SYSCALLS},
+    ops::{op_done, Done},
+};
+
+#[kprobe]
+pub fn do_fchownat(ctx: ProbeContext) -> u32 {
+    try_do_fchownat(&ctx).unwrap_or(0)
+}
+
+fn try_do_fchownat(ctx: &ProbeContext) -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return None;
+    }
+    // do_fchownat(dfd, filename, user, group, flag) on every kernel that has it.
+    let st = SyscallState {
+        start_ns: now(),
+        copy_ups: 0,
+        flag: ctx.arg(4).unwrap_or(0),
+        filename: ctx.arg(1).unwrap_or(0),
+    };
+    let _ = SYSCALLS.insert(&tid_of(pid_tgid), &st, 0);
+    Some(0)
+}
+
+/// A chown-family syscall returned: report its latency if it copied up, and drop its
+/// state.
+#[inline(always)]
+fn fchownat_done(ret: i32) -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    // SAFETY: map value owned by this thread's key, copied out.
+    let st = unsafe { *SYSCALLS.get_ptr(&tid)? };
+    // Every copy-up finishes before its syscall returns: one still in flight that began
+    // during this syscall lost its return probe (the kernel skips it when all kretprobe
+    // instances are in use). Send it now, timed to the syscall's return, rather than
+    // lose it. One from before the syscall is stale (a missed return elsewhere): drop it.
+    // SAFETY: lookup of a value owned by this thread's key.
+    if let Some(f) = unsafe { INFLIGHT.get(&tid) } {
+        if f.start_ns >= st.start_ns {
+            bump(counter::MISSED_RETURNS);
+            copy_up_done(ret, flags::RETURN_MISSED);
+        } else {
+            let _ = INFLIGHT.remove(&tid);
+        }
+    }
+    if st.copy_ups > 0 {
+        op_done(
+            pid_tgid,
+            Done {
+                op: op::FCHOWNAT,
+                start_ns: st.start_ns,
+                copy_ups: st.copy_ups,
+                ret,
+                ia_valid: 0,
+                flags: st.flag,
+            },
+        );
+    }
+    let _ = SYSCALLS.remove(&tid);
+    Some(0)
+}
+
+/// Where the kernel has no syscall-exit tracepoints.
+#[kretprobe]
+pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
+    fchownat_done(ctx.ret::<i64>() as i32).unwrap_or(0)
+}
+
+/// `syscalls:sys_exit_{chown,lchown,fchownat}`: unlike a kretprobe, a tracepoint has no
+/// limit on how many threads can be inside the syscall.
+#[tracepoint]
+pub fn chown_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: reading the `long ret` field at the offset from its format file.
+    let ret = unsafe { ctx.read_at::<i64>(conf!(sys_exit_ret_off) as usize) }.unwrap_or(0);
+    fchownat_done(ret as i32).unwrap_or(0)
+}

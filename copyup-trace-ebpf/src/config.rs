@@ -1,0 +1,81 @@
+//! The one `CONFIG` global that user space fills before loading (see
+//! `copyup_trace_common::config`), and how programs read it. Nothing else is configured.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::programs::ProbeContext;
+use copyup_trace_common::Config;
+
+/// Written by user space into `.rodata` before the object is loaded. The map is frozen,
+/// so the verifier knows every field as a constant and prunes branches on it.
+#[no_mangle]
+pub static CONFIG: Config = Config {
+    filter_tgid: 0,
+    filter_tracked: 0,
+    filter_cgroup: 0,
+    filter_comm_set: 0,
+    filter_comm: [0; 16],
+    capture_stacks: 0,
+    sees_waits: 0,
+    wakeup_bytes: 0,
+    sys_exit_ret_off: 0,
+    fork_child_pid_off: 0,
+    args: copyup_trace_common::config::Args {
+        copy_up_dentry: 0,
+        setattr_attr: 0,
+        xattr_value: 0,
+        data_len: 0,
+        data_len_from_ctx: 0,
+        ctx_stat_size: 0,
+        ctx_stat_mode: 0,
+    },
+    off: copyup_trace_common::config::Offsets {
+        dentry_parent: 0,
+        dentry_name: 0,
+        dentry_inode: 0,
+        inode_mode: 0,
+        inode_size: 0,
+        dentry_sb: 0,
+        sb_dev: 0,
+        task_real_parent: 0,
+        task_tgid: 0,
+        iattr_valid: 0,
+    },
+};
+
+/// One field of `CONFIG`, e.g. `conf!(off.dentry_parent)`. A volatile read keeps the
+/// compiler from folding the all-zero placeholder before user space has written it.
+macro_rules! conf {
+    ($($field:tt)+) => {
+        $crate::config::read(&$crate::config::CONFIG.$($field)+)
+    };
+}
+pub(crate) use conf;
+
+#[inline(always)]
+pub fn read<T: Copy>(field: &'static T) -> T {
+    // SAFETY: a field of a `.rodata` global: valid, aligned, never written by us.
+    unsafe { read_volatile(field) }
+}
+
+/// Argument `n` of a kprobe (x86-64 calling convention), where `n` comes from `CONFIG`.
+/// The verifier refuses a load through a context pointer moved by a register, which is
+/// what a `match` on `n` compiles to. So all six argument registers are loaded at their
+/// constant offsets (volatile: none is merged away) and `n`, a constant to the verifier,
+/// picks one.
+#[inline(always)]
+pub fn arg(ctx: &ProbeContext, n: u32) -> Option<u64> {
+    let regs = ctx.regs;
+    // SAFETY: `regs` is the kprobe's register context, valid for the program's run.
+    let args = unsafe {
+        [
+            read_volatile(&raw const (*regs).rdi),
+            read_volatile(&raw const (*regs).rsi),
+            read_volatile(&raw const (*regs).rdx),
+            read_volatile(&raw const (*regs).rcx),
+            read_volatile(&raw const (*regs).r8),
+            read_volatile(&raw const (*regs).r9),
+        ]
+    };
+    args.get(n as usize).copied()
+}

@@ -1,0 +1,257 @@
+//! The copy-up itself (`ovl_copy_up_one`): a small `InFlight` record at entry, and at
+//! return one ring-buffer record with the path walked up to the overlay root, the
+//! causing syscall or operation, and the data-copy totals `data` added. Waits for
+//! another thread's copy-up are told apart through `ovl_copy_up_end`.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated},
+    macros::{kprobe, kretprobe},
+    programs::{tracing::StackIdContext, ProbeContext, RetProbeContext},
+};
+use copyup_trace_common::{
+    counter, flags, inflight, kabi, op, record, CopyUpHeader, InFlight, COPY_UP_HEADER_LEN,
+    FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
+};
+
+use crate::{
+    config::{arg, conf},
+    maps::{
+        bump, notify_flags, now, read_or_zero, read_ptr, tgid_of, tid_of, traced, EVENTS,
+        EVENT_SCRATCH, INFLIGHT, OPS, STACKS, SYSCALLS,
+    },
+};
+
+#[kprobe]
+pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
+    try_copy_up_one(&ctx).unwrap_or(0)
+}
+
+fn try_copy_up_one(ctx: &ProbeContext) -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced(pid_tgid) {
+        return None;
+    }
+    // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
+    let dentry = arg(ctx, conf!(args.copy_up_dentry))? as *const u8;
+    let mut st = InFlight {
+        start_ns: now(),
+        data_start_ns: 0,
+        data_ns: 0,
+        bytes: 0,
+        size: 0,
+        dentry: dentry as u64,
+        mode: 0,
+        dev: 0,
+        copy_flags: ctx.arg(2).unwrap_or(0),
+        state: 0,
+        kstack_id: -1,
+        ustack_id: -1,
+    };
+    // SAFETY: kernel pointers are only read through bpf_probe_read_kernel.
+    unsafe {
+        // Mode and size as the copy-up begins: a truncate or chmod changes them after.
+        if let Some(inode) = read_ptr(dentry, conf!(off.dentry_inode)).filter(|p| !p.is_null()) {
+            st.mode = read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32;
+            st.size = read_or_zero(inode, conf!(off.inode_size));
+        }
+        if let Some(sb) = read_ptr(dentry, conf!(off.dentry_sb)).filter(|p| !p.is_null()) {
+            st.dev = read_or_zero(sb, conf!(off.sb_dev));
+        }
+    }
+    if conf!(capture_stacks) != 0 {
+        let stack = |flags| ctx.get_stackid(&STACKS, flags).map_or(-1, |id| id as i32);
+        st.kstack_id = stack(0);
+        st.ustack_id = stack(kabi::BPF_F_USER_STACK);
+    }
+    if INFLIGHT.insert(&tid_of(pid_tgid), &st, 0).is_err() {
+        bump(counter::LOST_STATE);
+    }
+    Some(0)
+}
+
+#[kretprobe]
+pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
+    copy_up_done(ctx.ret::<i64>() as i32, 0);
+    0
+}
+
+/// Reached only by the thread that does the copy-up: a thread that found it done by
+/// another (`ovl_copy_up_start` returning 1) skips it.
+#[kprobe]
+pub fn ovl_copy_up_end(_ctx: ProbeContext) -> u32 {
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    if let Some(st) = INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: map value owned by this thread's key.
+        unsafe { (*st).state |= inflight::ENDED };
+    }
+    0
+}
+
+/// What the path walk found.
+struct Walk {
+    depth: u32,
+    len: u32,
+    truncated: bool,
+}
+
+/// Fills the start of `names` with the names from `dentry` up to the overlay root, leaf
+/// first, each NUL-terminated.
+#[inline(always)]
+unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
+    let off_parent = conf!(off.dentry_parent);
+    let off_name = conf!(off.dentry_name);
+    // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
+    // layout so far: then one read per step fetches both.
+    let diff = off_name.wrapping_sub(off_parent);
+    let name_slot =
+        (diff.is_multiple_of(8) && (8..32).contains(&diff)).then_some((diff / 8) as usize);
+    let mut d = dentry;
+    let mut off: usize = 0;
+    let mut depth: u32 = 0;
+    for _ in 0..MAX_PATH_DEPTH {
+        let pointers = match name_slot {
+            Some(i) => bpf_probe_read_kernel(d.add(off_parent as usize) as *const [u64; 4])
+                .ok()
+                .map(|w| (w[0] as *const u8, w[i & 3] as *const u8)),
+            None => read_ptr(d, off_parent).zip(read_ptr(d, off_name)),
+        };
+        let Some((parent, name)) = pointers else {
+            break;
+        };
+        if parent == d || parent.is_null() {
+            // The overlay root is its own parent: the walk is complete.
+            return Walk {
+                depth,
+                len: off as u32,
+                truncated: false,
+            };
+        }
+        if off >= PATH_COMPONENTS_LEN {
+            break;
+        }
+        // The compiler knows `off` is below PATH_COMPONENTS_LEN here and would drop the
+        // mask, but the verifier may track the bound on another register: a volatile
+        // load keeps the mask in the code.
+        let at = core::ptr::read_volatile(&off) & (PATH_COMPONENTS_LEN - 1);
+        let n = generated::bpf_probe_read_kernel_str(
+            names.add(at) as *mut _,
+            NAME_READ_LEN as u32,
+            name as *const _,
+        );
+        if n <= 0 {
+            break;
+        }
+        off += n as usize;
+        depth += 1;
+        d = parent;
+    }
+    Walk {
+        depth,
+        len: off as u32,
+        truncated: true,
+    }
+}
+
+/// The copy-up in flight on this thread is over: send its record. `ret` is
+/// `ovl_copy_up_one`'s return value, or the syscall's when its return probe was missed
+/// (`flags::RETURN_MISSED` in `extra_flags`).
+#[inline(always)]
+pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    // SAFETY: map value owned by this thread's key; copied out before the entry goes.
+    let st = unsafe { *INFLIGHT.get_ptr(&tid)? };
+    let _ = INFLIGHT.remove(&tid);
+    let end = now();
+    let waited = ret == 0 && conf!(sees_waits) != 0 && st.state & inflight::ENDED == 0;
+
+    let sys = SYSCALLS.get_ptr_mut(&tid);
+    let ops = OPS.get_ptr_mut(&tid);
+    // SAFETY: map values owned by this thread's key, copied out.
+    let (sys_state, op_state) = unsafe { (sys.map(|s| *s), ops.map(|o| *o)) };
+    if !waited {
+        // SAFETY: map values owned by this thread's key.
+        unsafe {
+            if let Some(o) = ops {
+                (*o).copy_ups += 1;
+                (*o).copy_flags = st.copy_flags;
+            }
+            if let Some(s) = sys {
+                (*s).copy_ups += 1;
+            }
+        }
+    }
+
+    let ev = EVENT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: `ev` is this CPU's scratch slot (kprobe programs do not nest on a CPU);
+    // kernel and user pointers are only read through the probe-read helpers.
+    unsafe {
+        let names = (*ev).names.as_mut_ptr();
+        let walk = walk_path(names, st.dentry as *const u8);
+        let path_len = walk.len as usize & (2 * PATH_COMPONENTS_LEN - 1);
+        let mut filename_len = 0u32;
+        if let Some(s) = sys_state {
+            // Still the caller's memory: the syscall has not returned.
+            let n = generated::bpf_probe_read_user_str(
+                names.add(path_len) as *mut _,
+                FILENAME_LEN as u32,
+                s.filename as *const _,
+            );
+            if n > 0 {
+                filename_len = n as u32;
+            }
+        }
+        let task = generated::bpf_get_current_task() as *const u8;
+        let ppid = match read_ptr(task, conf!(off.task_real_parent)) {
+            Some(parent) => read_or_zero(parent, conf!(off.task_tgid)),
+            None => 0,
+        };
+        let mut rec_flags = extra_flags;
+        for (set, bit) in [
+            (waited, flags::WAITED),
+            (walk.truncated, flags::PATH_TRUNCATED),
+            (sys_state.is_some(), flags::IN_FCHOWNAT),
+            (filename_len > 0, flags::HAS_FILENAME),
+        ] {
+            if set {
+                rec_flags |= bit;
+            }
+        }
+        (*ev).header = CopyUpHeader {
+            record: record::COPY_UP,
+            op: op_state.map_or(op::NONE, |o| o.op),
+            start_ns: st.start_ns,
+            copy_ns: end - st.start_ns,
+            data_ns: st.data_ns,
+            bytes: st.bytes,
+            syscall_start_ns: sys_state.map_or(0, |s| s.start_ns),
+            op_start_ns: op_state.map_or(0, |o| o.start_ns),
+            size: st.size,
+            cgroup_id: generated::bpf_get_current_cgroup_id(),
+            pid: tgid_of(pid_tgid),
+            tid,
+            ppid,
+            ret,
+            mode: st.mode,
+            flags: rec_flags,
+            ia_valid: op_state.map_or(0, |o| o.ia_valid),
+            depth: walk.depth,
+            copy_flags: st.copy_flags,
+            syscall_flag: sys_state.map_or(0, |s| s.flag),
+            dev: st.dev,
+            kstack_id: st.kstack_id,
+            ustack_id: st.ustack_id,
+            path_len: walk.len,
+            filename_len,
+            _pad: 0,
+            comm: bpf_get_current_comm().unwrap_or_default(),
+        };
+        // Only the used part of `names` goes into the ring.
+        let len = COPY_UP_HEADER_LEN + path_len + (filename_len as usize & (2 * FILENAME_LEN - 1));
+        let record = core::slice::from_raw_parts(ev as *const u8, len);
+        if EVENTS.output::<[u8]>(record, notify_flags()).is_err() {
+            bump(counter::LOST_EVENTS);
+        }
+    }
+    Some(0)
+}

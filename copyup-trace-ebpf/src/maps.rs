@@ -1,0 +1,122 @@
+//! The maps shared by the probe groups, and the small helpers every program uses
+//! (counters, ring-buffer wake-ups, the task filter). No program lives here.
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+};
+use copyup_trace_common::{counter, CopyUpEvent, InFlight, OpState, SyscallState};
+
+use crate::config::conf;
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Copy-ups in flight, by tid. LRU so that a missed return probe cannot leak entries.
+#[map]
+pub static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(1024, 0);
+
+/// `do_fchownat` calls in flight, by tid.
+#[map]
+pub static SYSCALLS: LruHashMap<u32, SyscallState> = LruHashMap::with_max_entries(4096, 0);
+
+/// Overlayfs operations in flight (setattr, open, xattr, directory ops), by tid.
+#[map]
+pub static OPS: LruHashMap<u32, OpState> = LruHashMap::with_max_entries(4096, 0);
+
+/// Kernel and user stacks of copy-ups (`--stacks`), by id.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// `--cgroup`: the cgroup ids (the given cgroup and its descendants) to trace.
+#[map]
+pub static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+
+/// Process tree of `-- COMMAND`: tgids whose copy-ups are traced.
+#[map]
+pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Where a copy-up record is built before its used part is copied into the ring.
+#[map]
+pub static EVENT_SCRATCH: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(idx: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Flags for submitting a record: see `Config::wakeup_bytes`.
+#[inline(always)]
+pub fn notify_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= conf!(wakeup_bytes) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn tid_of(pid_tgid: u64) -> u32 {
+    pid_tgid as u32
+}
+
+#[inline(always)]
+pub fn tgid_of(pid_tgid: u64) -> u32 {
+    (pid_tgid >> 32) as u32
+}
+
+/// Whether the current task passes the user's filters.
+#[inline(always)]
+pub fn traced(pid_tgid: u64) -> bool {
+    let tgid = tgid_of(pid_tgid);
+    let want = conf!(filter_tgid);
+    if want != 0 && tgid != want {
+        return false;
+    }
+    // SAFETY: lookup only.
+    if conf!(filter_tracked) != 0 && unsafe { TRACKED.get(&tgid) }.is_none() {
+        return false;
+    }
+    if conf!(filter_cgroup) != 0 {
+        // SAFETY: helper without arguments; lookup only.
+        let id = unsafe { generated::bpf_get_current_cgroup_id() };
+        if unsafe { CGROUPS.get(&id) }.is_none() {
+            return false;
+        }
+    }
+    if conf!(filter_comm_set) != 0 {
+        let Ok(comm) = bpf_get_current_comm() else {
+            return false;
+        };
+        if comm != conf!(filter_comm) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The pointer at `base + off` in kernel memory.
+#[inline(always)]
+pub unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
+    bpf_probe_read_kernel(base.add(off as usize) as *const *const u8).ok()
+}
+
+/// The `T` at `base + off` in kernel memory, or zero.
+#[inline(always)]
+pub unsafe fn read_or_zero<T: Default>(base: *const u8, off: u32) -> T {
+    bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or_default()
+}

@@ -1,0 +1,144 @@
+//! Overlayfs operations that copy up (setattr, open, xattr, directory operations): their
+//! entry, which names the trigger of copy-ups inside them, and their return, which
+//! reports the operation's own latency. Chown syscalls are `chown`'s.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{kprobe, kretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use copyup_trace_common::{counter, op, record, OpDoneEvent, OpState};
+
+use crate::{
+    config::{arg, conf},
+    maps::{bump, notify_flags, now, read_or_zero, tgid_of, tid_of, traced, EVENTS, OPS, SYSCALLS},
+};
+
+/// A syscall or operation that caused copy-ups, as it returns.
+pub struct Done {
+    pub op: u32,
+    pub start_ns: u64,
+    pub copy_ups: u32,
+    pub ret: i32,
+    pub ia_valid: u32,
+    /// `OpState::copy_flags`, or do_fchownat's `flag` for `op::FCHOWNAT`.
+    pub flags: u32,
+}
+
+/// Reports the latency of a syscall or operation that caused copy-ups.
+#[inline(always)]
+pub fn op_done(pid_tgid: u64, d: Done) {
+    let ev = OpDoneEvent {
+        record: record::OP_DONE,
+        op: d.op,
+        start_ns: d.start_ns,
+        duration_ns: now() - d.start_ns,
+        pid: tgid_of(pid_tgid),
+        tid: tid_of(pid_tgid),
+        copy_ups: d.copy_ups,
+        ret: d.ret,
+        ia_valid: d.ia_valid,
+        flags: d.flags,
+    };
+    if EVENTS.output::<OpDoneEvent>(&ev, notify_flags()).is_err() {
+        bump(counter::LOST_EVENTS);
+    }
+}
+
+#[inline(always)]
+fn op_enter(op: u32, ia_valid: u32) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // Inside chown the syscall's own state names the trigger and carries the latency.
+    // SAFETY: lookup only.
+    if unsafe { SYSCALLS.get(&tid_of(pid_tgid)) }.is_some() || !traced(pid_tgid) {
+        return 0;
+    }
+    let st = OpState {
+        start_ns: now(),
+        op,
+        ia_valid,
+        copy_ups: 0,
+        copy_flags: 0,
+    };
+    let _ = OPS.insert(&tid_of(pid_tgid), &st, 0);
+    0
+}
+
+/// Return probe shared by every operation entry point.
+#[kretprobe]
+pub fn op_ret(ctx: RetProbeContext) -> u32 {
+    try_op_ret(&ctx).unwrap_or(0)
+}
+
+fn try_op_ret(ctx: &RetProbeContext) -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = tid_of(pid_tgid);
+    // SAFETY: map value owned by this thread's key, copied out.
+    let st = unsafe { *OPS.get_ptr(&tid)? };
+    if st.copy_ups > 0 {
+        op_done(
+            pid_tgid,
+            Done {
+                op: st.op,
+                start_ns: st.start_ns,
+                copy_ups: st.copy_ups,
+                ret: ctx.ret::<i64>() as i32,
+                ia_valid: st.ia_valid,
+                flags: st.copy_flags,
+            },
+        );
+    }
+    let _ = OPS.remove(&tid);
+    Some(0)
+}
+
+/// An entry program per operation: a kprobe cannot tell which function it is on.
+macro_rules! op_probe {
+    ($(#[$doc:meta])* $name:ident => $op:expr) => {
+        $(#[$doc])*
+        #[kprobe]
+        pub fn $name(_ctx: ProbeContext) -> u32 {
+            op_enter($op, 0)
+        }
+    };
+}
+
+op_probe!(
+    /// `ovl_open`: open for write or with O_TRUNC copies the file up.
+    op_open => op::OPEN);
+op_probe!(
+    /// Directory operations copy up the parent directory (and, for link and rename,
+    /// the source).
+    op_create => op::CREATE);
+op_probe!(op_mkdir => op::MKDIR);
+op_probe!(op_mknod => op::MKNOD);
+op_probe!(op_symlink => op::SYMLINK);
+op_probe!(op_link => op::LINK);
+op_probe!(op_unlink => op::UNLINK);
+op_probe!(op_rmdir => op::RMDIR);
+op_probe!(op_rename => op::RENAME);
+op_probe!(op_tmpfile => op::TMPFILE);
+
+/// Setting an xattr (`value` at `Args::xattr_value`); a NULL value removes it.
+#[kprobe]
+pub fn op_xattr(ctx: ProbeContext) -> u32 {
+    let value = arg(&ctx, conf!(args.xattr_value)).unwrap_or(0);
+    op_enter(
+        if value == 0 {
+            op::REMOVEXATTR
+        } else {
+            op::SETXATTR
+        },
+        0,
+    )
+}
+
+/// `ovl_setattr`, with `attr` at `Args::setattr_attr`: `(dentry, attr)` before 5.12,
+/// `(user_ns | idmap, dentry, attr)` since.
+#[kprobe]
+pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
+    let attr = arg(&ctx, conf!(args.setattr_attr)).unwrap_or(0) as *const u8;
+    // SAFETY: bounded kernel read of an int.
+    let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
+    op_enter(op::SETATTR, valid)
+}

@@ -1,0 +1,110 @@
+//! Checks of `copyup-trace check` on a kernel that can be traced, and of a reader that
+//! closes the pipe: judges what `guest/scenarios/check.sh` saved; reading the artifacts
+//! is `mod.rs`'s job.
+
+use anyhow::{anyhow, ensure, Result};
+use copyup_trace_common::hooks;
+use serde_json::Value;
+
+use super::{Artifacts, Check};
+
+pub const CHECKS: &[Check] = &[
+    (
+        "check: traceable, every mechanism named, JSON parses",
+        check_json,
+    ),
+    (
+        "check: table says the host can be traced, exit 0",
+        check_table,
+    ),
+    (
+        "closed pipe (-o json | head -1): exit 0, quiet, nothing left",
+        closed_pipe,
+    ),
+];
+
+/// The row of `check -o json` named `name`.
+fn row<'a>(report: &'a Value, name: &str) -> Result<&'a Value> {
+    report["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["check"] == name))
+        .ok_or_else(|| anyhow!("check has no row {name:?}: {report}"))
+}
+
+fn check_json(a: &Artifacts) -> Result<()> {
+    let rc = a.rc("check_json")?;
+    let out = a.get("check_json.out")?;
+    ensure!(rc == 0, "exit {rc}: {out}");
+    let report: Value = serde_json::from_str(out)?;
+    ensure!(report["traceable"] == true, "{report}");
+    let status = |name: &str| -> Result<String> {
+        Ok(row(&report, name)?["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    };
+    for name in [
+        "privileges",
+        "kprobe support",
+        "vmlinux BTF",
+        "overlay",
+        "probe plan",
+    ] {
+        ensure!(status(name)? == "ok", "{name}: {}", row(&report, name)?);
+    }
+    let attach = row(&report, "kprobe attach")?;
+    ensure!(
+        attach["status"] == "ok"
+            && attach["fact"]
+                .as_str()
+                .unwrap_or("")
+                .contains("do_fchownat"),
+        "kprobe attach: {attach}"
+    );
+    // The copy-up itself and its data copy always get a kprobe and a kretprobe.
+    let one = row(&report, hooks::COPY_UP_ONE.func)?;
+    ensure!(
+        one["status"] == "ok" && one["fact"] == "kprobe + kretprobe",
+        "{one}"
+    );
+    // Every row of the probe table is reported, and nothing is missing.
+    for hook in hooks::FUNCS {
+        row(&report, hook.func)?;
+    }
+    let missing: Vec<&Value> = report["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] == "missing")
+        .collect();
+    ensure!(missing.is_empty(), "missing rows: {missing:?}");
+    Ok(())
+}
+
+fn check_table(a: &Artifacts) -> Result<()> {
+    let rc = a.rc("check_table")?;
+    let out = a.get("check_table.out")?;
+    ensure!(rc == 0, "exit {rc}: {out}");
+    ensure!(out.contains("This host can be traced."), "{out}");
+    ensure!(out.contains("kprobe + kretprobe"), "{out}");
+    let left = a.get("check.kprobes_after")?.trim().to_string();
+    ensure!(left == "0", "{left} overlay kprobes left after check");
+    Ok(())
+}
+
+fn closed_pipe(a: &Artifacts) -> Result<()> {
+    let rc = a.get("pipe.rc")?.trim().to_string();
+    let err = a.get("pipe.err")?;
+    ensure!(rc == "0", "exit {rc}; stderr {err:?}");
+    ensure!(err.is_empty(), "stderr not empty: {err:?}");
+    let out = a.get("pipe.out")?;
+    ensure!(out.lines().count() == 1, "head kept {out:?}");
+    let first: Value = serde_json::from_str(out)?;
+    ensure!(first["type"] == "copy_up", "{first}");
+    let left = a.get("pipe.kprobes_after")?.trim().to_string();
+    ensure!(
+        left == "0",
+        "{left} overlay kprobes left after the pipe closed"
+    );
+    Ok(())
+}

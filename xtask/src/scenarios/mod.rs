@@ -1,0 +1,245 @@
+//! Host-side half of the guest test matrix: the guest script assembled from its parts,
+//! the saved artifacts parsed (`Artifacts`, `Run`) and the helpers the checks share. The
+//! checks themselves, one `fn` each, live in one module per family (`copyup.rs`, ...).
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::Value;
+
+/// Artifacts by name, from `@@FILE name` ... `@@EOF` blocks.
+pub fn parse_artifacts(results: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for line in results.lines() {
+        if let Some(name) = line.strip_prefix("@@FILE ") {
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else if line == "@@EOF" {
+            if let Some((name, lines)) = current.take() {
+                let mut text = lines.join("\n");
+                // emit() adds one newline after the content.
+                while text.ends_with('\n') {
+                    text.pop();
+                }
+                out.insert(name, text);
+            }
+        } else if let Some((_, lines)) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    out
+}
+
+pub struct Artifacts {
+    pub kernel: String,
+    files: BTreeMap<String, String>,
+}
+
+/// One traced run's JSON output.
+struct Run {
+    events: Vec<Value>,
+    summary: Value,
+    rc: i32,
+}
+
+impl Artifacts {
+    pub fn new(kernel: &str, results: &str) -> Artifacts {
+        Artifacts {
+            kernel: kernel.to_string(),
+            files: parse_artifacts(results),
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<&str> {
+        self.files
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("guest produced no artifact {name}"))
+    }
+
+    fn rc(&self, name: &str) -> Result<i32> {
+        let t = self.get(&format!("{name}.rc"))?;
+        t.trim()
+            .parse()
+            .with_context(|| format!("{name}.rc = {t:?}"))
+    }
+
+    fn run(&self, name: &str) -> Result<Run> {
+        let rc = self.rc(name)?;
+        let out = self.get(&format!("{name}.out"))?;
+        let mut events = Vec::new();
+        let mut summary = None;
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{name}: not JSON: {line:?}"))?;
+            match v["type"].as_str() {
+                Some("copy_up") => events.push(v),
+                Some("summary") => summary = Some(v),
+                // Latency of the call that copied up; checked where it matters.
+                Some("op") => {}
+                other => bail!("{name}: unknown record type {other:?}"),
+            }
+        }
+        let summary = summary.ok_or_else(|| {
+            anyhow!(
+                "{name}: no summary record (rc {rc}); stderr: {}",
+                self.get(&format!("{name}.err")).unwrap_or("")
+            )
+        })?;
+        ensure!(
+            summary["lost"] == 0,
+            "{name}: lost events: {}",
+            summary["lost"]
+        );
+        for e in &events {
+            ensure!(e["ret"] == 0, "{name}: copy-up failed: {e}");
+        }
+        Ok(Run {
+            events,
+            summary,
+            rc,
+        })
+    }
+
+    fn upper(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .get(&format!("{name}.upper"))?
+            .lines()
+            .map(|l| l.trim_start_matches('.').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("<not a string>")
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(u64::MAX)
+}
+
+/// (path, kind, bytes) of each event, in the order they happened.
+fn objects(run: &Run) -> Vec<(String, String, u64)> {
+    run.events
+        .iter()
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["kind"]).to_string(),
+                u(&e["bytes"]),
+            )
+        })
+        .collect()
+}
+
+fn expect_objects(run: &Run, want: &[(&str, &str, u64)]) -> Result<()> {
+    let got = objects(run);
+    let want: Vec<(String, String, u64)> = want
+        .iter()
+        .map(|(p, k, b)| (p.to_string(), k.to_string(), *b))
+        .collect();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    Ok(())
+}
+
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// Every latency is positive, the data copy fits inside the copy-up, and the copy-up
+/// fits inside the command's wall time.
+fn check_latencies(run: &Run) -> Result<()> {
+    let command_ns = u(&run.summary["command_ns"]);
+    for e in &run.events {
+        let (copy, data) = (u(&e["copy_ns"]), u(&e["data_ns"]));
+        ensure!(copy > 0, "copy_ns not positive: {e}");
+        ensure!(data <= copy, "data_ns {data} > copy_ns {copy}");
+        if u(&e["bytes"]) > 0 {
+            ensure!(data > 0, "data copied in zero time: {e}");
+        }
+        ensure!(
+            copy < command_ns,
+            "copy_ns {copy} >= command wall time {command_ns}"
+        );
+    }
+    Ok(())
+}
+
+fn one_line_error(a: &Artifacts, name: &str, rc: i32, needle: &str) -> Result<()> {
+    let got_rc = a.rc(name)?;
+    let err = a.get(&format!("{name}.err"))?;
+    ensure!(
+        got_rc == rc,
+        "{name}: exit {got_rc}, want {rc}; stderr {err:?}"
+    );
+    ensure!(
+        err.lines().count() == 1,
+        "{name}: stderr is not one line: {err:?}"
+    );
+    ensure!(err.starts_with("copyup-trace: "), "{name}: {err:?}");
+    ensure!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
+    ensure!(!err.contains("panicked"), "{name}: {err:?}");
+    Ok(())
+}
+
+/// A named check of one kernel's artifacts; its name is the `name ... ok` line's.
+pub type Check = (&'static str, fn(&Artifacts) -> Result<()>);
+
+mod check;
+mod copyup;
+mod errors;
+mod faults;
+mod output;
+mod scoping;
+mod triggers;
+
+/// Ties each family's checks (`NAME.rs`, its `CHECKS`) to its guest part
+/// (`guest/scenarios/NAME.sh`).
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        /// The script the guest runs in one boot: the helpers, then every family's
+        /// scenarios in the order given.
+        pub const SCRIPT: &str = concat!(
+            include_str!("../../guest/scenarios/lib.sh"),
+            $(include_str!(concat!("../../guest/scenarios/", stringify!($family), ".sh")),)*
+            "exit 0\n",
+        );
+
+        const FAMILIES: &[&[Check]] = &[$($family::CHECKS),*];
+    };
+}
+
+families!(errors, copyup, scoping, triggers, output, faults, check);
+
+/// Every check, family by family.
+pub fn checks() -> impl Iterator<Item = &'static Check> {
+    FAMILIES.iter().flat_map(|f| f.iter())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_split() {
+        let text = "noise\n@@FILE a.out\nline1\nline2\n\n@@EOF\n@@FILE a.rc\n0\n\n@@EOF\n";
+        let a = parse_artifacts(text);
+        assert_eq!(a["a.out"], "line1\nline2");
+        assert_eq!(a["a.rc"], "0");
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn one_script_every_check_named_once() {
+        assert!(SCRIPT.starts_with("# Guest-side half"));
+        assert!(SCRIPT.ends_with("\nexit 0\n"));
+        let mut names: Vec<&str> = checks().map(|c| c.0).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "a check name is used twice");
+    }
+}
