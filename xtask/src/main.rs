@@ -40,13 +40,13 @@ struct Cli {
 enum Cmd {
     /// Boot a Debian kernel under qemu and trace a chown -R over an image-like tree.
     Demo {
-        /// Kernel series to boot (6.1 or 6.12).
+        /// Kernel series to boot (5.10, 6.1, 6.12, 7.2 or 7.3).
         #[arg(long, default_value = "6.12")]
         kernel: String,
     },
-    /// Unit tests, then the guest-kernel test matrix on Debian 6.1 and 6.12.
+    /// Unit tests, then the guest-kernel test matrix on Debian 5.10, 6.1, 6.12, 7.2 and 7.3.
     Test {
-        /// Only these kernel series (default: 6.1 and 6.12).
+        /// Only these kernel series (default: all of 5.10, 6.1, 6.12, 7.2 and 7.3).
         #[arg(long = "kernel")]
         kernels: Vec<String>,
         /// Skip the unit tests.
@@ -95,7 +95,9 @@ enum Cmd {
     },
 }
 
-const SERIES: &[&str] = &["6.1", "6.12"];
+/// The newest Debian build of each line: 5.10 (bullseye), 6.1 and 6.12 (bookworm), 7.2 (sid),
+/// 7.3 (trixie-backports).
+const SERIES: &[&str] = &["5.10", "6.1", "6.12", "7.2", "7.3"];
 const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// A static binary, so the busybox guest needs no libc.

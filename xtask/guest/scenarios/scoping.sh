@@ -10,6 +10,8 @@ rm -f /tmp/go /tmp/other-done
 sh -c "while [ ! -e /tmp/go ]; do sleep 0.1; done; chown 1000 $D/merged/y1 $D/merged/y2; touch /tmp/other-done" &
 OTHER=$!
 run scope -o json -- sh -c "touch /tmp/go; chown 1000 $D/merged/x1; sh -c 'chown 1000 $D/merged/x2'; while [ ! -e /tmp/other-done ]; do sleep 0.1; done"
+# If the tracer failed to start, the command never ran: release the other process anyway.
+touch /tmp/go
 wait $OTHER
 upper scope
 
