@@ -143,7 +143,7 @@ pub const COPY_UP_HEADER_LEN: usize = core::mem::size_of::<CopyUpHeader>();
 
 /// Per-thread state of a syscall that may cause copy-ups.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct SyscallState {
     pub start_ns: u64,
     /// Copy-ups (not waits) done under this syscall so far.
@@ -185,7 +185,7 @@ pub mod inflight {
 
 /// Per-thread state of an overlayfs operation that may copy up.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct OpState {
     pub start_ns: u64,
     pub op: u32,

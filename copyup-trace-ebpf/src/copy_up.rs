@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, ProbeContext, RetProbeContext},
 };
 use copyup_trace_common::{
-    counter, flags, inflight, kabi, op, record, CopyUpHeader, InFlight, COPY_UP_HEADER_LEN,
-    FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
+    counter, flags, inflight, kabi, record, CopyUpHeader, InFlight, OpState, SyscallState,
+    COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
 };
 
 use crate::{
@@ -152,6 +152,70 @@ unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
     }
 }
 
+/// The syscall and the operation a copy-up happened in. Absent ones are all zero
+/// (`op::NONE`, no start time): plain values rather than `Option`s, whose unset payload
+/// older verifiers refuse to see copied.
+#[derive(Default)]
+struct Cause {
+    in_syscall: bool,
+    sys: SyscallState,
+    op: OpState,
+}
+
+/// The cause of a copy-up on thread `tid`, as it is when the copy-up ends; a copy-up
+/// that was not a wait is counted in both the syscall and the operation.
+#[inline(always)]
+fn cause(tid: u32, waited: bool, copy_flags: u32) -> Cause {
+    let mut c = Cause::default();
+    // SAFETY: map values owned by this thread's key, copied out, then updated in place.
+    unsafe {
+        if let Some(o) = OPS.get_ptr_mut(&tid) {
+            c.op = *o;
+            if !waited {
+                (*o).copy_ups += 1;
+                (*o).copy_flags = copy_flags;
+            }
+        }
+        if let Some(s) = SYSCALLS.get_ptr_mut(&tid) {
+            c.in_syscall = true;
+            c.sys = *s;
+            if !waited {
+                (*s).copy_ups += 1;
+            }
+        }
+    }
+    c
+}
+
+/// The syscall's filename argument into `dst`; its length with the NUL, or 0.
+#[inline(always)]
+unsafe fn read_filename(dst: *mut u8, filename: u64) -> u32 {
+    // Still the caller's memory: the syscall has not returned.
+    let n = generated::bpf_probe_read_user_str(
+        dst as *mut _,
+        FILENAME_LEN as u32,
+        filename as *const _,
+    );
+    if n > 0 {
+        n as u32
+    } else {
+        0
+    }
+}
+
+/// The current task's parent's tgid.
+#[inline(always)]
+fn ppid() -> u32 {
+    // SAFETY: the current task, read only through bpf_probe_read_kernel.
+    unsafe {
+        let task = generated::bpf_get_current_task() as *const u8;
+        match read_ptr(task, conf!(off.task_real_parent)) {
+            Some(parent) => read_or_zero(parent, conf!(off.task_tgid)),
+            None => 0,
+        }
+    }
+}
+
 /// The copy-up in flight on this thread is over: send its record. `ret` is
 /// `ovl_copy_up_one`'s return value, or the syscall's when its return probe was missed
 /// (`flags::RETURN_MISSED` in `extra_flags`).
@@ -165,22 +229,7 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
     let end = now();
     let waited = ret == 0 && conf!(sees_waits) != 0 && st.state & inflight::ENDED == 0;
 
-    let sys = SYSCALLS.get_ptr_mut(&tid);
-    let ops = OPS.get_ptr_mut(&tid);
-    // SAFETY: map values owned by this thread's key, copied out.
-    let (sys_state, op_state) = unsafe { (sys.map(|s| *s), ops.map(|o| *o)) };
-    if !waited {
-        // SAFETY: map values owned by this thread's key.
-        unsafe {
-            if let Some(o) = ops {
-                (*o).copy_ups += 1;
-                (*o).copy_flags = st.copy_flags;
-            }
-            if let Some(s) = sys {
-                (*s).copy_ups += 1;
-            }
-        }
-    }
+    let cause = cause(tid, waited, st.copy_flags);
 
     let ev = EVENT_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: `ev` is this CPU's scratch slot (kprobe programs do not nest on a CPU);
@@ -189,28 +238,16 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
         let names = (*ev).names.as_mut_ptr();
         let walk = walk_path(names, st.dentry as *const u8);
         let path_len = walk.len as usize & (2 * PATH_COMPONENTS_LEN - 1);
-        let mut filename_len = 0u32;
-        if let Some(s) = sys_state {
-            // Still the caller's memory: the syscall has not returned.
-            let n = generated::bpf_probe_read_user_str(
-                names.add(path_len) as *mut _,
-                FILENAME_LEN as u32,
-                s.filename as *const _,
-            );
-            if n > 0 {
-                filename_len = n as u32;
-            }
-        }
-        let task = generated::bpf_get_current_task() as *const u8;
-        let ppid = match read_ptr(task, conf!(off.task_real_parent)) {
-            Some(parent) => read_or_zero(parent, conf!(off.task_tgid)),
-            None => 0,
+        let filename_len = if cause.in_syscall {
+            read_filename(names.add(path_len), cause.sys.filename)
+        } else {
+            0
         };
         let mut rec_flags = extra_flags;
         for (set, bit) in [
             (waited, flags::WAITED),
             (walk.truncated, flags::PATH_TRUNCATED),
-            (sys_state.is_some(), flags::IN_FCHOWNAT),
+            (cause.in_syscall, flags::IN_FCHOWNAT),
             (filename_len > 0, flags::HAS_FILENAME),
         ] {
             if set {
@@ -219,25 +256,25 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
         }
         (*ev).header = CopyUpHeader {
             record: record::COPY_UP,
-            op: op_state.map_or(op::NONE, |o| o.op),
+            op: cause.op.op,
             start_ns: st.start_ns,
             copy_ns: end - st.start_ns,
             data_ns: st.data_ns,
             bytes: st.bytes,
-            syscall_start_ns: sys_state.map_or(0, |s| s.start_ns),
-            op_start_ns: op_state.map_or(0, |o| o.start_ns),
+            syscall_start_ns: cause.sys.start_ns,
+            op_start_ns: cause.op.start_ns,
             size: st.size,
             cgroup_id: generated::bpf_get_current_cgroup_id(),
             pid: tgid_of(pid_tgid),
             tid,
-            ppid,
+            ppid: ppid(),
             ret,
             mode: st.mode,
             flags: rec_flags,
-            ia_valid: op_state.map_or(0, |o| o.ia_valid),
+            ia_valid: cause.op.ia_valid,
             depth: walk.depth,
             copy_flags: st.copy_flags,
-            syscall_flag: sys_state.map_or(0, |s| s.flag),
+            syscall_flag: cause.sys.flag,
             dev: st.dev,
             kstack_id: st.kstack_id,
             ustack_id: st.ustack_id,

@@ -288,6 +288,20 @@ fn memlock() -> Item {
     )
 }
 
+/// Whether `--stacks` sees whole kernel stacks here.
+fn stacks() -> Item {
+    let release = kernel::release().unwrap_or_default();
+    match plan::stack_limit(&release) {
+        Some(why) => item("kernel stacks", Status::Warn, why, "kernel release"),
+        None => item(
+            "kernel stacks",
+            Status::Ok,
+            "the unwinder sees through kretprobe trampolines",
+            "kernel release",
+        ),
+    }
+}
+
 /// Probe targets and mechanisms, from the same facts and plan a start-up uses.
 fn probe_targets(kprobes: bool, out: &mut Vec<Item>) {
     let facts = match kernel::facts() {
@@ -473,6 +487,7 @@ pub fn run() -> Report {
         mounted("tracefs", &mounts),
         mounted("debugfs", &mounts),
         memlock(),
+        stacks(),
     ]);
     let kprobes = items
         .iter()

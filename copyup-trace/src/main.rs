@@ -45,6 +45,11 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
     let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
+    if opts.stacks.is_some() {
+        if let Some(why) = plan::stack_limit(&facts.release) {
+            eprintln!("copyup-trace: warning: {why}");
+        }
+    }
     let tree = if opts.command.is_empty() {
         None
     } else {

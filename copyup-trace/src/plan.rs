@@ -107,6 +107,19 @@ impl ProbePlan {
     }
 }
 
+/// Why kernel stacks recorded on this kernel stop short, if they do: before 5.15 the
+/// x86 unwinder cannot get past a kretprobe's trampoline, so the frames above a function
+/// with a return probe (`ovl_setattr`, `ovl_open`, ...) are lost.
+pub fn stack_limit(release: &str) -> Option<String> {
+    match parse_release(release) {
+        Some(v) if v < (5, 15) => Some(format!(
+            "kernel {release} cannot unwind through kretprobe trampolines (before 5.15): \
+             kernel stacks end at kretprobe_trampoline above probed overlayfs functions"
+        )),
+        _ => None,
+    }
+}
+
 /// `(major, minor)` from a release string such as `6.12.57+deb12-amd64`.
 pub fn parse_release(release: &str) -> Option<(u32, u32)> {
     let mut it = release.split(|c: char| !c.is_ascii_digit());
@@ -594,6 +607,13 @@ mod tests {
         let p = decide(&k).unwrap();
         assert_eq!(p.ops.last(), Some(&&XATTR_SET));
         assert_eq!(p.args.xattr_value, 3);
+    }
+
+    #[test]
+    fn stacks_stop_at_trampolines_before_5_15() {
+        assert!(stack_limit("5.10.0-32-amd64").is_some_and(|m| m.contains("5.10.0-32")));
+        assert_eq!(stack_limit("5.15.0"), None);
+        assert_eq!(stack_limit("6.12.117+deb12-amd64"), None);
     }
 
     #[test]

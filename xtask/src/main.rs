@@ -216,7 +216,14 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
         record(&format!("host: {name}"), check(&tool));
     }
     for k in kernels(kernel_series)? {
-        let r = boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900))?;
+        // A guest that hangs or dies fails its line, not the lines after it.
+        let r = match boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900)) {
+            Ok(r) => r,
+            Err(e) => {
+                record(&format!("guest {}: boot and scenarios", k.version), Err(e));
+                continue;
+            }
+        };
         // Kept for reading after the run: the raw tool output of every scenario.
         let saved = workspace_root().join(format!("target/guest-results/{}.txt", k.version));
         std::fs::create_dir_all(saved.parent().expect("has parent"))?;

@@ -19,7 +19,11 @@ dd if=/dev/zero of=$D/lower/tree/sub/deep/c.bin bs=1M count=1 2>/dev/null
 ln -s a.bin $D/lower/tree/link
 mountovl
 echo 'p:cuoracle/one ovl_copy_up_one' >>$TR/kprobe_events
-echo 'p:cuoracle/file ovl_copy_up_file len=$arg4:u64' >>$TR/kprobe_events
+# The data copy is ovl_copy_up_file where the kernel has it (5.11+), else
+# ovl_copy_up_data(ofs, old, new, len) (5.10): the length is the 4th argument in both.
+DATA_FN=ovl_copy_up_file
+grep -qw ovl_copy_up_file /proc/kallsyms || DATA_FN=ovl_copy_up_data
+echo "p:cuoracle/file $DATA_FN len=\$arg4:u64" >>$TR/kprobe_events
 echo >$TR/trace
 echo 1 >$TR/events/cuoracle/enable
 run tree -o json -- chown -hR 1000:1000 $D/merged/tree

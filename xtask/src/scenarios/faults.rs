@@ -21,6 +21,11 @@ pub const CHECKS: &[Check] = &[
 ];
 
 fn sigint_detaches(a: &Artifacts) -> Result<()> {
+    let during: u32 = a.get("pid.kprobes_during")?.trim().parse()?;
+    ensure!(
+        during > 0,
+        "no kprobes registered while tracing: the check would prove nothing"
+    );
     let n = a.get("pid.kprobes_after")?.trim().to_string();
     ensure!(
         n == "0",
