@@ -203,7 +203,14 @@ impl Apt {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age < LISTS_MAX_AGE);
         if !fresh {
-            apt.refresh()?;
+            // Old lists still name the cached kernels: without the mirror, go on with them.
+            let have_lists = fs::read_dir(dir.join("lists")).is_ok_and(|mut d| {
+                d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains("_Packages")))
+            });
+            match apt.refresh() {
+                Err(e) if have_lists => eprintln!("{e:#}\nusing the old package lists"),
+                r => r?,
+            }
         }
         Ok(apt)
     }
