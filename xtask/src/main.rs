@@ -102,10 +102,21 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// A static binary, so the busybox guest needs no libc.
 fn build_static() -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "-p", "copyup-trace", "--target", MUSL]))?;
+    // cargo's own per-crate lines would bury the steps; errors still print in full.
+    let step = progress::Step::start("building the static copyup-trace and guest-ops");
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "copyup-trace",
+        "--target",
+        MUSL,
+    ]))?;
     // The guests' syscall driver, beside it.
     run(cargo().args([
         "build",
+        "--quiet",
         "--release",
         "-p",
         "xtask",
@@ -114,6 +125,7 @@ fn build_static() -> Result<PathBuf> {
         "--target",
         MUSL,
     ]))?;
+    step.done();
     Ok(workspace_root().join(format!("target/{MUSL}/release/copyup-trace")))
 }
 
