@@ -55,6 +55,8 @@ pub struct TreeFollow {
 
 pub struct Probes {
     bpf: Ebpf,
+    /// Per-thread entries removed by `reap_exited`: returns the kernel never reported.
+    reaped: u64,
 }
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/copyup-trace"));
@@ -105,7 +107,7 @@ impl Probes {
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        let mut p = Probes { bpf };
+        let mut p = Probes { bpf, reaped: 0 };
 
         if let Some(ids) = &filter.cgroups {
             p.set_cgroups(ids)?;
@@ -136,7 +138,7 @@ impl Probes {
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        Probes { bpf }.func(&FCHOWNAT)?;
+        Probes { bpf, reaped: 0 }.func(&FCHOWNAT)?;
         Ok(FCHOWNAT.func)
     }
 
@@ -247,6 +249,36 @@ impl Probes {
             + self.keys::<OpState>("OPS")?)
     }
 
+    /// Removes the per-thread entries of threads that no longer exist and counts them as
+    /// missed returns: a kretprobe the kernel skipped (all its instances in use) leaves
+    /// its entry behind. Run once the traced threads are gone (the command has exited).
+    pub fn reap_exited(&mut self) -> Result<u64> {
+        let reaped = self.reap::<InFlight>("INFLIGHT")?
+            + self.reap::<SyscallState>("SYSCALLS")?
+            + self.reap::<OpState>("OPS")?;
+        self.reaped += reaped;
+        Ok(reaped)
+    }
+
+    /// `reap_exited` for one map, keyed by tid.
+    fn reap<V: aya::Pod>(&mut self, name: &str) -> Result<u64> {
+        let map = self
+            .bpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("{name} map missing"))?;
+        let mut m: HashMap<_, u32, V> =
+            HashMap::try_from(map).with_context(|| format!("{name} map"))?;
+        let gone: Vec<u32> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|tid| !std::path::Path::new(&format!("/proc/{tid}")).exists())
+            .collect();
+        for tid in &gone {
+            let _ = m.remove(tid);
+        }
+        Ok(gone.len() as u64)
+    }
+
     fn keys<V: aya::Pod>(&self, name: &str) -> Result<usize> {
         let map = self
             .bpf
@@ -275,7 +307,7 @@ impl Probes {
         Ok(Losses {
             lost_events: sum(counter::LOST_EVENTS)?,
             lost_state: sum(counter::LOST_STATE)?,
-            missed_returns: sum(counter::MISSED_RETURNS)?,
+            missed_returns: sum(counter::MISSED_RETURNS)? + self.reaped,
         })
     }
 }

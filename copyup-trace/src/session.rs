@@ -175,6 +175,11 @@ pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
         Some(Ok(Some(status))) => status_code(status),
         _ => stop.exit_code,
     };
+    // Entries of threads that have exited are returns the kernel skipped: count them.
+    let reaped = probes.reap_exited()?;
+    if reaped > 0 {
+        log::info!("{reaped} per-thread entries of exited threads: missed returns");
+    }
     records.outputs.finish(&End {
         totals: &records.totals,
         losses: probes.losses()?,
