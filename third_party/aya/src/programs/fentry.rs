@@ -65,6 +65,20 @@ impl FEntry {
         load_program_with_attach_type(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, data)
     }
 
+    /// Loads the program for the function of type id `btf_id`, which is in the kernel
+    /// BTF object `btf_obj_fd` (a module's BTF, see [`crate::programs::kernel_btf_fd`]),
+    /// or in vmlinux BTF when `btf_obj_fd` is `None`.
+    pub fn load_with_btf_id(
+        &mut self,
+        btf_id: u32,
+        btf_obj_fd: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), ProgramError> {
+        let Self { data } = self;
+        data.attach_btf_id = Some(btf_id);
+        data.attach_btf_obj_fd = btf_obj_fd.map(crate::MockableFd::from_fd);
+        load_program_with_attach_type(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, data)
+    }
+
     /// Attaches the program.
     ///
     /// The returned value can be used to detach, see [`FEntry::detach`].

@@ -1610,3 +1610,19 @@ pub fn loaded_links() -> impl Iterator<Item = Result<LinkInfo, LinkError>> {
             LinkInfo::new_from_fd(fd.as_fd())
         })
 }
+
+/// Returns a file descriptor of the kernel BTF object named `name` (a module's name,
+/// such as `overlay`, or `vmlinux`), or `None` if the kernel has none by that name.
+///
+/// Pass it to [`fentry::FEntry::load_with_btf_id`] or [`fexit::FExit::load_with_btf_id`]
+/// to attach to a function of a module.
+pub fn kernel_btf_fd(name: &str) -> Result<Option<std::os::fd::OwnedFd>, ProgramError> {
+    for id in crate::sys::iter_btf_ids() {
+        let fd = bpf_btf_get_fd_by_id(id?)?;
+        let (obj_name, kernel) = crate::sys::btf_obj_name_by_fd(fd.as_fd())?;
+        if kernel && obj_name == name {
+            return Ok(Some(fd.into_inner()));
+        }
+    }
+    Ok(None)
+}

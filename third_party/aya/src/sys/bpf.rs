@@ -1382,6 +1382,26 @@ pub(crate) fn iter_link_ids() -> impl Iterator<Item = Result<u32, SyscallError>>
     iter_obj_ids(bpf_cmd::BPF_LINK_GET_NEXT_ID, "bpf_link_get_next_id")
 }
 
+/// Introduced in kernel v5.4 (ids of kernel BTF objects: vmlinux and modules).
+pub(crate) fn iter_btf_ids() -> impl Iterator<Item = Result<u32, SyscallError>> {
+    iter_obj_ids(bpf_cmd::BPF_BTF_GET_NEXT_ID, "bpf_btf_get_next_id")
+}
+
+/// The name of the BTF object `fd` (`vmlinux`, or a module's name), and whether it is
+/// a kernel BTF object.
+pub(crate) fn btf_obj_name_by_fd(fd: BorrowedFd<'_>) -> Result<(String, bool), SyscallError> {
+    let mut name = [0u8; 64];
+    let info = bpf_obj_get_info_by_fd(fd, |info: &mut bpf_btf_info| {
+        info.name = name.as_mut_ptr() as u64;
+        info.name_len = name.len() as u32;
+    })?;
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok((
+        String::from_utf8_lossy(&name[..len]).into_owned(),
+        info.kernel_btf != 0,
+    ))
+}
+
 /// Introduced in kernel v4.13.
 pub(crate) fn iter_map_ids() -> impl Iterator<Item = Result<u32, SyscallError>> {
     iter_obj_ids(bpf_cmd::BPF_MAP_GET_NEXT_ID, "bpf_map_get_next_id")
