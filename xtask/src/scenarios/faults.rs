@@ -79,7 +79,7 @@ fn sigkill(a: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-fn threads(a: &Artifacts) -> Result<()> {
+pub(super) fn threads(a: &Artifacts) -> Result<()> {
     let r = a.run("thr")?;
     ensure!(r.rc == 0, "exit {}", r.rc);
     ensure!(r.events.len() == 16, "{} copy-ups, want 16", r.events.len());

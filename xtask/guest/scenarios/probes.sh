@@ -1,0 +1,14 @@
+# Scenarios of the family `probes` (checked in xtask/src/scenarios/probes.rs): the key
+# scenarios of copyup.sh, triggers.sh and faults.sh again, with each function forced
+# onto fentry/fexit and then onto kprobes. Same paths, artifacts named MODE.NAME.
+
+for mode in fentry kprobe; do
+    PFX=$mode.
+    PROBES="--probes $mode"
+    sc_single
+    sc_tree
+    sc_trig
+    sc_thr
+done
+PFX=
+PROBES=
