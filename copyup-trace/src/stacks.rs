@@ -17,6 +17,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use copyup_trace_common::hooks::COPY_UP_ONE;
+
 use crate::{decode::CopyUp, escape::escape, kallsyms};
 
 /// Kernel text symbols, sorted by address.
@@ -183,8 +185,11 @@ impl StackCollector {
 
 /// Kernel frames, root first, as a kprobe would see them: fentry/fexit stacks also hold
 /// the BPF trampolines and our own program, and a traced function appears twice around
-/// its trampoline (its patched entry calls the trampoline, which calls its body).
+/// its trampoline (its patched entry calls the trampoline, which calls its body). Some
+/// kernels (7.3) leave out the frame of the function an fentry program runs at; the
+/// stacks are recorded at `ovl_copy_up_one`'s entry, so it is put back there.
 fn kernel_frames<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let at = COPY_UP_ONE.func;
     let mut out: Vec<String> = Vec::new();
     let mut after_trampoline = false;
     for name in names {
@@ -196,6 +201,9 @@ fn kernel_frames<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
             out.push(name.to_string());
         }
         after_trampoline = false;
+    }
+    if after_trampoline && out.last().is_some_and(|l| l != at) {
+        out.push(at.to_string());
     }
     out
 }
@@ -287,6 +295,24 @@ mod tests {
         );
         // A real recursion without a trampoline between stays.
         assert_eq!(kernel_frames(["f", "f"].into_iter()), ["f", "f"]);
+        // 7.3 leaves out the traced function's own frame.
+        assert_eq!(
+            kernel_frames(
+                [
+                    "ovl_setattr",
+                    "ovl_copy_up_flags",
+                    "bpf_trampoline_1",
+                    "bpf_prog_2_fe_copy_up_one"
+                ]
+                .into_iter()
+            ),
+            ["ovl_setattr", "ovl_copy_up_flags", "ovl_copy_up_one"]
+        );
+        // A kprobe stack is left as it is.
+        assert_eq!(
+            kernel_frames(["ovl_setattr", "ovl_copy_up_flags"].into_iter()),
+            ["ovl_setattr", "ovl_copy_up_flags"]
+        );
     }
 
     #[test]
