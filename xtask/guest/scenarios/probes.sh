@@ -12,3 +12,10 @@ for mode in fentry kprobe; do
 done
 PFX=
 PROBES=
+
+# --- COPYUP_TRACE_LOG=debug names each function's mechanism, and why not fentry -------
+newovl dbg
+echo x >$D/lower/f
+mountovl
+COPYUP_TRACE_LOG=debug "$T" -o json -- chown 1000 $D/merged/f >$OUT/dbg.out 2>$OUT/dbg.err
+emit dbg.err $OUT/dbg.err

@@ -61,7 +61,29 @@ fn rerun(
     Ok(())
 }
 
+/// The debug log says which mechanism each function got: fentry where the kernel can,
+/// else a kprobe with the reason.
+fn debug_log(a: &Artifacts) -> Result<()> {
+    let err = a.get("dbg.err")?;
+    let want = if takes_fentry(&a.kernel) {
+        "plan: ovl_copy_up_one: fentry"
+    } else {
+        "plan: ovl_copy_up_one: kprobe, not fentry: "
+    };
+    ensure!(err.contains(want), "debug log lacks {want:?}: {err}");
+    ensure!(
+        err.lines().any(|l| l.contains("ovl_copy_up_one: ")
+            && (l.contains("fentry + fexit (BTF id") || l.contains("kprobe, not fentry"))),
+        "debug log does not say how ovl_copy_up_one was attached: {err}"
+    );
+    Ok(())
+}
+
 pub const CHECKS: &[Check] = &[
+    (
+        "COPYUP_TRACE_LOG=debug names each function's mechanism",
+        debug_log,
+    ),
     ("--probes fentry: one 8 MiB chown, exact", |a| {
         rerun(a, "fentry", &["single"], copyup::single_file)
     }),
