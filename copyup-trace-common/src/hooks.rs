@@ -4,7 +4,8 @@
 //! `probes` attaches them, the benchmark and the tests find our programs by them. Which
 //! rows a kernel gets is decided elsewhere (`plan`).
 
-/// A kernel function and the programs that see its entry and its return.
+/// A kernel function and the programs that see its entry and its return, as kprobes
+/// and as fentry/fexit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FuncHook {
     pub func: &'static str,
@@ -12,6 +13,17 @@ pub struct FuncHook {
     pub entry: &'static str,
     /// Program run at return (kretprobe), where the return matters.
     pub ret: Option<&'static str>,
+    /// fentry program: one per function, since a tracing program is loaded for one
+    /// target.
+    pub fentry: &'static str,
+    /// fexit program, where the return matters.
+    pub fexit: Option<&'static str>,
+    /// The argument whose position differs between kernels, and the index the fentry
+    /// program reads it at. The verifier refuses an fentry program that reads an
+    /// argument index the function does not have, so fentry programs read constant
+    /// indexes only; where the kernel has the argument elsewhere, the function gets a
+    /// kprobe (`plan`).
+    pub fentry_arg: Option<(&'static str, u32)>,
 }
 
 /// Tracepoints served by one program.
@@ -22,37 +34,117 @@ pub struct TracepointHook {
     pub events: &'static [&'static str],
 }
 
-/// Return program shared by every overlayfs operation (setattr, xattr, open, ...).
+/// Return kprobe shared by every overlayfs operation (setattr, xattr, open, ...).
 pub const OP_RET: &str = "op_ret";
 
-const fn hook(func: &'static str, entry: &'static str, ret: &'static str) -> FuncHook {
+const fn hook(
+    func: &'static str,
+    entry: &'static str,
+    ret: &'static str,
+    fentry: &'static str,
+    fexit: &'static str,
+) -> FuncHook {
     FuncHook {
         func,
         entry,
         ret: Some(ret),
+        fentry,
+        fexit: Some(fexit),
+        fentry_arg: None,
     }
+}
+
+const fn with_arg(h: FuncHook, param: &'static str, index: u32) -> FuncHook {
+    FuncHook {
+        fentry_arg: Some((param, index)),
+        ..h
+    }
+}
+
+/// An overlayfs operation: its own entry programs, the shared return kprobe, its own
+/// fexit.
+const fn op(
+    func: &'static str,
+    entry: &'static str,
+    fentry: &'static str,
+    fexit: &'static str,
+) -> FuncHook {
+    hook(func, entry, OP_RET, fentry, fexit)
 }
 
 /// chown(2), lchown(2), fchownat(2). Its return is seen through `CHOWN_EXIT` where the
 /// kernel has those tracepoints (no limit on threads in flight, unlike a kretprobe).
-pub const FCHOWNAT: FuncHook = hook("do_fchownat", "do_fchownat", "do_fchownat_ret");
+pub const FCHOWNAT: FuncHook = hook(
+    "do_fchownat",
+    "do_fchownat",
+    "do_fchownat_ret",
+    "fe_do_fchownat",
+    "fx_do_fchownat",
+);
 /// `ovl_setattr`: chmod, truncate, utimes, fchown; `attr`'s position moved in 5.12.
-pub const SETATTR: FuncHook = hook("ovl_setattr", "ovl_setattr", OP_RET);
+pub const SETATTR: FuncHook = with_arg(
+    op("ovl_setattr", "ovl_setattr", "fe_setattr", "fx_setattr"),
+    "attr",
+    2,
+);
 /// One overlay object copied up; the unit of every record.
-pub const COPY_UP_ONE: FuncHook = hook("ovl_copy_up_one", "ovl_copy_up_one", "copy_up_one_ret");
+pub const COPY_UP_ONE: FuncHook = hook(
+    "ovl_copy_up_one",
+    "ovl_copy_up_one",
+    "copy_up_one_ret",
+    "fe_copy_up_one",
+    "fx_copy_up_one",
+);
 /// Reached only by the thread that does the copy-up, not by one that waits for it.
 pub const COPY_UP_END: FuncHook = FuncHook {
     func: "ovl_copy_up_end",
     entry: "ovl_copy_up_end",
     ret: None,
+    fentry: "fe_copy_up_end",
+    fexit: None,
+    fentry_arg: None,
 };
-/// The data copy, where it is a function of its own.
-pub const COPY_UP_FILE: FuncHook = hook("ovl_copy_up_file", "copy_data", "copy_data_ret");
-/// The data copy where `ovl_copy_up_file` was inlined into it.
-pub const COPY_UP_DATA: FuncHook = hook("ovl_copy_up_data", "copy_data", "copy_data_ret");
+/// The data copy, where it is a function of its own: `len` 4th since 5.10.
+pub const COPY_UP_FILE: FuncHook = with_arg(
+    hook(
+        "ovl_copy_up_file",
+        "copy_data",
+        "copy_data_ret",
+        "fe_copy_up_file",
+        "fx_copy_up_file",
+    ),
+    "len",
+    3,
+);
+/// The data copy where `ovl_copy_up_file` was inlined into it; its fentry program
+/// knows only the `(c, temp)` form of 6.1+.
+pub const COPY_UP_DATA: FuncHook = with_arg(
+    hook(
+        "ovl_copy_up_data",
+        "copy_data",
+        "copy_data_ret",
+        "fe_copy_up_data",
+        "fx_copy_up_data",
+    ),
+    "c",
+    0,
+);
 /// Setting or removing an xattr: `ovl_xattr_set`, or its caller where it was inlined.
-pub const XATTR_SET: FuncHook = hook("ovl_xattr_set", "op_xattr", OP_RET);
-pub const OTHER_XATTR_SET: FuncHook = hook("ovl_other_xattr_set", "op_xattr", OP_RET);
+pub const XATTR_SET: FuncHook = with_arg(
+    op("ovl_xattr_set", "op_xattr", "fe_xattr_set", "fx_xattr_set"),
+    "value",
+    3,
+);
+pub const OTHER_XATTR_SET: FuncHook = with_arg(
+    op(
+        "ovl_other_xattr_set",
+        "op_xattr",
+        "fe_other_xattr_set",
+        "fx_other_xattr_set",
+    ),
+    "value",
+    5,
+);
 
 /// Every kernel function the tool may probe; `OPS` is its tail.
 pub const FUNCS: &[FuncHook] = &[
@@ -66,17 +158,22 @@ pub const FUNCS: &[FuncHook] = &[
     OTHER_XATTR_SET,
     // Overlayfs entry points that copy up. Their addresses are taken by inode/file
     // operation tables, so they are never inlined away.
-    hook("ovl_open", "op_open", OP_RET),
-    hook("ovl_create", "op_create", OP_RET),
-    hook("ovl_atomic_open", "op_create", OP_RET),
-    hook("ovl_mkdir", "op_mkdir", OP_RET),
-    hook("ovl_mknod", "op_mknod", OP_RET),
-    hook("ovl_symlink", "op_symlink", OP_RET),
-    hook("ovl_link", "op_link", OP_RET),
-    hook("ovl_unlink", "op_unlink", OP_RET),
-    hook("ovl_rmdir", "op_rmdir", OP_RET),
-    hook("ovl_rename", "op_rename", OP_RET),
-    hook("ovl_tmpfile", "op_tmpfile", OP_RET),
+    op("ovl_open", "op_open", "fe_open", "fx_open"),
+    op("ovl_create", "op_create", "fe_create", "fx_create"),
+    op(
+        "ovl_atomic_open",
+        "op_create",
+        "fe_atomic_open",
+        "fx_atomic_open",
+    ),
+    op("ovl_mkdir", "op_mkdir", "fe_mkdir", "fx_mkdir"),
+    op("ovl_mknod", "op_mknod", "fe_mknod", "fx_mknod"),
+    op("ovl_symlink", "op_symlink", "fe_symlink", "fx_symlink"),
+    op("ovl_link", "op_link", "fe_link", "fx_link"),
+    op("ovl_unlink", "op_unlink", "fe_unlink", "fx_unlink"),
+    op("ovl_rmdir", "op_rmdir", "fe_rmdir", "fx_rmdir"),
+    op("ovl_rename", "op_rename", "fe_rename", "fx_rename"),
+    op("ovl_tmpfile", "op_tmpfile", "fe_tmpfile", "fx_tmpfile"),
 ];
 
 /// The overlayfs operations that copy up (open and the directory operations), each
@@ -100,7 +197,12 @@ pub const TRACEPOINTS: &[TracepointHook] = &[CHOWN_EXIT, FORK];
 fn all_names() -> impl Iterator<Item = &'static str> + Clone {
     FUNCS
         .iter()
-        .flat_map(|h| core::iter::once(h.entry).chain(h.ret))
+        .flat_map(|h| {
+            core::iter::once(h.entry)
+                .chain(h.ret)
+                .chain(core::iter::once(h.fentry))
+                .chain(h.fexit)
+        })
         .chain(TRACEPOINTS.iter().map(|t| t.program))
 }
 

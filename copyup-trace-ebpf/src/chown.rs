@@ -1,11 +1,12 @@
 //! The chown-family syscalls (`do_fchownat`): their entry, their return through the
-//! syscall-exit tracepoints (or a kretprobe where those are missing), and the latency
-//! record of a call that copied up. The copy-up records themselves are `copy_up`'s.
+//! syscall-exit tracepoints (or a kretprobe or fexit where those are missing), and the
+//! latency record of a call that copied up. The copy-up records themselves are
+//! `copy_up`'s. The kprobe and fentry/fexit programs only extract the arguments.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{kprobe, kretprobe, tracepoint},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use copyup_trace_common::{counter, flags, op, SyscallState};
 
@@ -16,22 +17,28 @@ use crate::{
     ops::{op_done, Done},
 };
 
+// do_fchownat(dfd, filename, user, group, flag) on every kernel that has it.
 #[kprobe]
 pub fn do_fchownat(ctx: ProbeContext) -> u32 {
-    try_do_fchownat(&ctx).unwrap_or(0)
+    fchownat_enter(ctx.arg(4).unwrap_or(0), ctx.arg(1).unwrap_or(0)).unwrap_or(0)
 }
 
-fn try_do_fchownat(ctx: &ProbeContext) -> Option<u32> {
+#[fentry(function = "do_fchownat")]
+pub fn fe_do_fchownat(ctx: FEntryContext) -> u32 {
+    fchownat_enter(ctx.arg::<u64>(4) as u32, ctx.arg::<u64>(1)).unwrap_or(0)
+}
+
+#[inline(always)]
+fn fchownat_enter(flag: u32, filename: u64) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return None;
     }
-    // do_fchownat(dfd, filename, user, group, flag) on every kernel that has it.
     let st = SyscallState {
         start_ns: now(),
         copy_ups: 0,
-        flag: ctx.arg(4).unwrap_or(0),
-        filename: ctx.arg(1).unwrap_or(0),
+        flag,
+        filename,
     };
     let _ = SYSCALLS.insert(&tid_of(pid_tgid), &st, 0);
     Some(0)
@@ -79,6 +86,12 @@ fn fchownat_done(ret: i32) -> Option<u32> {
 #[kretprobe]
 pub fn do_fchownat_ret(ctx: RetProbeContext) -> u32 {
     fchownat_done(ctx.ret::<i64>() as i32).unwrap_or(0)
+}
+
+/// Where the kernel has no syscall-exit tracepoints and the function takes fexit.
+#[fexit(function = "do_fchownat")]
+pub fn fx_do_fchownat(ctx: FExitContext) -> u32 {
+    fchownat_done(ctx.ret::<i64>().unwrap_or(0) as i32).unwrap_or(0)
 }
 
 /// `syscalls:sys_exit_{chown,lchown,fchownat}`: unlike a kretprobe, a tracepoint has no

@@ -3,7 +3,7 @@
 
 use core::ptr::read_volatile;
 
-use aya_ebpf::programs::ProbeContext;
+use aya_ebpf::{helpers::generated::bpf_get_func_arg, programs::ProbeContext, EbpfContext};
 use copyup_trace_common::Config;
 
 /// Written by user space into `.rodata` before the object is loaded. The map is frozen,
@@ -78,4 +78,16 @@ pub fn arg(ctx: &ProbeContext, n: u32) -> Option<u64> {
         ]
     };
     args.get(n as usize).copied()
+}
+
+/// Argument `n` of an fentry/fexit program through `bpf_get_func_arg` (5.17+, as is
+/// fexit's `bpf_get_func_ret`). A typed context read is refused for some argument
+/// types (`const void *`: "type UNKNOWN is not a struct"); the helper reads any.
+#[inline(always)]
+pub fn func_arg<C: EbpfContext>(ctx: &C, n: u32) -> u64 {
+    let mut value = 0u64;
+    // SAFETY: the helper checks `n` against the function's argument count and writes
+    // one u64 to a local.
+    unsafe { bpf_get_func_arg(ctx.as_ptr(), n, &mut value) };
+    value
 }

@@ -5,8 +5,10 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated},
-    macros::{kprobe, kretprobe},
-    programs::{tracing::StackIdContext, ProbeContext, RetProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{
+        tracing::StackIdContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+    },
 };
 use copyup_trace_common::{
     counter, flags, inflight, kabi, record, CopyUpHeader, InFlight, OpState, SyscallState,
@@ -21,18 +23,28 @@ use crate::{
     },
 };
 
+// ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
 #[kprobe]
 pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
-    try_copy_up_one(&ctx).unwrap_or(0)
+    let Some(dentry) = arg(&ctx, conf!(args.copy_up_dentry)) else {
+        return 0;
+    };
+    copy_up_enter(&ctx, dentry, ctx.arg(2).unwrap_or(0)).unwrap_or(0)
 }
 
-fn try_copy_up_one(ctx: &ProbeContext) -> Option<u32> {
+#[fentry(function = "ovl_copy_up_one")]
+pub fn fe_copy_up_one(ctx: FEntryContext) -> u32 {
+    copy_up_enter(&ctx, ctx.arg::<u64>(1), ctx.arg::<u64>(2) as u32).unwrap_or(0)
+}
+
+/// `ctx` only serves the stack helper.
+#[inline(always)]
+fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return None;
     }
-    // ovl_copy_up_one(parent, dentry, flags) on every kernel that has it.
-    let dentry = arg(ctx, conf!(args.copy_up_dentry))? as *const u8;
+    let dentry = dentry as *const u8;
     let mut st = InFlight {
         start_ns: now(),
         data_start_ns: 0,
@@ -42,7 +54,7 @@ fn try_copy_up_one(ctx: &ProbeContext) -> Option<u32> {
         dentry: dentry as u64,
         mode: 0,
         dev: 0,
-        copy_flags: ctx.arg(2).unwrap_or(0),
+        copy_flags,
         state: 0,
         kstack_id: -1,
         ustack_id: -1,
@@ -75,10 +87,27 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// Sees arguments and return together, and has no instance limit: no return is missed.
+#[fexit(function = "ovl_copy_up_one")]
+pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
+    copy_up_done(ctx.ret::<i64>().unwrap_or(0) as i32, 0);
+    0
+}
+
 /// Reached only by the thread that does the copy-up: a thread that found it done by
 /// another (`ovl_copy_up_start` returning 1) skips it.
 #[kprobe]
 pub fn ovl_copy_up_end(_ctx: ProbeContext) -> u32 {
+    copy_up_ended()
+}
+
+#[fentry(function = "ovl_copy_up_end")]
+pub fn fe_copy_up_end(_ctx: FEntryContext) -> u32 {
+    copy_up_ended()
+}
+
+#[inline(always)]
+fn copy_up_ended() -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     if let Some(st) = INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: map value owned by this thread's key.
@@ -232,7 +261,7 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
     let cause = cause(tid, waited, st.copy_flags);
 
     let ev = EVENT_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: `ev` is this CPU's scratch slot (kprobe programs do not nest on a CPU);
+    // SAFETY: `ev` is this CPU's scratch slot (our programs do not nest on a CPU);
     // kernel and user pointers are only read through the probe-read helpers.
     unsafe {
         let names = (*ev).names.as_mut_ptr();

@@ -4,8 +4,8 @@
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{kprobe, kretprobe},
-    programs::{ProbeContext, RetProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use copyup_trace_common::kabi;
 
@@ -18,28 +18,51 @@ use crate::{
 /// temp)` (6.1+) `c->stat.size`, which it copies only for a non-empty regular file.
 #[inline(always)]
 fn data_len(ctx: &ProbeContext) -> u64 {
-    let len: i64 = if conf!(args.data_len_from_ctx) != 0 {
-        let c = arg(ctx, conf!(args.data_len)).unwrap_or(0) as *const u8;
-        // SAFETY: bounded kernel reads of two scalars.
-        let mode: u16 = unsafe { read_or_zero(c, conf!(args.ctx_stat_mode)) };
-        if !kabi::is_reg(mode as u32) {
-            return 0;
-        }
-        // SAFETY: as above.
-        unsafe { read_or_zero(c, conf!(args.ctx_stat_size)) }
+    let arg = arg(ctx, conf!(args.data_len)).unwrap_or(0);
+    if conf!(args.data_len_from_ctx) != 0 {
+        len_from_ctx(arg)
     } else {
-        arg(ctx, conf!(args.data_len)).unwrap_or(0) as i64
-    };
+        (arg as i64).max(0) as u64
+    }
+}
+
+/// `c->stat.size` of a `struct ovl_copy_up_ctx *c`, for a regular file; else 0.
+#[inline(always)]
+fn len_from_ctx(c: u64) -> u64 {
+    let c = c as *const u8;
+    // SAFETY: bounded kernel reads of two scalars.
+    let mode: u16 = unsafe { read_or_zero(c, conf!(args.ctx_stat_mode)) };
+    if !kabi::is_reg(mode as u32) {
+        return 0;
+    }
+    // SAFETY: as above.
+    let len: i64 = unsafe { read_or_zero(c, conf!(args.ctx_stat_size)) };
     len.max(0) as u64
 }
 
 #[kprobe]
 pub fn copy_data(ctx: ProbeContext) -> u32 {
+    data_enter(data_len(&ctx))
+}
+
+/// `ovl_copy_up_file(ofs, dentry, new_file, len[, datasync])`.
+#[fentry(function = "ovl_copy_up_file")]
+pub fn fe_copy_up_file(ctx: FEntryContext) -> u32 {
+    data_enter(ctx.arg::<i64>(3).max(0) as u64)
+}
+
+/// `ovl_copy_up_data(c, temp)` (6.1+).
+#[fentry(function = "ovl_copy_up_data")]
+pub fn fe_copy_up_data(ctx: FEntryContext) -> u32 {
+    data_enter(len_from_ctx(ctx.arg::<u64>(0)))
+}
+
+#[inline(always)]
+fn data_enter(len: u64) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
-    let len = data_len(&ctx);
     // SAFETY: map value owned by this thread's key.
     unsafe {
         (*st).bytes += len;
@@ -50,6 +73,21 @@ pub fn copy_data(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn copy_data_ret(_ctx: RetProbeContext) -> u32 {
+    data_exit()
+}
+
+#[fexit(function = "ovl_copy_up_file")]
+pub fn fx_copy_up_file(_ctx: FExitContext) -> u32 {
+    data_exit()
+}
+
+#[fexit(function = "ovl_copy_up_data")]
+pub fn fx_copy_up_data(_ctx: FExitContext) -> u32 {
+    data_exit()
+}
+
+#[inline(always)]
+fn data_exit() -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;

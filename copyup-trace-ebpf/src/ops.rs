@@ -1,16 +1,17 @@
 //! Overlayfs operations that copy up (setattr, open, xattr, directory operations): their
 //! entry, which names the trigger of copy-ups inside them, and their return, which
-//! reports the operation's own latency. Chown syscalls are `chown`'s.
+//! reports the operation's own latency. Chown syscalls are `chown`'s. The kprobe and
+//! fentry/fexit programs only extract the arguments and the return value.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{kprobe, kretprobe},
-    programs::{ProbeContext, RetProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use copyup_trace_common::{counter, op, record, OpDoneEvent, OpState};
 
 use crate::{
-    config::{arg, conf},
+    config::{arg, conf, func_arg},
     maps::{bump, notify_flags, now, read_or_zero, tgid_of, tid_of, traced, EVENTS, OPS, SYSCALLS},
 };
 
@@ -67,10 +68,11 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
 /// Return probe shared by every operation entry point.
 #[kretprobe]
 pub fn op_ret(ctx: RetProbeContext) -> u32 {
-    try_op_ret(&ctx).unwrap_or(0)
+    op_exit(ctx.ret::<i64>() as i32).unwrap_or(0)
 }
 
-fn try_op_ret(ctx: &RetProbeContext) -> Option<u32> {
+#[inline(always)]
+fn op_exit(ret: i32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     // SAFETY: map value owned by this thread's key, copied out.
@@ -82,7 +84,7 @@ fn try_op_ret(ctx: &RetProbeContext) -> Option<u32> {
                 op: st.op,
                 start_ns: st.start_ns,
                 copy_ups: st.copy_ups,
-                ret: ctx.ret::<i64>() as i32,
+                ret,
                 ia_valid: st.ia_valid,
                 flags: st.copy_flags,
             },
@@ -92,37 +94,77 @@ fn try_op_ret(ctx: &RetProbeContext) -> Option<u32> {
     Some(0)
 }
 
-/// An entry program per operation: a kprobe cannot tell which function it is on.
+/// The fexit program of operation `$func` (one per function: a tracing program is
+/// loaded for one target).
+macro_rules! op_fexit {
+    ($name:ident, $func:literal) => {
+        #[fexit(function = $func)]
+        pub fn $name(ctx: FExitContext) -> u32 {
+            op_exit(ctx.ret::<i64>().unwrap_or(0) as i32).unwrap_or(0)
+        }
+    };
+}
+
+/// An entry kprobe per operation (a kprobe cannot tell which function it is on), and
+/// the fentry/fexit programs of each function it serves.
 macro_rules! op_probe {
-    ($(#[$doc:meta])* $name:ident => $op:expr) => {
+    ($(#[$doc:meta])* $name:ident => $op:expr; $($func:literal: $fentry:ident, $fexit:ident);+) => {
         $(#[$doc])*
         #[kprobe]
         pub fn $name(_ctx: ProbeContext) -> u32 {
             op_enter($op, 0)
         }
+        $(
+            #[fentry(function = $func)]
+            pub fn $fentry(_ctx: FEntryContext) -> u32 {
+                op_enter($op, 0)
+            }
+            op_fexit!($fexit, $func);
+        )+
     };
 }
 
 op_probe!(
     /// `ovl_open`: open for write or with O_TRUNC copies the file up.
-    op_open => op::OPEN);
+    op_open => op::OPEN; "ovl_open": fe_open, fx_open);
 op_probe!(
     /// Directory operations copy up the parent directory (and, for link and rename,
     /// the source).
-    op_create => op::CREATE);
-op_probe!(op_mkdir => op::MKDIR);
-op_probe!(op_mknod => op::MKNOD);
-op_probe!(op_symlink => op::SYMLINK);
-op_probe!(op_link => op::LINK);
-op_probe!(op_unlink => op::UNLINK);
-op_probe!(op_rmdir => op::RMDIR);
-op_probe!(op_rename => op::RENAME);
-op_probe!(op_tmpfile => op::TMPFILE);
+    op_create => op::CREATE;
+    "ovl_create": fe_create, fx_create;
+    "ovl_atomic_open": fe_atomic_open, fx_atomic_open);
+op_probe!(op_mkdir => op::MKDIR; "ovl_mkdir": fe_mkdir, fx_mkdir);
+op_probe!(op_mknod => op::MKNOD; "ovl_mknod": fe_mknod, fx_mknod);
+op_probe!(op_symlink => op::SYMLINK; "ovl_symlink": fe_symlink, fx_symlink);
+op_probe!(op_link => op::LINK; "ovl_link": fe_link, fx_link);
+op_probe!(op_unlink => op::UNLINK; "ovl_unlink": fe_unlink, fx_unlink);
+op_probe!(op_rmdir => op::RMDIR; "ovl_rmdir": fe_rmdir, fx_rmdir);
+op_probe!(op_rename => op::RENAME; "ovl_rename": fe_rename, fx_rename);
+op_probe!(op_tmpfile => op::TMPFILE; "ovl_tmpfile": fe_tmpfile, fx_tmpfile);
 
 /// Setting an xattr (`value` at `Args::xattr_value`); a NULL value removes it.
 #[kprobe]
 pub fn op_xattr(ctx: ProbeContext) -> u32 {
-    let value = arg(&ctx, conf!(args.xattr_value)).unwrap_or(0);
+    xattr_enter(arg(&ctx, conf!(args.xattr_value)).unwrap_or(0))
+}
+
+/// `ovl_xattr_set(dentry, inode, name, value, ...)`; `value` is a `const void *`,
+/// which only `bpf_get_func_arg` reads.
+#[fentry(function = "ovl_xattr_set")]
+pub fn fe_xattr_set(ctx: FEntryContext) -> u32 {
+    xattr_enter(func_arg(&ctx, 3))
+}
+op_fexit!(fx_xattr_set, "ovl_xattr_set");
+
+/// `ovl_other_xattr_set(handler, idmap, dentry, inode, name, value, ...)`.
+#[fentry(function = "ovl_other_xattr_set")]
+pub fn fe_other_xattr_set(ctx: FEntryContext) -> u32 {
+    xattr_enter(func_arg(&ctx, 5))
+}
+op_fexit!(fx_other_xattr_set, "ovl_other_xattr_set");
+
+#[inline(always)]
+fn xattr_enter(value: u64) -> u32 {
     op_enter(
         if value == 0 {
             op::REMOVEXATTR
@@ -137,8 +179,19 @@ pub fn op_xattr(ctx: ProbeContext) -> u32 {
 /// `(user_ns | idmap, dentry, attr)` since.
 #[kprobe]
 pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
-    let attr = arg(&ctx, conf!(args.setattr_attr)).unwrap_or(0) as *const u8;
+    setattr_enter(arg(&ctx, conf!(args.setattr_attr)).unwrap_or(0))
+}
+
+/// `ovl_setattr(idmap, dentry, attr)` (5.12+).
+#[fentry(function = "ovl_setattr")]
+pub fn fe_setattr(ctx: FEntryContext) -> u32 {
+    setattr_enter(ctx.arg::<u64>(2))
+}
+op_fexit!(fx_setattr, "ovl_setattr");
+
+#[inline(always)]
+fn setattr_enter(attr: u64) -> u32 {
     // SAFETY: bounded kernel read of an int.
-    let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
+    let valid: u32 = unsafe { read_or_zero(attr as *const u8, conf!(off.iattr_valid)) };
     op_enter(op::SETATTR, valid)
 }

@@ -10,7 +10,7 @@ use copyup_trace_common::hooks;
 use procfs::process::MountInfo;
 use serde::Serialize;
 
-use crate::{escape::escape, kernel, mounts::MOUNTINFO, plan, probes};
+use crate::{escape::escape, kernel, mounts::MOUNTINFO, plan, plan::Mechanism, probes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -302,8 +302,9 @@ fn stacks() -> Item {
     }
 }
 
-/// Probe targets and mechanisms, from the same facts and plan a start-up uses.
-fn probe_targets(kprobes: bool, out: &mut Vec<Item>) {
+/// Probe targets and mechanisms, from the same facts and plan a start-up uses
+/// (`--probes auto`). fentry/fexit is tried for real when `can_try`.
+fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
     let facts = match kernel::facts() {
         Ok(f) => f,
         Err(e) => {
@@ -316,30 +317,43 @@ fn probe_targets(kprobes: bool, out: &mut Vec<Item>) {
             return;
         }
     };
-    let plan = plan::decide(&facts);
-    let used: Vec<&str> = match &plan {
-        Ok(p) => p.hooks().map(|h| h.func).collect(),
-        Err(_) => Vec::new(),
-    };
+    let plan = plan::decide(&facts, plan::ProbeMode::Auto);
+    let fentry = fentry_attach(plan.as_ref().ok(), can_try);
+    let fentry_works = fentry.status == Status::Ok;
     for hook in hooks::FUNCS {
         let attachable = facts.funcs.get(hook.func).is_some_and(|f| f.attachable);
-        let mechanism = match hook.ret {
+        let kprobe = match hook.ret {
             Some(_) => "kprobe + kretprobe",
             None => "kprobe",
         };
-        let (status, fact) = match (attachable, used.contains(&hook.func)) {
-            (true, true) if kprobes => (Status::Ok, mechanism.to_string()),
-            (true, true) => (
-                Status::Warn,
-                format!("would get a {mechanism}, but this kernel has no kprobes"),
+        let fentry_name = match hook.fexit {
+            Some(_) => "fentry + fexit",
+            None => "fentry",
+        };
+        let mechanism = plan.as_ref().ok().and_then(|p| p.mechanisms.get(hook.func));
+        let (status, fact) = match (attachable, mechanism) {
+            (true, Some(Mechanism::Fentry(_))) if fentry_works => {
+                (Status::Ok, fentry_name.to_string())
+            }
+            (true, Some(Mechanism::Fentry(_))) if kprobes => (
+                Status::Ok,
+                format!("{kprobe} (fentry refused here, see fentry/fexit)"),
             ),
-            (true, false) => (Status::Info, "present, not needed here".to_string()),
+            (true, Some(Mechanism::Kprobe { why_not_fentry })) if kprobes => (
+                Status::Ok,
+                format!("{kprobe} (not fentry: {why_not_fentry})"),
+            ),
+            (true, Some(_)) => (
+                Status::Warn,
+                format!("would get a {kprobe}, but this kernel has no kprobes"),
+            ),
+            (true, None) => (Status::Info, "present, not needed here".to_string()),
             (false, _) => (
                 Status::Info,
                 "absent (inlined, renamed or not loaded)".to_string(),
             ),
         };
-        out.push(item(hook.func, status, fact, "/proc/kallsyms"));
+        out.push(item(hook.func, status, fact, "/proc/kallsyms, BTF"));
     }
     out.push(match plan {
         Ok(_) => item(
@@ -355,12 +369,71 @@ fn probe_targets(kprobes: bool, out: &mut Vec<Item>) {
             "BTF, /proc/kallsyms",
         ),
     });
-    out.push(item(
-        "fentry/fexit",
-        Status::Info,
-        "not used by this version: every function gets a kprobe",
-        "copyup-trace",
-    ));
+    out.push(fentry);
+}
+
+/// Loads and attaches fentry and fexit on `do_fchownat` (vmlinux BTF) and
+/// `ovl_copy_up_one` (the overlay module's BTF, where it has its own) where the plan
+/// gives them fentry, then detaches them: tried, not guessed.
+fn fentry_attach(plan: Option<&plan::ProbePlan>, can_try: bool) -> Item {
+    const ROW: &str = "fentry/fexit";
+    let Some(plan) = plan else {
+        return item(ROW, Status::Info, "no probe plan", "plan");
+    };
+    let mut tried = Vec::new();
+    let mut why_not = Vec::new();
+    for hook in [&hooks::FCHOWNAT, &hooks::COPY_UP_ONE] {
+        match plan.mechanisms.get(hook.func) {
+            Some(Mechanism::Fentry(btf)) => tried.push((hook, btf.clone())),
+            Some(Mechanism::Kprobe { why_not_fentry }) => {
+                why_not.push(format!("{}: {why_not_fentry}", hook.func))
+            }
+            None => {}
+        }
+    }
+    if tried.is_empty() {
+        return item(
+            ROW,
+            Status::Info,
+            format!("not used: {}; kprobes instead", why_not.join("; ")),
+            "BTF, kernel version",
+        );
+    }
+    let names: Vec<String> = tried
+        .iter()
+        .map(|(h, b)| match &b.module {
+            Some(m) => format!("{} ({m} module BTF)", h.func),
+            None => format!("{} (vmlinux BTF)", h.func),
+        })
+        .collect();
+    if !can_try {
+        return item(
+            ROW,
+            Status::Info,
+            format!(
+                "planned for {}; not tried: needs privileges",
+                names.join(", ")
+            ),
+            "attach",
+        );
+    }
+    match probes::Probes::try_fentry(&tried) {
+        Ok(()) => item(
+            ROW,
+            Status::Ok,
+            format!(
+                "fentry and fexit attached to {} and detached",
+                names.join(", ")
+            ),
+            "attach",
+        ),
+        Err(e) => item(
+            ROW,
+            Status::Warn,
+            format!("refused ({e:#}): kprobes are used instead"),
+            "attach",
+        ),
+    }
 }
 
 /// Attaches a kprobe and a kretprobe for real and detaches them: tried, not guessed.
@@ -492,7 +565,11 @@ pub fn run() -> Report {
     let kprobes = items
         .iter()
         .any(|i| i.check == "kprobe support" && i.status == Status::Ok);
-    probe_targets(kprobes, &mut items);
+    let can_try_fentry = items
+        .iter()
+        .filter(|i| i.check == "privileges" || i.check == "lockdown")
+        .all(|i| i.status != Status::Missing);
+    probe_targets(kprobes, can_try_fentry, &mut items);
     items.push(kprobe_attach(can_try));
     runtimes(&mut items);
     overlay_mounts(&mounts, &mut items);

@@ -4,6 +4,8 @@ use std::{ffi::OsString, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use crate::plan::ProbeMode;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Per-file and per-process tables at the end.
@@ -118,6 +120,12 @@ pub struct Args {
     /// Kernel ring buffer size for events: a power of two, at least 4K.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u64,
+
+    /// How kernel functions are probed: fentry/fexit for each function that can take
+    /// it and kprobes for the others (auto); fentry/fexit for all or refuse to start
+    /// (fentry); kprobes only (kprobe).
+    #[arg(long, value_enum, default_value_t = ProbeMode::Auto)]
+    pub probes: ProbeMode,
 
     /// The command to run and trace, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]

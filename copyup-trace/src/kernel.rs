@@ -15,11 +15,13 @@ use copyup_trace_common::{
 
 use crate::{
     kallsyms,
-    plan::{CtxStat, FuncFacts, KernelFacts},
+    plan::{BtfFunc, CtxStat, FuncFacts, KernelFacts},
 };
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
+/// The name of overlay's kernel BTF object, when it is a module.
+pub const OVERLAY_MODULE: &str = "overlay";
 
 pub fn release() -> Result<String> {
     Ok(fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -48,16 +50,20 @@ pub fn facts() -> Result<KernelFacts> {
 
     let mut funcs = BTreeMap::new();
     for &name in &functions {
-        let btf = if name.starts_with("ovl_") {
-            ovl_btf
-        } else {
-            &vmlinux
+        let (btf, module) = match (name.starts_with("ovl_"), &overlay) {
+            (true, Some(o)) => (o, Some(OVERLAY_MODULE)),
+            (true, None) => (&vmlinux, None),
+            (false, _) => (&vmlinux, None),
         };
         funcs.insert(
             name.to_string(),
             FuncFacts {
                 attachable: attachable.contains(&name),
                 params: func_params(btf, name),
+                btf: func_id(btf, name).map(|id| BtfFunc {
+                    id,
+                    module: module.map(String::from),
+                }),
             },
         );
     }
@@ -89,6 +95,7 @@ pub fn facts() -> Result<KernelFacts> {
         offsets,
         ctx_stat,
         chown_exit_ret_offset: chown_exit_ret_offset(),
+        overlay_btf: overlay.is_some(),
     })
 }
 
@@ -137,6 +144,15 @@ fn attachable_symbols<'a>(lines: impl BufRead, wanted: &[&'a str]) -> Result<Vec
         }
     })?;
     Ok(found)
+}
+
+/// BTF type id of function `name` (the id fentry/fexit attach by); in split module BTF
+/// the ids continue after the base's.
+fn func_id(btf: &Btf, name: &str) -> Option<u32> {
+    btf.resolve_ids_by_name(name)
+        .ok()?
+        .into_iter()
+        .find(|&id| matches!(btf.resolve_type_by_id(id), Ok(Type::Func(_))))
 }
 
 /// Parameter names of function `name`, if BTF describes it.
@@ -313,6 +329,11 @@ mod tests {
                 "{s}.{m}"
             );
         }
+        assert!(func_id(&copy, "do_fchownat").is_some_and(|id| id > 0));
+        assert_eq!(
+            func_id(&copy, "do_fchownat"),
+            func_id(&direct, "do_fchownat")
+        );
         assert_eq!(
             func_params(&copy, "do_fchownat"),
             Some(

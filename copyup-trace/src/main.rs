@@ -43,11 +43,22 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
     preflight::check()?;
     let facts = kernel::facts().context("reading kernel facts")?;
     let facts_us = t0.elapsed().as_micros();
-    let plan = plan::decide(&facts)?;
+    let plan = plan::decide(&facts, args.probes)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
     if opts.stacks.is_some() {
         if let Some(why) = plan::stack_limit(&facts.release) {
             eprintln!("copyup-trace: warning: {why}");
+        }
+    }
+    for (func, m) in &plan.mechanisms {
+        match m {
+            plan::Mechanism::Fentry(_) => log::debug!("plan: {func}: fentry"),
+            plan::Mechanism::Kprobe { why_not_fentry } if why_not_fentry.is_empty() => {
+                log::debug!("plan: {func}: kprobe (--probes kprobe)")
+            }
+            plan::Mechanism::Kprobe { why_not_fentry } => {
+                log::debug!("plan: {func}: kprobe, not fentry: {why_not_fentry}")
+            }
         }
     }
     let tree = if opts.command.is_empty() {

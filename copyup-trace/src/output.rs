@@ -5,6 +5,7 @@
 //! session's.
 
 use std::{
+    collections::BTreeMap,
     io::{self, Write},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
@@ -72,6 +73,8 @@ pub trait Probed {
     fn state_entries(&self) -> Option<usize>;
     /// A recorded stack's instruction pointers, innermost first.
     fn stack_frames(&self, id: i32) -> Option<Vec<u64>>;
+    /// How each probed function was attached ("fentry" or "kprobe"), by name.
+    fn mechanisms(&self) -> BTreeMap<&'static str, &'static str>;
 }
 
 impl Probed for Probes {
@@ -81,6 +84,10 @@ impl Probed for Probes {
 
     fn stack_frames(&self, id: i32) -> Option<Vec<u64>> {
         Probes::stack_frames(self, id)
+    }
+
+    fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
+        Probes::mechanisms(self).clone()
     }
 }
 
@@ -231,6 +238,7 @@ impl<W: Write> Sink for JsonLines<W> {
             end.started.elapsed(),
             end.command_elapsed,
             end.probes.state_entries(),
+            &end.probes.mechanisms(),
         )?;
         self.out.flush()?;
         Ok(())
@@ -393,6 +401,10 @@ mod tests {
 
         fn stack_frames(&self, _id: i32) -> Option<Vec<u64>> {
             None
+        }
+
+        fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
+            BTreeMap::new()
         }
     }
 

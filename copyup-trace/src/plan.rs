@@ -1,5 +1,6 @@
 //! Decides, from facts about the running kernel, which rows of the probe table
-//! (`copyup_trace_common::hooks`) to attach and where their arguments and struct fields
+//! (`copyup_trace_common::hooks`) to attach, through which mechanism each (fentry/fexit
+//! where the kernel can, else kprobes), and where their arguments and struct fields
 //! are (`copyup_trace_common::config`). Pure logic: the facts are gathered by
 //! `kernel.rs`, the result is applied by `probes.rs`.
 
@@ -21,7 +22,52 @@ pub struct FuncFacts {
     pub attachable: bool,
     /// Parameter names from BTF, in order; `None` when BTF has no prototype for it.
     pub params: Option<Vec<String>>,
+    /// Where fentry/fexit can find the function: its BTF `FUNC`, when kernel BTF that
+    /// the kernel can attach through describes it.
+    pub btf: Option<BtfFunc>,
 }
+
+/// A function's BTF type id, and the kernel BTF object it is in (`None`: vmlinux; else
+/// a module's name). Split module BTF ids continue after vmlinux's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtfFunc {
+    pub id: u32,
+    pub module: Option<String>,
+}
+
+/// `--probes`: which mechanism the functions get.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// fentry/fexit for each function that can take it, kprobes for the others.
+    #[default]
+    Auto,
+    /// fentry/fexit for every function, or refuse to start.
+    Fentry,
+    /// kprobes and kretprobes for every function.
+    Kprobe,
+}
+
+/// How one function is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mechanism {
+    Fentry(BtfFunc),
+    /// With why fentry was not used (empty with `--probes kprobe`).
+    Kprobe {
+        why_not_fentry: String,
+    },
+}
+
+impl Mechanism {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mechanism::Fentry(_) => "fentry",
+            Mechanism::Kprobe { .. } => "kprobe",
+        }
+    }
+}
+
+/// `bpf_get_func_ret`, which fexit programs read the return value with, came in 5.17.
+pub const FEXIT_RET_SINCE: (u32, u32) = (5, 17);
 
 #[derive(Debug, Clone, Default)]
 pub struct KernelFacts {
@@ -35,6 +81,8 @@ pub struct KernelFacts {
     /// Offset of `ret` in the `syscalls:sys_exit_{chown,lchown,fchownat}` records, when
     /// all three tracepoints exist (and agree).
     pub chown_exit_ret_offset: Option<u32>,
+    /// `/sys/kernel/btf/overlay` exists: overlay is a module with its own BTF.
+    pub overlay_btf: bool,
 }
 
 /// Offsets of `c->stat.size` and `c->stat.mode` in `struct ovl_copy_up_ctx`.
@@ -87,6 +135,11 @@ pub struct ProbePlan {
     /// Argument positions for the kernel side.
     pub args: Args,
     pub offsets: Offsets,
+    /// The mechanism of every function in `hooks()`, by function name.
+    pub mechanisms: BTreeMap<&'static str, Mechanism>,
+    /// `--probes`: with `Auto`, a function whose fentry the kernel refuses at load or
+    /// attach time (EPERM, lockdown) falls back to a kprobe there.
+    pub mode: ProbeMode,
 }
 
 impl ProbePlan {
@@ -128,6 +181,61 @@ pub fn parse_release(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+impl ProbePlan {
+    pub fn mechanism(&self, hook: &FuncHook) -> &Mechanism {
+        &self.mechanisms[hook.func]
+    }
+
+    /// Where the plan reads the argument that the fentry program of `hook` reads at a
+    /// fixed index (`FuncHook::fentry_arg`).
+    fn planned_index(&self, hook: &FuncHook) -> Option<u32> {
+        if hook == &SETATTR {
+            Some(self.args.setattr_attr)
+        } else if hook == &XATTR_SET || hook == &OTHER_XATTR_SET {
+            Some(self.args.xattr_value)
+        } else if hook == self.data.hook {
+            match (hook == &COPY_UP_DATA, self.data.len) {
+                (false, LenSource::Arg(i)) => Some(i),
+                (true, LenSource::CtxStat { ctx_arg, .. }) => Some(ctx_arg),
+                _ => None,
+            }
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `hook` can take fentry/fexit on this kernel, and if not, why.
+fn fentry_for(facts: &KernelFacts, plan: &ProbePlan, hook: &FuncHook) -> Result<BtfFunc, String> {
+    match parse_release(&facts.release) {
+        Some(v) if v >= FEXIT_RET_SINCE => {}
+        _ => {
+            return Err(format!(
+                "kernel {} is older than {}.{}: fexit cannot read the return value \
+                 (no bpf_get_func_ret)",
+                facts.release, FEXIT_RET_SINCE.0, FEXIT_RET_SINCE.1
+            ))
+        }
+    }
+    let f = facts.funcs.get(hook.func);
+    let Some(btf) = f.and_then(|f| f.btf.clone()) else {
+        return Err(if hook.func.starts_with("ovl_") && !facts.overlay_btf {
+            "no overlay module BTF (/sys/kernel/btf/overlay) describes it".to_string()
+        } else {
+            "not in kernel BTF".to_string()
+        });
+    };
+    if let Some((param, index)) = hook.fentry_arg {
+        if plan.planned_index(hook) != Some(index) {
+            return Err(format!(
+                "its `{param}` is not argument {index}, the only position its fentry \
+                 program reads"
+            ));
+        }
+    }
+    Ok(btf)
+}
+
 impl KernelFacts {
     fn func(&self, hook: &FuncHook) -> Option<&FuncFacts> {
         self.funcs.get(hook.func).filter(|f| f.attachable)
@@ -147,8 +255,34 @@ impl KernelFacts {
     }
 }
 
-/// Decides the probe plan, or says precisely why this kernel cannot be traced.
-pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
+/// Decides the probe plan, or says precisely why this kernel cannot be traced (or, with
+/// `ProbeMode::Fentry`, why a function cannot take fentry).
+pub fn decide(facts: &KernelFacts, mode: ProbeMode) -> Result<ProbePlan> {
+    let mut plan = decide_kprobes(facts)?;
+    plan.mode = mode;
+    let hooks: Vec<&'static FuncHook> = plan.hooks().collect();
+    for hook in hooks {
+        let m = match mode {
+            ProbeMode::Kprobe => Mechanism::Kprobe {
+                why_not_fentry: String::new(),
+            },
+            ProbeMode::Auto | ProbeMode::Fentry => match fentry_for(facts, &plan, hook) {
+                Ok(btf) => Mechanism::Fentry(btf),
+                Err(why) if mode == ProbeMode::Fentry => {
+                    bail!("--probes fentry: {} cannot take fentry: {why}", hook.func)
+                }
+                Err(why) => Mechanism::Kprobe {
+                    why_not_fentry: why,
+                },
+            },
+        };
+        plan.mechanisms.insert(hook.func, m);
+    }
+    Ok(plan)
+}
+
+/// The rows, argument positions and offsets, every function with a kprobe.
+fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
     let one_name = COPY_UP_ONE.func;
     let Some(one) = facts.func(&COPY_UP_ONE) else {
         bail!(
@@ -229,6 +363,8 @@ pub fn decide(facts: &KernelFacts) -> Result<ProbePlan> {
             ctx_stat_mode: ctx.map_or(0, |c| c.mode_off),
         },
         offsets: facts.offsets,
+        mechanisms: BTreeMap::new(),
+        mode: ProbeMode::Kprobe,
     })
 }
 
@@ -311,6 +447,7 @@ mod tests {
         FuncFacts {
             attachable: true,
             params: Some(params.iter().map(|s| s.to_string()).collect()),
+            btf: None,
         }
     }
 
@@ -318,6 +455,7 @@ mod tests {
         FuncFacts {
             attachable: true,
             params: None,
+            btf: None,
         }
     }
 
@@ -334,6 +472,7 @@ mod tests {
                 mode_off: 108,
             }),
             chown_exit_ret_offset: Some(16),
+            overlay_btf: true,
         }
     }
 
@@ -350,11 +489,14 @@ mod tests {
             ],
         );
         assert_eq!(
-            decide(&k).unwrap().chown_exit,
+            decide(&k, ProbeMode::Kprobe).unwrap().chown_exit,
             ChownExit::Tracepoints { ret_offset: 16 }
         );
         k.chown_exit_ret_offset = None;
-        assert_eq!(decide(&k).unwrap().chown_exit, ChownExit::Kretprobe);
+        assert_eq!(
+            decide(&k, ProbeMode::Kprobe).unwrap().chown_exit,
+            ChownExit::Kretprobe
+        );
     }
 
     /// Debian 6.1: overlay is a module with split BTF; ovl_copy_up_file has 4 args.
@@ -374,7 +516,7 @@ mod tests {
                 ),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert_eq!(p.args.copy_up_dentry, 1);
         assert!(p.setattr);
         assert_eq!(p.args.setattr_attr, 2);
@@ -406,7 +548,7 @@ mod tests {
                 ),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert_eq!(p.data.len, LenSource::Arg(3));
         assert!(p.setattr);
         assert_eq!(p.args.setattr_attr, 2);
@@ -428,7 +570,7 @@ mod tests {
                 (SETATTR.func, f(&["idmap", "dentry", "attr"])),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert_eq!(p.args.copy_up_dentry, 1);
         assert_eq!(p.data.hook, &COPY_UP_FILE);
         assert!(!p.fchownat);
@@ -459,7 +601,7 @@ mod tests {
                     (SETATTR.func, no_btf()),
                 ],
             );
-            let p = decide(&k).unwrap();
+            let p = decide(&k, ProbeMode::Kprobe).unwrap();
             assert_eq!(p.data.hook, &COPY_UP_DATA, "{release}");
             assert_eq!(p.data.len, want, "{release}");
         }
@@ -476,7 +618,11 @@ mod tests {
                     (SETATTR.func, no_btf()),
                 ],
             );
-            assert_eq!(decide(&k).unwrap().args.setattr_attr, want, "{release}");
+            assert_eq!(
+                decide(&k, ProbeMode::Kprobe).unwrap().args.setattr_attr,
+                want,
+                "{release}"
+            );
         }
     }
 
@@ -490,14 +636,14 @@ mod tests {
             ],
         );
         k.ctx_stat = None;
-        let err = decide(&k).unwrap_err().to_string();
+        let err = decide(&k, ProbeMode::Kprobe).unwrap_err().to_string();
         assert!(err.contains("ovl_copy_up_ctx"), "{err}");
     }
 
     #[test]
     fn missing_copy_up_one_is_explained() {
         let k = facts("6.1.0", &[(COPY_UP_FILE.func, no_btf())]);
-        let err = decide(&k).unwrap_err().to_string();
+        let err = decide(&k, ProbeMode::Kprobe).unwrap_err().to_string();
         assert!(err.contains("ovl_copy_up_one"), "{err}");
         assert!(err.contains("overlay module"), "{err}");
     }
@@ -518,9 +664,13 @@ mod tests {
                     "new_file".into(),
                     "len".into(),
                 ]),
+                btf: None,
             },
         );
-        assert_eq!(decide(&k).unwrap().data.hook, &COPY_UP_DATA);
+        assert_eq!(
+            decide(&k, ProbeMode::Kprobe).unwrap().data.hook,
+            &COPY_UP_DATA
+        );
     }
 
     /// Argument positions reach the kernel side through `Config::args`: one program
@@ -535,7 +685,7 @@ mod tests {
                 (SETATTR.func, no_btf()),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert!(p.setattr);
         assert_eq!((p.args.setattr_attr, p.args.data_len), (1, 2));
         assert_eq!(p.args.data_len_from_ctx, 0);
@@ -543,7 +693,7 @@ mod tests {
             "6.1.0",
             &[(COPY_UP_ONE.func, no_btf()), (COPY_UP_DATA.func, no_btf())],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert!(!p.setattr);
         assert_eq!(p.args.data_len_from_ctx, 1);
         assert_eq!((p.args.ctx_stat_size, p.args.ctx_stat_mode), (136, 108));
@@ -555,7 +705,7 @@ mod tests {
                 (SETATTR.func, no_btf()),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert_eq!((p.args.setattr_attr, p.args.data_len), (2, 3));
     }
 
@@ -568,7 +718,10 @@ mod tests {
                 (COPY_UP_FILE.func, no_btf()),
             ],
         );
-        assert!(decide(&k).unwrap_err().to_string().contains("dentry"));
+        assert!(decide(&k, ProbeMode::Kprobe)
+            .unwrap_err()
+            .to_string()
+            .contains("dentry"));
         let k = facts(
             "6.12.0",
             &[
@@ -576,7 +729,7 @@ mod tests {
                 (COPY_UP_FILE.func, f(&["a", "b", "c", "d", "len"])),
             ],
         );
-        assert!(decide(&k).is_err());
+        assert!(decide(&k, ProbeMode::Kprobe).is_err());
     }
 
     #[test]
@@ -596,7 +749,7 @@ mod tests {
                 ),
             ],
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         let funcs: Vec<&str> = p.ops.iter().map(|h| h.func).collect();
         assert_eq!(funcs, ["ovl_open", "ovl_rename", OTHER_XATTR_SET.func]);
         assert_eq!(p.args.xattr_value, 5);
@@ -604,9 +757,124 @@ mod tests {
             XATTR_SET.func.into(),
             f(&["dentry", "inode", "name", "value", "size", "flags"]),
         );
-        let p = decide(&k).unwrap();
+        let p = decide(&k, ProbeMode::Kprobe).unwrap();
         assert_eq!(p.ops.last(), Some(&&XATTR_SET));
         assert_eq!(p.args.xattr_value, 3);
+    }
+
+    fn with_btf(mut f: FuncFacts, id: u32, module: Option<&str>) -> FuncFacts {
+        f.btf = Some(BtfFunc {
+            id,
+            module: module.map(String::from),
+        });
+        f
+    }
+
+    /// Debian 6.12 with overlay module BTF: every function takes fentry/fexit.
+    fn fentry_6_12() -> KernelFacts {
+        facts(
+            "6.12.117+deb12-amd64",
+            &[
+                (
+                    COPY_UP_ONE.func,
+                    with_btf(f(&["parent", "dentry", "flags"]), 70001, Some("overlay")),
+                ),
+                (
+                    COPY_UP_FILE.func,
+                    with_btf(
+                        f(&["ofs", "dentry", "new_file", "len", "datasync"]),
+                        70002,
+                        Some("overlay"),
+                    ),
+                ),
+                (
+                    SETATTR.func,
+                    with_btf(f(&["idmap", "dentry", "attr"]), 70003, Some("overlay")),
+                ),
+                (
+                    FCHOWNAT.func,
+                    with_btf(f(&["dfd", "filename", "user", "group", "flag"]), 1234, None),
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn fentry_wherever_btf_describes_the_function() {
+        let p = decide(&fentry_6_12(), ProbeMode::Auto).unwrap();
+        assert_eq!(p.mechanisms.len(), p.hooks().count());
+        for (func, m) in &p.mechanisms {
+            assert_eq!(m.name(), "fentry", "{func}");
+        }
+        assert_eq!(
+            p.mechanism(&COPY_UP_ONE),
+            &Mechanism::Fentry(BtfFunc {
+                id: 70001,
+                module: Some("overlay".into())
+            })
+        );
+        assert_eq!(
+            p.mechanism(&FCHOWNAT),
+            &Mechanism::Fentry(BtfFunc {
+                id: 1234,
+                module: None
+            })
+        );
+        let p = decide(&fentry_6_12(), ProbeMode::Fentry).unwrap();
+        assert!(p.mechanisms.values().all(|m| m.name() == "fentry"));
+        let p = decide(&fentry_6_12(), ProbeMode::Kprobe).unwrap();
+        assert!(p.mechanisms.values().all(|m| m.name() == "kprobe"));
+    }
+
+    /// A function that cannot take fentry gets a kprobe, with the reason; the others
+    /// keep fentry. `--probes fentry` refuses, naming the function.
+    #[test]
+    fn kprobe_fallback_per_function() {
+        let mut k = fentry_6_12();
+        k.funcs.get_mut(SETATTR.func).unwrap().btf = None;
+        let p = decide(&k, ProbeMode::Auto).unwrap();
+        assert_eq!(p.mechanism(&COPY_UP_ONE).name(), "fentry");
+        match p.mechanism(&SETATTR) {
+            Mechanism::Kprobe { why_not_fentry } => {
+                assert!(why_not_fentry.contains("BTF"), "{why_not_fentry}")
+            }
+            m => panic!("{m:?}"),
+        }
+        let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
+        assert!(err.contains("ovl_setattr cannot take fentry"), "{err}");
+        k.overlay_btf = false;
+        let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
+        assert!(err.contains("/sys/kernel/btf/overlay"), "{err}");
+    }
+
+    /// fentry programs read fixed argument indexes: elsewhere, a kprobe.
+    #[test]
+    fn fentry_only_where_its_argument_is() {
+        let mut k = fentry_6_12();
+        k.funcs.insert(
+            SETATTR.func.into(),
+            with_btf(f(&["dentry", "attr"]), 70003, Some("overlay")),
+        );
+        let p = decide(&k, ProbeMode::Auto).unwrap();
+        assert_eq!(p.args.setattr_attr, 1);
+        match p.mechanism(&SETATTR) {
+            Mechanism::Kprobe { why_not_fentry } => {
+                assert!(why_not_fentry.contains("`attr`"), "{why_not_fentry}")
+            }
+            m => panic!("{m:?}"),
+        }
+        assert_eq!(p.mechanism(&COPY_UP_FILE).name(), "fentry");
+    }
+
+    /// Before 5.17 fexit cannot read return values: kprobes everywhere.
+    #[test]
+    fn no_fentry_before_5_17() {
+        let mut k = fentry_6_12();
+        k.release = "5.15.0-91-generic".into();
+        let p = decide(&k, ProbeMode::Auto).unwrap();
+        assert!(p.mechanisms.values().all(|m| m.name() == "kprobe"));
+        let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
+        assert!(err.contains("5.17"), "{err}");
     }
 
     #[test]

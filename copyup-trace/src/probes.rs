@@ -1,9 +1,13 @@
-//! Loads the eBPF object, patches in what `plan` decided, and attaches the probes.
+//! Loads the eBPF object, patches in what `plan` decided, and attaches the probes:
+//! fentry/fexit where the plan says so (falling back to kprobes per function when the
+//! kernel refuses it and the mode allows), kprobes elsewhere.
 
-use anyhow::{anyhow, Context, Result};
+use std::{collections::BTreeMap, os::fd::OwnedFd};
+
+use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{KProbe, TracePoint},
+    programs::{kernel_btf_fd, FEntry, FExit, KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
 use copyup_trace_common::{
@@ -14,7 +18,7 @@ use copyup_trace_common::{
 };
 use serde::Serialize;
 
-use crate::plan::{ChownExit, ProbePlan};
+use crate::plan::{BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
 
 /// Events the kernel side could not deliver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -57,6 +61,10 @@ pub struct Probes {
     bpf: Ebpf,
     /// Per-thread entries removed by `reap_exited`: returns the kernel never reported.
     reaped: u64,
+    /// The mechanism each attached function got ("fentry" or "kprobe"), by name.
+    mechanisms: BTreeMap<&'static str, &'static str>,
+    /// Kernel BTF objects of modules, by name, opened once.
+    btf_objects: BTreeMap<String, OwnedFd>,
 }
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/copyup-trace"));
@@ -107,7 +115,7 @@ impl Probes {
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        let mut p = Probes { bpf, reaped: 0 };
+        let mut p = Probes::new(bpf);
 
         if let Some(ids) = &filter.cgroups {
             p.set_cgroups(ids)?;
@@ -116,15 +124,126 @@ impl Probes {
             p.tracepoint(&hooks::FORK)?;
         }
         for hook in plan.hooks() {
-            match (hook == &FCHOWNAT, plan.chown_exit) {
+            let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
                 (true, ChownExit::Tracepoints { .. }) => {
                     p.tracepoint(&hooks::CHOWN_EXIT)?;
-                    p.kprobe(hook.entry, hook.func)?;
+                    true
                 }
-                _ => p.func(hook)?,
-            }
+                _ => false,
+            };
+            p.attach(plan, hook, entry_only)?;
         }
         Ok(p)
+    }
+
+    fn new(bpf: Ebpf) -> Probes {
+        Probes {
+            bpf,
+            reaped: 0,
+            mechanisms: BTreeMap::new(),
+            btf_objects: BTreeMap::new(),
+        }
+    }
+
+    /// The mechanism each attached function got: "fentry" (with fexit where the
+    /// return matters) or "kprobe" (with a kretprobe).
+    pub fn mechanisms(&self) -> &BTreeMap<&'static str, &'static str> {
+        &self.mechanisms
+    }
+
+    /// Attaches a row of the probe table by the plan's mechanism; with `entry_only`,
+    /// not its return program.
+    fn attach(
+        &mut self,
+        plan: &ProbePlan,
+        hook: &'static FuncHook,
+        entry_only: bool,
+    ) -> Result<()> {
+        match plan.mechanism(hook) {
+            Mechanism::Fentry(btf) => match self.fentry(hook, btf, entry_only) {
+                Ok(()) => {
+                    log::debug!(
+                        "{}: fentry{} (BTF id {} in {})",
+                        hook.func,
+                        if entry_only || hook.fexit.is_none() {
+                            ""
+                        } else {
+                            " + fexit"
+                        },
+                        btf.id,
+                        btf.module.as_deref().unwrap_or("vmlinux")
+                    );
+                    self.mechanisms.insert(hook.func, "fentry");
+                    return Ok(());
+                }
+                Err(e) if plan.mode == ProbeMode::Fentry => {
+                    return Err(e.context("--probes fentry"));
+                }
+                Err(e) => log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func),
+            },
+            Mechanism::Kprobe { why_not_fentry } if why_not_fentry.is_empty() => {
+                log::debug!("{}: kprobe (--probes kprobe)", hook.func)
+            }
+            Mechanism::Kprobe { why_not_fentry } => {
+                log::debug!("{}: kprobe, not fentry: {why_not_fentry}", hook.func)
+            }
+        }
+        if !entry_only {
+            self.ret_probe(hook)?;
+        }
+        self.kprobe(hook.entry, hook.func)?;
+        self.mechanisms.insert(hook.func, "kprobe");
+        Ok(())
+    }
+
+    /// The fd of kernel BTF object `module` (or `None` for vmlinux), for a load.
+    fn btf_object(&mut self, module: Option<&str>) -> Result<Option<OwnedFd>> {
+        let Some(name) = module else { return Ok(None) };
+        if !self.btf_objects.contains_key(name) {
+            let fd = kernel_btf_fd(name)
+                .with_context(|| format!("looking up the kernel BTF object {name}"))?
+                .ok_or_else(|| anyhow!("the kernel has no BTF object named {name}"))?;
+            self.btf_objects.insert(name.to_string(), fd);
+        }
+        Ok(Some(self.btf_objects[name].try_clone()?))
+    }
+
+    /// Loads and attaches the fexit (return first, as with kprobes) and fentry programs
+    /// of `hook`. On failure nothing of `hook` stays attached.
+    fn fentry(&mut self, hook: &FuncHook, btf: &BtfFunc, entry_only: bool) -> Result<()> {
+        let module = btf.module.as_deref();
+        let exit = match hook.fexit.filter(|_| !entry_only) {
+            Some(name) => {
+                let fd = self.btf_object(module)?;
+                let prog: &mut FExit = self.program(name)?;
+                prog.load_with_btf_id(btf.id, fd)
+                    .with_context(|| format!("loading fexit program {name} for {}", hook.func))?;
+                let link = prog
+                    .attach()
+                    .with_context(|| format!("attaching fexit program {name} to {}", hook.func))?;
+                Some((name, link))
+            }
+            None => None,
+        };
+        let fd = self.btf_object(module)?;
+        let name = hook.fentry;
+        let prog: &mut FEntry = self.program(name)?;
+        let attached = prog
+            .load_with_btf_id(btf.id, fd)
+            .with_context(|| format!("loading fentry program {name} for {}", hook.func))
+            .and_then(|()| {
+                prog.attach()
+                    .with_context(|| format!("attaching fentry program {name} to {}", hook.func))
+            });
+        if let Err(e) = attached {
+            if let Some((exit_name, link)) = exit {
+                let prog: &mut FExit = self.program(exit_name)?;
+                prog.detach(link)
+                    .with_context(|| format!("detaching {exit_name}"))?;
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Loads the object and attaches a kprobe and a kretprobe to `do_fchownat` (which
@@ -138,8 +257,30 @@ impl Probes {
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        Probes { bpf, reaped: 0 }.func(&FCHOWNAT)?;
+        let mut p = Probes::new(bpf);
+        p.ret_probe(&FCHOWNAT)?;
+        p.kprobe(FCHOWNAT.entry, FCHOWNAT.func)?;
         Ok(FCHOWNAT.func)
+    }
+
+    /// Loads and attaches the fentry and fexit programs of each of `funcs` (with their
+    /// BTF), then detaches them: whether this kernel takes fentry/fexit, tried.
+    pub fn try_fentry(funcs: &[(&'static FuncHook, BtfFunc)]) -> Result<()> {
+        raise_memlock();
+        let config = Config::default();
+        let mut loader = EbpfLoader::new();
+        loader.override_global("CONFIG", &config, true);
+        let bpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        let mut p = Probes::new(bpf);
+        if funcs.is_empty() {
+            bail!("no function to try");
+        }
+        for (hook, btf) in funcs {
+            p.fentry(hook, btf, false)?;
+        }
+        Ok(())
     }
 
     fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
@@ -154,13 +295,8 @@ impl Probes {
             .map_err(|e| anyhow!("eBPF program {name} has an unexpected type: {e}"))
     }
 
-    /// Attaches a row of the probe table: its return program first, so that no entry is
-    /// seen without its return.
-    fn func(&mut self, hook: &FuncHook) -> Result<()> {
-        self.ret_probe(hook)?;
-        self.kprobe(hook.entry, hook.func)
-    }
-
+    /// A row's return kprobe: attached before its entry, so that no entry is seen
+    /// without its return.
     fn ret_probe(&mut self, hook: &FuncHook) -> Result<()> {
         match hook.ret {
             Some(ret) => self.kprobe(ret, hook.func),

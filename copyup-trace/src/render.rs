@@ -3,7 +3,7 @@
 //! way out. It writes to whatever writer it is handed; which outputs exist and when they
 //! write is `output`'s business.
 
-use std::{io::Write, time::Duration};
+use std::{collections::BTreeMap, io::Write, time::Duration};
 
 use anyhow::Result;
 use bytesize::ByteSize;
@@ -173,7 +173,7 @@ pub fn json_op(out: &mut impl Write, d: &OpDone) -> Result<()> {
 }
 
 #[derive(Serialize)]
-struct JsonSummary {
+struct JsonSummary<'a> {
     #[serde(rename = "type")]
     kind_of_record: &'static str,
     schema: u32,
@@ -193,6 +193,8 @@ struct JsonSummary {
     command_ns: Option<u64>,
     /// Entries left in the kernel's per-thread maps at the end (0 when idle).
     state_entries: Option<usize>,
+    /// How each probed kernel function was attached: "fentry" or "kprobe".
+    probes: &'a BTreeMap<&'static str, &'static str>,
 }
 
 pub fn json_summary(
@@ -202,6 +204,7 @@ pub fn json_summary(
     elapsed: Duration,
     command: Option<Duration>,
     state_entries: Option<usize>,
+    probes: &BTreeMap<&'static str, &'static str>,
 ) -> Result<()> {
     let t = agg.total;
     let s = JsonSummary {
@@ -221,6 +224,7 @@ pub fn json_summary(
         duration_ns: elapsed.as_nanos() as u64,
         command_ns: command.map(|d| d.as_nanos() as u64),
         state_entries,
+        probes,
     };
     serde_json::to_writer(&mut *out, &s)?;
     out.write_all(b"\n")?;
@@ -642,10 +646,13 @@ mod tests {
             Duration::from_millis(2),
             None,
             Some(0),
+            &BTreeMap::from([("ovl_copy_up_one", "fentry"), ("do_fchownat", "kprobe")]),
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["type"], "summary");
+        assert_eq!(v["probes"]["ovl_copy_up_one"], "fentry");
+        assert_eq!(v["probes"]["do_fchownat"], "kprobe");
         assert_eq!(v["copy_ups"], 1);
         assert_eq!(v["bytes"], 8388608);
         assert_eq!(v["lost"], 4, "copy-ups sent late are not lost");

@@ -166,8 +166,19 @@ pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
     let started = Instant::now();
     let mut streams = Streams::take(&mut probes)?;
     let mut records = Records::new(opts)?;
+    // The command's wall time counts from its spawn: a short command may have copied
+    // up before the event loop starts.
+    let command_started = Instant::now();
     let mut child = start_command(opts, &mut probes)?;
-    let stop = trace(opts, &probes, &mut streams, &mut records, child.as_mut()).await?;
+    let stop = trace(
+        opts,
+        &probes,
+        &mut streams,
+        &mut records,
+        child.as_mut(),
+        command_started,
+    )
+    .await?;
     // Copy-ups complete before the syscall that caused them returns, so everything the
     // command caused is already in the ring.
     records.drain(streams.ring.get_mut())?;
@@ -229,9 +240,9 @@ async fn trace(
     streams: &mut Streams,
     records: &mut Records<'_>,
     mut child: Option<&mut Child>,
+    command_started: Instant,
 ) -> Result<Stop> {
     let Streams { ring, logger } = streams;
-    let command_started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let deadline = async {

@@ -17,6 +17,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use copyup_trace_common::hooks::COPY_UP_ONE;
+
 use crate::{decode::CopyUp, escape::escape, kallsyms};
 
 /// Kernel text symbols, sorted by address.
@@ -159,7 +161,9 @@ impl StackCollector {
             } else {
                 None
             } {
-                Some(ips) => parts.extend(ips.iter().rev().map(|ip| ksyms.name(*ip).to_string())),
+                Some(ips) => {
+                    parts.extend(kernel_frames(ips.iter().rev().map(|ip| ksyms.name(*ip))))
+                }
                 None => parts.push("[no kernel stack]".into()),
             }
             // Frame separators must not appear inside a frame.
@@ -177,6 +181,31 @@ impl StackCollector {
         lines.sort();
         lines
     }
+}
+
+/// Kernel frames, root first, as a kprobe would see them: fentry/fexit stacks also hold
+/// the BPF trampolines and our own program, and a traced function appears twice around
+/// its trampoline (its patched entry calls the trampoline, which calls its body). Some
+/// kernels (7.3) leave out the frame of the function an fentry program runs at; the
+/// stacks are recorded at `ovl_copy_up_one`'s entry, so it is put back there.
+fn kernel_frames<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let at = COPY_UP_ONE.func;
+    let mut out: Vec<String> = Vec::new();
+    let mut after_trampoline = false;
+    for name in names {
+        if name.starts_with("bpf_trampoline_") || name.starts_with("bpf_prog_") {
+            after_trampoline = true;
+            continue;
+        }
+        if !(after_trampoline && out.last().is_some_and(|l| l == name)) {
+            out.push(name.to_string());
+        }
+        after_trampoline = false;
+    }
+    if after_trampoline && out.last().is_some_and(|l| l != at) {
+        out.push(at.to_string());
+    }
+    out
 }
 
 /// Where `--stacks` and `--flamegraph` write.
@@ -241,6 +270,49 @@ mod tests {
         assert_eq!(maps.len(), 1);
         assert_eq!(user_frame(&maps, 0x401234), "busybox+0x2234");
         assert_eq!(user_frame(&maps, 0x7f0000000010), "[unknown]");
+    }
+
+    #[test]
+    fn fentry_trampolines_leave_no_trace() {
+        let names = [
+            "do_fchownat",
+            "ovl_setattr",
+            "bpf_trampoline_15032498596",
+            "ovl_setattr",
+            "ovl_copy_up_flags",
+            "ovl_copy_up_one",
+            "bpf_trampoline_15032498723",
+            "bpf_prog_cbdb663ad2ebeafe_fe_copy_up_one",
+        ];
+        assert_eq!(
+            kernel_frames(names.into_iter()),
+            [
+                "do_fchownat",
+                "ovl_setattr",
+                "ovl_copy_up_flags",
+                "ovl_copy_up_one"
+            ]
+        );
+        // A real recursion without a trampoline between stays.
+        assert_eq!(kernel_frames(["f", "f"].into_iter()), ["f", "f"]);
+        // 7.3 leaves out the traced function's own frame.
+        assert_eq!(
+            kernel_frames(
+                [
+                    "ovl_setattr",
+                    "ovl_copy_up_flags",
+                    "bpf_trampoline_1",
+                    "bpf_prog_2_fe_copy_up_one"
+                ]
+                .into_iter()
+            ),
+            ["ovl_setattr", "ovl_copy_up_flags", "ovl_copy_up_one"]
+        );
+        // A kprobe stack is left as it is.
+        assert_eq!(
+            kernel_frames(["ovl_setattr", "ovl_copy_up_flags"].into_iter()),
+            ["ovl_setattr", "ovl_copy_up_flags"]
+        );
     }
 
     #[test]

@@ -2,14 +2,18 @@
 # copied up, in which order, with how many bytes.
 
 # --- one 8 MiB file, then the same file again ----------------------------------------
+sc_single() {
 newovl single
 dd if=/dev/zero of=$D/lower/big bs=1M count=8 2>/dev/null
 mountovl
 run single -o json -- chown 1000:1000 $D/merged/big
 upper single
 run again -o json -- chown 1000:1000 $D/merged/big
+}
+sc_single
 
 # --- chown -R over a tree with an oracle of tracefs kprobe events ---------------------
+sc_tree() {
 newovl tree
 mkdir -p $D/lower/tree/sub/deep
 dd if=/dev/zero of=$D/lower/tree/a.bin bs=4096 count=1 2>/dev/null
@@ -28,11 +32,13 @@ echo >$TR/trace
 echo 1 >$TR/events/cuoracle/enable
 run tree -o json -- chown -hR 1000:1000 $D/merged/tree
 echo 0 >$TR/events/cuoracle/enable
-grep -E 'cuoracle/|one:|file:' $TR/trace | grep -v '^#' >$OUT/tree.oracle
-emit tree.oracle $OUT/tree.oracle
+grep -E 'cuoracle/|one:|file:' $TR/trace | grep -v '^#' >$OUT/${PFX}tree.oracle
+emit ${PFX}tree.oracle $OUT/${PFX}tree.oracle
 echo '-:cuoracle/one' >>$TR/kprobe_events
 echo '-:cuoracle/file' >>$TR/kprobe_events
 upper tree
+}
+sc_tree
 
 # --- ancestors of a deep file come first ---------------------------------------------
 newovl deep

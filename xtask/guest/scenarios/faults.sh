@@ -7,7 +7,8 @@ newovl kill
 mkdir -p $D/lower/many
 $G mkfiles $D/lower/many 1000 16384
 mountovl
-"$T" -o json >$OUT/kill.out 2>$OUT/kill.err &
+# kprobes, whose removal the kill check counts (fentry programs are counted too).
+"$T" --probes kprobe -o json >$OUT/kill.out 2>$OUT/kill.err &
 TP=$!
 wait_ready $OUT/kill.err
 grep -c ovl_ $KL >$OUT/kill.kprobes_during
@@ -30,6 +31,7 @@ for f in out rc workload_rc kprobes_during kprobes_after progs_during progs_afte
     emit kill.$f $OUT/kill.$f
 done
 
+sc_thr() {
 newovl thr
 i=0
 while [ $i -lt 16 ]; do
@@ -38,4 +40,6 @@ while [ $i -lt 16 ]; do
 done
 mountovl
 run thr -o json -- $G threads 16 $D/merged/t
+}
+sc_thr
 

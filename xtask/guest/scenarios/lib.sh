@@ -19,9 +19,17 @@ emit() {
     echo "@@EOF"
 }
 
-# newovl NAME: fresh lower/upper/work dirs; the caller fills lower, then mountovl.
+# A scenario run again under another --probes mode (probes.sh): PFX prefixes its
+# artifact names, PROBES is passed to copyup-trace.
+PFX=
+PROBES=
+
+# newovl NAME: fresh lower/upper/work dirs; the caller fills lower, then mountovl. A
+# scenario run again gets the same paths, emptied.
 newovl() {
     D=/tmp/ovl-$1
+    if grep -q " $D/merged " /proc/mounts; then umount $D/merged; fi
+    rm -rf $D
     mkdir -p $D/lower $D/upper $D/work $D/merged
 }
 mountovl() {
@@ -30,9 +38,10 @@ mountovl() {
 
 # run NAME ARGS...: run copyup-trace, keeping stdout, stderr and exit status.
 run() {
-    name=$1
+    name=$PFX$1
     shift
-    "$T" "$@" >$OUT/$name.out 2>$OUT/$name.err
+    # shellcheck disable=SC2086 # PROBES is empty or one option and its value
+    "$T" $PROBES "$@" >$OUT/$name.out 2>$OUT/$name.err
     echo $? >$OUT/$name.rc
     emit $name.out $OUT/$name.out
     emit $name.err $OUT/$name.err
@@ -41,8 +50,8 @@ run() {
 
 # upper NAME: what actually landed in the upper layer (an oracle independent of probes).
 upper() {
-    (cd $D/upper && find . -mindepth 1 | sort) >$OUT/$1.upper
-    emit $1.upper $OUT/$1.upper
+    (cd $D/upper && find . -mindepth 1 | sort) >$OUT/$PFX$1.upper
+    emit $PFX$1.upper $OUT/$PFX$1.upper
 }
 
 # wait_ready FILE: wait until a tracer running in the background has attached.

@@ -2,6 +2,7 @@
 # operation that copies up, named.
 
 # --- every trigger, one traced shell doing one operation per object -----------------
+sc_trig() {
 newovl trig
 L=$D/lower
 for f in chown fchown chmod truncate otrunc owrite utimes setx rmx; do
@@ -37,4 +38,6 @@ rmdir $M/drmdir/empty
 ln -s target $M/dsymlink/l
 mkfifo $M/dmknod/p
 "
+}
+sc_trig
 

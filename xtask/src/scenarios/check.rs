@@ -61,12 +61,27 @@ fn check_json(a: &Artifacts) -> Result<()> {
                 .contains("do_fchownat"),
         "kprobe attach: {attach}"
     );
-    // The copy-up itself and its data copy always get a kprobe and a kretprobe.
+    // The copy-up itself gets fentry and fexit where the kernel can (and then the
+    // fentry/fexit row says they were attached for real), else a kprobe and a
+    // kretprobe with the reason.
     let one = row(&report, hooks::COPY_UP_ONE.func)?;
+    let fact = one["fact"].as_str().unwrap_or("");
     ensure!(
-        one["status"] == "ok" && one["fact"] == "kprobe + kretprobe",
+        one["status"] == "ok"
+            && (fact == "fentry + fexit" || fact.starts_with("kprobe + kretprobe (not fentry: ")),
         "{one}"
     );
+    let fentry = row(&report, "fentry/fexit")?;
+    if fact == "fentry + fexit" {
+        ensure!(
+            fentry["status"] == "ok"
+                && fentry["fact"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ovl_copy_up_one (overlay module BTF)"),
+            "fentry/fexit: {fentry}"
+        );
+    }
     // Every row of the probe table is reported, and nothing is missing.
     for hook in hooks::FUNCS {
         row(&report, hook.func)?;
@@ -86,7 +101,10 @@ fn check_table(a: &Artifacts) -> Result<()> {
     let out = a.get("check_table.out")?;
     ensure!(rc == 0, "exit {rc}: {out}");
     ensure!(out.contains("This host can be traced."), "{out}");
-    ensure!(out.contains("kprobe + kretprobe"), "{out}");
+    ensure!(
+        out.contains("fentry + fexit") || out.contains("kprobe + kretprobe"),
+        "{out}"
+    );
     let left = a.get("check.kprobes_after")?.trim().to_string();
     ensure!(left == "0", "{left} overlay kprobes left after check");
     Ok(())

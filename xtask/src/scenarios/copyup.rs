@@ -24,7 +24,7 @@ pub const CHECKS: &[Check] = &[
     ),
 ];
 
-fn single_file(a: &Artifacts) -> Result<()> {
+pub(super) fn single_file(a: &Artifacts) -> Result<()> {
     let r = a.run("single")?;
     ensure!(r.rc == 0, "exit {}", r.rc);
     expect_objects(&r, &[("/big", "file", 8388608)])?;
@@ -53,7 +53,7 @@ fn second_chown(a: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-fn tree(a: &Artifacts) -> Result<()> {
+pub(super) fn tree(a: &Artifacts) -> Result<()> {
     let r = a.run("tree")?;
     ensure!(r.rc == 0, "exit {}", r.rc);
     let want = [
@@ -88,7 +88,7 @@ fn tree(a: &Artifacts) -> Result<()> {
     check_latencies(&r)
 }
 
-fn tracefs_oracle(a: &Artifacts) -> Result<()> {
+pub(super) fn tracefs_oracle(a: &Artifacts) -> Result<()> {
     let r = a.run("tree")?;
     let oracle = a.get("tree.oracle")?;
     let ones = oracle.lines().filter(|l| l.contains("one:")).count();

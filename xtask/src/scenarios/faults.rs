@@ -21,10 +21,21 @@ pub const CHECKS: &[Check] = &[
 ];
 
 fn sigint_detaches(a: &Artifacts) -> Result<()> {
-    let during: u32 = a.get("pid.kprobes_during")?.trim().parse()?;
+    // Our programs (kprobe or fentry) were loaded while tracing, and are gone after.
+    let ours = |name: &str| -> Result<usize> {
+        Ok(a.get(name)?
+            .lines()
+            .filter(|n| progs::ours(n.trim()).is_some())
+            .count())
+    };
     ensure!(
-        during > 0,
-        "no kprobes registered while tracing: the check would prove nothing"
+        ours("pid.progs_during")? > 0,
+        "none of our programs loaded while tracing: the check would prove nothing"
+    );
+    let left = ours("pid.progs_after")?;
+    ensure!(
+        left == 0,
+        "{left} of our BPF programs still loaded after SIGINT"
     );
     let n = a.get("pid.kprobes_after")?.trim().to_string();
     ensure!(
@@ -84,7 +95,7 @@ fn sigkill(a: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-fn threads(a: &Artifacts) -> Result<()> {
+pub(super) fn threads(a: &Artifacts) -> Result<()> {
     let r = a.run("thr")?;
     ensure!(r.rc == 0, "exit {}", r.rc);
     ensure!(r.events.len() == 16, "{} copy-ups, want 16", r.events.len());

@@ -50,6 +50,20 @@ impl Artifacts {
         }
     }
 
+    /// The artifacts of a scenario run again with names prefixed by `prefix`
+    /// (`fentry.single.out`), under their plain names, so that the same checks judge
+    /// them.
+    fn prefixed(&self, prefix: &str) -> Artifacts {
+        Artifacts {
+            kernel: self.kernel.clone(),
+            files: self
+                .files
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+                .collect(),
+        }
+    }
+
     fn get(&self, name: &str) -> Result<&str> {
         self.files
             .get(name)
@@ -193,6 +207,7 @@ mod copyup;
 mod errors;
 mod faults;
 mod output;
+mod probes;
 mod scoping;
 mod triggers;
 
@@ -212,7 +227,7 @@ macro_rules! families {
     };
 }
 
-families!(errors, copyup, scoping, triggers, output, faults, check);
+families!(errors, copyup, scoping, triggers, output, faults, check, probes);
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {

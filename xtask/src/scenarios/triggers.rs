@@ -15,7 +15,7 @@ pub const CHECKS: &[Check] = &[
     ),
 ];
 
-fn every_trigger(a: &Artifacts) -> Result<()> {
+pub(super) fn every_trigger(a: &Artifacts) -> Result<()> {
     let r = a.run("trig")?;
     ensure!(r.rc == 0, "exit {}", r.rc);
     let want = [
@@ -66,7 +66,7 @@ fn every_trigger(a: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-fn op_latency(a: &Artifacts) -> Result<()> {
+pub(super) fn op_latency(a: &Artifacts) -> Result<()> {
     let r = a.run("trig")?;
     let out = a.get("trig.out")?;
     let ops: Vec<Value> = out
