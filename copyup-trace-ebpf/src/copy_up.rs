@@ -18,8 +18,8 @@ use copyup_trace_common::{
 use crate::{
     config::{arg, conf},
     maps::{
-        bump, notify_flags, now, read_or_zero, read_ptr, tgid_of, tid_of, traced, EVENTS,
-        EVENT_SCRATCH, INFLIGHT, OPS, STACKS, SYSCALLS,
+        bump, notify_flags, now, read_or_zero, read_ptr, scratch, tgid_of, tid_of, traced, EVENTS,
+        INFLIGHT, OPS, STACKS, SYSCALLS,
     },
 };
 
@@ -260,8 +260,8 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
 
     let cause = cause(tid, waited, st.copy_flags);
 
-    let ev = EVENT_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: `ev` is this CPU's scratch slot (our programs do not nest on a CPU);
+    let ev = scratch(tid)?;
+    // SAFETY: `ev` is this thread's scratch record (a thread runs one copy-up at a time);
     // kernel and user pointers are only read through the probe-read helpers.
     unsafe {
         let names = (*ev).names.as_mut_ptr();

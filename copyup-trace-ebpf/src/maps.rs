@@ -41,9 +41,16 @@ pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Where a copy-up record is built before its used part is copied into the ring.
+/// Where a copy-up record is built before its used part is copied into the ring, one
+/// per thread: fexit programs can be preempted, so a per-CPU slot could be overwritten
+/// half-way by another task's program on the same CPU.
 #[map]
-pub static EVENT_SCRATCH: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static EVENT_SCRATCH: LruHashMap<u32, CopyUpEvent> = LruHashMap::with_max_entries(1024, 0);
+
+/// The value a thread's scratch record is created from (too large for the BPF stack);
+/// never written.
+#[map]
+pub static EVENT_SEED: PerCpuArray<CopyUpEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn bump(idx: u32) {
@@ -119,4 +126,16 @@ pub unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
 #[inline(always)]
 pub unsafe fn read_or_zero<T: Default>(base: *const u8, off: u32) -> T {
     bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or_default()
+}
+
+/// This thread's scratch record, created on first use.
+#[inline(always)]
+pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
+    if let Some(ev) = EVENT_SCRATCH.get_ptr_mut(&tid) {
+        return Some(ev);
+    }
+    let seed = EVENT_SEED.get_ptr(0)?;
+    // SAFETY: `seed` points at a map value that nothing writes.
+    EVENT_SCRATCH.insert(&tid, unsafe { &*seed }, 0).ok()?;
+    EVENT_SCRATCH.get_ptr_mut(&tid)
 }
