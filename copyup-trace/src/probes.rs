@@ -246,10 +246,9 @@ impl Probes {
         Ok(())
     }
 
-    /// Loads the object and attaches a kprobe and a kretprobe to `do_fchownat` (which
-    /// every supported kernel has), then detaches them: whether kprobes work here, tried
-    /// rather than guessed. Returns the function tried.
-    pub fn try_attach() -> Result<&'static str> {
+    /// The object loaded with an all-zero `Config` (no filters), for trying whether
+    /// programs load and attach here; nothing is attached yet.
+    fn unconfigured() -> Result<Probes> {
         raise_memlock();
         let config = Config::default();
         let mut loader = EbpfLoader::new();
@@ -257,7 +256,14 @@ impl Probes {
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        let mut p = Probes::new(bpf);
+        Ok(Probes::new(bpf))
+    }
+
+    /// Loads the object and attaches a kprobe and a kretprobe to `do_fchownat` (which
+    /// every supported kernel has), then detaches them: whether kprobes work here, tried
+    /// rather than guessed. Returns the function tried.
+    pub fn try_attach() -> Result<&'static str> {
+        let mut p = Probes::unconfigured()?;
         p.ret_probe(&FCHOWNAT)?;
         p.kprobe(FCHOWNAT.entry, FCHOWNAT.func)?;
         Ok(FCHOWNAT.func)
@@ -266,14 +272,7 @@ impl Probes {
     /// Loads and attaches the fentry and fexit programs of each of `funcs` (with their
     /// BTF), then detaches them: whether this kernel takes fentry/fexit, tried.
     pub fn try_fentry(funcs: &[(&'static FuncHook, BtfFunc)]) -> Result<()> {
-        raise_memlock();
-        let config = Config::default();
-        let mut loader = EbpfLoader::new();
-        loader.override_global("CONFIG", &config, true);
-        let bpf = loader
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object into the kernel")?;
-        let mut p = Probes::new(bpf);
+        let mut p = Probes::unconfigured()?;
         if funcs.is_empty() {
             bail!("no function to try");
         }
