@@ -1,5 +1,6 @@
-//! Adds to a decoded copy-up what only user space knows: the overlay's mount point, the
-//! cgroup path and the container it names. Results are shared (`Arc`) and cached per
+//! Adds to a decoded copy-up what only user space knows: the overlay's mount point, its
+//! options and the lower layer copied from (`layers`), the cgroup path and the container
+//! it names. Results are shared (`Arc`) and cached per
 //! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
 //! allocation or a parse.
 
@@ -10,6 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     cgroups::{self, CgroupResolver, Container},
     decode::CopyUp,
+    layers::{Layers, ModuleDefaults, OverlayInfo},
     mounts::OverlayMounts,
 };
 
@@ -23,6 +25,7 @@ pub struct Enricher {
     mount_points: FxHashMap<u32, Arc<[u8]>>,
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
     by_cgroup: FxHashMap<u64, CgroupInfo>,
+    layers: Layers,
 }
 
 impl Enricher {
@@ -32,11 +35,13 @@ impl Enricher {
             cgroups,
             mount_points: FxHashMap::default(),
             by_cgroup: FxHashMap::default(),
+            layers: Layers::new(ModuleDefaults::load()),
         }
     }
 
     pub fn enrich(&mut self, c: &mut CopyUp) {
         c.mount = self.mount_point(c.dev);
+        (c.overlay, c.layer) = self.layer(c);
         let (cgroup, container) = match self.cgroup(c.cgroup_id) {
             Some((path, container)) => (Some(path.clone()), container.clone()),
             None => (None, None),
@@ -56,6 +61,24 @@ impl Enricher {
                 Some(fresh)
             }
         }
+    }
+
+    /// The overlay's lookup answers with a few `fstatat` calls, fewer for a directory
+    /// already known to be absent from a layer; the layer's size walk starts at its first
+    /// copy-up, in a thread of its own.
+    fn layer(&mut self, c: &CopyUp) -> (Option<Arc<OverlayInfo>>, Option<u32>) {
+        let (Some(mount), Some(mounts)) = (&c.mount, &self.mounts) else {
+            return (None, None);
+        };
+        let Some(opts) = mounts.super_options(c.dev) else {
+            return (None, None);
+        };
+        let lookup = self.layers.lookup(c.dev, mount, opts);
+        let index = lookup.find(&c.path);
+        if let Some(layer) = index.and_then(|i| lookup.info.lowers.get(i as usize)) {
+            layer.start_sizing();
+        }
+        (Some(lookup.info.clone()), index)
     }
 
     fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
