@@ -415,6 +415,21 @@ impl Lookup {
     }
 }
 
+/// A relative layer directory, as docker's overlay2 mounts a long lower stack (relative
+/// to its `overlay2` directory, from which it mounts): resolved against the mount point's
+/// grandparent (`<root>/overlay2/<id>/merged`) when it exists there. Other relative
+/// directories cannot be resolved: the mounting process's working directory is gone.
+fn relative_base(mount_point: &[u8], dir: &[u8]) -> Option<PathBuf> {
+    if dir.starts_with(b"/") {
+        return None;
+    }
+    let base = Path::new(OsStr::from_bytes(mount_point))
+        .parent()?
+        .parent()?;
+    let joined = base.join(OsStr::from_bytes(dir));
+    joined.exists().then_some(joined)
+}
+
 fn trim_leading_slashes(mut b: &[u8]) -> &[u8] {
     while let [b'/', rest @ ..] = b {
         b = rest;
@@ -477,20 +492,27 @@ impl Layers {
         let mut lowers = Vec::new();
         let mut roots = Vec::new();
         for (i, l) in parsed.lowers.iter().enumerate() {
-            let path = Path::new(OsStr::from_bytes(&l.dir));
-            let resolved = std::fs::canonicalize(path)
+            // A relative directory that cannot be anchored is not looked at: resolving
+            // it against our own working directory would name the wrong one.
+            let path = match relative_base(&mount_point, &l.dir) {
+                Some(p) => Some(p),
+                None if l.dir.starts_with(b"/") => Some(PathBuf::from(OsStr::from_bytes(&l.dir))),
+                None => None,
+            };
+            let resolved = path
+                .as_ref()
+                .and_then(|p| std::fs::canonicalize(p).ok())
                 .map(|p| p.as_os_str().as_bytes().to_vec())
-                .unwrap_or_else(|_| l.dir.clone());
+                .unwrap_or_else(|| l.dir.clone());
             let size = self.sizes.entry(resolved.clone()).or_default().clone();
-            roots.push(if l.data_only {
-                None
-            } else {
-                File::options()
+            roots.push(match &path {
+                Some(path) if !l.data_only => File::options()
                     .read(true)
                     .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
                     .open(path)
                     .map_err(|e| log::info!("lower layer {}: {e}", path.display()))
-                    .ok()
+                    .ok(),
+                _ => None,
             });
             lowers.push(Arc::new(Layer {
                 index: i as u32,
@@ -863,6 +885,26 @@ mod tests {
         assert_eq!(l.find(b"/etc/passwd"), Some(0));
         layer.start_sizing();
         assert_eq!(layer.size.wait(), Some(11));
+    }
+
+    /// docker mounts a long stack with `l/<short>` relative to its overlay2 directory.
+    #[test]
+    fn relative_docker_links_are_resolved() {
+        let root = tempfile::tempdir().unwrap();
+        let o2 = root.path().join("overlay2");
+        let id = "cd".repeat(32);
+        std::fs::create_dir_all(o2.join(&id).join("diff")).unwrap();
+        std::fs::write(o2.join(&id).join("diff/f"), b"x").unwrap();
+        std::fs::create_dir_all(o2.join("l")).unwrap();
+        std::fs::create_dir_all(o2.join("ctr/merged")).unwrap();
+        std::os::unix::fs::symlink(format!("../{id}/diff"), o2.join("l/REL")).unwrap();
+        let mp = o2.join("ctr/merged");
+        let mp: Arc<[u8]> = Arc::from(mp.as_os_str().as_bytes());
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let l = layers.lookup(3, &mp, b"rw,lowerdir=l/REL:l/GONE,upperdir=ctr/diff");
+        assert_eq!(l.info.lowers[0].runtime.as_ref().unwrap().id, id);
+        assert_eq!(l.info.lowers[1].runtime, None);
+        assert_eq!(l.find(b"/f"), Some(0));
     }
 
     #[test]
