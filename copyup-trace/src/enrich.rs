@@ -98,6 +98,48 @@ mod tests {
 
     use super::*;
 
+    /// An overlay from a mountinfo file: the copy-up gets the mount's options and the
+    /// index of the lower layer holding its path.
+    #[test]
+    fn lower_layer_from_mountinfo() {
+        let root = tempfile::tempdir().unwrap();
+        let (top, bottom) = (root.path().join("top"), root.path().join("bottom"));
+        fs::create_dir_all(top.join("d")).unwrap();
+        fs::create_dir_all(bottom.join("d")).unwrap();
+        fs::write(bottom.join("d/f"), b"12345").unwrap();
+        let info = root.path().join("mountinfo");
+        fs::write(
+            &info,
+            format!(
+                "900 22 0:900 / /merged rw - overlay overlay rw,lowerdir={}:{},upperdir=/u,workdir=/w,index=on\n",
+                top.display(),
+                bottom.display()
+            ),
+        )
+        .unwrap();
+        let mounts = OverlayMounts::load_from(&info).unwrap();
+        let mut e = Enricher::new(Some(mounts), CgroupResolver::new(root.path()));
+        let mut c = CopyUp {
+            dev: 900,
+            path: b"/d/f".to_vec(),
+            bytes: 5,
+            ..Default::default()
+        };
+        e.enrich(&mut c);
+        assert_eq!(c.mount.as_deref(), Some(&b"/merged"[..]));
+        assert_eq!(c.layer, Some(1));
+        let layer = c.lower_layer().unwrap();
+        assert_eq!(layer.resolved, bottom.as_os_str().as_bytes());
+        assert!(c.overlay.as_ref().unwrap().options.index);
+        c.path = b"/d".to_vec();
+        e.enrich(&mut c);
+        assert_eq!(c.layer, Some(0), "the topmost directory");
+        c.path = b"/gone".to_vec();
+        e.enrich(&mut c);
+        assert_eq!(c.layer, None);
+        assert!(c.overlay.is_some());
+    }
+
     #[test]
     fn cgroup_and_container_are_shared_and_cached() {
         let root = tempfile::tempdir().unwrap();
