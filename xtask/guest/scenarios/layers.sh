@@ -64,3 +64,15 @@ emit advice.params $OUT/advice.params
 }
 sc_advice
 
+# --- chown -R over a tree: the advice points at idmapped mounts -------------------------
+newovl chownr
+mkdir $D/lower/tree
+i=0
+while [ $i -lt 20 ]; do
+    mkf $D/lower/tree/f$i 100
+    i=$((i + 1))
+done
+mountovl
+run chownr -o json --report $OUT/chownr.report -- chown -R 1000:1000 $D/merged/tree
+emit chownr.report $OUT/chownr.report
+

@@ -16,6 +16,7 @@ pub const CHECKS: &[Check] = &[
         "metacopy advice on a metacopy=off overlay equals the bytes a metacopy=on overlay did not copy",
         metacopy_advice,
     ),
+    ("chown -R over a tree: the advice points at idmapped mounts", chown_r),
 ];
 
 const ID0: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -146,5 +147,28 @@ fn metacopy_advice(a: &Artifacts) -> Result<()> {
     ] {
         ensure!(out.contains(needle), "table lacks {needle:?}:\n{out}");
     }
+    Ok(())
+}
+
+fn chown_r(a: &Artifacts) -> Result<()> {
+    let r = a.run("chownr")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    ensure!(
+        r.events.len() == 21,
+        "{} copy-ups, want the tree and 20 files",
+        r.events.len()
+    );
+    let rep = report(a, "chownr")?;
+    let adv = &rep["advice"][0];
+    let got = json!([
+        adv["mount"],
+        adv["copy_ups"],
+        adv["chown_copy_ups"],
+        adv["chown_r_shaped"],
+        adv["metadata_only_bytes"],
+        adv["metadata_only_bytes_by_trigger"],
+    ]);
+    let want = json!(["/tmp/ovl-chownr/merged", 21, 21, true, 2000, {"lchown": 2000}]);
+    ensure!(got == want, "advice\n  got  {got}\n  want {want}");
     Ok(())
 }
