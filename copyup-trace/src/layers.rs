@@ -368,9 +368,11 @@ pub struct Lookup {
     /// An `O_PATH` descriptor per searchable layer (`None` if it could not be opened), so
     /// that a lookup resolves the path inside the layer only.
     roots: Vec<Option<File>>,
-    /// (layer index, directory) pairs known not to exist: a `chown -R` asks about many
+    /// Per layer, directories known not to exist there: a `chown -R` asks about many
     /// files of one directory, which then costs one `fstatat` per layer that holds it.
-    absent_dirs: FxHashSet<(u32, Vec<u8>)>,
+    absent_dirs: Vec<FxHashSet<Vec<u8>>>,
+    /// Entries in `absent_dirs`, all layers together.
+    absent_count: usize,
 }
 
 impl Lookup {
@@ -392,22 +394,23 @@ impl Lookup {
         let leaf = CString::new(rel).ok()?;
         for (i, root) in self.roots.iter().enumerate() {
             let Some(root) = root else { continue };
-            let index = i as u32;
             if let Some(parent) = parent {
-                if self.absent_dirs.contains(&(index, parent.to_vec())) {
+                if self.absent_dirs[i].contains(parent) {
                     continue;
                 }
             }
             if exists_at(root, &leaf) {
-                return Some(index);
+                return Some(i as u32);
             }
             if let Some(parent) = parent {
                 let holds_parent = CString::new(parent).is_ok_and(|p| exists_at(root, &p));
                 if !holds_parent {
-                    if self.absent_dirs.len() >= ABSENT_DIRS_MAX {
-                        self.absent_dirs.clear();
+                    if self.absent_count >= ABSENT_DIRS_MAX {
+                        self.absent_dirs.iter_mut().for_each(|s| s.clear());
+                        self.absent_count = 0;
                     }
-                    self.absent_dirs.insert((index, parent.to_vec()));
+                    self.absent_dirs[i].insert(parent.to_vec());
+                    self.absent_count += 1;
                 }
             }
         }
@@ -529,8 +532,9 @@ impl Layers {
                 options: OverlayOptions::effective(&parsed.other, &self.defaults),
                 lowers,
             }),
+            absent_dirs: vec![FxHashSet::default(); roots.len()],
+            absent_count: 0,
             roots,
-            absent_dirs: FxHashSet::default(),
         }
     }
 }
