@@ -135,6 +135,9 @@ pub struct Aggregate {
     /// By cgroup id: one cgroup is one container.
     containers: HashMap<u64, ContainerRow>,
     triggers: HashMap<Trigger, TriggerRow>,
+    /// By lower layer (`--by layer`) and by overlay mount (the advice).
+    pub layers: crate::layers::LayerTotals,
+    pub mounts: crate::advice::MountTotals,
     /// Totals of every copy-up; their latency distribution is the triggers' merged
     /// (`total_row`), rather than a fourth histogram record per event.
     pub total: Stats,
@@ -159,6 +162,8 @@ fn sorted<T>(
 impl Aggregate {
     pub fn add(&mut self, c: &CopyUp) {
         self.total.add(c);
+        self.layers.add(c);
+        self.mounts.add(c);
         let path = match c.mount {
             Some(_) => {
                 c.display_path_into(&mut self.path_buf);
@@ -306,6 +311,8 @@ pub mod tests {
             mount: None,
             cgroup: None,
             container: None,
+            overlay: None,
+            layer: None,
             kstack_id: -1,
             ustack_id: -1,
         }

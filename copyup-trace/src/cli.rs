@@ -22,6 +22,7 @@ pub enum By {
     Process,
     Container,
     Trigger,
+    Layer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,8 +80,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
 
-    /// Tables to print: by file, process, container or trigger (repeatable; default
-    /// file and process).
+    /// Tables to print: by file, process, container, trigger or lower layer
+    /// (repeatable; default file and process).
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Vec<By>,
 

@@ -13,7 +13,10 @@ use copyup_trace_common::{
 };
 use serde::Serialize;
 
-use crate::cgroups::Container;
+use crate::{
+    cgroups::Container,
+    layers::{Layer, OverlayInfo},
+};
 
 /// Defines `Trigger` from one table: each variant with the name users see.
 macro_rules! triggers {
@@ -192,12 +195,21 @@ pub struct CopyUp {
     pub mount: Option<Arc<[u8]>>,
     pub cgroup: Option<Arc<str>>,
     pub container: Option<Arc<Container>>,
+    /// The overlay's options and lower stack, and the index in it of the lower layer
+    /// this copy-up copied from (`None`: not found, see `layers::Lookup::find`).
+    pub overlay: Option<Arc<OverlayInfo>>,
+    pub layer: Option<u32>,
     /// Stack ids for `--stacks`; negative when not captured.
     pub kstack_id: i32,
     pub ustack_id: i32,
 }
 
 impl CopyUp {
+    /// The lower layer this copy-up copied from, when known.
+    pub fn lower_layer(&self) -> Option<&Arc<Layer>> {
+        self.overlay.as_ref()?.lowers.get(self.layer? as usize)
+    }
+
     /// The absolute path when the mount point is known, else the path in the overlay.
     pub fn display_path(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,5 +1,6 @@
-//! Adds to a decoded copy-up what only user space knows: the overlay's mount point, the
-//! cgroup path and the container it names. Results are shared (`Arc`) and cached per
+//! Adds to a decoded copy-up what only user space knows: the overlay's mount point, its
+//! options and the lower layer copied from (`layers`), the cgroup path and the container
+//! it names. Results are shared (`Arc`) and cached per
 //! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
 //! allocation or a parse.
 
@@ -10,6 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     cgroups::{self, CgroupResolver, Container},
     decode::CopyUp,
+    layers::{Layers, ModuleDefaults, OverlayInfo},
     mounts::OverlayMounts,
 };
 
@@ -23,6 +25,7 @@ pub struct Enricher {
     mount_points: FxHashMap<u32, Arc<[u8]>>,
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
     by_cgroup: FxHashMap<u64, CgroupInfo>,
+    layers: Layers,
 }
 
 impl Enricher {
@@ -32,11 +35,13 @@ impl Enricher {
             cgroups,
             mount_points: FxHashMap::default(),
             by_cgroup: FxHashMap::default(),
+            layers: Layers::new(ModuleDefaults::load()),
         }
     }
 
     pub fn enrich(&mut self, c: &mut CopyUp) {
         c.mount = self.mount_point(c.dev);
+        (c.overlay, c.layer) = self.layer(c);
         let (cgroup, container) = match self.cgroup(c.cgroup_id) {
             Some((path, container)) => (Some(path.clone()), container.clone()),
             None => (None, None),
@@ -58,6 +63,24 @@ impl Enricher {
         }
     }
 
+    /// The overlay's lookup answers with a few `fstatat` calls, fewer for a directory
+    /// already known to be absent from a layer; the layer's size walk starts at its first
+    /// copy-up, in a thread of its own.
+    fn layer(&mut self, c: &CopyUp) -> (Option<Arc<OverlayInfo>>, Option<u32>) {
+        let (Some(mount), Some(mounts)) = (&c.mount, &self.mounts) else {
+            return (None, None);
+        };
+        let Some(opts) = mounts.super_options(c.dev) else {
+            return (None, None);
+        };
+        let lookup = self.layers.lookup(c.dev, mount, opts);
+        let index = lookup.find(&c.path);
+        if let Some(layer) = index.and_then(|i| lookup.info.lowers.get(i as usize)) {
+            layer.start_sizing();
+        }
+        (Some(lookup.info.clone()), index)
+    }
+
     fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
         if !self.by_cgroup.contains_key(&id) {
             // Unknown ids are not cached: a later rescan may find them.
@@ -74,6 +97,48 @@ mod tests {
     use std::{fs, os::unix::fs::MetadataExt};
 
     use super::*;
+
+    /// An overlay from a mountinfo file: the copy-up gets the mount's options and the
+    /// index of the lower layer holding its path.
+    #[test]
+    fn lower_layer_from_mountinfo() {
+        let root = tempfile::tempdir().unwrap();
+        let (top, bottom) = (root.path().join("top"), root.path().join("bottom"));
+        fs::create_dir_all(top.join("d")).unwrap();
+        fs::create_dir_all(bottom.join("d")).unwrap();
+        fs::write(bottom.join("d/f"), b"12345").unwrap();
+        let info = root.path().join("mountinfo");
+        fs::write(
+            &info,
+            format!(
+                "900 22 0:900 / /merged rw - overlay overlay rw,lowerdir={}:{},upperdir=/u,workdir=/w,index=on\n",
+                top.display(),
+                bottom.display()
+            ),
+        )
+        .unwrap();
+        let mounts = OverlayMounts::load_from(&info).unwrap();
+        let mut e = Enricher::new(Some(mounts), CgroupResolver::new(root.path()));
+        let mut c = CopyUp {
+            dev: 900,
+            path: b"/d/f".to_vec(),
+            bytes: 5,
+            ..Default::default()
+        };
+        e.enrich(&mut c);
+        assert_eq!(c.mount.as_deref(), Some(&b"/merged"[..]));
+        assert_eq!(c.layer, Some(1));
+        let layer = c.lower_layer().unwrap();
+        assert_eq!(layer.resolved, bottom.as_os_str().as_bytes());
+        assert!(c.overlay.as_ref().unwrap().options.index);
+        c.path = b"/d".to_vec();
+        e.enrich(&mut c);
+        assert_eq!(c.layer, Some(0), "the topmost directory");
+        c.path = b"/gone".to_vec();
+        e.enrich(&mut c);
+        assert_eq!(c.layer, None);
+        assert!(c.overlay.is_some());
+    }
 
     #[test]
     fn cgroup_and_container_are_shared_and_cached() {

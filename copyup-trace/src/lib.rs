@@ -2,6 +2,7 @@
 //! containers. This file only lists the modules: the binary (`main.rs`) wires them
 //! together; benchmarks use the decoding and aggregation directly.
 
+pub mod advice;
 pub mod aggregate;
 pub mod cgroups;
 pub mod check;
@@ -12,6 +13,7 @@ pub mod escape;
 pub mod hist;
 pub mod kallsyms;
 pub mod kernel;
+pub mod layers;
 pub mod mounts;
 pub mod options;
 pub mod output;

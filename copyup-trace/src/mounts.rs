@@ -20,6 +20,8 @@ const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Entry {
     mount_point: PathBuf,
+    /// Mountinfo's superblock options, still escaped (`layers` parses them).
+    super_options: Vec<u8>,
     /// Userspace encoding of the device, to compare with `stat(2)` results.
     user_dev: u64,
     /// When the mapping was last known to be current (loaded or checked).
@@ -80,6 +82,13 @@ impl OverlayMounts {
         self.by_dev
             .get(&kernel_dev)
             .map(|e| e.mount_point.as_path())
+    }
+
+    /// The raw superblock options of the overlay `kernel_dev`, as mountinfo shows them.
+    pub fn super_options(&self, kernel_dev: u32) -> Option<&[u8]> {
+        self.by_dev
+            .get(&kernel_dev)
+            .map(|e| e.super_options.as_slice())
     }
 
     /// Like [`OverlayMounts::mount_point`], but rereads the mount table, at most once per reload
@@ -199,8 +208,11 @@ fn parse_table(bytes: &[u8]) -> Result<HashMap<u32, Entry>> {
             continue;
         };
         let mount_point = PathBuf::from(OsString::from_vec(unescape_octal(raw_mount_point)));
+        // The last field; fields before it contain no raw space.
+        let super_options = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
         by_dev.entry(kernel_dev).or_insert(Entry {
             mount_point,
+            super_options: super_options.to_vec(),
             user_dev: libc::makedev(major, minor),
             checked: now,
         });
@@ -224,7 +236,7 @@ fn kernel_dev(major: u32, minor: u32) -> Option<u32> {
 }
 
 /// Undoes the kernel's `\ooo` escaping of space, tab, newline and backslash in mountinfo paths.
-fn unescape_octal(raw: &[u8]) -> Vec<u8> {
+pub fn unescape_octal(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -296,6 +308,16 @@ mod tests {
             ))
         );
         assert_eq!(m.mount_point(dev(0, 64)), Some(Path::new("/")));
+    }
+
+    #[test]
+    fn keeps_raw_super_options() {
+        let m = OverlayMounts::from_mountinfo(&sample()).unwrap();
+        assert_eq!(
+            m.super_options(dev(0, 62)),
+            Some(&b"rw,lowerdir=/a,upperdir=/b,workdir=/c"[..])
+        );
+        assert_eq!(m.super_options(dev(0, 99)), None);
     }
 
     #[test]

@@ -94,6 +94,17 @@ struct CopyUpRecord<'a> {
     container_runtime: Option<Option<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_id: Option<Option<String>>,
+    /// `mount` + `path`, when the mount point is known.
+    host_path: Option<String>,
+    /// JSON: `{"index","dir","store","id"}` or null; CSV: the columns below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer: Option<Option<crate::layers::LayerRecord>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_index: Option<Option<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_dir: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_id: Option<Option<String>>,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -129,6 +140,15 @@ impl<'a> CopyUpRecord<'a> {
             container: is_json.then_some(c.container.as_deref()),
             container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
             container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
+            host_path: c.mount.as_ref().map(|_| escape(&c.display_path())),
+            layer: is_json.then(|| c.lower_layer().map(|l| l.record())),
+            layer_index: is_csv.then_some(c.layer),
+            layer_dir: is_csv.then(|| c.lower_layer().map(|l| escape(&l.resolved))),
+            layer_id: is_csv.then(|| {
+                c.lower_layer()
+                    .and_then(|l| l.runtime.as_ref())
+                    .map(|r| format!("{}:{}", r.store, escape(r.id.as_bytes())))
+            }),
         }
     }
 }
@@ -259,6 +279,10 @@ const CSV_HEADER: &[&str] = &[
     "cgroup",
     "container_runtime",
     "container_id",
+    "host_path",
+    "layer_index",
+    "layer_dir",
+    "layer_id",
 ];
 
 /// A CSV writer whose header is already written: a run without copy-ups still prints
@@ -451,6 +475,10 @@ pub fn tables(
         )?;
     }
 
+    if opts.wants(By::Layer) {
+        crate::layers::write_table(out, &agg.layers, opts.top)?;
+    }
+
     if opts.hist {
         for (trig, r) in agg.triggers() {
             if r.hist_us.count() > 0 {
@@ -463,6 +491,7 @@ pub fn tables(
             }
         }
     }
+    crate::advice::write_text(out, &agg.mounts)?;
     Ok(())
 }
 
@@ -538,6 +567,8 @@ pub fn report(
             "runtime": c.runtime,
             "row": row_json(&c.row),
         })).collect::<Vec<_>>(),
+        "layers": crate::layers::report_rows(&agg.layers, top),
+        "advice": agg.mounts.rows().iter().map(|m| m.advice()).collect::<Vec<_>>(),
         "triggers": agg.triggers().iter().map(|(t, r)| json!({
             "trigger": t.name(),
             "row": row_json(&r.row),
@@ -596,6 +627,8 @@ mod tests {
                 runtime: "docker",
                 id: "abc".into(),
             })),
+            overlay: None,
+            layer: None,
             kstack_id: -1,
             ustack_id: -1,
         }
@@ -700,7 +733,8 @@ mod tests {
         let w = csv_writer(Vec::new()).unwrap();
         let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
                       path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
-                      cause_ts_ns,mount,cgroup,container_runtime,container_id\n";
+                      cause_ts_ns,mount,cgroup,container_runtime,container_id,host_path,\
+                      layer_index,layer_dir,layer_id\n";
         // The header comes first, even when no copy-up follows.
         assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
         let mut w = csv_writer(Vec::new()).unwrap();
@@ -710,9 +744,10 @@ mod tests {
         let rows = [
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
             r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
-            "/system.slice/docker-abc.scope,docker,abc\n",
+            r"/system.slice/docker-abc.scope,docker,abc,/merged/dir/evil\n\x1b[2Jname\xff,,,",
+            "\n",
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
-            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,\n",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,\n",
         ];
         assert_eq!(text, format!("{header}{}", rows.concat()));
     }
@@ -730,17 +765,73 @@ mod tests {
             r#""filename":"/merged/dir/evil\\n","bytes":8388608,"copy_ns":2500000,"#,
             r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
-            r#""container":{"runtime":"docker","id":"abc"}}"#,
+            r#""container":{"runtime":"docker","id":"abc"},"#,
+            r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null}"#,
             "\n",
             r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
             r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
             r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
             r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
             r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
-            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null}"#,
+            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null,"host_path":null,"#,
+            r#""layer":null}"#,
             "\n",
         ];
         assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
+    }
+
+    /// A copy-up from a docker layer: the JSON `layer` object and the CSV columns.
+    #[test]
+    fn layer_fields() {
+        use crate::layers::{Layer, LayerSize, OverlayInfo, RuntimeLayer};
+        let dir = b"/var/lib/docker/overlay2/abc/diff".to_vec();
+        let info = OverlayInfo {
+            mount_point: std::sync::Arc::from(&b"/merged"[..]),
+            options: Default::default(),
+            lowers: vec![
+                std::sync::Arc::new(Layer {
+                    index: 0,
+                    dir: b"/x".to_vec(),
+                    resolved: b"/x".to_vec(),
+                    runtime: None,
+                    data_only: false,
+                    size: LayerSize::default(),
+                }),
+                std::sync::Arc::new(Layer {
+                    index: 1,
+                    dir: b"/var/lib/docker/overlay2/l/S".to_vec(),
+                    resolved: dir,
+                    runtime: Some(RuntimeLayer {
+                        store: "docker",
+                        id: "abc".into(),
+                    }),
+                    data_only: false,
+                    size: LayerSize::default(),
+                }),
+            ],
+        };
+        let c = CopyUp {
+            overlay: Some(std::sync::Arc::new(info)),
+            layer: Some(1),
+            path: b"/etc/passwd".to_vec(),
+            ..evil()
+        };
+        let mut buf = Vec::new();
+        json_event(&mut buf, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["host_path"], "/merged/etc/passwd");
+        assert_eq!(
+            v["layer"],
+            serde_json::json!({"index": 1, "dir": "/var/lib/docker/overlay2/abc/diff",
+                               "store": "docker", "id": "abc"})
+        );
+        let mut w = csv_writer(Vec::new()).unwrap();
+        csv_event(&mut w, &c).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert!(
+            text.ends_with(",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,0 +1,984 @@
+//! Which lower layer a copy-up copied from: an overlay's lower stack and options from its
+//! mountinfo superblock options, the layer directory named as the container runtime names
+//! it, the topmost lower layer holding a path, and each layer's total size, walked once in
+//! the background, and the copy-ups and bytes per layer (`--by layer`). Advice from the
+//! options is `advice`'s.
+
+use std::{
+    collections::HashMap,
+    ffi::{CString, OsStr},
+    fs::File,
+    os::{
+        fd::AsRawFd,
+        unix::{
+            ffi::OsStrExt,
+            fs::{MetadataExt, OpenOptionsExt},
+        },
+    },
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+    thread::JoinHandle,
+};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+use crate::mounts::unescape_octal;
+
+/// Where the overlay module keeps the defaults that mountinfo leaves out.
+pub const MODULE_PARAMETERS: &str = "/sys/module/overlay/parameters";
+
+/// The overlay options that decide what a copy-up costs, as in effect on one mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OverlayOptions {
+    pub metacopy: bool,
+    /// `on`, `follow`, `nofollow` or `off`.
+    pub redirect_dir: String,
+    pub index: bool,
+    pub userxattr: bool,
+    pub volatile: bool,
+    pub nfs_export: bool,
+    /// Options given explicitly at mount time, as the kernel shows them (it shows only
+    /// those that differ from the module defaults).
+    #[serde(skip)]
+    pub shown: Vec<String>,
+}
+
+/// The module defaults, for options that mountinfo shows only when they differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleDefaults {
+    pub metacopy: bool,
+    pub redirect_dir: bool,
+    pub redirect_always_follow: bool,
+    pub index: bool,
+    pub nfs_export: bool,
+}
+
+impl ModuleDefaults {
+    /// Reads `/sys/module/overlay/parameters`; a parameter that cannot be read is "N", as
+    /// with a kernel built without that feature.
+    pub fn load() -> ModuleDefaults {
+        Self::load_from(Path::new(MODULE_PARAMETERS))
+    }
+
+    pub fn load_from(dir: &Path) -> ModuleDefaults {
+        let yes = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map(|s| s.trim() == "Y")
+                .unwrap_or(false)
+        };
+        ModuleDefaults {
+            metacopy: yes("metacopy"),
+            redirect_dir: yes("redirect_dir"),
+            redirect_always_follow: yes("redirect_always_follow"),
+            index: yes("index"),
+            nfs_export: yes("nfs_export"),
+        }
+    }
+
+    fn redirect_mode(&self) -> &'static str {
+        // fs/overlayfs: ovl_redirect_mode_def().
+        match (self.redirect_dir, self.redirect_always_follow) {
+            (true, _) => "on",
+            (false, true) => "follow",
+            (false, false) => "nofollow",
+        }
+    }
+}
+
+/// A lower layer directory as one overlay mount lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowerDir {
+    pub dir: Vec<u8>,
+    /// Listed after `::` or as `datadir+`: holds data for metacopy files only, never a
+    /// visible path.
+    pub data_only: bool,
+}
+
+/// What an overlay's superblock options (mountinfo's last field) say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuperOptions {
+    /// Topmost first.
+    pub lowers: Vec<LowerDir>,
+    pub upper: Option<Vec<u8>>,
+    /// Every other option, unescaped: `metacopy=on` as ("metacopy", Some("on")).
+    pub other: Vec<(String, Option<String>)>,
+}
+
+/// Parses mountinfo's superblock options of an overlay. The kernel writes each option
+/// with `seq_show_option`, which escapes `,= \t\n\\` as `\ooo`: splitting on a raw comma
+/// is safe. The legacy `lowerdir=` is the string given at mount time, where `:` separates
+/// layers, `::` starts the data-only layers and a backslash escapes the next character;
+/// newer kernels (6.7+) show layers added one by one as `lowerdir+=` and `datadir+=`.
+pub fn parse_super_options(raw: &[u8]) -> SuperOptions {
+    let mut out = SuperOptions::default();
+    for opt in raw.split(|&b| b == b',').filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.iter().position(|&b| b == b'=') {
+            Some(n) => (&opt[..n], Some(unescape_octal(&opt[n + 1..]))),
+            None => (opt, None),
+        };
+        let key = String::from_utf8_lossy(&unescape_octal(key)).into_owned();
+        match (key.as_str(), value) {
+            ("lowerdir", Some(v)) => out.lowers.extend(split_lowerdir(&v)),
+            ("lowerdir+", Some(v)) => out.lowers.push(LowerDir {
+                dir: v,
+                data_only: false,
+            }),
+            ("datadir+", Some(v)) => out.lowers.push(LowerDir {
+                dir: v,
+                data_only: true,
+            }),
+            ("upperdir", Some(v)) => out.upper = Some(v),
+            (_, v) => out
+                .other
+                .push((key, v.map(|v| String::from_utf8_lossy(&v).into_owned()))),
+        }
+    }
+    out
+}
+
+fn split_lowerdir(v: &[u8]) -> Vec<LowerDir> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut data_only = false;
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'\\' if i + 1 < v.len() => {
+                cur.push(v[i + 1]);
+                i += 2;
+                continue;
+            }
+            b':' => {
+                out.push(LowerDir {
+                    dir: std::mem::take(&mut cur),
+                    data_only,
+                });
+                if v.get(i + 1) == Some(&b':') {
+                    data_only = true;
+                    i += 1;
+                }
+            }
+            b => cur.push(b),
+        }
+        i += 1;
+    }
+    out.push(LowerDir {
+        dir: cur,
+        data_only,
+    });
+    out.retain(|l| !l.dir.is_empty());
+    out
+}
+
+impl OverlayOptions {
+    /// The options in effect: those shown, else the module defaults, with the kernel's
+    /// own resolution (fs/overlayfs/params.c, `ovl_fs_params_verify`): metacopy turns
+    /// redirect_dir on unless redirect_dir was given; userxattr turns both off.
+    pub fn effective(shown: &[(String, Option<String>)], defaults: &ModuleDefaults) -> Self {
+        let get = |k: &str| shown.iter().find(|(key, _)| key == k);
+        let on = |k: &str, def: bool| match get(k) {
+            Some((_, Some(v))) => v == "on",
+            Some((_, None)) => true,
+            None => def,
+        };
+        let mut o = OverlayOptions {
+            metacopy: on("metacopy", defaults.metacopy),
+            redirect_dir: match get("redirect_dir") {
+                Some((_, Some(v))) => v.clone(),
+                _ => defaults.redirect_mode().to_string(),
+            },
+            index: on("index", defaults.index),
+            userxattr: get("userxattr").is_some(),
+            volatile: get("volatile").is_some(),
+            nfs_export: on("nfs_export", defaults.nfs_export),
+            shown: shown
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "rw" | "ro" | "workdir"))
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect(),
+        };
+        if o.metacopy && get("redirect_dir").is_none() {
+            o.redirect_dir = "on".to_string();
+        }
+        if o.userxattr {
+            o.metacopy = false;
+        }
+        o
+    }
+}
+
+/// A layer as its container runtime names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeLayer {
+    /// `docker` (overlay2), `containers-storage` (podman, CRI-O, buildah) or `containerd`.
+    pub store: &'static str,
+    /// The layer's directory name there: docker's and containers/storage's layer id
+    /// (docker's `-init` layer keeps its suffix), containerd's snapshot number.
+    pub id: String,
+}
+
+/// The runtime's name of a layer, from its resolved directory:
+/// `.../overlay2/<id>/diff` (docker), `.../overlay/<id>/diff` (containers/storage) and
+/// `.../io.containerd.snapshotter.v1.overlayfs/snapshots/<n>/fs` (containerd).
+pub fn runtime_layer(dir: &[u8]) -> Option<RuntimeLayer> {
+    let parts: Vec<&[u8]> = dir
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let [.., store, id, leaf] = parts[..] else {
+        return None;
+    };
+    let id_ok = !id.is_empty()
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    if !id_ok {
+        return None;
+    }
+    let owner = parts.len().checked_sub(4).map(|i| parts[i]);
+    let store = match (store, leaf) {
+        (b"overlay2", b"diff") => "docker",
+        (b"overlay", b"diff") if id != b"l" => "containers-storage",
+        (b"snapshots", b"fs")
+            if owner == Some(b"io.containerd.snapshotter.v1.overlayfs")
+                && id.iter().all(u8::is_ascii_digit) =>
+        {
+            "containerd"
+        }
+        _ => return None,
+    };
+    Some(RuntimeLayer {
+        store,
+        id: String::from_utf8_lossy(id).into_owned(),
+    })
+}
+
+/// A layer's total size, walked once in a background thread.
+#[derive(Default)]
+pub struct SizeCell {
+    walk: Mutex<Option<JoinHandle<Option<u64>>>>,
+    done: OnceLock<Option<u64>>,
+}
+
+/// Shared by every mount that stacks the same layer directory.
+#[derive(Clone, Default)]
+pub struct LayerSize(Arc<SizeCell>);
+
+impl PartialEq for LayerSize {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LayerSize {}
+
+impl std::fmt::Debug for LayerSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LayerSize({:?})", self.0.done.get())
+    }
+}
+
+impl LayerSize {
+    /// Starts the walk of `dir` unless it has started.
+    pub fn start(&self, dir: &Path) {
+        let mut walk = self.0.walk.lock().unwrap_or_else(|e| e.into_inner());
+        if walk.is_none() && self.0.done.get().is_none() {
+            let owned = dir.to_path_buf();
+            *walk = std::thread::Builder::new()
+                .name("layer-size".into())
+                .spawn(move || tree_bytes(&owned))
+                .map_err(|e| log::warn!("cannot walk layer {}: {e}", dir.display()))
+                .ok();
+        }
+    }
+
+    /// The size, waiting for the walk if it is still running; `None` if it never
+    /// started or could not read the layer's root.
+    pub fn wait(&self) -> Option<u64> {
+        if let Some(done) = self.0.done.get() {
+            return *done;
+        }
+        let handle = self.0.walk.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let size = handle.and_then(|h| h.join().ok()).flatten();
+        *self.0.done.get_or_init(|| size)
+    }
+
+    #[cfg(test)]
+    pub fn known(bytes: u64) -> LayerSize {
+        let s = LayerSize::default();
+        let _ = s.0.done.set(Some(bytes));
+        s
+    }
+}
+
+/// Bytes of the regular files under `dir` (apparent sizes, each hard-linked inode once),
+/// without leaving its filesystem or following symlinks. What a copy-up copies is a
+/// file's data, so this is the measure of how much of a layer has been copied up.
+pub fn tree_bytes(dir: &Path) -> Option<u64> {
+    std::fs::symlink_metadata(dir).ok()?;
+    let mut total = 0u64;
+    let mut linked: FxHashSet<(u64, u64)> = FxHashSet::default();
+    for entry in walkdir::WalkDir::new(dir).same_file_system(true) {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(m) = entry.metadata() else { continue };
+        if m.nlink() > 1 && !linked.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        total += m.len();
+    }
+    Some(total)
+}
+
+/// One lower layer of one overlay mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Position in this mount's lower stack, 0 = topmost.
+    pub index: u32,
+    /// The directory as the mount lists it.
+    pub dir: Vec<u8>,
+    /// The directory with symlinks resolved (docker's and containers/storage's
+    /// `l/<short>` links name the layer's `diff`); the key of `--by layer`.
+    pub resolved: Vec<u8>,
+    pub runtime: Option<RuntimeLayer>,
+    pub data_only: bool,
+    pub size: LayerSize,
+}
+
+/// An overlay mount: where it is, its options and its lower stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayInfo {
+    pub mount_point: Arc<[u8]>,
+    pub options: OverlayOptions,
+    pub lowers: Vec<Arc<Layer>>,
+}
+
+/// Bounds the per-mount cache of directories known to be absent from a layer.
+const ABSENT_DIRS_MAX: usize = 64 * 1024;
+
+/// Finds the layer a path was copied up from, for one mount.
+pub struct Lookup {
+    pub info: Arc<OverlayInfo>,
+    /// An `O_PATH` descriptor per searchable layer (`None` if it could not be opened), so
+    /// that a lookup resolves the path inside the layer only.
+    roots: Vec<Option<File>>,
+    /// Per layer, directories known not to exist there: a `chown -R` asks about many
+    /// files of one directory, which then costs one `fstatat` per layer that holds it.
+    absent_dirs: Vec<FxHashSet<Vec<u8>>>,
+    /// Entries in `absent_dirs`, all layers together.
+    absent_count: usize,
+}
+
+impl Lookup {
+    /// The lower layer of `path` (inside the overlay, starting with `/`): the topmost
+    /// lower layer that holds it. The kernel copied up what was visible, so no layer
+    /// above it holds the path, and a whiteout or opaque directory above would have hidden
+    /// it: the topmost holder is the source. Not found: a path under a renamed directory
+    /// (`redirect_dir`), whose lower path is in the upper directory's redirect xattr.
+    pub fn find(&mut self, path: &[u8]) -> Option<u32> {
+        let rel = trim_leading_slashes(path);
+        if rel.is_empty() {
+            return None;
+        }
+        let parent = rel
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|n| &rel[..n])
+            .filter(|p| !p.is_empty());
+        let leaf = CString::new(rel).ok()?;
+        for (i, root) in self.roots.iter().enumerate() {
+            let Some(root) = root else { continue };
+            if let Some(parent) = parent {
+                if self.absent_dirs[i].contains(parent) {
+                    continue;
+                }
+            }
+            if exists_at(root, &leaf) {
+                return Some(i as u32);
+            }
+            if let Some(parent) = parent {
+                let holds_parent = CString::new(parent).is_ok_and(|p| exists_at(root, &p));
+                if !holds_parent {
+                    if self.absent_count >= ABSENT_DIRS_MAX {
+                        self.absent_dirs.iter_mut().for_each(|s| s.clear());
+                        self.absent_count = 0;
+                    }
+                    self.absent_dirs[i].insert(parent.to_vec());
+                    self.absent_count += 1;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A relative layer directory, as docker's overlay2 mounts a long lower stack (relative
+/// to its `overlay2` directory, from which it mounts): resolved against the mount point's
+/// grandparent (`<root>/overlay2/<id>/merged`) when it exists there. Other relative
+/// directories cannot be resolved: the mounting process's working directory is gone.
+fn relative_base(mount_point: &[u8], dir: &[u8]) -> Option<PathBuf> {
+    if dir.starts_with(b"/") {
+        return None;
+    }
+    let base = Path::new(OsStr::from_bytes(mount_point))
+        .parent()?
+        .parent()?;
+    let joined = base.join(OsStr::from_bytes(dir));
+    joined.exists().then_some(joined)
+}
+
+fn trim_leading_slashes(mut b: &[u8]) -> &[u8] {
+    while let [b'/', rest @ ..] = b {
+        b = rest;
+    }
+    b
+}
+
+fn exists_at(root: &File, rel: &CString) -> bool {
+    // SAFETY: a valid descriptor, a NUL-terminated path and a stat buffer of the right
+    // type; fstatat does not keep either pointer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstatat(
+            root.as_raw_fd(),
+            rel.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
+    }
+}
+
+/// Builds and keeps the per-mount lookups and the per-directory layer sizes.
+pub struct Layers {
+    defaults: ModuleDefaults,
+    /// By device, with the mount point it was built for.
+    by_dev: FxHashMap<u32, Lookup>,
+    sizes: HashMap<Vec<u8>, LayerSize>,
+}
+
+impl Layers {
+    pub fn new(defaults: ModuleDefaults) -> Layers {
+        Layers {
+            defaults,
+            by_dev: FxHashMap::default(),
+            sizes: HashMap::new(),
+        }
+    }
+
+    /// The lookup for the overlay `dev` mounted at `mount_point` with `super_options`
+    /// (raw, escaped); rebuilt when the mount point changes.
+    pub fn lookup(
+        &mut self,
+        dev: u32,
+        mount_point: &Arc<[u8]>,
+        super_options: &[u8],
+    ) -> &mut Lookup {
+        let stale = self
+            .by_dev
+            .get(&dev)
+            .is_none_or(|l| !Arc::ptr_eq(&l.info.mount_point, mount_point));
+        if stale {
+            let lookup = self.build(mount_point.clone(), super_options);
+            self.by_dev.insert(dev, lookup);
+        }
+        self.by_dev.get_mut(&dev).expect("just inserted")
+    }
+
+    fn build(&mut self, mount_point: Arc<[u8]>, super_options: &[u8]) -> Lookup {
+        let parsed = parse_super_options(super_options);
+        let mut lowers = Vec::new();
+        let mut roots = Vec::new();
+        for (i, l) in parsed.lowers.iter().enumerate() {
+            // A relative directory that cannot be anchored is not looked at: resolving
+            // it against our own working directory would name the wrong one.
+            let path = match relative_base(&mount_point, &l.dir) {
+                Some(p) => Some(p),
+                None if l.dir.starts_with(b"/") => Some(PathBuf::from(OsStr::from_bytes(&l.dir))),
+                None => None,
+            };
+            let resolved = path
+                .as_ref()
+                .and_then(|p| std::fs::canonicalize(p).ok())
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .unwrap_or_else(|| l.dir.clone());
+            let size = self.sizes.entry(resolved.clone()).or_default().clone();
+            roots.push(match &path {
+                Some(path) if !l.data_only => File::options()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(path)
+                    .map_err(|e| log::info!("lower layer {}: {e}", path.display()))
+                    .ok(),
+                _ => None,
+            });
+            lowers.push(Arc::new(Layer {
+                index: i as u32,
+                runtime: runtime_layer(&resolved),
+                dir: l.dir.clone(),
+                resolved,
+                data_only: l.data_only,
+                size,
+            }));
+        }
+        Lookup {
+            info: Arc::new(OverlayInfo {
+                mount_point,
+                options: OverlayOptions::effective(&parsed.other, &self.defaults),
+                lowers,
+            }),
+            absent_dirs: vec![FxHashSet::default(); roots.len()],
+            absent_count: 0,
+            roots,
+        }
+    }
+}
+
+/// A copy-up's layer as JSON records show it: `{"index","dir","store","id"}`, the last
+/// two only for a runtime's layer.
+#[derive(Debug, Serialize)]
+pub struct LayerRecord {
+    pub index: u32,
+    pub dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Layer {
+    pub fn record(&self) -> LayerRecord {
+        LayerRecord {
+            index: self.index,
+            dir: crate::escape::escape(&self.resolved),
+            store: self.runtime.as_ref().map(|r| r.store),
+            id: self
+                .runtime
+                .as_ref()
+                .map(|r| crate::escape::escape(r.id.as_bytes())),
+        }
+    }
+
+    /// Starts the walk that sizes this layer, once per directory.
+    pub fn start_sizing(&self) {
+        self.size
+            .start(&PathBuf::from(OsStr::from_bytes(&self.resolved)));
+    }
+}
+
+/// Copy-ups per layer directory, for `--by layer`: one row per directory even when
+/// several mounts stack it (an image layer shared by containers).
+#[derive(Default, Clone)]
+pub struct LayerTotals {
+    rows: FxHashMap<Vec<u8>, LayerRow>,
+    /// Copy-ups whose layer is unknown: no mount table, or a path not found (a renamed
+    /// directory's content).
+    pub unknown: LayerCount,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LayerCount {
+    pub copy_ups: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct LayerRow {
+    /// The layer as the first mount seen with it lists it.
+    pub layer: Arc<Layer>,
+    pub count: LayerCount,
+}
+
+impl LayerRow {
+    /// The layer's size and the share of it copied up; waits for the size walk.
+    pub fn size_and_share(&self) -> (Option<u64>, Option<f64>) {
+        let size = self.layer.size.wait();
+        let share = size
+            .filter(|&s| s > 0)
+            .map(|s| self.count.bytes as f64 / s as f64);
+        (size, share)
+    }
+
+    /// The runtime's name of the layer, else its directory.
+    pub fn name(&self) -> String {
+        match &self.layer.runtime {
+            Some(r) => format!("{} {}", r.store, r.id),
+            None => crate::escape::escape(&self.layer.resolved),
+        }
+    }
+}
+
+impl LayerTotals {
+    pub fn add(&mut self, c: &crate::decode::CopyUp) {
+        if c.waited {
+            return;
+        }
+        let count = match c.lower_layer() {
+            Some(layer) => {
+                &mut self
+                    .rows
+                    .entry(layer.resolved.clone())
+                    .or_insert_with(|| LayerRow {
+                        layer: layer.clone(),
+                        count: LayerCount::default(),
+                    })
+                    .count
+            }
+            None => &mut self.unknown,
+        };
+        count.copy_ups += 1;
+        count.bytes += c.bytes;
+    }
+
+    /// Most bytes first, then most copy-ups, then by directory.
+    pub fn rows(&self) -> Vec<&LayerRow> {
+        let mut v: Vec<&LayerRow> = self.rows.values().collect();
+        v.sort_by(|a, b| {
+            (b.count.bytes, b.count.copy_ups)
+                .cmp(&(a.count.bytes, a.count.copy_ups))
+                .then_with(|| a.layer.resolved.cmp(&b.layer.resolved))
+        });
+        v
+    }
+}
+
+/// `--by layer`: copy-ups, bytes, the layer's size and the share of it copied up.
+pub fn write_table(
+    out: &mut impl std::io::Write,
+    totals: &LayerTotals,
+    top: usize,
+) -> anyhow::Result<()> {
+    use crate::render::human_bytes;
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "LAYER",
+        "DIR",
+        "COPY-UPS",
+        "BYTES",
+        "LAYER SIZE",
+        "SHARE",
+    ]);
+    let rows = totals.rows();
+    for r in rows.iter().take(top) {
+        let (size, share) = r.size_and_share();
+        t.add_row(vec![
+            Cell::new(r.name()),
+            Cell::new(crate::escape::escape(&r.layer.resolved)),
+            right(r.count.copy_ups.to_string()),
+            right(human_bytes(r.count.bytes)),
+            right(size.map(human_bytes).unwrap_or_else(|| "?".into())),
+            right(
+                share
+                    .map(|s| format!("{:.1}%", s * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+        ]);
+    }
+    if totals.unknown.copy_ups > 0 {
+        t.add_row(vec![
+            Cell::new("(unknown)"),
+            Cell::new("not found in a lower layer"),
+            right(totals.unknown.copy_ups.to_string()),
+            right(human_bytes(totals.unknown.bytes)),
+            right(String::new()),
+            right(String::new()),
+        ]);
+    }
+    writeln!(
+        out,
+        "\nCopy-ups by lower layer (most bytes first; SHARE = bytes copied up / the layer's file bytes):\n{t}"
+    )?;
+    if rows.len() > top {
+        writeln!(out, "... {} more layers", rows.len() - top)?;
+    }
+    Ok(())
+}
+
+/// `--report`'s `layers`: the top rows with exact sizes.
+pub fn report_rows(totals: &LayerTotals, top: usize) -> serde_json::Value {
+    let mut rows: Vec<serde_json::Value> = totals
+        .rows()
+        .iter()
+        .take(top)
+        .map(|r| {
+            let (size, share) = r.size_and_share();
+            serde_json::json!({
+                "name": r.name(),
+                "dir": crate::escape::escape(&r.layer.resolved),
+                "store": r.layer.runtime.as_ref().map(|x| x.store),
+                "id": r.layer.runtime.as_ref().map(|x| crate::escape::escape(x.id.as_bytes())),
+                "copy_ups": r.count.copy_ups,
+                "bytes": r.count.bytes,
+                "layer_bytes": size,
+                "share": share,
+            })
+        })
+        .collect();
+    if totals.unknown.copy_ups > 0 {
+        rows.push(serde_json::json!({
+            "name": null,
+            "copy_ups": totals.unknown.copy_ups,
+            "bytes": totals.unknown.bytes,
+        }));
+    }
+    serde_json::Value::Array(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(o: &SuperOptions) -> Vec<(String, bool)> {
+        o.lowers
+            .iter()
+            .map(|l| (String::from_utf8_lossy(&l.dir).into_owned(), l.data_only))
+            .collect()
+    }
+
+    #[test]
+    fn legacy_lowerdir_with_escapes_and_data_layers() {
+        // Kernel text: a space in a path is \040, a backslash \134, a comma \054.
+        let raw = br"rw,lowerdir=/l\0401:/l\134:2:/l3\054x::/d1::/d2,upperdir=/u,workdir=/w,redirect_dir=on,metacopy=on,userxattr";
+        let o = parse_super_options(raw);
+        assert_eq!(
+            dirs(&o),
+            [
+                ("/l 1".to_string(), false),
+                ("/l:2".to_string(), false),
+                ("/l3,x".to_string(), false),
+                ("/d1".to_string(), true),
+                ("/d2".to_string(), true),
+            ]
+        );
+        assert_eq!(o.upper.as_deref(), Some(&b"/u"[..]));
+        let keys: Vec<&str> = o.other.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["rw", "workdir", "redirect_dir", "metacopy", "userxattr"]
+        );
+    }
+
+    #[test]
+    fn lowerdir_plus_and_datadir_plus() {
+        let raw = b"rw,lowerdir+=/a:b,lowerdir+=/c,datadir+=/d,upperdir=/u,workdir=/w";
+        let o = parse_super_options(raw);
+        assert_eq!(
+            dirs(&o),
+            [
+                ("/a:b".to_string(), false),
+                ("/c".to_string(), false),
+                ("/d".to_string(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn read_only_overlay_without_upper() {
+        let o = parse_super_options(b"ro,lowerdir=/a:/b");
+        assert_eq!(dirs(&o).len(), 2);
+        assert_eq!(o.upper, None);
+    }
+
+    fn opts(raw: &[u8], d: &ModuleDefaults) -> OverlayOptions {
+        OverlayOptions::effective(&parse_super_options(raw).other, d)
+    }
+
+    #[test]
+    fn effective_options_follow_the_kernel() {
+        let debian = ModuleDefaults {
+            redirect_always_follow: true,
+            ..Default::default()
+        };
+        let o = opts(b"rw,lowerdir=/l,upperdir=/u,workdir=/w", &debian);
+        assert_eq!(
+            (o.metacopy, o.redirect_dir.as_str(), o.index, o.userxattr),
+            (false, "follow", false, false)
+        );
+        let o = opts(b"rw,lowerdir=/l,redirect_dir=on,metacopy=on", &debian);
+        assert!(o.metacopy);
+        assert_eq!(o.redirect_dir, "on");
+        // Default metacopy=Y in the module: mountinfo says nothing, redirect follows.
+        let meta = ModuleDefaults {
+            metacopy: true,
+            ..debian.clone()
+        };
+        let o = opts(b"rw,lowerdir=/l", &meta);
+        assert!(o.metacopy);
+        assert_eq!(o.redirect_dir, "on");
+        // userxattr silently turns the defaults off.
+        let o = opts(b"rw,lowerdir=/l,userxattr", &meta);
+        assert!(!o.metacopy && o.userxattr);
+        let o = opts(b"rw,lowerdir=/l,index=on,volatile,metacopy=off", &meta);
+        assert!(o.index && o.volatile && !o.metacopy);
+        assert_eq!(o.shown, ["index=on", "volatile", "metacopy=off"]);
+    }
+
+    #[test]
+    fn runtime_layer_names() {
+        let id = "9c1f5e2b3a4d9c1f5e2b3a4d9c1f5e2b3a4d9c1f5e2b3a4d9c1f5e2b3a4d9c1f";
+        let r = |p: &str| runtime_layer(p.as_bytes()).map(|l| (l.store, l.id));
+        assert_eq!(
+            r(&format!("/var/lib/docker/overlay2/{id}/diff")),
+            Some(("docker", id.to_string()))
+        );
+        assert_eq!(
+            r(&format!("/data/docker/overlay2/{id}-init/diff/")),
+            Some(("docker", format!("{id}-init")))
+        );
+        assert_eq!(
+            r(&format!("/var/lib/containers/storage/overlay/{id}/diff")),
+            Some(("containers-storage", id.to_string()))
+        );
+        assert_eq!(
+            r(&format!(
+                "/home/u/.local/share/containers/storage/overlay/{id}/diff"
+            )),
+            Some(("containers-storage", id.to_string()))
+        );
+        assert_eq!(
+            r("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/12/fs"),
+            Some(("containerd", "12".to_string()))
+        );
+        // Unresolved short links, other layouts and odd ids are not named.
+        assert_eq!(
+            r("/var/lib/docker/overlay2/l/7GQX5ZXOD7CYDC3NZHE2RN2JKM"),
+            None
+        );
+        assert_eq!(r("/var/lib/containers/storage/overlay/l/diff"), None);
+        assert_eq!(
+            r("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/x/fs"),
+            None
+        );
+        assert_eq!(r("/other/snapshots/12/fs"), None);
+        assert_eq!(r("/var/lib/docker/overlay2/a b/diff"), None);
+        assert_eq!(r("/tmp/lower"), None);
+        assert_eq!(r("diff"), None);
+    }
+
+    /// docker's lowerdir lists `l/<short>` links; resolved, they name the layer.
+    #[test]
+    fn short_links_are_resolved() {
+        let root = tempfile::tempdir().unwrap();
+        let o2 = root.path().join("overlay2");
+        let id = "ab".repeat(32);
+        std::fs::create_dir_all(o2.join(&id).join("diff/etc")).unwrap();
+        std::fs::write(o2.join(&id).join("diff/etc/passwd"), b"root:x:0:0\n").unwrap();
+        std::fs::create_dir_all(o2.join("l")).unwrap();
+        std::os::unix::fs::symlink(format!("../{id}/diff"), o2.join("l/SHORT")).unwrap();
+        let lower = o2.join("l/SHORT");
+        let raw = format!("rw,lowerdir={}", lower.display());
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let mp: Arc<[u8]> = Arc::from(&b"/merged"[..]);
+        let l = layers.lookup(1, &mp, raw.as_bytes());
+        let layer = l.info.lowers[0].clone();
+        assert_eq!(
+            layer.runtime,
+            Some(RuntimeLayer {
+                store: "docker",
+                id: id.clone()
+            })
+        );
+        assert!(layer.resolved.ends_with(format!("{id}/diff").as_bytes()));
+        assert_eq!(l.find(b"/etc/passwd"), Some(0));
+        layer.start_sizing();
+        assert_eq!(layer.size.wait(), Some(11));
+    }
+
+    /// docker mounts a long stack with `l/<short>` relative to its overlay2 directory.
+    #[test]
+    fn relative_docker_links_are_resolved() {
+        let root = tempfile::tempdir().unwrap();
+        let o2 = root.path().join("overlay2");
+        let id = "cd".repeat(32);
+        std::fs::create_dir_all(o2.join(&id).join("diff")).unwrap();
+        std::fs::write(o2.join(&id).join("diff/f"), b"x").unwrap();
+        std::fs::create_dir_all(o2.join("l")).unwrap();
+        std::fs::create_dir_all(o2.join("ctr/merged")).unwrap();
+        std::os::unix::fs::symlink(format!("../{id}/diff"), o2.join("l/REL")).unwrap();
+        let mp = o2.join("ctr/merged");
+        let mp: Arc<[u8]> = Arc::from(mp.as_os_str().as_bytes());
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let l = layers.lookup(3, &mp, b"rw,lowerdir=l/REL:l/GONE,upperdir=ctr/diff");
+        assert_eq!(l.info.lowers[0].runtime.as_ref().unwrap().id, id);
+        assert_eq!(l.info.lowers[1].runtime, None);
+        assert_eq!(l.find(b"/f"), Some(0));
+    }
+
+    #[test]
+    fn topmost_holder_wins() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        for (layer, files) in [
+            ("top", &["a/one", "shadow"][..]),
+            ("mid", &["a/two", "shadow", "b/deep/three"][..]),
+            ("bot", &["a/one", "four"][..]),
+            ("data", &["a/two"][..]),
+        ] {
+            for f in files {
+                let f = p.join(layer).join(f);
+                std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+                std::fs::write(&f, layer).unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("dangling", p.join("bot/link")).unwrap();
+        let d = |n: &str| p.join(n).display().to_string();
+        let raw = format!(
+            "rw,lowerdir={}:{}:{}::{},upperdir=/u",
+            d("top"),
+            d("mid"),
+            d("bot"),
+            d("data")
+        );
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let mp: Arc<[u8]> = Arc::from(&b"/m"[..]);
+        let l = layers.lookup(7, &mp, raw.as_bytes());
+        assert_eq!(l.find(b"/a/one"), Some(0));
+        assert_eq!(l.find(b"/shadow"), Some(0));
+        assert_eq!(l.find(b"/a/two"), Some(1));
+        assert_eq!(l.find(b"/b/deep/three"), Some(1));
+        assert_eq!(l.find(b"/four"), Some(2));
+        assert_eq!(l.find(b"/link"), Some(2), "a symlink is not followed");
+        assert_eq!(l.find(b"/a"), Some(0), "a merged directory's topmost");
+        assert_eq!(l.find(b"/missing/x"), None);
+        assert_eq!(l.find(b"/"), None);
+        // Asked twice: the absent-directory cache gives the same answer.
+        assert_eq!(l.find(b"/b/deep/three"), Some(1));
+        assert!(l.info.lowers[3].data_only);
+        // The same mount point is the same lookup; another one rebuilds it.
+        let first = Arc::as_ptr(&layers.lookup(7, &mp, raw.as_bytes()).info);
+        assert_eq!(first, Arc::as_ptr(&layers.lookup(7, &mp, b"").info));
+        let other: Arc<[u8]> = Arc::from(&b"/m"[..]);
+        assert!(layers.lookup(7, &other, b"").info.lowers.is_empty());
+    }
+
+    #[test]
+    fn tree_bytes_counts_hard_links_once() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        std::fs::create_dir(p.join("d")).unwrap();
+        std::fs::write(p.join("d/a"), vec![0u8; 1000]).unwrap();
+        std::fs::write(p.join("b"), vec![0u8; 24]).unwrap();
+        std::fs::hard_link(p.join("d/a"), p.join("a2")).unwrap();
+        std::os::unix::fs::symlink("d/a", p.join("sym")).unwrap();
+        assert_eq!(tree_bytes(p), Some(1024));
+        assert_eq!(tree_bytes(&p.join("nope")), None);
+    }
+
+    #[test]
+    fn module_defaults_from_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("metacopy"), "Y\n").unwrap();
+        std::fs::write(dir.path().join("redirect_dir"), "N\n").unwrap();
+        std::fs::write(dir.path().join("redirect_always_follow"), "Y\n").unwrap();
+        let d = ModuleDefaults::load_from(dir.path());
+        assert!(d.metacopy && !d.redirect_dir && d.redirect_always_follow && !d.index);
+        assert_eq!(d.redirect_mode(), "follow");
+    }
+}
