@@ -7,6 +7,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use crate::{
     cli::{Args, Output},
     decode::CopyUp,
+    metrics::MetricsOpts,
     render::TableOpts,
     stacks::StackOutputs,
 };
@@ -42,6 +43,9 @@ pub struct Options {
     pub stacks: Option<StackOutputs>,
     pub table: TableOpts,
     pub report: Option<PathBuf>,
+    /// `--metrics`: the endpoint and its labels.
+    pub metrics: Option<MetricsOpts>,
+    pub timeline: Option<PathBuf>,
 }
 
 impl Options {
@@ -77,6 +81,12 @@ impl Options {
                 hist: args.hist,
             },
             report: args.report.clone(),
+            metrics: args.metrics.map(|addr| MetricsOpts {
+                addr,
+                labels: args.metrics_labels.clone(),
+                max_series: args.metrics_max_series as usize,
+            }),
+            timeline: args.timeline.clone(),
         }
     }
 
