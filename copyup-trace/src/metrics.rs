@@ -22,9 +22,7 @@ use axum::{
 };
 use prometheus_client::{
     collector::Collector,
-    encoding::{
-        self, DescriptorEncoder, EncodeMetric, LabelSetEncoder, MetricEncoder, NoLabelSet,
-    },
+    encoding::{self, DescriptorEncoder, EncodeMetric, LabelSetEncoder, MetricEncoder, NoLabelSet},
     metrics::{counter::ConstCounter, MetricType},
     registry::{Registry, Unit},
 };
@@ -183,10 +181,8 @@ impl encoding::EncodeLabelSet for LabelSet<'_> {
 /// The label value shown for `raw`: escaped (it may come from the traced system) and at
 /// most `MAX_LABEL_LEN` characters.
 pub fn label_value(raw: &str) -> Cow<'_, str> {
-    let plain = raw.len() <= MAX_LABEL_LEN
-        && raw
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
+    let plain =
+        raw.len() <= MAX_LABEL_LEN && raw.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
     if plain {
         return Cow::Borrowed(raw);
     }
@@ -573,10 +569,17 @@ mod tests {
             let b = bucket_of(ns);
             let secs = ns as f64 / 1e9;
             if b < BUCKETS {
-                assert!(secs <= upper_bound(b), "{ns} ns above le {}", upper_bound(b));
+                assert!(
+                    secs <= upper_bound(b),
+                    "{ns} ns above le {}",
+                    upper_bound(b)
+                );
             }
             if b > 0 {
-                assert!(secs > upper_bound(b - 1), "{ns} ns at or under the previous le");
+                assert!(
+                    secs > upper_bound(b - 1),
+                    "{ns} ns at or under the previous le"
+                );
             }
         }
         assert_eq!(upper_bound(0), 1.024e-6);
@@ -616,7 +619,10 @@ mod tests {
             "copyup_trace_folded_series_total 0",
             r#"copyup_trace_info{version=""#,
         ] {
-            assert!(t.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{t}");
+            assert!(
+                t.lines().any(|l| l.starts_with(line)),
+                "no {line:?} in\n{t}"
+            );
         }
         assert!(t.contains(r#"kernel="6.12.0-test",probes=""} 1"#), "{t}");
         assert!(!t.contains("# EOF"));
@@ -625,9 +631,18 @@ mod tests {
         c.add(&cu(Trigger::Chown, Kind::File, None, 1, 1));
         let om = text(c, true);
         assert!(om.ends_with("# EOF\n"), "{om}");
-        assert!(om.contains("# TYPE copyup_trace_copied_bytes counter\n"), "{om}");
-        assert!(om.contains("# UNIT copyup_trace_copied_bytes bytes\n"), "{om}");
-        assert!(om.contains("copyup_trace_copied_bytes_total{kind=\"file\"} 1\n"), "{om}");
+        assert!(
+            om.contains("# TYPE copyup_trace_copied_bytes counter\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("# UNIT copyup_trace_copied_bytes bytes\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("copyup_trace_copied_bytes_total{kind=\"file\"} 1\n"),
+            "{om}"
+        );
         assert!(om.contains("# TYPE copyup_trace info\n"), "{om}");
     }
 
@@ -659,7 +674,13 @@ mod tests {
         assert_eq!(label_value(&"x".repeat(500)).len(), MAX_LABEL_LEN);
         assert_eq!(label_value(&"é".repeat(500)).chars().count(), MAX_LABEL_LEN);
         let mut c = Counts::new(&labels("container"), 5, "k".into());
-        c.add(&cu(Trigger::Chown, Kind::File, Some("evil\"} x{y=\"\n"), 1, 1));
+        c.add(&cu(
+            Trigger::Chown,
+            Kind::File,
+            Some("evil\"} x{y=\"\n"),
+            1,
+            1,
+        ));
         let t = text(c, false);
         assert!(
             t.contains(r#"copyup_trace_copy_ups_total{container="evil\"} x{y=\"\\n"} 1"#),
@@ -673,7 +694,9 @@ mod tests {
         let names: Vec<&str> = l.0.iter().map(|l| l.name).collect();
         assert_eq!(names, ["trigger", "kind", "container"]);
         assert!(labels("").0.is_empty());
-        assert!(parse_labels("path").unwrap_err().contains("unknown label \"path\""));
+        assert!(parse_labels("path")
+            .unwrap_err()
+            .contains("unknown label \"path\""));
         assert!(parse_labels("kind,kind").is_err());
         // Without labels, one series for everything.
         let mut c = Counts::new(&labels(""), 5, "k".into());

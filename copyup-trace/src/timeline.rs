@@ -321,8 +321,14 @@ mod tests {
         let start = 86_400_000_000_123;
         let events = write(|t| t.copy_up(&cu(1, b"/x", start, 999_999, 0, 0)).unwrap());
         let copy = &events[2];
-        assert_eq!((copy["ts"].as_f64().unwrap() * 1000.0).round() as u64, start);
-        assert_eq!((copy["dur"].as_f64().unwrap() * 1000.0).round() as u64, 999_999);
+        assert_eq!(
+            (copy["ts"].as_f64().unwrap() * 1000.0).round() as u64,
+            start
+        );
+        assert_eq!(
+            (copy["dur"].as_f64().unwrap() * 1000.0).round() as u64,
+            999_999
+        );
     }
 
     #[test]
