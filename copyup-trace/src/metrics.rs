@@ -7,7 +7,7 @@
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -271,9 +271,8 @@ impl Counts {
                 self.series.last_mut().expect("just pushed")
             }
             None => {
-                let mut h = FxBuildHasher.build_hasher();
-                self.key.hash(&mut h);
-                self.folded.insert(h.finish());
+                self.folded
+                    .insert(FxBuildHasher.hash_one(self.key.as_str()));
                 let n = self.labels.len();
                 self.other.get_or_insert_with(|| Series {
                     values: (0..n).map(|_| Box::from(OTHER)).collect(),

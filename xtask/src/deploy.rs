@@ -44,7 +44,11 @@ pub fn manifest(_tool: &Path) -> Result<()> {
         o.stderr
     );
     for kind in ["namespace/copyup-trace", "daemonset/copyup-trace"] {
-        ensure!(o.stdout.contains(&format!("passed for resource {kind}")), "{}", o.stdout);
+        ensure!(
+            o.stdout.contains(&format!("passed for resource {kind}")),
+            "{}",
+            o.stdout
+        );
     }
     Ok(())
 }

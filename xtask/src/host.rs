@@ -96,10 +96,13 @@ pub const CHECKS: &[Check] = &[
         "deploy/systemd/copyup-trace.service: systemd-analyze verify",
         crate::deploy::unit,
     ),
-    ("--metrics without an address, bad --metrics-labels: one line, exit 2", |tool| {
-        let o = outcome(Command::new(tool).args(["--metrics", "nowhere:port"]))?;
-        one_line(&o, 2, "nowhere:port")?;
-        let o = outcome(Command::new(tool).args(["--metrics-labels", "trigger,path"]))?;
-        one_line(&o, 2, "unknown label \"path\"")
-    }),
+    (
+        "--metrics without an address, bad --metrics-labels: one line, exit 2",
+        |tool| {
+            let o = outcome(Command::new(tool).args(["--metrics", "nowhere:port"]))?;
+            one_line(&o, 2, "nowhere:port")?;
+            let o = outcome(Command::new(tool).args(["--metrics-labels", "trigger,path"]))?;
+            one_line(&o, 2, "unknown label \"path\"")
+        },
+    ),
 ];

@@ -19,9 +19,8 @@ use crate::{
 pub const GUEST_PATH: &str = "/usr/bin/prometheus";
 
 fn candidate_version() -> Result<String> {
-    let show = || {
-        capture(Command::new("apt-cache").args(["show", "--no-all-versions", "prometheus"]))
-    };
+    let show =
+        || capture(Command::new("apt-cache").args(["show", "--no-all-versions", "prometheus"]));
     let text = match show() {
         Ok(t) if t.contains("Version: ") => t,
         // A fresh machine has no package lists yet.
@@ -49,7 +48,7 @@ fn binary() -> Result<PathBuf> {
     let work = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
-    step(&format!("downloading prometheus {version}"), || {
+    step(format!("downloading prometheus {version}"), || {
         run_quiet(
             Command::new("apt-get")
                 .args(["download", "-q"])
@@ -65,7 +64,11 @@ fn binary() -> Result<PathBuf> {
     run_quiet(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     // Another run may have finished first; either copy is the same package.
     if fs::rename(&unpacked, &dir).is_err() && !bin.exists() {
-        return Err(anyhow!("could not move {} to {}", unpacked.display(), dir.display()));
+        return Err(anyhow!(
+            "could not move {} to {}",
+            unpacked.display(),
+            dir.display()
+        ));
     }
     let _ = fs::remove_dir_all(&work);
     Ok(bin)

@@ -24,6 +24,10 @@ pub const CHECKS: &[Check] = &[
         "--metrics: SIGTERM ends the run cleanly, nothing left",
         metrics_sigterm,
     ),
+    (
+        "Prometheus scraping --metrics every second: PromQL values exact, a restart is a reset",
+        prometheus,
+    ),
     ("--metrics on a port in use: one line, exit 1", |a| {
         one_line_error(a, "busy", 1, "--metrics 127.0.0.1:9435: cannot listen")
     }),
@@ -218,8 +222,11 @@ fn timeline(a: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-/// `name{labels}` -> value, for the samples of a Prometheus text exposition.
-fn samples(text: &str) -> Result<Vec<(String, BTreeMap<String, String>, f64)>> {
+/// One sample of an exposition: metric name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// The samples of a Prometheus text exposition.
+fn samples(text: &str) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     for line in text
         .lines()
@@ -250,11 +257,7 @@ fn samples(text: &str) -> Result<Vec<(String, BTreeMap<String, String>, f64)>> {
 }
 
 /// The sum of `name` over the samples whose labels include `with`.
-fn sum(
-    samples: &[(String, BTreeMap<String, String>, f64)],
-    name: &str,
-    with: &[(&str, &str)],
-) -> f64 {
+fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
@@ -398,6 +401,71 @@ fn metrics_sigterm(a: &Artifacts) -> Result<()> {
     ensure!(
         a.get("met.gone_rc")?.trim() != "0",
         "the endpoint still answers after the tool exited"
+    );
+    Ok(())
+}
+
+/// The one value of an instant query's answer (a vector with one sample).
+fn promql(a: &Artifacts, name: &str) -> Result<String> {
+    let text = a.get(&format!("prom.{name}"))?;
+    let v: Value = serde_json::from_str(text.lines().next().unwrap_or(""))
+        .with_context(|| format!("query {name}: not a Prometheus answer: {text:?}"))?;
+    ensure!(v["status"] == "success", "query {name}: {v}");
+    let result = v["data"]["result"]
+        .as_array()
+        .ok_or_else(|| anyhow!("query {name}: {v}"))?;
+    ensure!(
+        result.len() == 1,
+        "query {name}: {} samples: {v}",
+        result.len()
+    );
+    Ok(s(&result[0]["value"][1]).to_string())
+}
+
+fn prometheus(a: &Artifacts) -> Result<()> {
+    let waits = a.get("prom.waits")?;
+    ensure!(
+        waits.is_empty(),
+        "Prometheus did not scrape in time: {waits}"
+    );
+    // The tool's own records of each run are the other half of the comparison.
+    let first = a.run("prom1")?;
+    let second = a.run("prom2")?;
+    ensure!(
+        first.rc == 0 && second.rc == 0,
+        "exits {} {}",
+        first.rc,
+        second.rc
+    );
+    let total = |r: &super::Run, key: &str| r.events.iter().map(|e| u(&e[key])).sum::<u64>();
+    // First run: 10 files of 3000 bytes and their directory; second: 5 of 1000 and theirs.
+    let want = [
+        ("bytes1", 30000, total(&first, "bytes")),
+        ("count1", 11, first.events.len() as u64),
+        ("hist1", 11, first.events.len() as u64),
+        ("bytes2", 5000, total(&second, "bytes")),
+        ("count2", 6, second.events.len() as u64),
+        // One reset per counter series that counted in both runs and restarted lower:
+        // the file series (10, then 5); the directory series stays at 1 (not a reset).
+        ("resets", 1, 1),
+        ("bytes_resets", 1, 1),
+        ("up", 1, 1),
+    ];
+    for (name, value, from_records) in want {
+        ensure!(
+            value == from_records,
+            "{name}: the tool's records say {from_records}, want {value}"
+        );
+        let got = promql(a, name)?;
+        ensure!(
+            got == value.to_string(),
+            "PromQL {name} = {got}, want {value}"
+        );
+    }
+    ensure!(
+        promql(a, "files1")? == "10",
+        "file copy-ups {}",
+        promql(a, "files1")?
     );
     Ok(())
 }
