@@ -122,7 +122,8 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 
-    /// Labels of the copy-up metrics, comma-separated, from: trigger, kind, container.
+    /// Labels of the copy-up metrics, comma-separated (an unknown name is refused with the
+    /// list of known ones).
     #[arg(long, value_name = "LIST", default_value = crate::metrics::DEFAULT_LABELS,
           value_parser = crate::metrics::parse_labels)]
     pub metrics_labels: crate::metrics::Labels,

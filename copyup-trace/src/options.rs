@@ -162,6 +162,34 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_timeline() {
+        let o = options(&[]);
+        assert!(o.metrics.is_none() && o.timeline.is_none());
+        let o = options(&[
+            "--metrics",
+            "127.0.0.1:9435",
+            "--metrics-labels",
+            "kind",
+            "--timeline",
+            "/tmp/t.json",
+        ]);
+        let m = o.metrics.unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9435".parse().unwrap());
+        assert_eq!(m.labels.0.len(), 1);
+        assert_eq!(m.max_series, crate::metrics::DEFAULT_MAX_SERIES);
+        assert_eq!(
+            o.timeline.as_deref(),
+            Some(std::path::Path::new("/tmp/t.json"))
+        );
+        // The defaults apply once --metrics is given.
+        let m = options(&["--metrics", "[::1]:1", "--metrics-max-series", "7"])
+            .metrics
+            .unwrap();
+        assert_eq!(m.labels.0.len(), 3);
+        assert_eq!(m.max_series, 7);
+    }
+
+    #[test]
     fn filters_and_tables() {
         let o = options(&[
             "--min-size",
