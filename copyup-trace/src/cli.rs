@@ -118,6 +118,28 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
 
+    /// Serve Prometheus metrics (text format, or OpenMetrics when asked) on
+    /// http://ADDR/metrics, and /healthz, while tracing: 0.0.0.0:9435, 127.0.0.1:9435.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Labels of the copy-up metrics, comma-separated (an unknown name is refused with the
+    /// list of known ones).
+    #[arg(long, value_name = "LIST", default_value = crate::metrics::DEFAULT_LABELS,
+          value_parser = crate::metrics::parse_labels)]
+    pub metrics_labels: crate::metrics::Labels,
+
+    /// Label sets of the copy-up metrics kept apart; later ones are counted under the
+    /// label value _other_.
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_MAX_SERIES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_series: u32,
+
+    /// Write copy-ups, their data copies and the calls that caused them as Chrome
+    /// trace-event JSON (open in Perfetto or chrome://tracing) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<std::path::PathBuf>,
+
     /// Kernel ring buffer size for events: a power of two, at least 4K.
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u64,

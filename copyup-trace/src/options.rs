@@ -7,6 +7,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use crate::{
     cli::{Args, Output},
     decode::CopyUp,
+    metrics::MetricsOpts,
     render::TableOpts,
     stacks::StackOutputs,
 };
@@ -42,6 +43,9 @@ pub struct Options {
     pub stacks: Option<StackOutputs>,
     pub table: TableOpts,
     pub report: Option<PathBuf>,
+    /// `--metrics`: the endpoint and its labels.
+    pub metrics: Option<MetricsOpts>,
+    pub timeline: Option<PathBuf>,
 }
 
 impl Options {
@@ -77,6 +81,12 @@ impl Options {
                 hist: args.hist,
             },
             report: args.report.clone(),
+            metrics: args.metrics.map(|addr| MetricsOpts {
+                addr,
+                labels: args.metrics_labels.clone(),
+                max_series: args.metrics_max_series as usize,
+            }),
+            timeline: args.timeline.clone(),
         }
     }
 
@@ -149,6 +159,34 @@ mod tests {
         let s = o.stacks.unwrap();
         assert!(s.folded.is_none() && s.svg.is_some());
         assert!(options(&["--stacks", "/tmp/s.folded"]).stacks.is_some());
+    }
+
+    #[test]
+    fn metrics_and_timeline() {
+        let o = options(&[]);
+        assert!(o.metrics.is_none() && o.timeline.is_none());
+        let o = options(&[
+            "--metrics",
+            "127.0.0.1:9435",
+            "--metrics-labels",
+            "kind",
+            "--timeline",
+            "/tmp/t.json",
+        ]);
+        let m = o.metrics.unwrap();
+        assert_eq!(m.addr, "127.0.0.1:9435".parse().unwrap());
+        assert_eq!(m.labels.0.len(), 1);
+        assert_eq!(m.max_series, crate::metrics::DEFAULT_MAX_SERIES);
+        assert_eq!(
+            o.timeline.as_deref(),
+            Some(std::path::Path::new("/tmp/t.json"))
+        );
+        // The defaults apply once --metrics is given.
+        let m = options(&["--metrics", "[::1]:1", "--metrics-max-series", "7"])
+            .metrics
+            .unwrap();
+        assert_eq!(m.labels.0.len(), 3);
+        assert_eq!(m.max_series, 7);
     }
 
     #[test]

@@ -16,10 +16,12 @@ use anyhow::{Context, Result};
 use crate::{
     aggregate::Aggregate,
     decode::{CopyUp, OpDone},
+    metrics::MetricsSink,
     options::{Format, Options},
     probes::{Losses, Probes},
     render::{self, TableOpts},
     stacks::{KernelSymbols, StackCollector, StackOutputs},
+    timeline::TimelineFile,
 };
 
 /// One output. It sees every kept copy-up and every finished operation as they are
@@ -46,6 +48,18 @@ pub trait Sink {
     fn finish(&mut self, _end: &End) -> Result<()> {
         Ok(())
     }
+
+    /// What only the kernel side counts, at the start, every second while `--metrics`
+    /// serves, and at the end.
+    fn status(&mut self, _s: &Status) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The kernel side's counters and probes, for sinks that show them while tracing.
+pub struct Status<'a> {
+    pub losses: Losses,
+    pub probes: &'a dyn Probed,
 }
 
 /// The state of the run at a tick.
@@ -92,7 +106,8 @@ impl Probed for Probes {
 }
 
 /// All outputs of a session, in the order they write: `--events` lines before the
-/// format's own record of the same copy-up, the stdout summary before the files.
+/// format's own record of the same copy-up, the stdout summary before the files, the
+/// metrics endpoint last.
 pub struct Outputs {
     sinks: Vec<Box<dyn Sink>>,
 }
@@ -134,6 +149,12 @@ impl Outputs {
                 opts: opts.table.clone(),
             }));
         }
+        if let Some(path) = &opts.timeline {
+            sinks.push(Box::new(TimelineFile::create(path)?));
+        }
+        if let Some(m) = &opts.metrics {
+            sinks.push(Box::new(MetricsSink::start(m)?));
+        }
         Ok(Outputs { sinks })
     }
 }
@@ -157,6 +178,10 @@ impl Sink for Outputs {
 
     fn finish(&mut self, end: &End) -> Result<()> {
         self.sinks.iter_mut().try_for_each(|s| s.finish(end))
+    }
+
+    fn status(&mut self, st: &Status) -> Result<()> {
+        self.sinks.iter_mut().try_for_each(|s| s.status(st))
     }
 }
 

@@ -26,7 +26,7 @@ use crate::{
     enrich::Enricher,
     mounts::OverlayMounts,
     options::Options,
-    output::{self, End, Outputs, Sink, Tick},
+    output::{self, End, Outputs, Sink, Status, Tick},
     probes::Probes,
 };
 
@@ -120,6 +120,14 @@ impl<'o> Records<'o> {
         self.outputs.flush()
     }
 
+    /// Hands the kernel side's counters to the outputs that show them while tracing.
+    fn status(&mut self, probes: &Probes) -> Result<()> {
+        self.outputs.status(&Status {
+            losses: probes.losses()?,
+            probes,
+        })
+    }
+
     fn tick(&mut self, ring: &mut RingBuf<MapData>, probes: &Probes) -> Result<()> {
         self.drain(ring)?;
         self.outputs.tick(&Tick {
@@ -166,6 +174,7 @@ pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
     let started = Instant::now();
     let mut streams = Streams::take(&mut probes)?;
     let mut records = Records::new(opts)?;
+    records.status(&probes)?;
     // The command's wall time counts from its spawn: a short command may have copied
     // up before the event loop starts.
     let command_started = Instant::now();
@@ -261,6 +270,12 @@ async fn trace(
     // a trickle of events promptly.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(25));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Lost events and missed returns live in a kernel map: read them for --metrics.
+    let mut status_tick = opts.metrics.is_some().then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
 
     // Ctrl-C is how a host-wide trace normally ends; with a command still running,
     // report the interruption in the exit status as a shell would.
@@ -293,6 +308,9 @@ async fn trace(
             _ = &mut deadline => return Ok(stopped(0)),
             _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
                 records.tick(ring.get_mut(), probes)?;
+            }
+            _ = async { status_tick.as_mut().unwrap().tick().await }, if status_tick.is_some() => {
+                records.status(probes)?;
             }
         }
     }

@@ -88,4 +88,21 @@ pub const CHECKS: &[Check] = &[
         let o = outcome(Command::new(tool).arg("--frobnicate"))?;
         one_line(&o, 2, "--frobnicate")
     }),
+    (
+        "deploy/kubernetes/daemonset.yaml: valid against the Kubernetes schema (strict)",
+        crate::deploy::manifest,
+    ),
+    (
+        "deploy/systemd/copyup-trace.service: systemd-analyze verify",
+        crate::deploy::unit,
+    ),
+    (
+        "--metrics without an address, bad --metrics-labels: one line, exit 2",
+        |tool| {
+            let o = outcome(Command::new(tool).args(["--metrics", "nowhere:port"]))?;
+            one_line(&o, 2, "nowhere:port")?;
+            let o = outcome(Command::new(tool).args(["--metrics-labels", "trigger,path"]))?;
+            one_line(&o, 2, "unknown label \"path\"")
+        },
+    ),
 ];

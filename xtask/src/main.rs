@@ -4,12 +4,14 @@
 
 mod bench;
 mod cmd;
+mod deploy;
 mod guest;
 mod guestbench;
 mod host;
 mod kernels;
 mod progress;
 mod progs;
+mod prometheus;
 mod scenarios;
 mod setup;
 
@@ -154,8 +156,8 @@ fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {
     kernels::ensure_kernels(&s)
 }
 
-fn boot(k: &GuestKernel, tool: &Path, script: &str, timeout: Duration) -> Result<GuestRun> {
-    let r = guest::run_guest(k, &guest_files(tool), script, timeout)?;
+fn boot(k: &GuestKernel, files: &[GuestFile], script: &str, timeout: Duration) -> Result<GuestRun> {
+    let r = guest::run_guest(k, files, script, timeout)?;
     if r.exit_code != 0 {
         bail!(
             "guest script exited {} on {}:\n{}",
@@ -211,6 +213,9 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
         run(cargo().args(["test", "--workspace", "--exclude", "copyup-trace-ebpf"]))?;
     }
     let tool = build_static()?;
+    // The fleet scenarios scrape the tool with Debian's Prometheus server.
+    let mut files = guest_files(&tool);
+    files.extend(prometheus::guest_files()?);
     let build_done = t0.elapsed();
 
     let (mut passed, mut failed) = (0, 0);
@@ -229,7 +234,7 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
     }
     for k in kernels(kernel_series)? {
         // A guest that hangs or dies fails its line, not the lines after it.
-        let r = match boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900)) {
+        let r = match boot(&k, &files, scenarios::SCRIPT, Duration::from_secs(900)) {
             Ok(r) => r,
             Err(e) => {
                 record(&format!("guest {}: boot and scenarios", k.version), Err(e));
@@ -268,7 +273,7 @@ fn demo(series: &str) -> Result<()> {
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    let r = boot(&k, &tool, DEMO, Duration::from_secs(600))?;
+    let r = boot(&k, &guest_files(&tool), DEMO, Duration::from_secs(600))?;
     print!("{}", r.results);
     println!("(guest wall time {:.1}s)", r.wall.as_secs_f64());
     Ok(())
@@ -315,6 +320,12 @@ fn guest_run(script: &Path, series: &str) -> Result<()> {
     setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
+    // Both link to the same libc: each library once.
+    for f in prometheus::guest_files()? {
+        if !files.iter().any(|g| g.guest_path == f.guest_path) {
+            files.push(f);
+        }
+    }
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
     let r = guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?;
     print!("{}", r.results);
@@ -337,6 +348,12 @@ fn guest_bench(rounds: u32, modes: &[Mode], burst: bool) -> Result<()> {
     setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
+    // Both link to the same libc: each library once.
+    for f in prometheus::guest_files()? {
+        if !files.iter().any(|g| g.guest_path == f.guest_path) {
+            files.push(f);
+        }
+    }
     let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
     println!(
         "Benchmarking in Debian kernel {} under qemu (TCG)...",

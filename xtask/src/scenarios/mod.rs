@@ -206,6 +206,7 @@ mod check;
 mod copyup;
 mod errors;
 mod faults;
+mod fleet;
 mod layers;
 mod output;
 mod probes;
@@ -228,7 +229,7 @@ macro_rules! families {
     };
 }
 
-families!(errors, copyup, scoping, triggers, output, faults, check, probes, layers);
+families!(errors, copyup, scoping, triggers, output, fleet, faults, check, probes, layers);
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {

@@ -1,0 +1,143 @@
+# Scenarios of the family `fleet` (checked in xtask/src/scenarios/fleet.rs): the
+# --timeline file and the --metrics endpoint scraped with busybox wget.
+
+# --- --timeline: the trace-event file of a run, next to its JSON records ---------------
+newovl tl
+mkdir -p $D/lower/d/sub
+dd if=/dev/zero of=$D/lower/d/sub/big bs=1024 count=300 2>/dev/null
+echo small >$D/lower/d/small
+touch "$D/lower/$(printf 'tl\033[31m\nx')"
+i=0
+while [ $i -lt 4 ]; do
+    dd if=/dev/zero of=$D/lower/t$i bs=1000 count=$((i + 1)) 2>/dev/null
+    i=$((i + 1))
+done
+mountovl
+run tl -o json --timeline $OUT/tl.json -- sh -c "chown -R 1000 $D/merged/d $D/merged/tl*; $G threads 4 $D/merged/t"
+emit tl.json $OUT/tl.json
+
+# --- --metrics: exact counts after a known workload; SIGTERM leaves nothing -----------
+# The guest boots with loopback down.
+ifconfig lo 127.0.0.1 up
+KL=/sys/kernel/debug/kprobes/list
+MURL=http://127.0.0.1:9435
+newovl met
+$G mkfiles $D/lower/m 10 3000
+mountovl
+"$T" --metrics 127.0.0.1:9435 -o json >$OUT/met.out 2>$OUT/met.err &
+TP=$!
+wait_ready $OUT/met.err
+wget -q -O $OUT/met.healthz $MURL/healthz
+wget -q -O $OUT/met.before $MURL/metrics
+chown -R 1000:1000 $D/merged/m
+# Records reach the counters within the 25 ms drain interval.
+sleep 1
+wget -q -O $OUT/met.after $MURL/metrics
+# A second endpoint on the same port: a one-line error, nothing else changes.
+"$T" --metrics 127.0.0.1:9435 -d 5 >$OUT/busy.out 2>$OUT/busy.err
+echo $? >$OUT/busy.rc
+wget -q -O $OUT/met.openmetrics --header 'Accept: application/openmetrics-text;version=1.0.0' $MURL/metrics
+grep -c ovl_ $KL >$OUT/met.kprobes_during
+$G bpf-progs >$OUT/met.progs_during
+kill -TERM $TP
+wait $TP
+echo $? >$OUT/met.rc
+sleep 0.5
+grep -c ovl_ $KL >$OUT/met.kprobes_after
+$G bpf-progs >$OUT/met.progs_after
+wget -q -O $OUT/met.gone $MURL/healthz 2>/dev/null
+echo $? >$OUT/met.gone_rc
+for f in out err rc healthz before after openmetrics kprobes_during kprobes_after progs_during progs_after gone_rc; do
+    emit met.$f $OUT/met.$f
+done
+for f in out err rc; do emit busy.$f $OUT/busy.$f; done
+
+# --- Debian's Prometheus server scraping --metrics every second; a restart of the tool -
+PURL=http://127.0.0.1:9090
+cat >$OUT/prom.yml <<'YML'
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: copyup-trace
+    static_configs:
+      - targets: ['127.0.0.1:9435']
+YML
+# query FILE PROMQL: the JSON answer of an instant query through Prometheus' HTTP API (a
+# form POST: no URL encoding needed).
+query() {
+    wget -q -O "$1" --post-data "query=$2" $PURL/api/v1/query
+}
+# promql NAME PROMQL: the same, handed to the host.
+promql() {
+    query $OUT/prom.$1 "$2" 2>$OUT/prom.$1.err
+    cat $OUT/prom.$1.err >>$OUT/prom.$1
+    emit prom.$1 $OUT/prom.$1
+}
+# The first sample value in a query's JSON answer.
+value() {
+    sed -n 's/.*"value":\[[^,]*,"\([^"]*\)".*/\1/p' "$1"
+}
+# scraped_twice: wait until Prometheus has scraped the tool twice more (each scrape adds
+# a sample of `up`), so that what the tool counted so far is in its database.
+scraped_twice() {
+    query $OUT/prom.n 'count_over_time(up[1h])'
+    n0=$(value $OUT/prom.n)
+    i=0
+    while [ $i -lt 300 ]; do
+        query $OUT/prom.n 'count_over_time(up[1h])'
+        [ "$(value $OUT/prom.n)" -ge $((n0 + 2)) ] 2>/dev/null && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    echo "not scraped twice more than $n0 times: $(cat $OUT/prom.n)" >>$OUT/prom.waits
+    return 1
+}
+newovl prom
+$G mkfiles $D/lower/a 10 3000
+$G mkfiles $D/lower/b 5 1000
+mountovl
+"$T" --metrics 127.0.0.1:9435 -o json >$OUT/prom1.out 2>$OUT/prom1.err &
+TP=$!
+wait_ready $OUT/prom1.err
+/usr/bin/prometheus --config.file=$OUT/prom.yml --storage.tsdb.path=/tmp/promdb \
+    --web.listen-address=127.0.0.1:9090 >$OUT/prom.log 2>&1 &
+PP=$!
+i=0
+until wget -q -O /dev/null $PURL/-/ready 2>/dev/null; do
+    sleep 0.5
+    i=$((i + 1))
+    [ $i -gt 240 ] && break
+done
+scraped_twice
+chown -R 1000:1000 $D/merged/a
+sleep 0.2
+scraped_twice
+promql bytes1 'sum(copyup_trace_copied_bytes_total)'
+promql count1 'sum(copyup_trace_copy_ups_total)'
+promql hist1 'sum(copyup_trace_copy_up_duration_seconds_count)'
+promql files1 'sum(copyup_trace_copy_ups_total{kind="file"})'
+kill -TERM $TP
+wait $TP
+echo $? >$OUT/prom1.rc
+# The tool again: its counters start from zero, which Prometheus sees as a reset.
+"$T" --metrics 127.0.0.1:9435 -o json >$OUT/prom2.out 2>$OUT/prom2.err &
+TP=$!
+wait_ready $OUT/prom2.err
+scraped_twice
+chown -R 1000:1000 $D/merged/b
+sleep 0.2
+scraped_twice
+promql bytes2 'sum(copyup_trace_copied_bytes_total)'
+promql count2 'sum(copyup_trace_copy_ups_total)'
+promql resets 'sum(resets(copyup_trace_copy_ups_total[10m]))'
+promql bytes_resets 'sum(resets(copyup_trace_copied_bytes_total[10m]))'
+promql up 'up'
+kill -TERM $TP
+wait $TP
+echo $? >$OUT/prom2.rc
+kill -TERM $PP
+wait $PP
+for f in prom.waits prom1.out prom1.err prom1.rc prom2.out prom2.err prom2.rc; do emit $f $OUT/$f; done
+tail -5 $OUT/prom.log >$OUT/prom.logtail
+emit prom.logtail $OUT/prom.logtail
