@@ -22,6 +22,8 @@ pub enum By {
     Process,
     Container,
     Trigger,
+    /// The image of the containers that copied up.
+    Image,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,8 +81,13 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
 
-    /// Tables to print: by file, process, container or trigger (repeatable; default
-    /// file and process).
+    /// Only this container (its name, full id or a unique id prefix), through its cgroup;
+    /// repeatable.
+    #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup")]
+    pub container: Vec<String>,
+
+    /// Tables to print: by file, process, container, trigger or image (repeatable;
+    /// default file and process).
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Vec<By>,
 

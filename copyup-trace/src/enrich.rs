@@ -1,5 +1,5 @@
 //! Adds to a decoded copy-up what only user space knows: the overlay's mount point, the
-//! cgroup path and the container it names. Results are shared (`Arc`) and cached per
+//! cgroup path and the container it names, with its name and image from its runtime. Results are shared (`Arc`) and cached per
 //! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
 //! allocation or a parse.
 
@@ -11,6 +11,7 @@ use crate::{
     cgroups::{self, CgroupResolver, Container},
     decode::CopyUp,
     mounts::OverlayMounts,
+    runtimes::Runtimes,
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
@@ -23,6 +24,8 @@ pub struct Enricher {
     mount_points: FxHashMap<u32, Arc<[u8]>>,
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
     by_cgroup: FxHashMap<u64, CgroupInfo>,
+    /// Asked once per new cgroup; `None`: containers keep only runtime and id.
+    runtimes: Option<Runtimes>,
 }
 
 impl Enricher {
@@ -32,7 +35,14 @@ impl Enricher {
             cgroups,
             mount_points: FxHashMap::default(),
             by_cgroup: FxHashMap::default(),
+            runtimes: None,
         }
+    }
+
+    /// Containers get their names and images from `runtimes`.
+    pub fn with_runtimes(mut self, runtimes: Runtimes) -> Enricher {
+        self.runtimes = Some(runtimes);
+        self
     }
 
     pub fn enrich(&mut self, c: &mut CopyUp) {
@@ -62,7 +72,14 @@ impl Enricher {
         if !self.by_cgroup.contains_key(&id) {
             // Unknown ids are not cached: a later rescan may find them.
             let path = self.cgroups.resolve(id)?;
-            let container = cgroups::container_of(path).map(Arc::new);
+            let runtimes = &mut self.runtimes;
+            let container = cgroups::container_of(path).map(|c| {
+                let details = runtimes.as_mut().and_then(|r| r.details(c.runtime, &c.id));
+                Arc::new(match details {
+                    Some(d) => c.with_details(d),
+                    None => c,
+                })
+            });
             self.by_cgroup.insert(id, (Arc::from(path), container));
         }
         self.by_cgroup.get(&id)

@@ -19,5 +19,6 @@ pub mod plan;
 pub mod preflight;
 pub mod probes;
 pub mod render;
+pub mod runtimes;
 pub mod session;
 pub mod stacks;

@@ -12,6 +12,7 @@ mod progress;
 mod progs;
 mod scenarios;
 mod setup;
+mod userland;
 
 use std::{
     path::{Path, PathBuf},
@@ -92,6 +93,9 @@ enum Cmd {
         script: PathBuf,
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// Boot the Debian userland with podman, docker and containerd instead of busybox.
+        #[arg(long)]
+        userland: bool,
     },
 }
 
@@ -307,16 +311,30 @@ fn guest_bench_report(raw: &Path) -> Result<()> {
     Ok(())
 }
 
-fn guest_run(script: &Path, series: &str) -> Result<()> {
+fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     setup::ensure_host_tools()?;
     let tool = build_static()?;
-    setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
-    files.extend(guestbench::bpftrace_files()?);
+    // The userland has its own libraries, which Debian's bpftrace would replace.
+    if !userland {
+        setup::ensure_debs(&["bpftrace"])?;
+        files.extend(guestbench::bpftrace_files()?);
+    }
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    let r = guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?;
+    let r = if userland {
+        let rootfs = userland::ensure_rootfs()?;
+        guest::run_guest_in(
+            &k,
+            guest::Image::Userland(&rootfs),
+            &files,
+            &text,
+            Duration::from_secs(1800),
+        )?
+    } else {
+        guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?
+    };
     print!("{}", r.results);
     if let Some(line) = &r.fault {
         println!("(kernel fault: {line}; console in the output above is the script's)");
@@ -396,6 +414,10 @@ fn main() -> Result<()> {
             from_raw: None,
         } => guest_bench(rounds, &modes, !no_burst),
         Cmd::GuestSelftest => guest::selftest(),
-        Cmd::GuestRun { script, kernel } => guest_run(&script, &kernel),
+        Cmd::GuestRun {
+            script,
+            kernel,
+            userland,
+        } => guest_run(&script, &kernel, userland),
     }
 }
