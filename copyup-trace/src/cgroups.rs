@@ -237,6 +237,9 @@ impl Container {
         self.image_id = esc(d.image_id);
         self.pod = esc(d.pod);
         self.namespace = esc(d.namespace);
+        if let Some(r) = d.runtime {
+            self.runtime = r;
+        }
         self
     }
 

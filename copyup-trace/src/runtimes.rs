@@ -1,6 +1,6 @@
 //! Names and images of containers, read where their runtimes keep them: podman's
 //! containers/storage (`containers.json`, `images.json`), docker's per-container
-//! `config.v2.json`, containerd's API. It ends at those stores: which cgroup is which
+//! `config.v2.json`, containerd's API (its socket, through `containerd-client`). It ends at those stores: which cgroup is which
 //! container is `cgroups`', putting the details on copy-ups `enrich`'s.
 //!
 //! A store is read when an id it has not seen is asked for (once per container: `enrich`
@@ -31,6 +31,9 @@ pub struct Details {
     pub image_id: Option<String>,
     pub pod: Option<String>,
     pub namespace: Option<String>,
+    /// The runtime, where the cgroup path could not tell it (a Kubernetes pod's container
+    /// under the cgroupfs driver).
+    pub runtime: Option<&'static str>,
 }
 
 /// The labels kubelet sets on the containers of a pod (CRI).
@@ -64,6 +67,8 @@ pub struct Roots {
     pub storage: PathBuf,
     /// docker's data root.
     pub docker: PathBuf,
+    /// containerd's API socket.
+    pub containerd: PathBuf,
 }
 
 impl Default for Roots {
@@ -71,6 +76,7 @@ impl Default for Roots {
         Roots {
             storage: PathBuf::from("/var/lib/containers/storage"),
             docker: PathBuf::from("/var/lib/docker"),
+            containerd: PathBuf::from("/run/containerd/containerd.sock"),
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct Runtimes {
     roots: Roots,
     podman: PodmanStore,
     docker: HashMap<String, Details>,
+    containerd: HashMap<String, Details>,
     /// Runtimes already reported as unreadable.
     warned: HashSet<&'static str>,
 }
@@ -90,6 +97,7 @@ impl Runtimes {
             roots,
             podman: PodmanStore::default(),
             docker: HashMap::new(),
+            containerd: HashMap::new(),
             warned: HashSet::new(),
         }
     }
@@ -100,6 +108,8 @@ impl Runtimes {
         let (name, found) = match runtime {
             "podman" => ("podman", self.podman.lookup(&self.roots.storage, id)),
             "docker" => ("docker", self.docker_lookup(id)),
+            // Kubelet's cgroupfs layout does not name the runtime: containerd is asked.
+            "containerd" | "kubernetes" => ("containerd", self.containerd_lookup(id)),
             _ => return None,
         };
         match found {
@@ -111,6 +121,17 @@ impl Runtimes {
                 None
             }
         }
+    }
+
+    fn containerd_lookup(&mut self, id: &str) -> Result<Option<Details>> {
+        if let Some(d) = self.containerd.get(id) {
+            return Ok(Some(d.clone()));
+        }
+        let found = containerd_get(&self.roots.containerd, id)?;
+        if let Some(d) = &found {
+            self.containerd.insert(id.to_string(), d.clone());
+        }
+        Ok(found)
     }
 
     fn docker_lookup(&mut self, id: &str) -> Result<Option<Details>> {
@@ -168,6 +189,72 @@ pub fn filter_cgroups(
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// How long one question to containerd may take: it is asked on the first copy-up of
+/// each new container, while events wait.
+const CONTAINERD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Container `id` from containerd, in whichever of its namespaces holds it (`k8s.io` for
+/// Kubernetes, `moby` for docker, `default` for ctr). The client is async: it runs on a
+/// thread of its own, since the caller is inside the tool's (single-threaded) runtime.
+fn containerd_get(socket: &Path, id: &str) -> Result<Option<Details>> {
+    let socket = socket.to_path_buf();
+    let id = id.to_string();
+    let asked = std::thread::spawn(move || -> Result<Option<Details>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            tokio::time::timeout(CONTAINERD_TIMEOUT, containerd_ask(&socket, &id))
+                .await
+                .with_context(|| format!("{} did not answer in time", socket.display()))?
+        })
+    });
+    asked
+        .join()
+        .map_err(|_| anyhow::anyhow!("the containerd client failed"))?
+}
+
+async fn containerd_ask(socket: &Path, id: &str) -> Result<Option<Details>> {
+    use containerd_client::services::v1::{
+        containers_client::ContainersClient, namespaces_client::NamespacesClient,
+        GetContainerRequest, ListNamespacesRequest,
+    };
+    let channel = containerd_client::connect(socket)
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    let namespaces = NamespacesClient::new(channel.clone())
+        .list(ListNamespacesRequest::default())
+        .await
+        .with_context(|| format!("listing namespaces at {}", socket.display()))?
+        .into_inner()
+        .namespaces;
+    let mut containers = ContainersClient::new(channel);
+    for ns in namespaces {
+        let mut req = tonic::Request::new(GetContainerRequest { id: id.to_string() });
+        let Ok(value) = ns.name.parse() else {
+            continue;
+        };
+        req.metadata_mut().insert("containerd-namespace", value);
+        match containers.get(req).await {
+            Ok(r) => {
+                let Some(c) = r.into_inner().container else {
+                    continue;
+                };
+                let mut d = Details {
+                    image: (!c.image.is_empty()).then_some(c.image),
+                    runtime: Some("containerd"),
+                    ..Default::default()
+                };
+                d.apply_labels(&c.labels.into_iter().collect());
+                return Ok(Some(d));
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => continue,
+            Err(s) => return Err(anyhow::anyhow!("{}: {}", socket.display(), s.message())),
+        }
+    }
+    Ok(None)
 }
 
 /// containers/storage's record of one container (`containers.json`).
@@ -262,8 +349,7 @@ fn read_podman(root: &Path) -> Result<HashMap<String, Details>> {
                 name: meta.name.or_else(|| c.names.first().cloned()),
                 image,
                 image_id,
-                pod: None,
-                namespace: None,
+                ..Default::default()
             };
             (c.id.clone(), d)
         })
@@ -298,8 +384,7 @@ fn read_docker(root: &Path, id: &str) -> Result<Details> {
         name: non_empty(c.name.trim_start_matches('/').to_string()),
         image: non_empty(c.config.image),
         image_id: non_empty(strip_digest(&c.image)),
-        pod: None,
-        namespace: None,
+        ..Default::default()
     };
     if let Some(labels) = &c.config.labels {
         d.apply_labels(labels);
@@ -318,6 +403,7 @@ mod tests {
         Roots {
             storage: dir.join("storage"),
             docker: dir.join("docker"),
+            containerd: dir.join("containerd.sock"),
         }
     }
 
@@ -350,8 +436,7 @@ mod tests {
             name: Some("web".into()),
             image: Some("localhost/app:2".into()),
             image_id: Some(IMG.into()),
-            pod: None,
-            namespace: None,
+            ..Default::default()
         };
         assert_eq!(r.details("podman", ID), Some(want));
         // Without podman's metadata: the store's name, the image's name from images.json.
@@ -395,7 +480,11 @@ mod tests {
         assert_eq!(r.warned.len(), 1);
         assert_eq!(r.details("docker", ID), None);
         assert_eq!(r.warned.len(), 2);
+        // No containerd socket: one warning for both names of its containers.
         assert_eq!(r.details("kubernetes", ID), None);
+        assert_eq!(r.details("containerd", ID), None);
+        assert_eq!(r.warned.len(), 3);
+        assert_eq!(r.details("cri-o", ID), None);
     }
 
     #[test]

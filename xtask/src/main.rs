@@ -45,7 +45,8 @@ enum Cmd {
         #[arg(long, default_value = "6.12")]
         kernel: String,
     },
-    /// Unit tests, then the guest-kernel test matrix on Debian 5.10, 6.1, 6.12, 7.2 and 7.3.
+    /// Unit tests, then the guest-kernel test matrix on Debian 5.10, 6.1, 6.12, 7.2 and 7.3,
+    /// and the container runtimes in the Debian userland guest on 6.12 and 7.3.
     Test {
         /// Only these kernel series (default: all of 5.10, 6.1, 6.12, 7.2 and 7.3).
         #[arg(long = "kernel")]
@@ -53,6 +54,9 @@ enum Cmd {
         /// Skip the unit tests.
         #[arg(long)]
         guest_only: bool,
+        /// Only the families of the userland guest (on those of the lines that have them).
+        #[arg(long)]
+        userland_only: bool,
     },
     /// Install what the build and the guest tests need (idempotent).
     Setup,
@@ -159,7 +163,17 @@ fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {
 }
 
 fn boot(k: &GuestKernel, tool: &Path, script: &str, timeout: Duration) -> Result<GuestRun> {
-    let r = guest::run_guest(k, &guest_files(tool), script, timeout)?;
+    boot_in(k, guest::Image::Busybox, tool, script, timeout)
+}
+
+fn boot_in(
+    k: &GuestKernel,
+    image: guest::Image,
+    tool: &Path,
+    script: &str,
+    timeout: Duration,
+) -> Result<GuestRun> {
+    let r = guest::run_guest_in(k, image, &guest_files(tool), script, timeout)?;
     if r.exit_code != 0 {
         bail!(
             "guest script exited {} on {}:\n{}",
@@ -207,7 +221,7 @@ fn lint() -> Result<()> {
         ]))
 }
 
-fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
+fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Result<()> {
     let t0 = Instant::now();
     setup::ensure_host_tools()?;
     if !guest_only {
@@ -231,28 +245,63 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
     for (name, check) in host::CHECKS {
         record(&format!("host: {name}"), check(&tool));
     }
+    let mut rootfs = None;
     for k in kernels(kernel_series)? {
+        let busybox = if userland_only {
+            Err(anyhow::anyhow!("skipped"))
+        } else {
+            boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900))
+        };
         // A guest that hangs or dies fails its line, not the lines after it.
-        let r = match boot(&k, &tool, scenarios::SCRIPT, Duration::from_secs(900)) {
-            Ok(r) => r,
+        let r = match busybox {
+            Err(_) if userland_only => None,
+            Ok(r) => Some(r),
             Err(e) => {
                 record(&format!("guest {}: boot and scenarios", k.version), Err(e));
                 continue;
             }
         };
         // Kept for reading after the run: the raw tool output of every scenario.
-        let saved = workspace_root().join(format!("target/guest-results/{}.txt", k.version));
-        std::fs::create_dir_all(saved.parent().expect("has parent"))?;
-        std::fs::write(&saved, &r.results)?;
-        let a = scenarios::Artifacts::new(&k.version, &r.results);
-        for (name, check) in scenarios::checks() {
-            record(&format!("guest {}: {name}", k.version), check(&a));
+        let results = workspace_root().join("target/guest-results");
+        std::fs::create_dir_all(&results)?;
+        if let Some(r) = r {
+            std::fs::write(results.join(format!("{}.txt", k.version)), &r.results)?;
+            let a = scenarios::Artifacts::new(&k.version, &r.results);
+            for (name, check) in scenarios::checks() {
+                record(&format!("guest {}: {name}", k.version), check(&a));
+            }
+            println!(
+                "guest {}: booted and ran all scenarios in {:.1}s",
+                k.version,
+                r.wall.as_secs_f64()
+            );
         }
-        println!(
-            "guest {}: booted and ran all scenarios in {:.1}s",
-            k.version,
-            r.wall.as_secs_f64()
-        );
+        if scenarios::userland::SERIES.contains(&k.series.as_str()) {
+            let rootfs = match &rootfs {
+                Some(r) => r,
+                None => rootfs.insert(userland::ensure_rootfs()?),
+            };
+            let name = format!("guest {} (userland)", k.version);
+            let image = guest::Image::Userland(rootfs);
+            let script = scenarios::userland::SCRIPT;
+            let r = match boot_in(&k, image, &tool, script, Duration::from_secs(1200)) {
+                Ok(r) => r,
+                Err(e) => {
+                    record(&format!("{name}: boot and scenarios"), Err(e));
+                    continue;
+                }
+            };
+            let saved = format!("{}-userland.txt", k.version);
+            std::fs::write(results.join(saved), &r.results)?;
+            let a = scenarios::Artifacts::new(&k.version, &r.results);
+            for (check_name, check) in scenarios::userland::checks() {
+                record(&format!("{name}: {check_name}"), check(&a));
+            }
+            println!(
+                "{name}: booted and ran all scenarios in {:.1}s",
+                r.wall.as_secs_f64()
+            );
+        }
     }
     println!(
         "setup, unit tests and builds: {:.1}s; total {:.1}s",
@@ -398,7 +447,8 @@ fn main() -> Result<()> {
         Cmd::Test {
             kernels,
             guest_only,
-        } => test(&kernels, guest_only),
+            userland_only,
+        } => test(&kernels, guest_only, userland_only),
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),

@@ -70,8 +70,8 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 /// The cached root filesystem, built first if the package list changed or none exists.
+/// mmdebstrap and cpio come from `setup`.
 pub fn ensure_rootfs() -> Result<Rootfs> {
-    crate::setup::ensure_debs(&["mmdebstrap", "cpio"])?;
     let dir = cache_dir()?
         .join("userland")
         .join(format!("{SUITE}-{:016x}", fnv1a(&recipe())));
