@@ -221,9 +221,14 @@ async fn containerd_ask(socket: &Path, id: &str) -> Result<Option<Details>> {
         containers_client::ContainersClient, namespaces_client::NamespacesClient,
         GetContainerRequest, ListNamespacesRequest,
     };
-    let channel = containerd_client::connect(socket)
-        .await
-        .with_context(|| format!("connecting to {}", socket.display()))?;
+    // The transport's error repeats its cause at each level: say the innermost once.
+    let channel = containerd_client::connect(socket).await.map_err(|e| {
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        anyhow::anyhow!("connecting to {}: {cause}", socket.display())
+    })?;
     let namespaces = NamespacesClient::new(channel.clone())
         .list(ListNamespacesRequest::default())
         .await
