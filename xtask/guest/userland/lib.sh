@@ -57,14 +57,18 @@ trace_stop() {
     emit $1.rc $OUT/$1.rc
 }
 
-# wait_gone COMM: until no process has this comm (containers whose client is gone).
-wait_gone() {
+# wait_count COMM N: until N processes have this comm (containers whose client is
+# gone); wait_gone COMM: until none has.
+wait_count() {
     i=0
-    while grep -qx "$1" /proc/[0-9]*/comm 2>/dev/null; do
+    until [ "$(grep -cx "$1" /proc/[0-9]*/comm 2>/dev/null | grep -c ':1$')" = "$2" ]; do
         sleep 0.1
         i=$((i + 1))
-        [ $i -gt 600 ] && return 1
+        [ $i -gt 600 ] && echo "waited in vain for $2 processes $1" && return 1
     done
+}
+wait_gone() {
+    wait_count "$1" 0
 }
 
 # mkimage DIR: an image tree of known content: /guest-ops (static), /data/a (3000 bytes
