@@ -8,7 +8,10 @@ use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::{
+    cgroups::Container,
     cli::SortKey,
     decode::{CopyUp, Kind, OpDone, Trigger},
     hist::{Latencies, Log2Hist, Percentiles},
@@ -32,6 +35,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    fn merge(&mut self, o: &Stats) {
+        self.copy_ups += o.copy_ups;
+        self.metacopies += o.metacopies;
+        self.bytes += o.bytes;
+        self.copy_ns += o.copy_ns;
+        self.max_copy_ns = self.max_copy_ns.max(o.max_copy_ns);
+        self.data_ns += o.data_ns;
+        self.errors += o.errors;
+        self.waits += o.waits;
+    }
+
     fn add(&mut self, c: &CopyUp) {
         if c.waited {
             self.waits += 1;
@@ -101,10 +115,23 @@ pub struct ProcRow {
 
 #[derive(Clone)]
 pub struct ContainerRow {
-    /// Container id, else cgroup path, else the numeric cgroup id.
+    /// Container name, else its id, else cgroup path, else the numeric cgroup id.
     pub name: String,
     /// Runtime that named the container, or "" for a plain cgroup.
     pub runtime: &'static str,
+    /// The container with what its runtime said of it; `None` for a plain cgroup.
+    pub container: Option<Arc<Container>>,
+    pub row: Row,
+}
+
+/// Copy-ups by the image of the containers that made them.
+#[derive(Clone)]
+pub struct ImageRow {
+    /// The image's name, else its id; "" for copy-ups outside containers of known image.
+    pub image: String,
+    pub image_id: Option<String>,
+    /// Containers (cgroups) of this image that copied up.
+    pub containers: u64,
     pub row: Row,
 }
 
@@ -203,13 +230,14 @@ impl Aggregate {
             .entry(c.cgroup_id)
             .or_insert_with(|| {
                 let (name, runtime) = match (&c.container, &c.cgroup) {
-                    (Some(ct), _) => (ct.id.clone(), ct.runtime),
+                    (Some(ct), _) => (ct.label().to_string(), ct.runtime),
                     (None, Some(path)) => (path.to_string(), ""),
                     (None, None) => (format!("cgroup id {}", c.cgroup_id), ""),
                 };
                 ContainerRow {
                     name,
                     runtime,
+                    container: c.container.clone(),
                     row: Row::default(),
                 }
             })
@@ -270,6 +298,41 @@ impl Aggregate {
             |c| &c.row.stats,
             |a, b| a.name.cmp(&b.name),
         )
+    }
+
+    /// The container rows folded by image (name and id): made when asked, so that the
+    /// per-copy-up work stays one container update.
+    pub fn images(&self, by: SortKey) -> Vec<ImageRow> {
+        let mut images: HashMap<(String, Option<String>), ImageRow> = HashMap::default();
+        for c in self.containers.values() {
+            let ct = c.container.as_deref();
+            let image_id = ct.and_then(|k| k.image_id.clone());
+            let image = ct
+                .and_then(|k| k.image.clone())
+                .or_else(|| image_id.clone())
+                .unwrap_or_default();
+            let r = images
+                .entry((image.clone(), image_id.clone()))
+                .or_insert_with(|| ImageRow {
+                    image,
+                    image_id,
+                    containers: 0,
+                    row: Row::default(),
+                });
+            r.containers += 1;
+            r.row.stats.merge(&c.row.stats);
+            r.row.latency.merge(&c.row.latency);
+        }
+        let rows: Vec<ImageRow> = images.into_values().collect();
+        sorted(
+            rows.iter().collect(),
+            by,
+            |r| &r.row.stats,
+            |a, b| (&a.image, &a.image_id).cmp(&(&b.image, &b.image_id)),
+        )
+        .into_iter()
+        .cloned()
+        .collect()
     }
 
     /// Triggers in `Trigger::ALL` order of those seen.
@@ -373,12 +436,67 @@ pub mod tests {
     }
 
     #[test]
+    fn images_fold_containers() {
+        let mut a = Aggregate::default();
+        let ct = |id: &str, name: &str, image: &str| {
+            Some(Arc::new(Container {
+                runtime: "podman",
+                id: id.into(),
+                name: Some(name.into()),
+                image: Some(image.into()),
+                image_id: Some(format!("{image}-id")),
+                ..Default::default()
+            }))
+        };
+        for (cg, bytes, container) in [
+            (1, 10, ct("a", "web1", "app:1")),
+            (2, 20, ct("b", "web2", "app:1")),
+            (2, 5, ct("b", "web2", "app:1")),
+            (3, 7, ct("c", "db", "db:2")),
+            (4, 1, None),
+        ] {
+            let mut c = cu(1, "/x", bytes, bytes * 10);
+            c.cgroup_id = cg;
+            c.container = container;
+            a.add(&c);
+        }
+        let got: Vec<_> = a
+            .images(SortKey::Bytes)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.image,
+                    r.image_id,
+                    r.containers,
+                    r.row.stats.copy_ups,
+                    r.row.stats.bytes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app:1".into(), Some("app:1-id".into()), 2, 3, 35),
+                ("db:2".into(), Some("db:2-id".into()), 1, 1, 7),
+                (String::new(), None, 1, 1, 1),
+            ]
+        );
+        let names: Vec<_> = a
+            .containers(SortKey::Bytes)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, vec!["web2", "web1", "db", "cgroup id 4"]);
+    }
+
+    #[test]
     fn containers_and_triggers() {
         let mut a = Aggregate::default();
         let mut c1 = cu(1, "/x", 10, 3_000);
         c1.container = Some(std::sync::Arc::new(crate::cgroups::Container {
             runtime: "docker",
             id: "abc".into(),
+            ..Default::default()
         }));
         c1.cgroup = Some("/system.slice/docker-abc.scope".into());
         c1.cgroup_id = 10;

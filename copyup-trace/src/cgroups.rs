@@ -132,6 +132,18 @@ fn ids_below(id: u64, dir: &Path) -> Vec<u64> {
     ids
 }
 
+/// Every cgroup that belongs to a container now, with the container (a container's
+/// subgroups resolve to it too).
+pub fn container_cgroups() -> Vec<(u64, Container)> {
+    let mut out = Vec::new();
+    walk(Path::new(CGROUP2_ROOT), |id, rel| {
+        if let Some(c) = container_of(rel) {
+            out.push((id, c));
+        }
+    });
+    out
+}
+
 /// The cgroup id to filter on for a user-given cgroup path, and the directory it names.
 ///
 /// A relative path is taken relative to [`CGROUP2_ROOT`]. An absolute path is used as is if it
@@ -195,14 +207,46 @@ fn is_cgroup2(path: &Path) -> io::Result<bool> {
     Ok(buf.f_type as u64 == CGROUP2_SUPER_MAGIC)
 }
 
-/// A container recognised from its cgroup path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A container recognised from its cgroup path, with what its runtime tells of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Container {
     /// One of "docker", "containerd", "cri-o", "podman", "kubernetes" (a Kubernetes pod's
     /// container whose runtime the path does not tell).
     pub runtime: &'static str,
     /// The 64-hex-digit container id.
     pub id: String,
+    /// From the runtime (`runtimes`), escaped; absent when it does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl Container {
+    /// The runtime's details on this container, escaped for output.
+    pub fn with_details(mut self, d: crate::runtimes::Details) -> Container {
+        let esc = |v: Option<String>| v.map(|s| crate::escape::escape(s.as_bytes()));
+        self.name = esc(d.name);
+        self.image = esc(d.image);
+        self.image_id = esc(d.image_id);
+        self.pod = esc(d.pod);
+        self.namespace = esc(d.namespace);
+        if let Some(r) = d.runtime {
+            self.runtime = r;
+        }
+        self
+    }
+
+    /// What tables show for it: the name, else the id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// The container a cgroup belongs to, from the cgroup naming of common runtimes:
@@ -236,6 +280,7 @@ fn container_in(ancestors: &[&str], segment: &str) -> Option<Container> {
         Some(Container {
             runtime,
             id: id.to_string(),
+            ..Default::default()
         })
     };
 
@@ -279,6 +324,7 @@ mod tests {
         Some(Container {
             runtime,
             id: id.to_string(),
+            ..Default::default()
         })
     }
 

@@ -22,6 +22,9 @@ pub enum By {
     Process,
     Container,
     Trigger,
+    /// The image of the containers that copied up.
+    Image,
+    /// The lower layer each copy-up was copied from.
     Layer,
 }
 
@@ -80,7 +83,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
 
-    /// Tables to print: by file, process, container, trigger or lower layer
+    /// Only this container (its name, full id or a unique id prefix), through its cgroup;
+    /// repeatable.
+    #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup")]
+    pub container: Vec<String>,
+
+    /// Tables to print: by file, process, container, image, trigger or lower layer
     /// (repeatable; default file and process).
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Vec<By>,

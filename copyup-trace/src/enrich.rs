@@ -1,6 +1,7 @@
 //! Adds to a decoded copy-up what only user space knows: the overlay's mount point, its
 //! options and the lower layer copied from (`layers`), the cgroup path and the container
-//! it names. Results are shared (`Arc`) and cached per
+//! it names, with its name and image from its runtime (`runtimes`). Results are shared
+//! (`Arc`) and cached per
 //! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
 //! allocation or a parse.
 
@@ -13,6 +14,7 @@ use crate::{
     decode::CopyUp,
     layers::{Layers, ModuleDefaults, OverlayInfo},
     mounts::OverlayMounts,
+    runtimes::Runtimes,
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
@@ -26,6 +28,8 @@ pub struct Enricher {
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
     by_cgroup: FxHashMap<u64, CgroupInfo>,
     layers: Layers,
+    /// Asked once per new cgroup; `None`: containers keep only runtime and id.
+    runtimes: Option<Runtimes>,
 }
 
 impl Enricher {
@@ -36,7 +40,14 @@ impl Enricher {
             mount_points: FxHashMap::default(),
             by_cgroup: FxHashMap::default(),
             layers: Layers::new(ModuleDefaults::load()),
+            runtimes: None,
         }
+    }
+
+    /// Containers get their names and images from `runtimes`.
+    pub fn with_runtimes(mut self, runtimes: Runtimes) -> Enricher {
+        self.runtimes = Some(runtimes);
+        self
     }
 
     pub fn enrich(&mut self, c: &mut CopyUp) {
@@ -85,7 +96,14 @@ impl Enricher {
         if !self.by_cgroup.contains_key(&id) {
             // Unknown ids are not cached: a later rescan may find them.
             let path = self.cgroups.resolve(id)?;
-            let container = cgroups::container_of(path).map(Arc::new);
+            let runtimes = &mut self.runtimes;
+            let container = cgroups::container_of(path).map(|c| {
+                let details = runtimes.as_mut().and_then(|r| r.details(c.runtime, &c.id));
+                Arc::new(match details {
+                    Some(d) => c.with_details(d),
+                    None => c,
+                })
+            });
             self.by_cgroup.insert(id, (Arc::from(path), container));
         }
         self.by_cgroup.get(&id)

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod preflight;
 pub mod probes;
 pub mod render;
+pub mod runtimes;
 pub mod session;
 pub mod stacks;
 pub mod timeline;

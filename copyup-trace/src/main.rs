@@ -15,6 +15,7 @@ use copyup_trace::{
     options::Options,
     plan, preflight,
     probes::{Filter, Probes, TreeFollow},
+    runtimes,
     session::{self, SpawnError},
 };
 
@@ -78,6 +79,11 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
         stacks: opts.stacks.is_some(),
         cgroups: match &args.cgroup {
             Some(p) => Some(cgroups::subtree_ids(p)?),
+            None if !args.container.is_empty() => Some(runtimes::filter_cgroups(
+                &args.container,
+                &cgroups::container_cgroups(),
+                &mut runtimes::Runtimes::new(runtimes::Roots::default()),
+            )?),
             None => None,
         },
         tree,

@@ -62,9 +62,28 @@ pub const LABELS: &[Label] = &[
         value: |c| Some(c.kind.name()),
         op_value: None,
     },
+    // The runtime's name for the container; its id where the runtime gives none.
     Label {
         name: "container",
-        value: |c| c.container.as_deref().map(|k| k.id.as_str()),
+        value: |c| {
+            let k = c.container.as_deref()?;
+            Some(k.name.as_deref().unwrap_or(&k.id))
+        },
+        op_value: None,
+    },
+    Label {
+        name: "image",
+        value: |c| c.container.as_deref()?.image.as_deref(),
+        op_value: None,
+    },
+    Label {
+        name: "namespace",
+        value: |c| c.container.as_deref()?.namespace.as_deref(),
+        op_value: None,
+    },
+    Label {
+        name: "pod",
+        value: |c| c.container.as_deref()?.pod.as_deref(),
         op_value: None,
     },
 ];
@@ -531,6 +550,7 @@ mod tests {
                 Arc::new(Container {
                     runtime: "docker",
                     id: id.to_string(),
+                    ..Default::default()
                 })
             }),
             ..CopyUp::default()

@@ -446,13 +446,46 @@ pub fn tables(
     }
 
     if opts.wants(By::Container) {
-        let mut table = new_table(&with_row_header(&["CONTAINER", "RUNTIME"]));
+        let mut table = new_table(&with_row_header(&["CONTAINER", "RUNTIME", "IMAGE", "POD"]));
         for c in agg.containers(opts.sort).iter().take(opts.top) {
-            let mut cells = vec![Cell::new(escape(c.name.as_bytes())), Cell::new(c.runtime)];
+            let ct = c.container.as_deref();
+            // Names from a runtime are escaped already (`Container::with_details`).
+            let image = ct.and_then(|k| k.image.as_deref()).unwrap_or("");
+            let pod = match ct.map(|k| (&k.namespace, &k.pod)) {
+                Some((Some(ns), Some(pod))) => format!("{ns}/{pod}"),
+                Some((None, Some(pod))) => pod.clone(),
+                _ => String::new(),
+            };
+            let mut cells = vec![
+                Cell::new(escape(c.name.as_bytes())),
+                Cell::new(c.runtime),
+                Cell::new(image),
+                Cell::new(pod),
+            ];
             cells.extend(row_cells(&c.row));
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by container ({order}):\n{table}")?;
+    }
+
+    if opts.wants(By::Image) {
+        let mut table = new_table(&with_row_header(&["IMAGE", "IMAGE ID", "CONTAINERS"]));
+        for r in agg.images(opts.sort).iter().take(opts.top) {
+            let image = if r.image.is_empty() {
+                "(no container image)"
+            } else {
+                &r.image
+            };
+            let id = r.image_id.as_deref().unwrap_or("");
+            let mut cells = vec![
+                Cell::new(image),
+                Cell::new(&id[..id.len().min(12)]),
+                right(r.containers.to_string()),
+            ];
+            cells.extend(row_cells(&r.row));
+            table.add_row(cells);
+        }
+        writeln!(out, "\nCopy-ups by image ({order}):\n{table}")?;
     }
 
     if opts.wants(By::Trigger) {
@@ -565,10 +598,17 @@ pub fn report(
         "containers": agg.containers(opts.sort).iter().take(top).map(|c| json!({
             "name": escape(c.name.as_bytes()),
             "runtime": c.runtime,
+            "container": c.container.as_deref(),
             "row": row_json(&c.row),
         })).collect::<Vec<_>>(),
         "layers": crate::layers::report_rows(&agg.layers, top),
         "advice": agg.mounts.rows().iter().map(|m| m.advice()).collect::<Vec<_>>(),
+        "images": agg.images(opts.sort).iter().take(top).map(|r| json!({
+            "image": r.image,
+            "image_id": r.image_id,
+            "containers": r.containers,
+            "row": row_json(&r.row),
+        })).collect::<Vec<_>>(),
         "triggers": agg.triggers().iter().map(|(t, r)| json!({
             "trigger": t.name(),
             "row": row_json(&r.row),
@@ -626,6 +666,7 @@ mod tests {
             container: Some(std::sync::Arc::new(Container {
                 runtime: "docker",
                 id: "abc".into(),
+                ..Default::default()
             })),
             overlay: None,
             layer: None,

@@ -28,6 +28,7 @@ use crate::{
     options::Options,
     output::{self, End, Outputs, Sink, Status, Tick},
     probes::Probes,
+    runtimes::{Roots, Runtimes},
 };
 
 /// Why the session ended, and with which exit code the tool should leave.
@@ -94,7 +95,8 @@ impl<'o> Records<'o> {
                     .map_err(|e| log::warn!("mount points unknown: {e:#}"))
                     .ok(),
                 CgroupResolver::new(CGROUP2_ROOT),
-            ),
+            )
+            .with_runtimes(Runtimes::new(Roots::default())),
             totals: Aggregate::default(),
             outputs: Outputs::new(opts, output::stdout)?,
         })

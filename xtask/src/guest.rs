@@ -1,5 +1,6 @@
-//! Runs a shell script inside a Debian guest kernel under qemu (TCG) with a busybox
-//! initramfs and hands back what it printed. Getting the kernel is `kernels`' job; what
+//! Runs a shell script inside a Debian guest kernel under qemu (TCG), in a busybox
+//! initramfs or in the Debian userland of `userland` ([`Image`]), and hands back what it
+//! printed. Getting the kernel is `kernels`' job; what
 //! the script does and what its output means is the callers' (`scenarios`, `guestbench`).
 //!
 //! ttyS0 carries the kernel console; ttyS1 carries only the script's output followed by a
@@ -18,6 +19,28 @@ use copyup_trace_common::kabi::{S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
 use crate::progress::Step;
+use crate::userland::Rootfs;
+
+/// What the guest boots into.
+#[derive(Clone, Copy)]
+pub enum Image<'a> {
+    /// busybox and the run's files in an initramfs made for the run: the kernel scenarios.
+    Busybox,
+    /// The Debian userland with its container runtimes (`userland`), the run's files
+    /// unpacked on top of it. Scripts run under dash with Debian's tools.
+    Userland(&'a Rootfs),
+}
+
+impl Image<'_> {
+    /// Guest memory: the userland's tree (about 600 MB) lives in RAM, in a tmpfs capped at
+    /// half of it, next to the runtimes' images and containers.
+    fn memory(self) -> &'static str {
+        match self {
+            Image::Busybox => "1024M",
+            Image::Userland(_) => "3072M",
+        }
+    }
+}
 
 pub struct GuestFile {
     /// Absolute path inside the guest; parent directories are created.
@@ -73,6 +96,48 @@ poweroff -f
 echo o >/proc/sysrq-trigger
 "#;
 
+/// /init of the userland guest, the counterpart of [`INIT`].
+const USERLAND_INIT: &str = r#"#!/bin/sh
+# The initramfs is the kernel's rootfs, which cannot be pivot_root'ed away from (crun and
+# runc fail with EINVAL): make / a bind mount of itself moved over /, as switch_root does,
+# and go on chrooted into it.
+if [ "$1" != stage2 ]; then
+    mount --bind / /mnt && cd /mnt && mount --move . / && exec chroot . /init stage2
+    echo "init: could not move / onto a mount of its own"
+fi
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+m() { mount "$@" || echo "init: mount $* failed"; }
+m -t proc proc /proc
+m -t sysfs sysfs /sys
+m -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+m -t devpts devpts /dev/pts
+m -t tmpfs tmpfs /dev/shm
+m -t tmpfs tmpfs /tmp
+m -t tmpfs tmpfs /run
+m -t tracefs tracefs /sys/kernel/tracing
+m -t debugfs debugfs /sys/kernel/debug
+m -t bpf bpf /sys/fs/bpf
+m -t cgroup2 cgroup2 /sys/fs/cgroup
+insmod /lib/overlay.ko || echo "init: insmod overlay.ko failed"
+ip link set lo up
+# No systemd: podman manages cgroups itself and logs its events to a file.
+mkdir -p /etc/containers
+printf '[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+' >/etc/containers/containers.conf
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+cd /
+echo "init: running /script.sh"
+sh /script.sh </dev/null >/dev/ttyS1 2>&1
+rc=$?
+echo "init: /script.sh exited with $rc"
+echo "@@GUEST-DONE rc=$rc" >/dev/ttyS1
+echo o >/proc/sysrq-trigger
+sleep 10
+"#;
+
 /// Boots `kernel` with a busybox initramfs holding `files`, runs `script` with `sh` and returns
 /// what it printed and its exit status. qemu is killed if it is still running after `timeout`.
 pub fn run_guest(
@@ -81,7 +146,18 @@ pub fn run_guest(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, files, script, timeout, false)
+    run_guest_with(kernel, Image::Busybox, files, script, timeout, false)
+}
+
+/// As `run_guest`, in `image`.
+pub fn run_guest_in(
+    kernel: &GuestKernel,
+    image: Image,
+    files: &[GuestFile],
+    script: &str,
+    timeout: Duration,
+) -> Result<GuestRun> {
+    run_guest_with(kernel, image, files, script, timeout, false)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
@@ -92,11 +168,12 @@ pub fn run_guest_tolerating_faults(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, files, script, timeout, true)
+    run_guest_with(kernel, Image::Busybox, files, script, timeout, true)
 }
 
 fn run_guest_with(
     kernel: &GuestKernel,
+    image: Image,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
@@ -104,10 +181,22 @@ fn run_guest_with(
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
     let step = Step::start(format!(
-        "booting {} under qemu (TCG), running the guest script",
-        kernel.version
+        "booting {}{} under qemu (TCG), running the guest script",
+        kernel.version,
+        match image {
+            Image::Busybox => "",
+            Image::Userland(_) => " with the Debian userland",
+        }
     ));
-    let res = run_in(&run_dir, kernel, files, script, timeout, tolerate_faults);
+    let res = run_in(
+        &run_dir,
+        kernel,
+        image,
+        files,
+        script,
+        timeout,
+        tolerate_faults,
+    );
     // On failure the initramfs and logs stay for inspection; the error names the directory.
     if let Ok(r) = &res {
         step.done();
@@ -159,13 +248,14 @@ fn prune_old_runs(runs: &Path) {
 fn run_in(
     dir: &Path,
     kernel: &GuestKernel,
+    image: Image,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
     tolerate_faults: bool,
 ) -> Result<GuestRun> {
     let initrd = dir.join("initramfs.cpio");
-    build_initramfs(&initrd, kernel, files, script)?;
+    build_initramfs(&initrd, kernel, image, files, script)?;
 
     let console_log = dir.join("console.log");
     let results_log = dir.join("results.log");
@@ -173,7 +263,7 @@ fn run_in(
     let qemu_out_file =
         File::create(&qemu_log).with_context(|| format!("creating {}", qemu_log.display()))?;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", "1024M", "-smp", "2"])
+    cmd.args(["-accel", "tcg", "-m", image.memory(), "-smp", "2"])
         .args([
             "-display",
             "none",
@@ -344,12 +434,36 @@ fn file_tail_contains(path: &Path, needle: &str) -> bool {
 fn build_initramfs(
     out: &Path,
     kernel: &GuestKernel,
+    image: Image,
     files: &[GuestFile],
     script: &str,
 ) -> Result<()> {
-    let mut w = Cpio::new(BufWriter::new(
-        File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    ));
+    let mut file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    if let Image::Userland(rootfs) = image {
+        // The kernel unpacks concatenated archives in turn: the cached tree, then this run's
+        // files. Debian's /bin and /lib are links into /usr, which the files follow.
+        let mut tree = File::open(&rootfs.cpio)
+            .with_context(|| format!("opening {}", rootfs.cpio.display()))?;
+        io::copy(&mut tree, &mut file)
+            .with_context(|| format!("copying {}", rootfs.cpio.display()))?;
+        // The kernel replaces an existing entry of another type (a link by a directory), so
+        // the files go to the directories the links name.
+        let files: Vec<GuestFile> = files
+            .iter()
+            .map(|f| GuestFile {
+                guest_path: merged_usr(&f.guest_path),
+                host_path: f.host_path.clone(),
+                mode: f.mode,
+            })
+            .collect();
+        let mut w = Cpio::new(BufWriter::new(file));
+        w.host_file("/usr/lib/overlay.ko", &kernel.overlay_ko, 0o644)?;
+        w.data_file("/init", USERLAND_INIT.as_bytes(), 0o755)?;
+        w.data_file("/script.sh", script.as_bytes(), 0o755)?;
+        add_files(&mut w, &files)?;
+        return w.finish();
+    }
+    let mut w = Cpio::new(BufWriter::new(file));
     for d in [
         "/bin", "/sbin", "/dev", "/lib", "/proc", "/sys", "/tmp", "/run", "/root",
     ] {
@@ -363,6 +477,21 @@ fn build_initramfs(
     w.host_file("/lib/overlay.ko", &kernel.overlay_ko, 0o644)?;
     w.data_file("/init", INIT.as_bytes(), 0o755)?;
     w.data_file("/script.sh", script.as_bytes(), 0o755)?;
+    add_files(&mut w, files)?;
+    w.finish()
+}
+
+/// Debian's /bin, /sbin, /lib and /lib64 are links into /usr: `/bin/x` -> `/usr/bin/x`.
+fn merged_usr(path: &str) -> String {
+    for top in ["/bin/", "/sbin/", "/lib/", "/lib64/"] {
+        if path.starts_with(top) {
+            return format!("/usr{path}");
+        }
+    }
+    path.to_string()
+}
+
+fn add_files<W: Write>(w: &mut Cpio<W>, files: &[GuestFile]) -> Result<()> {
     for f in files {
         if !f.guest_path.starts_with('/') || f.guest_path.split('/').any(|c| c == "..") {
             bail!("guest path {:?} must be absolute without ..", f.guest_path);
@@ -376,7 +505,7 @@ fn build_initramfs(
         }
         w.host_file(&f.guest_path, &f.host_path, f.mode & 0o7777)?;
     }
-    w.finish()
+    Ok(())
 }
 
 /// A minimal writer for the "newc" cpio format the kernel unpacks as an initramfs.
@@ -577,7 +706,15 @@ pub fn selftest() -> Result<()> {
         let hang_dir = dir.join("hang");
         fs::create_dir_all(&hang_dir)?;
         let script = "echo hanging; sleep 1000";
-        match run_in(&hang_dir, k, &[], script, Duration::from_secs(20), false) {
+        match run_in(
+            &hang_dir,
+            k,
+            Image::Busybox,
+            &[],
+            script,
+            Duration::from_secs(20),
+            false,
+        ) {
             Ok(_) => bail!("a script that sleeps forever returned"),
             Err(e) if e.to_string().contains("did not finish within") => {
                 println!("-- hanging guest killed after {:.1?}", started.elapsed());

@@ -377,7 +377,7 @@ fn private_sources(uri: &str) -> String {
 
 /// The URI of the machine's own Debian archive, from /etc/apt/sources.list and
 /// /etc/apt/sources.list.d/*.list (one-line format) or *.sources (deb822).
-fn host_debian_uri() -> Result<String> {
+pub(crate) fn host_debian_uri() -> Result<String> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
         let mut more: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();

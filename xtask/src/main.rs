@@ -14,6 +14,7 @@ mod progs;
 mod prometheus;
 mod scenarios;
 mod setup;
+mod userland;
 
 use std::{
     path::{Path, PathBuf},
@@ -46,7 +47,8 @@ enum Cmd {
         #[arg(long, default_value = "6.12")]
         kernel: String,
     },
-    /// Unit tests, then the guest-kernel test matrix on Debian 5.10, 6.1, 6.12, 7.2 and 7.3.
+    /// Unit tests, then the guest-kernel test matrix on Debian 5.10, 6.1, 6.12, 7.2 and 7.3,
+    /// and the container runtimes in the Debian userland guest on 6.12 and 7.3.
     Test {
         /// Only these kernel series (default: all of 5.10, 6.1, 6.12, 7.2 and 7.3).
         #[arg(long = "kernel")]
@@ -54,6 +56,9 @@ enum Cmd {
         /// Skip the unit tests.
         #[arg(long)]
         guest_only: bool,
+        /// Only the families of the userland guest (on those of the lines that have them).
+        #[arg(long)]
+        userland_only: bool,
     },
     /// Install what the build and the guest tests need (idempotent).
     Setup,
@@ -94,6 +99,9 @@ enum Cmd {
         script: PathBuf,
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// Boot the Debian userland with podman, docker and containerd instead of busybox.
+        #[arg(long)]
+        userland: bool,
     },
 }
 
@@ -157,7 +165,17 @@ fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {
 }
 
 fn boot(k: &GuestKernel, files: &[GuestFile], script: &str, timeout: Duration) -> Result<GuestRun> {
-    let r = guest::run_guest(k, files, script, timeout)?;
+    boot_in(k, guest::Image::Busybox, files, script, timeout)
+}
+
+fn boot_in(
+    k: &GuestKernel,
+    image: guest::Image,
+    files: &[GuestFile],
+    script: &str,
+    timeout: Duration,
+) -> Result<GuestRun> {
+    let r = guest::run_guest_in(k, image, files, script, timeout)?;
     if r.exit_code != 0 {
         bail!(
             "guest script exited {} on {}:\n{}",
@@ -205,7 +223,7 @@ fn lint() -> Result<()> {
         ]))
 }
 
-fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
+fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Result<()> {
     let t0 = Instant::now();
     setup::ensure_host_tools()?;
     if !guest_only {
@@ -232,28 +250,63 @@ fn test(kernel_series: &[String], guest_only: bool) -> Result<()> {
     for (name, check) in host::CHECKS {
         record(&format!("host: {name}"), check(&tool));
     }
+    let mut rootfs = None;
     for k in kernels(kernel_series)? {
+        let busybox = if userland_only {
+            Err(anyhow::anyhow!("skipped"))
+        } else {
+            boot(&k, &files, scenarios::SCRIPT, Duration::from_secs(900))
+        };
         // A guest that hangs or dies fails its line, not the lines after it.
-        let r = match boot(&k, &files, scenarios::SCRIPT, Duration::from_secs(900)) {
-            Ok(r) => r,
+        let r = match busybox {
+            Err(_) if userland_only => None,
+            Ok(r) => Some(r),
             Err(e) => {
                 record(&format!("guest {}: boot and scenarios", k.version), Err(e));
                 continue;
             }
         };
         // Kept for reading after the run: the raw tool output of every scenario.
-        let saved = workspace_root().join(format!("target/guest-results/{}.txt", k.version));
-        std::fs::create_dir_all(saved.parent().expect("has parent"))?;
-        std::fs::write(&saved, &r.results)?;
-        let a = scenarios::Artifacts::new(&k.version, &r.results);
-        for (name, check) in scenarios::checks() {
-            record(&format!("guest {}: {name}", k.version), check(&a));
+        let results = workspace_root().join("target/guest-results");
+        std::fs::create_dir_all(&results)?;
+        if let Some(r) = r {
+            std::fs::write(results.join(format!("{}.txt", k.version)), &r.results)?;
+            let a = scenarios::Artifacts::new(&k.version, &r.results);
+            for (name, check) in scenarios::checks() {
+                record(&format!("guest {}: {name}", k.version), check(&a));
+            }
+            println!(
+                "guest {}: booted and ran all scenarios in {:.1}s",
+                k.version,
+                r.wall.as_secs_f64()
+            );
         }
-        println!(
-            "guest {}: booted and ran all scenarios in {:.1}s",
-            k.version,
-            r.wall.as_secs_f64()
-        );
+        if scenarios::userland::SERIES.contains(&k.series.as_str()) {
+            let rootfs = match &rootfs {
+                Some(r) => r,
+                None => rootfs.insert(userland::ensure_rootfs()?),
+            };
+            let name = format!("guest {} (userland)", k.version);
+            let image = guest::Image::Userland(rootfs);
+            let script = scenarios::userland::SCRIPT;
+            let r = match boot_in(&k, image, &guest_files(&tool), script, Duration::from_secs(1200)) {
+                Ok(r) => r,
+                Err(e) => {
+                    record(&format!("{name}: boot and scenarios"), Err(e));
+                    continue;
+                }
+            };
+            let saved = format!("{}-userland.txt", k.version);
+            std::fs::write(results.join(saved), &r.results)?;
+            let a = scenarios::Artifacts::new(&k.version, &r.results);
+            for (check_name, check) in scenarios::userland::checks() {
+                record(&format!("{name}: {check_name}"), check(&a));
+            }
+            println!(
+                "{name}: booted and ran all scenarios in {:.1}s",
+                r.wall.as_secs_f64()
+            );
+        }
     }
     println!(
         "setup, unit tests and builds: {:.1}s; total {:.1}s",
@@ -312,22 +365,37 @@ fn guest_bench_report(raw: &Path) -> Result<()> {
     Ok(())
 }
 
-fn guest_run(script: &Path, series: &str) -> Result<()> {
+fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     setup::ensure_host_tools()?;
     let tool = build_static()?;
-    setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
-    files.extend(guestbench::bpftrace_files()?);
-    // Both link to the same libc: each library once.
-    for f in prometheus::guest_files()? {
-        if !files.iter().any(|g| g.guest_path == f.guest_path) {
-            files.push(f);
+    // The userland has its own libraries (and its own Prometheus), which Debian's bpftrace
+    // and the busybox guest's Prometheus files would replace.
+    if !userland {
+        setup::ensure_debs(&["bpftrace"])?;
+        files.extend(guestbench::bpftrace_files()?);
+        // Both link to the same libc: each library once.
+        for f in prometheus::guest_files()? {
+            if !files.iter().any(|g| g.guest_path == f.guest_path) {
+                files.push(f);
+            }
         }
     }
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    let r = guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?;
+    let r = if userland {
+        let rootfs = userland::ensure_rootfs()?;
+        guest::run_guest_in(
+            &k,
+            guest::Image::Userland(&rootfs),
+            &files,
+            &text,
+            Duration::from_secs(1800),
+        )?
+    } else {
+        guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?
+    };
     print!("{}", r.results);
     if let Some(line) = &r.fault {
         println!("(kernel fault: {line}; console in the output above is the script's)");
@@ -397,7 +465,8 @@ fn main() -> Result<()> {
         Cmd::Test {
             kernels,
             guest_only,
-        } => test(&kernels, guest_only),
+            userland_only,
+        } => test(&kernels, guest_only, userland_only),
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
@@ -413,6 +482,10 @@ fn main() -> Result<()> {
             from_raw: None,
         } => guest_bench(rounds, &modes, !no_burst),
         Cmd::GuestSelftest => guest::selftest(),
-        Cmd::GuestRun { script, kernel } => guest_run(&script, &kernel),
+        Cmd::GuestRun {
+            script,
+            kernel,
+            userland,
+        } => guest_run(&script, &kernel, userland),
     }
 }

@@ -11,8 +11,17 @@ use crate::{
     progress::step,
 };
 
-/// Debian packages the guest harness needs on the host.
-const DEB_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "xz-utils"];
+/// Debian packages the guest harness needs on the host: qemu, the busybox guest's
+/// busybox, mmdebstrap for the userland guest's tree (`userland`), and protoc, which
+/// the containerd client's build compiles containerd's API with.
+const DEB_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "xz-utils",
+    "mmdebstrap",
+    "protobuf-compiler",
+];
 
 /// bpf-linker 0.10.4 links against rustc's own LLVM; newer releases need a system LLVM.
 const BPF_LINKER_VERSION: &str = "0.10.4";

@@ -100,6 +100,14 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        // await FILE OP ARGS...: wait until FILE exists, then do OP (in a container whose
+        // image has no shell, to start several containers' copy-ups at once).
+        "await" => {
+            while !Path::new(arg(1)?).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            run(&args[2..])
+        }
         // timed CMD ARGS...: run it, print `elapsed_ns N rc R` on stderr.
         "timed" => {
             let t0 = std::time::Instant::now();

@@ -212,6 +212,7 @@ mod output;
 mod probes;
 mod scoping;
 mod triggers;
+pub mod userland;
 
 /// Ties each family's checks (`NAME.rs`, its `CHECKS`) to its guest part
 /// (`guest/scenarios/NAME.sh`).

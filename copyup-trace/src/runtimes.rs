@@ -1,0 +1,581 @@
+//! Names and images of containers, read where their runtimes keep them: podman's
+//! containers/storage (`containers.json`, `images.json`), docker's per-container
+//! `config.v2.json`, containerd's API (its socket, through `containerd-client`). It ends at those stores: which cgroup is which
+//! container is `cgroups`', putting the details on copy-ups `enrich`'s.
+//!
+//! A store is read when an id it has not seen is asked for (once per container: `enrich`
+//! caches per cgroup), never per copy-up. A runtime whose store cannot be read is reported
+//! once on stderr; its containers keep their runtime and id.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::{cgroups::Container, escape::escape};
+
+/// What a runtime knows of one container. Values are as the runtime stores them
+/// (untrusted: escape before output).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    /// The container's name; for a Kubernetes pod's container, its name in the pod.
+    pub name: Option<String>,
+    /// The image as the container was created from it (`localhost/app:1`, `nginx:1.27`).
+    pub image: Option<String>,
+    /// The image id, hex digits without `sha256:`.
+    pub image_id: Option<String>,
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    /// The runtime, where the cgroup path could not tell it (a Kubernetes pod's container
+    /// under the cgroupfs driver).
+    pub runtime: Option<&'static str>,
+}
+
+/// The labels kubelet sets on the containers of a pod (CRI).
+const POD_NAME: &str = "io.kubernetes.pod.name";
+const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+impl Details {
+    /// Pod, namespace and container name from CRI labels, where present.
+    fn apply_labels(&mut self, labels: &HashMap<String, String>) {
+        if let Some(v) = labels.get(POD_NAME) {
+            self.pod = Some(v.clone());
+        }
+        if let Some(v) = labels.get(POD_NAMESPACE) {
+            self.namespace = Some(v.clone());
+        }
+        if let Some(v) = labels.get(CONTAINER_NAME) {
+            self.name = Some(v.clone());
+        }
+    }
+}
+
+fn strip_digest(id: &str) -> String {
+    id.strip_prefix("sha256:").unwrap_or(id).to_string()
+}
+
+/// Where the runtimes keep their state; the defaults are the packaged ones.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// containers/storage's graph root (podman, CRI-O).
+    pub storage: PathBuf,
+    /// docker's data root.
+    pub docker: PathBuf,
+    /// containerd's API socket.
+    pub containerd: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots {
+            storage: PathBuf::from("/var/lib/containers/storage"),
+            docker: PathBuf::from("/var/lib/docker"),
+            containerd: PathBuf::from("/run/containerd/containerd.sock"),
+        }
+    }
+}
+
+/// The runtimes' stores, read on demand and cached.
+pub struct Runtimes {
+    roots: Roots,
+    podman: PodmanStore,
+    docker: HashMap<String, Details>,
+    containerd: HashMap<String, Details>,
+    /// Runtimes already reported as unreadable.
+    warned: HashSet<&'static str>,
+}
+
+impl Runtimes {
+    pub fn new(roots: Roots) -> Runtimes {
+        Runtimes {
+            roots,
+            podman: PodmanStore::default(),
+            docker: HashMap::new(),
+            containerd: HashMap::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// What `runtime` knows of container `id`; `None` when it does not know it or its
+    /// store cannot be read (then said once on stderr).
+    pub fn details(&mut self, runtime: &str, id: &str) -> Option<Details> {
+        let (name, found) = match runtime {
+            "podman" => ("podman", self.podman.lookup(&self.roots.storage, id)),
+            "docker" => ("docker", self.docker_lookup(id)),
+            // Kubelet's cgroupfs layout does not name the runtime: containerd is asked.
+            "containerd" | "kubernetes" => ("containerd", self.containerd_lookup(id)),
+            _ => return None,
+        };
+        match found {
+            Ok(d) => d,
+            Err(e) => {
+                if self.warned.insert(name) {
+                    log::warn!("{name} containers are reported by id only: {e:#}");
+                }
+                None
+            }
+        }
+    }
+
+    fn containerd_lookup(&mut self, id: &str) -> Result<Option<Details>> {
+        if let Some(d) = self.containerd.get(id) {
+            return Ok(Some(d.clone()));
+        }
+        let found = containerd_get(&self.roots.containerd, id)?;
+        if let Some(d) = &found {
+            self.containerd.insert(id.to_string(), d.clone());
+        }
+        Ok(found)
+    }
+
+    fn docker_lookup(&mut self, id: &str) -> Result<Option<Details>> {
+        if let Some(d) = self.docker.get(id) {
+            return Ok(Some(d.clone()));
+        }
+        let d = read_docker(&self.roots.docker, id)?;
+        self.docker.insert(id.to_string(), d.clone());
+        Ok(Some(d))
+    }
+}
+
+/// The cgroups of the containers `wanted` names (each a name, a full id or a unique id
+/// prefix), among `cgroups` (as from `cgroups::container_cgroups`).
+pub fn filter_cgroups(
+    wanted: &[String],
+    cgroups: &[(u64, Container)],
+    runtimes: &mut Runtimes,
+) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for w in wanted {
+        let mut matched: Vec<&str> = Vec::new();
+        for (_, c) in cgroups {
+            if matched.contains(&c.id.as_str()) {
+                continue;
+            }
+            let by_id = c.id == *w || (w.len() >= 4 && c.id.starts_with(w.as_str()));
+            let mut by_name = || {
+                runtimes
+                    .details(c.runtime, &c.id)
+                    .is_some_and(|d| d.name.as_deref() == Some(w.as_str()))
+            };
+            if by_id || by_name() {
+                matched.push(&c.id);
+            }
+        }
+        match matched.len() {
+            0 => bail!(
+                "--container {}: no running container has this name or id",
+                escape(w.as_bytes())
+            ),
+            1 => {}
+            n => bail!(
+                "--container {}: {n} containers match; give more of the id",
+                escape(w.as_bytes())
+            ),
+        }
+        ids.extend(
+            cgroups
+                .iter()
+                .filter(|(_, c)| c.id == matched[0])
+                .map(|(id, _)| *id),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// How long one question to containerd may take: it is asked on the first copy-up of
+/// each new container, while events wait.
+const CONTAINERD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Container `id` from containerd, in whichever of its namespaces holds it (`k8s.io` for
+/// Kubernetes, `moby` for docker, `default` for ctr). The client is async: it runs on a
+/// thread of its own, since the caller is inside the tool's (single-threaded) runtime.
+fn containerd_get(socket: &Path, id: &str) -> Result<Option<Details>> {
+    let socket = socket.to_path_buf();
+    let id = id.to_string();
+    let asked = std::thread::spawn(move || -> Result<Option<Details>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            tokio::time::timeout(CONTAINERD_TIMEOUT, containerd_ask(&socket, &id))
+                .await
+                .with_context(|| format!("{} did not answer in time", socket.display()))?
+        })
+    });
+    asked
+        .join()
+        .map_err(|_| anyhow::anyhow!("the containerd client failed"))?
+}
+
+async fn containerd_ask(socket: &Path, id: &str) -> Result<Option<Details>> {
+    use containerd_client::services::v1::{
+        containers_client::ContainersClient, namespaces_client::NamespacesClient,
+        GetContainerRequest, ListNamespacesRequest,
+    };
+    // The transport's error repeats its cause at each level: say the innermost once.
+    let channel = containerd_client::connect(socket).await.map_err(|e| {
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        anyhow::anyhow!("connecting to {}: {cause}", socket.display())
+    })?;
+    let namespaces = NamespacesClient::new(channel.clone())
+        .list(ListNamespacesRequest::default())
+        .await
+        .with_context(|| format!("listing namespaces at {}", socket.display()))?
+        .into_inner()
+        .namespaces;
+    let mut containers = ContainersClient::new(channel);
+    for ns in namespaces {
+        let mut req = tonic::Request::new(GetContainerRequest { id: id.to_string() });
+        let Ok(value) = ns.name.parse() else {
+            continue;
+        };
+        req.metadata_mut().insert("containerd-namespace", value);
+        match containers.get(req).await {
+            Ok(r) => {
+                let Some(c) = r.into_inner().container else {
+                    continue;
+                };
+                let mut d = Details {
+                    image: (!c.image.is_empty()).then_some(c.image),
+                    runtime: Some("containerd"),
+                    ..Default::default()
+                };
+                d.apply_labels(&c.labels.into_iter().collect());
+                return Ok(Some(d));
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => continue,
+            Err(s) => return Err(anyhow::anyhow!("{}: {}", socket.display(), s.message())),
+        }
+    }
+    Ok(None)
+}
+
+/// containers/storage's record of one container (`containers.json`).
+#[derive(Deserialize)]
+struct StorageContainer {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    /// The image id.
+    #[serde(default)]
+    image: String,
+    /// JSON in a string, written by podman: `image-name`, `image-id`, `name`.
+    #[serde(default)]
+    metadata: String,
+}
+
+#[derive(Deserialize, Default)]
+struct PodmanMetadata {
+    #[serde(rename = "image-name")]
+    image_name: Option<String>,
+    #[serde(rename = "image-id")]
+    image_id: Option<String>,
+    name: Option<String>,
+}
+
+/// containers/storage's record of one image (`images.json`).
+#[derive(Deserialize)]
+struct StorageImage {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+#[derive(Default)]
+struct PodmanStore {
+    by_id: HashMap<String, Details>,
+    /// containers.json's modification time when it was last read.
+    read_at: Option<SystemTime>,
+}
+
+impl PodmanStore {
+    fn lookup(&mut self, root: &Path, id: &str) -> Result<Option<Details>> {
+        if let Some(d) = self.by_id.get(id) {
+            return Ok(Some(d.clone()));
+        }
+        let containers = root.join("overlay-containers/containers.json");
+        let mtime = fs::metadata(&containers)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading {}", containers.display()))?;
+        // A new container is written to containers.json before it starts: an unchanged file
+        // cannot know an id it did not know before.
+        if self.read_at != Some(mtime) {
+            self.by_id = read_podman(root)?;
+            self.read_at = Some(mtime);
+        }
+        Ok(self.by_id.get(id).cloned())
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Every container in podman's store, by id.
+fn read_podman(root: &Path) -> Result<HashMap<String, Details>> {
+    let containers: Vec<StorageContainer> =
+        read_json(&root.join("overlay-containers/containers.json"))?;
+    // Image names are a fallback for containers whose metadata lacks them; a missing
+    // images.json (no image pulled yet) is not an error.
+    let images: Vec<StorageImage> =
+        read_json(&root.join("overlay-images/images.json")).unwrap_or_default();
+    let image_names: HashMap<&str, &str> = images
+        .iter()
+        .filter_map(|i| Some((i.id.as_str(), i.names.first()?.as_str())))
+        .collect();
+    Ok(containers
+        .iter()
+        .map(|c| {
+            let meta: PodmanMetadata = serde_json::from_str(&c.metadata).unwrap_or_default();
+            let image_id = meta
+                .image_id
+                .filter(|s| !s.is_empty())
+                .or_else(|| (!c.image.is_empty()).then(|| c.image.clone()))
+                .map(|s| strip_digest(&s));
+            let image = meta.image_name.filter(|s| !s.is_empty()).or_else(|| {
+                image_names
+                    .get(image_id.as_deref().unwrap_or(""))
+                    .map(|s| s.to_string())
+            });
+            let d = Details {
+                name: meta.name.or_else(|| c.names.first().cloned()),
+                image,
+                image_id,
+                ..Default::default()
+            };
+            (c.id.clone(), d)
+        })
+        .collect())
+}
+
+/// docker's `containers/<id>/config.v2.json`, the fields used here.
+#[derive(Deserialize)]
+struct DockerConfigV2 {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Image", default)]
+    image: String,
+    #[serde(rename = "Config", default)]
+    config: DockerConfig,
+}
+
+#[derive(Deserialize, Default)]
+struct DockerConfig {
+    #[serde(rename = "Image", default)]
+    image: String,
+    #[serde(rename = "Labels", default)]
+    labels: Option<HashMap<String, String>>,
+}
+
+fn read_docker(root: &Path, id: &str) -> Result<Details> {
+    let path = root.join("containers").join(id).join("config.v2.json");
+    let c: DockerConfigV2 = read_json(&path)?;
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let mut d = Details {
+        // docker names start with the `/` of its old link hierarchy.
+        name: non_empty(c.name.trim_start_matches('/').to_string()),
+        image: non_empty(c.config.image),
+        image_id: non_empty(strip_digest(&c.image)),
+        ..Default::default()
+    };
+    if let Some(labels) = &c.config.labels {
+        d.apply_labels(labels);
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "8435ee7fe29c7d28c899c4a78fc7d3364a92210f3ca7824a60c42b3747a42452";
+    const IMG: &str = "82166efbe1ba334781261d0fd8ff8ff79acfc4572366978323b20afd38cfd047";
+
+    fn roots(dir: &Path) -> Roots {
+        Roots {
+            storage: dir.join("storage"),
+            docker: dir.join("docker"),
+            containerd: dir.join("containerd.sock"),
+        }
+    }
+
+    fn podman_store(dir: &Path, containers: &str) {
+        let s = dir.join("storage");
+        fs::create_dir_all(s.join("overlay-containers")).unwrap();
+        fs::create_dir_all(s.join("overlay-images")).unwrap();
+        fs::write(s.join("overlay-containers/containers.json"), containers).unwrap();
+        fs::write(
+            s.join("overlay-images/images.json"),
+            format!(r#"[{{"id":"{IMG}","names":["localhost/app:2"]}}]"#),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn podman_names_and_images() {
+        let dir = tempfile::tempdir().unwrap();
+        // As podman 4.3 writes it.
+        podman_store(
+            dir.path(),
+            &format!(
+                r#"[{{"id":"{ID}","names":["web"],"image":"{IMG}","layer":"0d3a","metadata":"{{\"image-name\":\"localhost/app:2\",\"image-id\":\"{IMG}\",\"name\":\"web\",\"created-at\":1795714263}}","created":"2026-11-26T17:31:03Z"}},
+                   {{"id":"{}","names":["bare"],"image":"{IMG}"}}]"#,
+                "b".repeat(64)
+            ),
+        );
+        let mut r = Runtimes::new(roots(dir.path()));
+        let want = Details {
+            name: Some("web".into()),
+            image: Some("localhost/app:2".into()),
+            image_id: Some(IMG.into()),
+            ..Default::default()
+        };
+        assert_eq!(r.details("podman", ID), Some(want));
+        // Without podman's metadata: the store's name, the image's name from images.json.
+        let bare = r.details("podman", &"b".repeat(64)).unwrap();
+        assert_eq!(bare.name.as_deref(), Some("bare"));
+        assert_eq!(bare.image.as_deref(), Some("localhost/app:2"));
+        assert_eq!(r.details("podman", &"c".repeat(64)), None);
+        assert!(r.warned.is_empty());
+    }
+
+    #[test]
+    fn podman_store_is_read_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        podman_store(dir.path(), "[]");
+        let mut r = Runtimes::new(roots(dir.path()));
+        assert_eq!(r.details("podman", ID), None);
+        podman_store(
+            dir.path(),
+            &format!(r#"[{{"id":"{ID}","names":["late"],"image":"{IMG}"}}]"#),
+        );
+        // Make sure the modification time differs from the first read's.
+        let f = fs::File::options()
+            .write(true)
+            .open(
+                dir.path()
+                    .join("storage/overlay-containers/containers.json"),
+            )
+            .unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH).unwrap();
+        let d = r.details("podman", ID).unwrap();
+        assert_eq!(d.name.as_deref(), Some("late"));
+    }
+
+    #[test]
+    fn unreadable_store_warns_once_and_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        podman_store(dir.path(), "not json");
+        let mut r = Runtimes::new(roots(dir.path()));
+        assert_eq!(r.details("podman", ID), None);
+        assert_eq!(r.details("podman", &"d".repeat(64)), None);
+        assert_eq!(r.warned.len(), 1);
+        assert_eq!(r.details("docker", ID), None);
+        assert_eq!(r.warned.len(), 2);
+        // No containerd socket: one warning for both names of its containers.
+        assert_eq!(r.details("kubernetes", ID), None);
+        assert_eq!(r.details("containerd", ID), None);
+        assert_eq!(r.warned.len(), 3);
+        assert_eq!(r.details("cri-o", ID), None);
+    }
+
+    #[test]
+    fn container_filter_by_name_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = "b".repeat(64);
+        podman_store(
+            dir.path(),
+            &format!(
+                r#"[{{"id":"{ID}","names":["web"],"image":"{IMG}"}},{{"id":"{other}","names":["db"],"image":"{IMG}"}}]"#
+            ),
+        );
+        let mut r = Runtimes::new(roots(dir.path()));
+        let ct = |id: &str| Container {
+            runtime: "podman",
+            id: id.to_string(),
+            ..Default::default()
+        };
+        // A container's scope and a subgroup of it, another container, a docker one.
+        let cgroups = [
+            (10, ct(ID)),
+            (11, ct(ID)),
+            (20, ct(&other)),
+            (
+                30,
+                Container {
+                    runtime: "docker",
+                    id: "8435ee0000000000000000000000000000000000000000000000000000000000".into(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let f = |w: &[&str], r: &mut Runtimes| {
+            let w: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+            filter_cgroups(&w, &cgroups, r).map_err(|e| e.to_string())
+        };
+        assert_eq!(f(&["web"], &mut r), Ok(vec![10, 11]));
+        assert_eq!(f(&[ID], &mut r), Ok(vec![10, 11]));
+        assert_eq!(f(&["bbbbbb", "web"], &mut r), Ok(vec![10, 11, 20]));
+        assert_eq!(f(&["8435ee7f"], &mut r), Ok(vec![10, 11]));
+        assert_eq!(
+            f(&["8435ee"], &mut r),
+            Err("--container 8435ee: 2 containers match; give more of the id".into())
+        );
+        assert_eq!(
+            f(&["web\x1b[2J"], &mut r),
+            Err("--container web\\x1b[2J: no running container has this name or id".into())
+        );
+    }
+
+    #[test]
+    fn docker_config_and_cri_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("docker/containers").join(ID);
+        fs::create_dir_all(&c).unwrap();
+        fs::write(
+            c.join("config.v2.json"),
+            format!(
+                r#"{{"ID":"{ID}","Name":"/dweb","Image":"sha256:{IMG}","Config":{{"Image":"app:3","Labels":{{}}}},"Driver":"overlay2"}}"#
+            ),
+        )
+        .unwrap();
+        let mut r = Runtimes::new(roots(dir.path()));
+        let d = r.details("docker", ID).unwrap();
+        assert_eq!(
+            (d.name.as_deref(), d.image.as_deref(), d.image_id.as_deref()),
+            (Some("dweb"), Some("app:3"), Some(IMG))
+        );
+        fs::write(
+            c.join("config.v2.json"),
+            format!(
+                r#"{{"Name":"/k8s_app_web-0_shop_uid_0","Image":"sha256:{IMG}","Config":{{"Image":"app:3","Labels":{{"io.kubernetes.pod.name":"web-0","io.kubernetes.pod.namespace":"shop","io.kubernetes.container.name":"app"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        // Cached: the first read stands.
+        assert_eq!(
+            r.details("docker", ID).unwrap().name.as_deref(),
+            Some("dweb")
+        );
+        let d = Runtimes::new(roots(dir.path()))
+            .details("docker", ID)
+            .unwrap();
+        assert_eq!(
+            (d.name.as_deref(), d.pod.as_deref(), d.namespace.as_deref()),
+            (Some("app"), Some("web-0"), Some("shop"))
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Checks of container attribution from the real runtimes: names, images and ids from
+//! podman and docker, pod, namespace and container name from containerd's CRI labels,
+//! `--container`, `--by image`, and a runtime that cannot be asked. It judges what
+//! `guest/userland/runtimes.sh` saved.
+
+use anyhow::{anyhow, ensure, Result};
+use serde_json::{json, Value};
+
+use super::super::{s, sorted, u, Artifacts, Check, Run};
+
+pub const CHECKS: &[Check] = &[
+    ("podman: name, image and id of two containers", podman),
+    ("podman: --container NAME keeps one container", podman_one),
+    ("podman: --by image", podman_images),
+    ("podman: store unreadable: ids, one warning", podman_broken),
+    ("docker: name, image and id of two containers", docker),
+    ("docker: --container NAME keeps one container", docker_one),
+    ("docker: --by container, --by image tables", docker_table),
+    ("containerd: pod, namespace, container from CRI labels", cri),
+    ("containerd down: ids, one warning", containerd_down),
+];
+
+/// The images' content (`mkimage`): the file each container chowns and its size.
+const FILES: [(&str, u64); 2] = [("/data/a", 3000), ("/data/b", 5000)];
+
+/// (name, id, image id) per line of `NAME.ids` (`inspect -f '{{.Name}} {{.Id}} {{.Image}}'`).
+fn ids(a: &Artifacts, name: &str) -> Result<Vec<(String, String, String)>> {
+    a.get(&format!("{name}.ids"))?
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w[..] {
+                [n, id, img] => Ok((
+                    n.trim_start_matches('/').to_string(),
+                    id.to_string(),
+                    img.trim_start_matches("sha256:").to_string(),
+                )),
+                _ => Err(anyhow!("{name}.ids: bad line {l:?}")),
+            }
+        })
+        .collect()
+}
+
+/// (path, kind, bytes, container object as JSON text) of every event, sorted.
+fn events(r: &Run) -> Vec<(String, String, u64, String)> {
+    let v: Vec<_> = r
+        .events
+        .iter()
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["kind"]).to_string(),
+                u(&e["bytes"]),
+                e["container"].to_string(),
+            )
+        })
+        .collect();
+    sorted(&v)
+}
+
+/// Each container copied up /data and its own file, once.
+fn want(containers: &[(Value, usize)]) -> Vec<(String, String, u64, String)> {
+    let mut v = Vec::new();
+    for (c, file) in containers {
+        let (path, bytes) = FILES[*file];
+        v.push(("/data".to_string(), "dir".to_string(), 0, c.to_string()));
+        v.push((path.to_string(), "file".to_string(), bytes, c.to_string()));
+    }
+    sorted(&v)
+}
+
+fn expect(r: &Run, containers: &[(Value, usize)]) -> Result<()> {
+    let got = events(r);
+    let want = want(containers);
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    Ok(())
+}
+
+fn named(runtime: &str, (name, id, image_id): &(String, String, String), image: &str) -> Value {
+    json!({"runtime": runtime, "id": id, "name": name, "image": image, "image_id": image_id})
+}
+
+fn two_named(a: &Artifacts, run: &str, runtime: &str, image: &str) -> Result<()> {
+    let r = a.run(run)?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let ids = ids(a, run)?;
+    ensure!(ids.len() == 2, "{run}.ids: {ids:?}");
+    expect(
+        &r,
+        &[
+            (named(runtime, &ids[0], image), 0),
+            (named(runtime, &ids[1], image), 1),
+        ],
+    )
+}
+
+fn podman(a: &Artifacts) -> Result<()> {
+    two_named(a, "podman", "podman", "localhost/app:1")
+}
+
+fn docker(a: &Artifacts) -> Result<()> {
+    two_named(a, "docker", "docker", "app:1")
+}
+
+fn one(
+    a: &Artifacts,
+    run: &str,
+    ids_of: &str,
+    runtime: &str,
+    image: &str,
+    which: usize,
+) -> Result<()> {
+    let r = a.run(run)?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let ids = ids(a, ids_of)?;
+    ensure!(ids.len() == 2, "{ids_of}.ids: {ids:?}");
+    expect(&r, &[(named(runtime, &ids[which], image), which)])
+}
+
+fn podman_one(a: &Artifacts) -> Result<()> {
+    one(a, "podman-one", "podman", "podman", "localhost/app:1", 0)
+}
+
+fn docker_one(a: &Artifacts) -> Result<()> {
+    one(a, "docker-one", "docker", "docker", "app:1", 1)
+}
+
+/// The report's image rows: one image, two containers, four copy-ups, 8000 bytes.
+fn images(a: &Artifacts, run: &str, image: &str) -> Result<()> {
+    let report: Value = serde_json::from_str(a.get(&format!("{run}.report"))?)?;
+    let ids = ids(a, run)?;
+    let rows: Vec<(String, String, u64, u64, u64)> = report["images"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no images in {report}"))?
+        .iter()
+        .map(|r| {
+            let st = &r["row"]["stats"];
+            (
+                s(&r["image"]).to_string(),
+                s(&r["image_id"]).to_string(),
+                u(&r["containers"]),
+                u(&st["copy_ups"]),
+                u(&st["bytes"]),
+            )
+        })
+        .collect();
+    let want = vec![(image.to_string(), ids[0].2.clone(), 2, 4, 8000)];
+    ensure!(rows == want, "images\n  got  {rows:?}\n  want {want:?}");
+    Ok(())
+}
+
+fn podman_images(a: &Artifacts) -> Result<()> {
+    images(a, "podman", "localhost/app:1")
+}
+
+/// The table run's container and image tables, row by row (name, runtime, image, pod,
+/// copy-ups, bytes; image, id, containers, copy-ups, bytes).
+fn docker_table(a: &Artifacts) -> Result<()> {
+    images(a, "docker", "app:1")?;
+    let out = a.get("docker-table.out")?;
+    ensure!(a.rc("docker-table")? == 0, "exit {}", a.rc("docker-table")?);
+    let ids = ids(a, "docker")?;
+    // "│ a ┆  ┆ c │": the cells between the outer borders, empty ones kept.
+    let cells = |l: &str| -> Vec<String> {
+        let v: Vec<String> = l.split(['│', '┆']).map(|c| c.trim().to_string()).collect();
+        v[1..v.len().saturating_sub(1).max(1)].to_vec()
+    };
+    let section = |title: &str| -> Vec<Vec<String>> {
+        out.split("\nCopy-ups by ")
+            .find(|p| p.starts_with(title))
+            .map(|p| {
+                p.lines()
+                    .filter(|l| l.starts_with('│'))
+                    .skip(1) // the header
+                    .map(cells)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers: Vec<Vec<String>> = section("container")
+        .into_iter()
+        .map(|r| r[..r.len().min(6)].to_vec())
+        .collect();
+    let row = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Ordered by copy-up time, which varies: compare as a set.
+    let want = vec![
+        row(&["dweb1", "docker", "app:1", "", "2", "2.9 KiB"]),
+        row(&["dweb2", "docker", "app:1", "", "2", "4.9 KiB"]),
+    ];
+    ensure!(
+        sorted(&containers) == want,
+        "container table {containers:?}\n{out}"
+    );
+    let images: Vec<Vec<String>> = section("image")
+        .into_iter()
+        .map(|r| r[..r.len().min(5)].to_vec())
+        .collect();
+    let want = vec![row(&["app:1", &ids[0].2[..12], "2", "4", "7.8 KiB"])];
+    ensure!(images == want, "image table {images:?}\n{out}");
+    Ok(())
+}
+
+/// stderr of a run whose runtime could not be asked: the start line and one warning.
+fn one_warning(a: &Artifacts, run: &str, needle: &str) -> Result<()> {
+    let err = a.get(&format!("{run}.err"))?;
+    let warnings: Vec<&str> = err.lines().filter(|l| !l.starts_with("Tracing")).collect();
+    ensure!(
+        warnings.len() == 1 && warnings[0].contains(needle),
+        "want one warning with {needle:?}, got {err:?}"
+    );
+    ensure!(!err.contains("panicked"), "{err:?}");
+    Ok(())
+}
+
+fn podman_broken(a: &Artifacts) -> Result<()> {
+    let r = a.run("podman-broken")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let id = a.get("podman-broken.id")?.trim().to_string();
+    expect(&r, &[(json!({"runtime": "podman", "id": id}), 0)])?;
+    one_warning(
+        a,
+        "podman-broken",
+        "podman containers are reported by id only: parsing /var/lib/containers/storage/overlay-containers/containers.json",
+    )
+}
+
+const CID: &str = "4f1c0a9e2b7d43c58e6a1f0b9c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
+const CID2: &str = "5a2d1b0f3c8e54d69f7b2a1c0d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+const CID3: &str = "6b3e2c1a4d9f65e7a08c3b2d1e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f";
+
+fn cri(a: &Artifacts) -> Result<()> {
+    let r = a.run("cri")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let pod = json!({
+        "runtime": "containerd", "id": CID, "name": "nginx", "image": "localhost/app:1",
+        "pod": "web-0", "namespace": "shop",
+    });
+    expect(&r, &[(pod, 0)])?;
+    let err = a.get("cri.err")?;
+    ensure!(
+        err.lines().all(|l| l.starts_with("Tracing")),
+        "stderr {err:?}"
+    );
+    Ok(())
+}
+
+fn containerd_down(a: &Artifacts) -> Result<()> {
+    let r = a.run("down")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    expect(
+        &r,
+        &[
+            (json!({"runtime": "kubernetes", "id": CID2}), 0),
+            (json!({"runtime": "kubernetes", "id": CID3}), 1),
+        ],
+    )?;
+    one_warning(
+        a,
+        "down",
+        "containerd containers are reported by id only: connecting to /run/containerd/containerd.sock",
+    )
+}
