@@ -40,6 +40,17 @@ pub struct GuestRun {
     pub fault: Option<String>,
 }
 
+/// How guest time runs. `Wall` is plain TCG: guest time follows the host's clock, so a
+/// busy host slows it. `Icount` (`-icount shift=0,sleep=off`) advances guest time by one
+/// nanosecond per emulated instruction and skips idle waits, so guest-measured durations
+/// count work and repeat whatever else the host is doing (one host thread then runs all
+/// vCPUs in turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    Icount,
+}
+
 const DONE_MARKER: &str = "@@GUEST-DONE rc=";
 
 /// Debian's busybox-static; the dynamic /usr/bin/busybox would need a libc in the guest.
@@ -81,7 +92,7 @@ pub fn run_guest(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, files, script, timeout, false)
+    run_guest_with(kernel, files, script, timeout, false, Clock::Wall)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
@@ -92,7 +103,18 @@ pub fn run_guest_tolerating_faults(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, files, script, timeout, true)
+    run_guest_with(kernel, files, script, timeout, true, Clock::Wall)
+}
+
+/// As `run_guest_tolerating_faults`, with guest time run by `clock`.
+pub fn run_guest_clocked(
+    kernel: &GuestKernel,
+    files: &[GuestFile],
+    script: &str,
+    timeout: Duration,
+    clock: Clock,
+) -> Result<GuestRun> {
+    run_guest_with(kernel, files, script, timeout, true, clock)
 }
 
 fn run_guest_with(
@@ -101,13 +123,22 @@ fn run_guest_with(
     script: &str,
     timeout: Duration,
     tolerate_faults: bool,
+    clock: Clock,
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
     let step = Step::start(format!(
         "booting {} under qemu (TCG), running the guest script",
         kernel.version
     ));
-    let res = run_in(&run_dir, kernel, files, script, timeout, tolerate_faults);
+    let res = run_in(
+        &run_dir,
+        kernel,
+        files,
+        script,
+        timeout,
+        tolerate_faults,
+        clock,
+    );
     // On failure the initramfs and logs stay for inspection; the error names the directory.
     if let Ok(r) = &res {
         step.done();
@@ -163,6 +194,7 @@ fn run_in(
     script: &str,
     timeout: Duration,
     tolerate_faults: bool,
+    clock: Clock,
 ) -> Result<GuestRun> {
     let initrd = dir.join("initramfs.cpio");
     build_initramfs(&initrd, kernel, files, script)?;
@@ -173,31 +205,34 @@ fn run_in(
     let qemu_out_file =
         File::create(&qemu_log).with_context(|| format!("creating {}", qemu_log.display()))?;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", "1024M", "-smp", "2"])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-nodefaults",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-        ])
-        // First -serial is ttyS0, the second ttyS1.
-        .arg("-serial")
-        .arg(format!("file:{}", console_log.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", results_log.display()))
-        .stdin(Stdio::null())
-        .stdout(qemu_out_file.try_clone()?)
-        .stderr(qemu_out_file);
+    cmd.args(["-accel", "tcg", "-m", "1024M", "-smp", "2"]);
+    if clock == Clock::Icount {
+        cmd.args(["-icount", "shift=0,sleep=off"]);
+    }
+    cmd.args([
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(&kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(&initrd)
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
+    ])
+    // First -serial is ttyS0, the second ttyS1.
+    .arg("-serial")
+    .arg(format!("file:{}", console_log.display()))
+    .arg("-serial")
+    .arg(format!("file:{}", results_log.display()))
+    .stdin(Stdio::null())
+    .stdout(qemu_out_file.try_clone()?)
+    .stderr(qemu_out_file);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -577,7 +612,15 @@ pub fn selftest() -> Result<()> {
         let hang_dir = dir.join("hang");
         fs::create_dir_all(&hang_dir)?;
         let script = "echo hanging; sleep 1000";
-        match run_in(&hang_dir, k, &[], script, Duration::from_secs(20), false) {
+        match run_in(
+            &hang_dir,
+            k,
+            &[],
+            script,
+            Duration::from_secs(20),
+            false,
+            Clock::Wall,
+        ) {
             Ok(_) => bail!("a script that sleeps forever returned"),
             Err(e) if e.to_string().contains("did not finish within") => {
                 println!("-- hanging guest killed after {:.1?}", started.elapsed());
