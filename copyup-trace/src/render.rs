@@ -11,7 +11,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use crate::{
-    aggregate::{Aggregate, Row},
+    aggregate::{Aggregate, Folded, Row},
     cgroups::Container,
     cli::{By, SortKey},
     decode::{CopyUp, OpDone},
@@ -409,6 +409,7 @@ pub fn tables(
         if rows.len() > opts.top {
             writeln!(out, "... {} more files", rows.len() - opts.top)?;
         }
+        folded_line(out, "file", agg.files_folded())?;
     }
 
     if opts.wants(By::Process) {
@@ -419,6 +420,7 @@ pub fn tables(
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by process ({order}):\n{table}")?;
+        folded_line(out, "process", agg.processes_folded())?;
     }
 
     if opts.wants(By::Container) {
@@ -429,6 +431,7 @@ pub fn tables(
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by container ({order}):\n{table}")?;
+        folded_line(out, "container", agg.containers_folded())?;
     }
 
     if opts.wants(By::Trigger) {
@@ -494,6 +497,23 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
     Ok(())
 }
 
+/// The line under a table whose lighter rows were folded to bound memory.
+fn folded_line(out: &mut impl Write, what: &str, f: &Folded) -> Result<()> {
+    if f.rows == 0 {
+        return Ok(());
+    }
+    let s = &f.row.stats;
+    writeln!(
+        out,
+        "... and {} {what} rows folded to bound memory: {} copy-ups, {}, {} in all",
+        f.rows,
+        s.copy_ups,
+        human_bytes(s.bytes),
+        human_ns(s.copy_ns)
+    )?;
+    Ok(())
+}
+
 fn row_json(r: &Row) -> serde_json::Value {
     serde_json::json!({
         "stats": r.stats,
@@ -533,6 +553,9 @@ pub fn report(
             "comm": escape(&p.comm),
             "row": row_json(&p.row),
         })).collect::<Vec<_>>(),
+        "files_folded": json!({"rows": agg.files_folded().rows, "stats": agg.files_folded().row.stats}),
+        "processes_folded": json!({"rows": agg.processes_folded().rows, "row": row_json(&agg.processes_folded().row)}),
+        "containers_folded": json!({"rows": agg.containers_folded().rows, "row": row_json(&agg.containers_folded().row)}),
         "containers": agg.containers(opts.sort).iter().take(top).map(|c| json!({
             "name": escape(c.name.as_bytes()),
             "runtime": c.runtime,

@@ -102,6 +102,9 @@ enum Cmd {
         script: PathBuf,
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// How guest time runs (see bench-guest).
+        #[arg(long, value_enum, default_value_t = BenchClock::Wall)]
+        clock: BenchClock,
     },
 }
 
@@ -109,6 +112,15 @@ enum Cmd {
 enum BenchClock {
     Icount,
     Wall,
+}
+
+impl From<BenchClock> for guest::Clock {
+    fn from(c: BenchClock) -> Self {
+        match c {
+            BenchClock::Icount => guest::Clock::Icount,
+            BenchClock::Wall => guest::Clock::Wall,
+        }
+    }
 }
 
 /// The newest Debian build of each line: 5.10 (bullseye), 6.1 and 6.12 (bookworm), 7.2 (sid),
@@ -333,7 +345,7 @@ fn guest_bench_report(raw: &Path) -> Result<()> {
     Ok(())
 }
 
-fn guest_run(script: &Path, series: &str) -> Result<()> {
+fn guest_run(script: &Path, series: &str, clock: guest::Clock) -> Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     setup::ensure_host_tools()?;
@@ -342,7 +354,7 @@ fn guest_run(script: &Path, series: &str) -> Result<()> {
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
-    let r = guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?;
+    let r = guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), clock)?;
     print!("{}", r.results);
     if let Some(line) = &r.fault {
         println!("(kernel fault: {line}; console in the output above is the script's)");
@@ -389,10 +401,11 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
     let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
-    let (clock, clock_name) = match clock {
-        BenchClock::Icount => (guest::Clock::Icount, "icount"),
-        BenchClock::Wall => (guest::Clock::Wall, "wall"),
+    let clock_name = match clock {
+        BenchClock::Icount => "icount",
+        BenchClock::Wall => "wall",
     };
+    let clock = guest::Clock::from(clock);
     println!(
         "Benchmarking in Debian kernel {} under qemu (TCG, clock {clock_name})...",
         k.version
@@ -469,6 +482,10 @@ fn main() -> Result<()> {
             clock,
         }),
         Cmd::GuestSelftest => guest::selftest(),
-        Cmd::GuestRun { script, kernel } => guest_run(&script, &kernel),
+        Cmd::GuestRun {
+            script,
+            kernel,
+            clock,
+        } => guest_run(&script, &kernel, clock.into()),
     }
 }
