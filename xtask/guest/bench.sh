@@ -73,6 +73,9 @@ round() {
         workload
         ;;
     fentry | kprobe)
+        # Emptied here, not by the tracer's redirection, which happens after the fork:
+        # wait-for must not find the previous round's line.
+        : >$B/err
         t0=$($G now)
         COPYUP_TRACE_LOG=info "$T" --probes $mode --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
@@ -83,6 +86,7 @@ round() {
         echo "@@REPORT $n $(tr -d '\n' <$B/report.json)"
         ;;
     bpftrace)
+        : >$B/bt.out
         t0=$($G now)
         bpftrace -B none -e "$BT" >$B/bt.out 2>$B/bt.err &
         TP=$!

@@ -36,7 +36,7 @@ pub struct GuestRun {
     pub exit_code: i32,
     pub wall: Duration,
     /// The first console line reporting a kernel oops, BUG, panic or WARN (only with
-    /// `run_guest_tolerating_faults`; `run_guest` fails instead).
+    /// `run_guest_clocked`; `run_guest` fails instead).
     pub fault: Option<String>,
 }
 
