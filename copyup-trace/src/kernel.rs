@@ -32,10 +32,13 @@ pub fn release() -> Result<String> {
 
 /// Gathers everything `plan::decide` needs.
 pub fn facts() -> Result<KernelFacts> {
+    let t0 = std::time::Instant::now();
     let functions: Vec<&str> = hooks::FUNCS.iter().map(|h| h.func).collect();
     let attachable =
         attachable_symbols(kallsyms::open()?, &functions).context("reading /proc/kallsyms")?;
+    log::debug!("facts: probe targets read in {} us", t0.elapsed().as_micros());
 
+    let t1 = std::time::Instant::now();
     let vmlinux = open_vmlinux_btf()?;
     // Overlay built as a module has its own split BTF on top of vmlinux's.
     let overlay = if Path::new(OVERLAY_BTF).exists() {
@@ -47,6 +50,8 @@ pub fn facts() -> Result<KernelFacts> {
         None
     };
     let ovl_btf = overlay.as_ref().unwrap_or(&vmlinux);
+    log::debug!("facts: BTF opened in {} us", t1.elapsed().as_micros());
+    let t2 = std::time::Instant::now();
 
     let mut funcs = BTreeMap::new();
     for &name in &functions {
@@ -88,6 +93,7 @@ pub fn facts() -> Result<KernelFacts> {
             mode_off: s + member_offset(&vmlinux, "kstat", &["mode"]).ok()?,
         })
     });
+    log::debug!("facts: BTF lookups in {} us", t2.elapsed().as_micros());
 
     Ok(KernelFacts {
         release: release()?,
