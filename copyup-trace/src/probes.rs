@@ -110,7 +110,8 @@ impl Probes {
         raise_memlock();
         let t0 = std::time::Instant::now();
         let config = config(plan, filter, ring_size);
-        let mut loader = EbpfLoader::new();
+        // The object has no CO-RE relocations: no need to parse the kernel's BTF.
+        let mut loader = EbpfLoader::without_kernel_btf();
         log::debug!("load: loader ready in {} us", t0.elapsed().as_micros());
         let t1 = std::time::Instant::now();
         loader.override_global("CONFIG", &config, true);
@@ -262,7 +263,8 @@ impl Probes {
     fn unconfigured() -> Result<Probes> {
         raise_memlock();
         let config = Config::default();
-        let mut loader = EbpfLoader::new();
+        // The object has no CO-RE relocations: no need to parse the kernel's BTF.
+        let mut loader = EbpfLoader::without_kernel_btf();
         loader.override_global("CONFIG", &config, true);
         let bpf = loader
             .load(EBPF_OBJECT)

@@ -3,7 +3,7 @@
 //! way out. It writes to whatever writer it is handed; which outputs exist and when they
 //! write is `output`'s business.
 
-use std::{collections::BTreeMap, io::Write, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, io::Write, time::Duration};
 
 use anyhow::Result;
 use bytesize::ByteSize;
@@ -15,7 +15,7 @@ use crate::{
     cgroups::Container,
     cli::{By, SortKey},
     decode::{CopyUp, OpDone},
-    escape::escape,
+    escape::{escape, escape_cow},
     probes::Losses,
 };
 
@@ -60,18 +60,18 @@ struct CopyUpRecord<'a> {
     pid: u32,
     tid: u32,
     ppid: u32,
-    comm: String,
+    comm: Cow<'a, str>,
     cgroup_id: u64,
     trigger: &'static str,
     /// `kind` sits before `path` in CSV and after `path_truncated` in JSON: both orders
     /// were published, so each layout keeps its own.
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     csv_kind: Option<&'static str>,
-    path: String,
+    path: Cow<'a, str>,
     path_truncated: bool,
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     json_kind: Option<&'static str>,
-    filename: Option<String>,
+    filename: Option<Cow<'a, str>>,
     bytes: u64,
     copy_ns: u64,
     data_ns: u64,
@@ -84,8 +84,8 @@ struct CopyUpRecord<'a> {
     return_missed: bool,
     size: u64,
     cause_ts_ns: u64,
-    mount: Option<String>,
-    cgroup: Option<String>,
+    mount: Option<Cow<'a, str>>,
+    cgroup: Option<Cow<'a, str>>,
     /// JSON: `{"runtime","id"}` or null. CSV cannot nest, so there it is the two
     /// columns below; the outer `Option` says whether the layout has the field at all.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +93,7 @@ struct CopyUpRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container_runtime: Option<Option<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<Option<String>>,
+    container_id: Option<Option<Cow<'a, str>>>,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -107,14 +107,14 @@ impl<'a> CopyUpRecord<'a> {
             pid: c.pid,
             tid: c.tid,
             ppid: c.ppid,
-            comm: escape(&c.comm),
+            comm: escape_cow(&c.comm),
             cgroup_id: c.cgroup_id,
             trigger: c.trigger.name(),
             csv_kind: is_csv.then(|| c.kind.name()),
-            path: escape(&c.path),
+            path: escape_cow(&c.path),
             path_truncated: c.path_truncated,
             json_kind: is_json.then(|| c.kind.name()),
-            filename: c.filename.as_deref().map(escape),
+            filename: c.filename.as_deref().map(escape_cow),
             bytes: c.bytes,
             copy_ns: c.copy_ns,
             data_ns: c.data_ns,
@@ -124,11 +124,11 @@ impl<'a> CopyUpRecord<'a> {
             return_missed: is_json && c.return_missed,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
-            mount: c.mount.as_deref().map(escape),
-            cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
+            mount: c.mount.as_deref().map(escape_cow),
+            cgroup: c.cgroup.as_deref().map(|p| escape_cow(p.as_bytes())),
             container: is_json.then_some(c.container.as_deref()),
             container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
-            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
+            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape_cow(k.id.as_bytes()))),
         }
     }
 }

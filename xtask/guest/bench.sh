@@ -4,10 +4,11 @@
 # `-icount` they count emulated instructions. Prints one `@@ROUND` line per round and
 # `@@STATS`/`@@REPORT` lines beside them; xtask/src/guestbench.rs reports.
 
-T=/bin/copyup-trace
-G=/bin/guest-ops
+# The paths can be set from outside: xtask/bench-native.sh runs this script on a host.
+T=${T:-/bin/copyup-trace}
+G=${G:-/bin/guest-ops}
 TR=/sys/kernel/tracing
-B=/tmp/bench
+B=${B:-/tmp/bench}
 ROUNDS=${ROUNDS:-3}
 # MODES, the modes to alternate, comes from xtask (guestbench::Mode).
 : "${MODES:?}"

@@ -298,14 +298,18 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
         .map(|(m, n)| format!("{} {n}", m.label()))
         .collect();
     let clock = match info.clock {
-        "icount" => "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions",
-        _ => "qemu TCG, guest time follows the host's clock",
+        "icount" => {
+            "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions; 2 vCPUs"
+        }
+        "native" => "natively, `xtask/bench-native.sh`",
+        "kvm" => "in a virtual machine, `xtask/bench-native.sh`",
+        _ => "qemu TCG, guest time follows the host's clock; 2 vCPUs",
     };
 
     let mut md = String::new();
     writeln!(
         md,
-        "### Kernel {} ({clock}; 2 vCPUs)\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Guest wall time for everything: {:.0} s.\n",
+        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Guest wall time for everything: {:.0} s.\n",
         info.kernel,
         per_mode.join(", "),
         info.load,

@@ -156,6 +156,20 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        // The verifier's work per loaded program: name, instructions it verified, and
+        // the program's size in instructions after translation.
+        "bpf-verified" => {
+            for info in aya::programs::loaded_programs() {
+                let info = info.map_err(|e| e.to_string())?;
+                println!(
+                    "{} {} {}",
+                    String::from_utf8_lossy(info.name()),
+                    info.verified_instruction_count().unwrap_or(0),
+                    info.size_translated().unwrap_or(0) / 8
+                );
+            }
+            Ok(())
+        }
         // Names of every BPF program loaded in the kernel, one per line.
         "bpf-progs" => {
             for info in aya::programs::loaded_programs() {
