@@ -370,7 +370,8 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
     )?;
     writeln!(md, "|---|---|---|---|---|---|---|")?;
     type Get<'a> = Box<dyn Fn(Mode) -> Option<u64> + 'a>;
-    let quantities: Vec<(String, &dyn Fn(Option<u64>) -> String, Get, &str)> = vec![
+    type Fmt<'a> = &'a dyn Fn(Option<u64>) -> String;
+    let quantities: Vec<(String, Fmt, Get, &str)> = vec![
         (
             "BPF run time per copy-up, `tiny` (`run_time_ns` of all its programs / copy-ups)"
                 .into(),
