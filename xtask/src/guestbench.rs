@@ -309,7 +309,7 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
     let mut md = String::new();
     writeln!(
         md,
-        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Guest wall time for everything: {:.0} s.\n",
+        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Wall time of the whole run: {:.0} s.\n",
         info.kernel,
         per_mode.join(", "),
         info.load,
