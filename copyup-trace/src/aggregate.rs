@@ -1,5 +1,6 @@
 //! Folds copy-up events into per-file, per-process, per-container and per-trigger
-//! totals with latency distributions.
+//! totals with latency distributions, in bounded memory: past a table's limit the
+//! lightest rows fold into one row per table whose totals stay exact.
 
 use std::hash::BuildHasher;
 
@@ -102,7 +103,12 @@ pub struct FileRow {
     pub kind: Kind,
     /// Trigger of the first copy-up of this path.
     pub trigger: Trigger,
+    /// Exact totals since the row was (last) created: a path folded away earlier has
+    /// its earlier copy-ups in the folded row.
     pub stats: Stats,
+    /// Weight of the heaviest row folded before this one was created: the most this
+    /// path could have had folded away (space-saving's error bound).
+    pub floor: u64,
 }
 
 #[derive(Clone)]
@@ -111,6 +117,7 @@ pub struct ProcRow {
     /// Comm at the process's first copy-up.
     pub comm: Vec<u8>,
     pub row: Row,
+    pub floor: u64,
 }
 
 #[derive(Clone)]
@@ -122,6 +129,7 @@ pub struct ContainerRow {
     /// The container with what its runtime said of it; `None` for a plain cgroup.
     pub container: Option<Arc<Container>>,
     pub row: Row,
+    pub floor: u64,
 }
 
 /// Copy-ups by the image of the containers that made them.
@@ -133,6 +141,73 @@ pub struct ImageRow {
     /// Containers (cgroups) of this image that copied up.
     pub containers: u64,
     pub row: Row,
+}
+
+/// How many rows each table may hold. When one is full, its lighter half folds into the
+/// table's folded row. A row weighs its sort key plus its `floor`, as in space-saving:
+/// a new row starts as heavy as the heaviest row folded so far, so a path that keeps
+/// coming back outweighs the one-off paths that arrived after it. Folding in batches of
+/// half a table costs O(1) per row.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub files: usize,
+    /// Process and container rows each carry a latency histogram (up to ~20 KiB).
+    pub processes: usize,
+    pub containers: usize,
+    /// What "heaviest" means: the report's sort key.
+    pub by: SortKey,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            files: 16_384,
+            processes: 512,
+            containers: 512,
+            by: SortKey::Time,
+        }
+    }
+}
+
+/// The rows a table folded away: how many times a row was folded, and their exact
+/// totals together.
+#[derive(Clone, Default)]
+pub struct Folded {
+    pub rows: u64,
+    pub row: Row,
+}
+
+/// Folds the lightest rows of `v` (their weight: `weigh`) until `keep` are left: those
+/// heavier than the `keep`-th heaviest stay, and as many of the rows that weigh the same
+/// as it as fit. Returns the heaviest weight folded.
+fn fold_lightest<T>(
+    weights: &mut Vec<u64>,
+    keep: usize,
+    weigh: impl Fn(&T) -> u64,
+    mut retain: impl FnMut(&mut dyn FnMut(&mut T) -> bool),
+    mut fold: impl FnMut(&T),
+) -> u64 {
+    if weights.len() <= keep || keep == 0 {
+        return 0;
+    }
+    let (_, &mut threshold, _) = weights.select_nth_unstable_by(keep - 1, |a, b| b.cmp(a));
+    let above = weights.iter().filter(|&&w| w > threshold).count();
+    let mut ties_kept = keep - above;
+    let mut heaviest_folded = 0;
+    retain(&mut |row: &mut T| {
+        let w = weigh(row);
+        let stay = w > threshold || (w == threshold && ties_kept > 0);
+        if w == threshold && stay {
+            ties_kept -= 1;
+        }
+        if !stay {
+            heaviest_folded = heaviest_folded.max(w);
+            fold(row);
+        }
+        stay
+    });
+    weights.clear();
+    heaviest_folded
 }
 
 /// Syscalls/operations that caused copy-ups: how long the caller waited.
@@ -151,8 +226,8 @@ pub struct TriggerRow {
     pub calls: OpStats,
 }
 
-#[derive(Default)]
 pub struct Aggregate {
+    limits: Limits,
     /// Keyed by `FileRow::path`: a table rather than a map, so that the path is stored
     /// once and looked up from a reused buffer without an allocation.
     files: HashTable<FileRow>,
@@ -168,6 +243,20 @@ pub struct Aggregate {
     /// Totals of every copy-up; their latency distribution is the triggers' merged
     /// (`total_row`), rather than a fourth histogram record per event.
     pub total: Stats,
+    /// What the tables folded away (`Limits`), and the heaviest weight each folded,
+    /// which new rows start from.
+    files_folded: Folded,
+    procs_folded: Folded,
+    containers_folded: Folded,
+    floors: [u64; 3],
+    /// Scratch for the weights of a table being folded.
+    weights: Vec<u64>,
+}
+
+impl Default for Aggregate {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
 }
 
 fn sorted<T>(
@@ -187,7 +276,27 @@ fn sorted<T>(
 }
 
 impl Aggregate {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            files: HashTable::new(),
+            path_buf: Vec::new(),
+            procs: HashMap::default(),
+            containers: HashMap::default(),
+            triggers: HashMap::default(),
+            layers: Default::default(),
+            mounts: Default::default(),
+            total: Stats::default(),
+            files_folded: Folded::default(),
+            procs_folded: Folded::default(),
+            containers_folded: Folded::default(),
+            floors: [0; 3],
+            weights: Vec::new(),
+        }
+    }
+
     pub fn add(&mut self, c: &CopyUp) {
+        self.make_room(c);
         self.total.add(c);
         self.layers.add(c);
         self.mounts.add(c);
@@ -212,6 +321,7 @@ impl Aggregate {
                         kind: c.kind,
                         trigger: c.trigger,
                         stats,
+                        floor: self.floors[0],
                     },
                     |f| FxBuildHasher.hash_one(&f.path[..]),
                 );
@@ -223,6 +333,7 @@ impl Aggregate {
                 pid: c.pid,
                 comm: c.comm.clone(),
                 row: Row::default(),
+                floor: self.floors[1],
             })
             .row
             .add(c);
@@ -239,6 +350,7 @@ impl Aggregate {
                     runtime,
                     container: c.container.clone(),
                     row: Row::default(),
+                    floor: self.floors[2],
                 }
             })
             .row
@@ -248,6 +360,86 @@ impl Aggregate {
         if !c.waited {
             t.hist_us.add(c.copy_ns / 1000);
         }
+    }
+
+    /// Folds the lighter half of any table that `c` would grow past its limit.
+    fn make_room(&mut self, c: &CopyUp) {
+        let by = self.limits.by;
+        if self.files.len() >= self.limits.files {
+            let keep = self.limits.files / 2;
+            self.weights
+                .extend(self.files.iter().map(|f| f.floor + f.stats.sort_key(by)));
+            let folded = &mut self.files_folded;
+            let floor = fold_lightest(
+                &mut self.weights,
+                keep,
+                |f: &FileRow| f.floor + f.stats.sort_key(by),
+                |keep| self.files.retain(|f| keep(f)),
+                |f| {
+                    folded.rows += 1;
+                    folded.row.stats.merge(&f.stats);
+                },
+            );
+            self.floors[0] = self.floors[0].max(floor);
+        }
+        if self.procs.len() >= self.limits.processes && !self.procs.contains_key(&c.pid) {
+            let keep = self.limits.processes / 2;
+            self.weights.extend(
+                self.procs
+                    .values()
+                    .map(|p| p.floor + p.row.stats.sort_key(by)),
+            );
+            let folded = &mut self.procs_folded;
+            let floor = fold_lightest(
+                &mut self.weights,
+                keep,
+                |p: &ProcRow| p.floor + p.row.stats.sort_key(by),
+                |keep| self.procs.retain(|_, p| keep(p)),
+                |p| {
+                    folded.rows += 1;
+                    folded.row.stats.merge(&p.row.stats);
+                    folded.row.latency.merge(&p.row.latency);
+                },
+            );
+            self.floors[1] = self.floors[1].max(floor);
+        }
+        if self.containers.len() >= self.limits.containers
+            && !self.containers.contains_key(&c.cgroup_id)
+        {
+            let keep = self.limits.containers / 2;
+            self.weights.extend(
+                self.containers
+                    .values()
+                    .map(|r| r.floor + r.row.stats.sort_key(by)),
+            );
+            let folded = &mut self.containers_folded;
+            let floor = fold_lightest(
+                &mut self.weights,
+                keep,
+                |r: &ContainerRow| r.floor + r.row.stats.sort_key(by),
+                |keep| self.containers.retain(|_, r| keep(r)),
+                |r| {
+                    folded.rows += 1;
+                    folded.row.stats.merge(&r.row.stats);
+                    folded.row.latency.merge(&r.row.latency);
+                },
+            );
+            self.floors[2] = self.floors[2].max(floor);
+        }
+    }
+
+    /// The file rows folded away: their count and exact totals (no latency
+    /// distribution: file rows keep none).
+    pub fn files_folded(&self) -> &Folded {
+        &self.files_folded
+    }
+
+    pub fn processes_folded(&self) -> &Folded {
+        &self.procs_folded
+    }
+
+    pub fn containers_folded(&self) -> &Folded {
+        &self.containers_folded
     }
 
     pub fn add_op(&mut self, d: &OpDone) {
@@ -562,6 +754,109 @@ pub mod tests {
         assert_eq!(total.latency.len(), 294);
         assert_eq!(total.percentiles(), direct.summary());
         assert_eq!(total.percentiles().max_ns, 299_000);
+    }
+
+    /// Sums a table's kept rows and its folded row.
+    fn sum<'a>(rows: impl Iterator<Item = &'a Stats>, folded: &Folded) -> Stats {
+        let mut s = folded.row.stats;
+        for r in rows {
+            s.merge(r);
+        }
+        s
+    }
+
+    #[test]
+    fn folding_keeps_totals_exact_and_the_heavy_rows() {
+        let limits = Limits {
+            files: 64,
+            processes: 8,
+            containers: 8,
+            by: SortKey::Bytes,
+        };
+        let mut a = Aggregate::new(limits);
+        // Three heavy paths, pids and cgroups recur among 20,000 one-off ones.
+        for i in 0..20_000u64 {
+            let heavy = i % 50 == 0;
+            let (path, pid, cg) = if heavy {
+                let h = i / 50 % 3;
+                (format!("/heavy{h}"), 1 + h as u32, 1 + h)
+            } else {
+                (format!("/f{i}"), 100 + i as u32, 100 + i)
+            };
+            let mut c = cu(pid, &path, if heavy { 1 << 20 } else { i % 4096 }, i);
+            c.cgroup_id = cg;
+            c.waited = !heavy && i % 97 == 0;
+            c.ret = if i % 89 == 0 { -5 } else { 0 };
+            a.add(&c);
+            assert!(a.files.len() <= limits.files);
+            assert!(a.procs.len() <= limits.processes);
+            assert!(a.containers.len() <= limits.containers);
+        }
+        let t = a.total;
+        assert_eq!(t.copy_ups + t.waits, 20_000);
+        let files = sum(
+            a.files(SortKey::Bytes).iter().map(|f| &f.stats),
+            a.files_folded(),
+        );
+        let procs = sum(
+            a.processes(SortKey::Bytes).iter().map(|p| &p.row.stats),
+            a.processes_folded(),
+        );
+        let conts = sum(
+            a.containers(SortKey::Bytes).iter().map(|c| &c.row.stats),
+            a.containers_folded(),
+        );
+        for s in [files, procs, conts] {
+            assert_eq!(s, t);
+        }
+        assert!(a.files_folded().rows > 19_000, "{}", a.files_folded().rows);
+        // The folded rows' latencies are kept too: every non-waited copy-up once.
+        let lat = a.processes_folded().row.latency.len()
+            + a.processes(SortKey::Bytes)
+                .iter()
+                .map(|p| p.row.latency.len())
+                .sum::<u64>();
+        assert_eq!(lat, t.copy_ups);
+
+        // The heavy rows are the top three of each table, with every copy-up of theirs:
+        // 134 / 133 / 133 of the 400 heavy ones (i % 50 == 0), none folded away.
+        let top: Vec<_> = a.files(SortKey::Bytes)[..3]
+            .iter()
+            .map(|f| (f.path.clone(), f.stats.copy_ups + f.stats.waits))
+            .collect();
+        let mut want = vec![
+            (b"/heavy0".to_vec(), 134),
+            (b"/heavy1".to_vec(), 133),
+            (b"/heavy2".to_vec(), 133),
+        ];
+        let mut got = top.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let pids: Vec<_> = a.processes(SortKey::Bytes)[..3]
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        assert!(pids.iter().all(|p| (1..=3).contains(p)), "{pids:?}");
+        assert!(a.containers(SortKey::Bytes).len() <= 8);
+    }
+
+    #[test]
+    fn folding_equal_weights_still_frees_room() {
+        let mut a = Aggregate::new(Limits {
+            files: 10,
+            processes: 10,
+            containers: 10,
+            by: SortKey::Count,
+        });
+        for i in 0..1000u32 {
+            a.add(&cu(1, &format!("/f{i}"), 1, 1));
+            assert!(a.files.len() <= 10);
+        }
+        assert_eq!(a.total.copy_ups, 1000);
+        let kept = a.files(SortKey::Count).len() as u64;
+        assert_eq!(a.files_folded().row.stats.copy_ups + kept, 1000);
+        assert_eq!(a.files_folded().rows + kept, 1000);
     }
 
     #[test]

@@ -2,10 +2,30 @@
 //! printed, written to CSV or put in JSON goes through `escape` first, so a file named
 //! with a terminal escape or a newline cannot forge output or corrupt a record.
 
+use std::borrow::Cow;
+
 /// Printable UTF-8 passes through; a backslash becomes `\\`; `\n`, `\r`, `\t` keep
 /// their C escapes; other control characters (C0, DEL, C1) become `\xNN` / `\u{NN}`;
 /// bytes that are not valid UTF-8 become `\xNN`.
 pub fn escape(bytes: &[u8]) -> String {
+    escape_cow(bytes).into_owned()
+}
+
+/// As `escape`, without a copy when nothing needs escaping: printable ASCII with no
+/// backslash, which most names are (the JSON-lines writer's hot path).
+pub fn escape_cow(bytes: &[u8]) -> Cow<'_, str> {
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(escape_slow(bytes))
+}
+
+fn escape_slow(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -46,6 +66,21 @@ mod tests {
         assert_eq!(escape(b"del\x7f"), "del\\x7f");
         assert_eq!(escape("c1\u{9b}".as_bytes()), "c1\\u{9b}");
         assert_eq!(escape(b"back\\slash"), "back\\\\slash");
+    }
+
+    #[test]
+    fn plain_names_are_borrowed() {
+        use super::escape_cow;
+        use std::borrow::Cow;
+        assert!(matches!(
+            escape_cow(b"/usr/lib/x.so"),
+            Cow::Borrowed("/usr/lib/x.so")
+        ));
+        assert!(matches!(escape_cow(b"a\\b"), Cow::Owned(s) if s == "a\\\\b"));
+        assert!(matches!(escape_cow(b"a\nb"), Cow::Owned(s) if s == "a\\nb"));
+        for name in [&b"caf\xc3\xa9"[..], b"\x1b[0m", b"\xff", b"plain"] {
+            assert_eq!(escape_cow(name), escape(name));
+        }
     }
 
     #[test]

@@ -111,56 +111,94 @@ pub struct Percentiles {
 ///
 /// Percentiles are accurate to the histogram's precision (about 1%); the maximum is tracked
 /// separately so it is exact, and percentiles are capped at it so that a summary never reports
-/// a p99 above its max.
-#[derive(Clone)]
+/// a p99 above its max. Up to `FEW` samples are kept as they are, without a histogram: most
+/// processes and containers of a host-wide run copy up a handful of files, and a histogram
+/// costs kilobytes to create and to merge.
+#[derive(Clone, Default)]
 pub struct Latencies {
-    hist: Histogram<u64>,
+    few: [u64; FEW],
+    /// Samples in `few`, while there is no histogram.
+    n_few: usize,
+    hist: Option<Box<Histogram<u64>>>,
     max: u64,
 }
 
-impl Default for Latencies {
-    fn default() -> Self {
-        Self::new()
+const FEW: usize = 8;
+
+fn new_hist() -> Box<Histogram<u64>> {
+    // 2 significant digits (about 1%) keep a row's counters near 20 KiB at millisecond
+    // latencies; 3 would cost 136 KiB per row.
+    Box::new(Histogram::new(2).expect("2 significant digits is a valid precision"))
+}
+
+fn hist_record(h: &mut Histogram<u64>, ns: u64, n: u64) {
+    if h.record_n(ns, n).is_err() {
+        // Only if growing the histogram failed; keep the sample, clamped, rather than lose it.
+        h.saturating_record_n(ns, n);
     }
 }
 
 impl Latencies {
     pub fn new() -> Self {
-        Self {
-            // 2 significant digits (about 1%) keep a row's counters near 20 KiB at
-            // millisecond latencies; 3 would cost 136 KiB per row.
-            hist: Histogram::new(2).expect("2 significant digits is a valid precision"),
-            max: 0,
-        }
+        Self::default()
     }
 
     pub fn record(&mut self, ns: u64) {
-        if self.hist.record(ns).is_err() {
-            // Only if growing the histogram failed; keep the sample, clamped, rather than lose it.
-            self.hist.saturating_record(ns);
-        }
         self.max = self.max.max(ns);
+        match &mut self.hist {
+            Some(h) => hist_record(h, ns, 1),
+            None if self.n_few < FEW => {
+                self.few[self.n_few] = ns;
+                self.n_few += 1;
+            }
+            None => {
+                let h = self.promote();
+                hist_record(h, ns, 1);
+            }
+        }
+    }
+
+    /// Moves the samples kept as they are into a new histogram.
+    fn promote(&mut self) -> &mut Histogram<u64> {
+        let mut h = new_hist();
+        for &v in &self.few[..self.n_few] {
+            hist_record(&mut h, v, 1);
+        }
+        self.n_few = 0;
+        self.hist.insert(h)
     }
 
     /// Adds `other`'s samples to these.
     pub fn merge(&mut self, other: &Latencies) {
-        if self.hist.add(&other.hist).is_err() {
-            // Only if growing the histogram failed: keep every sample, clamped.
-            for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        self.max = self.max.max(other.max);
+        match &other.hist {
+            None => {
+                for &v in &other.few[..other.n_few] {
+                    self.record(v);
+                }
+            }
+            Some(o) => {
+                let h = match self.hist.is_some() {
+                    true => self.hist.as_mut().expect("checked"),
+                    false => self.promote(),
+                };
+                if h.add(&**o).is_err() {
+                    // Only if growing the histogram failed: keep every sample, clamped.
+                    for v in o.iter_recorded() {
+                        h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                    }
+                }
             }
         }
-        self.max = self.max.max(other.max);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> u64 {
-        self.hist.len()
+        self.hist.as_ref().map_or(self.n_few as u64, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hist.is_empty()
+        self.hist.as_ref().map_or(self.n_few == 0, |h| h.is_empty())
     }
 
     /// The value at percentile `p` (0..=100, clamped; NaN counts as 0); 0 when empty.
@@ -169,7 +207,17 @@ impl Latencies {
             return 0;
         }
         let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 100.0) };
-        self.hist.value_at_percentile(p).min(self.max)
+        match &self.hist {
+            Some(h) => h.value_at_percentile(p).min(self.max),
+            None => {
+                // Exactly: the smallest sample with at least p% of them at or below it.
+                let mut v = self.few;
+                let v = &mut v[..self.n_few];
+                v.sort_unstable();
+                let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+                v[rank.clamp(1, v.len()) - 1]
+            }
+        }
     }
 
     /// The largest recorded value, exactly; 0 when empty.
@@ -301,7 +349,7 @@ mod tests {
         let s = l.summary();
         for (got, want) in [(s.p50_ns, 50_000), (s.p90_ns, 90_000), (s.p99_ns, 99_000)] {
             assert!(
-                l.hist.equivalent(got, want),
+                l.hist.as_ref().unwrap().equivalent(got, want),
                 "{got} not equivalent to {want}"
             );
             assert!(got >= want && got - want <= want / 100, "{got} vs {want}");
@@ -315,6 +363,44 @@ mod tests {
         // Values below 2048 are stored exactly.
         assert_eq!(l.percentile(0.0), 1000);
         assert_eq!(l.percentile(f64::NAN), 1000);
+    }
+
+    #[test]
+    fn a_few_samples_are_exact_and_merge_like_many() {
+        let mut few = Latencies::new();
+        for v in [5_000, 1_000, 3_000] {
+            few.record(v);
+        }
+        assert!(few.hist.is_none());
+        assert_eq!(
+            few.summary(),
+            Percentiles {
+                p50_ns: 3_000,
+                p90_ns: 5_000,
+                p99_ns: 5_000,
+                max_ns: 5_000
+            }
+        );
+        assert_eq!(few.percentile(0.0), 1_000);
+        // Merged past FEW samples, the result is the one recording them all gives.
+        let (mut a, mut b, mut direct) = (Latencies::new(), Latencies::new(), Latencies::new());
+        for i in 1..=6u64 {
+            a.record(i * 1_234_567);
+            b.record(i * 7_654);
+            direct.record(i * 1_234_567);
+            direct.record(i * 7_654);
+        }
+        a.merge(&b);
+        assert!(a.hist.is_some());
+        assert_eq!(a.len(), 12);
+        assert_eq!(a.summary(), direct.summary());
+        // A large histogram merged into a few samples.
+        let mut c = Latencies::new();
+        c.record(42);
+        c.merge(&direct);
+        assert_eq!(c.len(), 13);
+        assert_eq!(c.percentile(0.0), 42);
+        assert_eq!(c.max(), direct.max());
     }
 
     #[test]

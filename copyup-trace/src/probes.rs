@@ -108,13 +108,18 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
 impl Probes {
     pub fn load(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Result<Probes> {
         raise_memlock();
+        let t0 = std::time::Instant::now();
         let config = config(plan, filter, ring_size);
-        let mut loader = EbpfLoader::new();
+        // The object has no CO-RE relocations: no need to parse the kernel's BTF.
+        let mut loader = EbpfLoader::without_kernel_btf();
+        log::debug!("load: loader ready in {} us", t0.elapsed().as_micros());
+        let t1 = std::time::Instant::now();
         loader.override_global("CONFIG", &config, true);
         loader.map_max_entries("EVENTS", ring_size);
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
+        log::debug!("load: object and maps in {} us", t1.elapsed().as_micros());
         let mut p = Probes::new(bpf);
 
         if let Some(ids) = &filter.cgroups {
@@ -159,11 +164,12 @@ impl Probes {
         hook: &'static FuncHook,
         entry_only: bool,
     ) -> Result<()> {
+        let t0 = std::time::Instant::now();
         match plan.mechanism(hook) {
             Mechanism::Fentry(btf) => match self.fentry(hook, btf, entry_only) {
                 Ok(()) => {
                     log::debug!(
-                        "{}: fentry{} (BTF id {} in {})",
+                        "{}: fentry{} (BTF id {} in {}), loaded and attached in {} us",
                         hook.func,
                         if entry_only || hook.fexit.is_none() {
                             ""
@@ -171,7 +177,8 @@ impl Probes {
                             " + fexit"
                         },
                         btf.id,
-                        btf.module.as_deref().unwrap_or("vmlinux")
+                        btf.module.as_deref().unwrap_or("vmlinux"),
+                        t0.elapsed().as_micros()
                     );
                     self.mechanisms.insert(hook.func, "fentry");
                     return Ok(());
@@ -193,6 +200,11 @@ impl Probes {
         }
         self.kprobe(hook.entry, hook.func)?;
         self.mechanisms.insert(hook.func, "kprobe");
+        log::debug!(
+            "{}: kprobe loaded and attached in {} us",
+            hook.func,
+            t0.elapsed().as_micros()
+        );
         Ok(())
     }
 
@@ -251,7 +263,8 @@ impl Probes {
     fn unconfigured() -> Result<Probes> {
         raise_memlock();
         let config = Config::default();
-        let mut loader = EbpfLoader::new();
+        // The object has no CO-RE relocations: no need to parse the kernel's BTF.
+        let mut loader = EbpfLoader::without_kernel_btf();
         loader.override_global("CONFIG", &config, true);
         let bpf = loader
             .load(EBPF_OBJECT)
@@ -304,6 +317,7 @@ impl Probes {
     }
 
     fn tracepoint(&mut self, hook: &TracepointHook) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let tp: &mut TracePoint = self.program(hook.program)?;
         tp.load()
             .with_context(|| format!("loading eBPF program {}", hook.program))?;
@@ -311,6 +325,11 @@ impl Probes {
             tp.attach(hook.category, event)
                 .with_context(|| format!("attaching to tracepoint {}:{event}", hook.category))?;
         }
+        log::debug!(
+            "{}: tracepoint program loaded and attached in {} us",
+            hook.program,
+            t0.elapsed().as_micros()
+        );
         Ok(())
     }
 

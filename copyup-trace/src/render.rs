@@ -3,7 +3,7 @@
 //! way out. It writes to whatever writer it is handed; which outputs exist and when they
 //! write is `output`'s business.
 
-use std::{collections::BTreeMap, io::Write, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, io::Write, time::Duration};
 
 use anyhow::Result;
 use bytesize::ByteSize;
@@ -11,11 +11,11 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use crate::{
-    aggregate::{Aggregate, Row},
+    aggregate::{Aggregate, Folded, Row},
     cgroups::Container,
     cli::{By, SortKey},
     decode::{CopyUp, OpDone},
-    escape::escape,
+    escape::{escape, escape_cow},
     probes::Losses,
 };
 
@@ -60,18 +60,18 @@ struct CopyUpRecord<'a> {
     pid: u32,
     tid: u32,
     ppid: u32,
-    comm: String,
+    comm: Cow<'a, str>,
     cgroup_id: u64,
     trigger: &'static str,
     /// `kind` sits before `path` in CSV and after `path_truncated` in JSON: both orders
     /// were published, so each layout keeps its own.
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     csv_kind: Option<&'static str>,
-    path: String,
+    path: Cow<'a, str>,
     path_truncated: bool,
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     json_kind: Option<&'static str>,
-    filename: Option<String>,
+    filename: Option<Cow<'a, str>>,
     bytes: u64,
     copy_ns: u64,
     data_ns: u64,
@@ -84,8 +84,8 @@ struct CopyUpRecord<'a> {
     return_missed: bool,
     size: u64,
     cause_ts_ns: u64,
-    mount: Option<String>,
-    cgroup: Option<String>,
+    mount: Option<Cow<'a, str>>,
+    cgroup: Option<Cow<'a, str>>,
     /// JSON: `{"runtime","id"}` or null. CSV cannot nest, so there it is the two
     /// columns below; the outer `Option` says whether the layout has the field at all.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +93,7 @@ struct CopyUpRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container_runtime: Option<Option<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<Option<String>>,
+    container_id: Option<Option<Cow<'a, str>>>,
     /// `mount` + `path`, when the mount point is known.
     host_path: Option<String>,
     /// JSON: `{"index","dir","store","id"}` or null; CSV: the columns below.
@@ -118,14 +118,14 @@ impl<'a> CopyUpRecord<'a> {
             pid: c.pid,
             tid: c.tid,
             ppid: c.ppid,
-            comm: escape(&c.comm),
+            comm: escape_cow(&c.comm),
             cgroup_id: c.cgroup_id,
             trigger: c.trigger.name(),
             csv_kind: is_csv.then(|| c.kind.name()),
-            path: escape(&c.path),
+            path: escape_cow(&c.path),
             path_truncated: c.path_truncated,
             json_kind: is_json.then(|| c.kind.name()),
-            filename: c.filename.as_deref().map(escape),
+            filename: c.filename.as_deref().map(escape_cow),
             bytes: c.bytes,
             copy_ns: c.copy_ns,
             data_ns: c.data_ns,
@@ -135,11 +135,11 @@ impl<'a> CopyUpRecord<'a> {
             return_missed: is_json && c.return_missed,
             size: c.size,
             cause_ts_ns: c.cause_start_ns,
-            mount: c.mount.as_deref().map(escape),
-            cgroup: c.cgroup.as_deref().map(|p| escape(p.as_bytes())),
+            mount: c.mount.as_deref().map(escape_cow),
+            cgroup: c.cgroup.as_deref().map(|p| escape_cow(p.as_bytes())),
             container: is_json.then_some(c.container.as_deref()),
             container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
-            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
+            container_id: is_csv.then(|| c.container.as_ref().map(|k| escape_cow(k.id.as_bytes()))),
             host_path: c.mount.as_ref().map(|_| escape(&c.display_path())),
             layer: is_json.then(|| c.lower_layer().map(|l| l.record())),
             layer_index: is_csv.then_some(c.layer),
@@ -433,6 +433,7 @@ pub fn tables(
         if rows.len() > opts.top {
             writeln!(out, "... {} more files", rows.len() - opts.top)?;
         }
+        folded_line(out, "file", agg.files_folded())?;
     }
 
     if opts.wants(By::Process) {
@@ -443,6 +444,7 @@ pub fn tables(
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by process ({order}):\n{table}")?;
+        folded_line(out, "process", agg.processes_folded())?;
     }
 
     if opts.wants(By::Container) {
@@ -466,6 +468,7 @@ pub fn tables(
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by container ({order}):\n{table}")?;
+        folded_line(out, "container", agg.containers_folded())?;
     }
 
     if opts.wants(By::Image) {
@@ -556,6 +559,23 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
     Ok(())
 }
 
+/// The line under a table whose lighter rows were folded to bound memory.
+fn folded_line(out: &mut impl Write, what: &str, f: &Folded) -> Result<()> {
+    if f.rows == 0 {
+        return Ok(());
+    }
+    let s = &f.row.stats;
+    writeln!(
+        out,
+        "... and {} {what} rows folded to bound memory: {} copy-ups, {}, {} in all",
+        f.rows,
+        s.copy_ups,
+        human_bytes(s.bytes),
+        human_ns(s.copy_ns)
+    )?;
+    Ok(())
+}
+
 fn row_json(r: &Row) -> serde_json::Value {
     serde_json::json!({
         "stats": r.stats,
@@ -595,6 +615,9 @@ pub fn report(
             "comm": escape(&p.comm),
             "row": row_json(&p.row),
         })).collect::<Vec<_>>(),
+        "files_folded": json!({"rows": agg.files_folded().rows, "stats": agg.files_folded().row.stats}),
+        "processes_folded": json!({"rows": agg.processes_folded().rows, "row": row_json(&agg.processes_folded().row)}),
+        "containers_folded": json!({"rows": agg.containers_folded().rows, "row": row_json(&agg.containers_folded().row)}),
         "containers": agg.containers(opts.sort).iter().take(top).map(|c| json!({
             "name": escape(c.name.as_bytes()),
             "runtime": c.runtime,

@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::Aggregate,
+    aggregate::{Aggregate, Limits},
     cgroups::{CgroupResolver, CGROUP2_ROOT},
     decode::{Decoded, Decoder},
     enrich::Enricher,
@@ -97,7 +97,11 @@ impl<'o> Records<'o> {
                 CgroupResolver::new(CGROUP2_ROOT),
             )
             .with_runtimes(Runtimes::new(Roots::default())),
-            totals: Aggregate::default(),
+            // Bounded: the heaviest rows by the report's sort key are kept.
+            totals: Aggregate::new(Limits {
+                by: opts.table.sort,
+                ..Limits::default()
+            }),
             outputs: Outputs::new(opts, output::stdout)?,
         })
     }

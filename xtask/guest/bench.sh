@@ -1,28 +1,38 @@
-# Guest side of `cargo xtask bench`: the same chown -R workload untraced, under
-# copyup-trace and under plain tracefs kprobe events, alternating in one boot. Prints
-# one `@@ROUND` line per round and one `@@BURST` line; xtask/src/guestbench.rs reports.
+# Guest side of `cargo xtask bench-guest`: two workloads run untraced, under tracefs
+# kprobe events, under bpftrace and under copyup-trace with fentry and with kprobes,
+# alternating in one boot. Times come from guest-ops (CLOCK_MONOTONIC, ns); under
+# `-icount` they count emulated instructions. Prints one `@@ROUND` line per round and
+# `@@STATS`/`@@REPORT` lines beside them; xtask/src/guestbench.rs reports.
 
-T=/bin/copyup-trace
-G=/bin/guest-ops
+# The paths can be set from outside: xtask/bench-native.sh runs this script on a host.
+T=${T:-/bin/copyup-trace}
+G=${G:-/bin/guest-ops}
 TR=/sys/kernel/tracing
-B=/tmp/bench
-L=$B/lower
+B=${B:-/tmp/bench}
 ROUNDS=${ROUNDS:-3}
 # MODES, the modes to alternate, comes from xtask (guestbench::Mode).
 : "${MODES:?}"
-BURST=${BURST:-1}
+TINY=${TINY:-10000}
+BURST=${BURST:-100000}
 
-# 10,000 small files and a few large ones: an image layer's worth of chown -R.
-$G mkfiles $L/tree/small 10000 4096
-$G mkfiles $L/tree/large 3 4194304
+# image: an image-like tree, sizes like the demo's (27.4 MiB in 421 files).
+I=$B/image/tree
+for i in 1 2 3 4 5 6 7 8; do $G mkfiles $I/lib/m$i 1 $((i * 65536)); done
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do $G mkfiles $I/assets/img$i 1 $((i * 3072)); done
+$G mkfiles $I/data 1 25165824
+$G mkfiles $I/share 400 2048
+# tiny: many tiny files, where the per-copy-up cost dominates.
+$G mkfiles $B/tiny/tree/f $TINY 100
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 
 # field NAME FILE: the number after NAME in FILE.
 field() { sed -n "s/.*$1[^0-9]*\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
 
 # The bpftrace equivalent of what copyup-trace reports per copy-up: pid, comm, bytes,
-# latency and the chown's filename, printed as each copy-up completes.
-BT='kprobe:do_fchownat { @fn[tid] = arg1; }
+# latency and the chown's filename, printed as each copy-up completes. BEGIN fires once
+# every probe is attached.
+BT='BEGIN { printf("@ready\n"); }
+kprobe:do_fchownat { @fn[tid] = arg1; }
 kretprobe:do_fchownat { delete(@fn[tid]); }
 kprobe:ovl_copy_up_one { @start[tid] = nsecs; @bytes[tid] = 0; }
 kprobe:ovl_copy_up_file { @bytes[tid] += arg3; }
@@ -31,26 +41,16 @@ kretprobe:ovl_copy_up_one /@start[tid]/ {
   delete(@start[tid]); delete(@bytes[tid]);
 }'
 
-# uptime_ms: the guest clock in ms, to time start-up the same way for every tracer.
-uptime_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
-
-# wait_for PATTERN FILE
-wait_for() {
-    i=0
-    while ! grep -q "$1" "$2" 2>/dev/null; do
-        sleep 0.05
-        i=$((i + 1))
-        [ $i -gt 4000 ] && return 1
-    done
-}
+# workload: chown -R of the overlay's tree, timed in ns into $B/t.
+workload() { $G timed chown -R 1000:1000 $D/m/tree 2>$B/t; }
 
 # traced_workload PATTERN FILE: the tracer started at $t0 as $TP prints PATTERN into FILE
 # once attached. Runs the workload under it, records its BPF stats and peak RSS, stops it
 # with SIGINT. Sets ready, rss and bpf_ns.
 traced_workload() {
-    wait_for "$1" "$2"
-    ready=$(($(uptime_ms) - t0))
-    $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+    t1=$($G wait-for "$1" "$2") || return 1
+    ready=$((t1 - t0))
+    workload
     $G bpf-stats >$B/stats
     echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
     rss=$(field VmHWM /proc/$TP/status)
@@ -60,41 +60,46 @@ traced_workload() {
     bpf_ns=$(awk '{ s += $2 } END { print s + 0 }' $B/stats)
 }
 
+# round MODE N WORKLOAD LOWER
 round() {
     mode=$1
     n=$2
-    lower=$3
+    w=$3
     D=$B/r$n
     mkdir -p $D/u $D/w $D/m
-    mount -t overlay overlay -o lowerdir=$lower,upperdir=$D/u,workdir=$D/w $D/m
+    mount -t overlay overlay -o lowerdir=$4,upperdir=$D/u,workdir=$D/w $D/m
     extra=""
     case $mode in
     none)
-        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        workload
         ;;
-    copyup-trace)
-        t0=$(uptime_ms)
-        COPYUP_TRACE_LOG=info "$T" --report $B/report.json >/dev/null 2>$B/err &
+    fentry | kprobe)
+        # Emptied here, not by the tracer's redirection, which happens after the fork:
+        # wait-for must not find the previous round's line.
+        : >$B/err
+        t0=$($G now)
+        COPYUP_TRACE_LOG=info "$T" --probes $mode --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
         traced_workload Tracing $B/err
         attach=$(field 'attached in' $B/err)
         facts=$(field 'kernel facts' $B/err)
-        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach facts_us=$facts ready_ms=$ready"
+        extra="bpf_ns=$bpf_ns rss_kb=$rss attach_us=$attach facts_us=$facts ready_ns=$ready"
         echo "@@REPORT $n $(tr -d '\n' <$B/report.json)"
         ;;
     bpftrace)
-        t0=$(uptime_ms)
-        bpftrace -e "$BT" >$B/bt.out 2>$B/bt.err &
+        : >$B/bt.out
+        t0=$($G now)
+        bpftrace -B none -e "$BT" >$B/bt.out 2>$B/bt.err &
         TP=$!
-        traced_workload Attaching $B/bt.out
-        extra="bpf_ns=$bpf_ns rss_kb=$rss ready_ms=$ready events=$(grep -c '^[0-9]' $B/bt.out)"
+        traced_workload @ready $B/bt.out
+        extra="bpf_ns=$bpf_ns rss_kb=$rss ready_ns=$ready events=$(grep -c '^[0-9]' $B/bt.out)"
         ;;
     tracefs)
         echo 'p:cub/one ovl_copy_up_one' >>$TR/kprobe_events
         echo 'p:cub/file ovl_copy_up_file len=$arg4:u64' >>$TR/kprobe_events
         echo >$TR/trace
         echo 1 >$TR/events/cub/enable
-        $G timed chown -R 1000:1000 $D/m/tree 2>$B/t
+        workload
         echo 0 >$TR/events/cub/enable
         extra="copy_ups=$(grep -c ' one:' $TR/trace)"
         echo '-:cub/one' >>$TR/kprobe_events
@@ -102,30 +107,39 @@ round() {
         echo >$TR/trace
         ;;
     esac
-    echo "@@ROUND $mode $n elapsed_ns=$(field elapsed_ns $B/t) upper=$(find $D/u | wc -l) $extra"
+    echo "@@ROUND $mode $n $w elapsed_ns=$(field elapsed_ns $B/t) upper=$(find $D/u | wc -l) $extra"
     umount $D/m
     rm -rf $D
 }
 
+# A warm-up of each workload, not reported: the first copy-ups of a boot pay for slab
+# and page-cache growth that later rounds do not.
+for w in image tiny; do round none 0 $w $B/$w >/dev/null; done
+
 n=0
 r=0
 while [ $r -lt $ROUNDS ]; do
-    for mode in $MODES; do
-        [ $mode = bpftrace ] && [ ! -x /usr/bin/bpftrace ] && continue
-        n=$((n + 1))
-        round $mode $n $L
+    for w in image tiny; do
+        for mode in $MODES; do
+            [ $mode = bpftrace ] && [ ! -x /usr/bin/bpftrace ] && continue
+            n=$((n + 1))
+            round $mode $n $w $B/$w
+        done
     done
     r=$((r + 1))
 done
 
-[ "$BURST" = 1 ] || exit 0
+[ "$BURST" -gt 0 ] || exit 0
 
-# Burst: 100,000 small-file copy-ups, default ring size. Empty files on a tmpfs without
-# an inode limit, so that 200,000 inodes fit in the guest's memory.
-rm -rf $L
+# Burst: BURST empty-file copy-ups, default ring size, in each copyup-trace mode. On a
+# tmpfs without an inode limit, so that twice BURST inodes fit in the guest's memory.
+rm -rf $B/image $B/tiny
 mkdir -p $B/burst
 mount -t tmpfs -o nr_inodes=0 tmpfs $B/burst
-$G mkfiles $B/burst/tree/f 100000 0
-n=$((n + 1))
-echo "@@BURST $n"
-round copyup-trace $n $B/burst
+$G mkfiles $B/burst/tree/f $BURST 0
+for mode in $MODES; do
+    case $mode in fentry | kprobe) ;; *) continue ;; esac
+    n=$((n + 1))
+    echo "@@BURST $n"
+    round $mode $n burst $B/burst
+done

@@ -59,8 +59,19 @@ pub struct GuestRun {
     pub exit_code: i32,
     pub wall: Duration,
     /// The first console line reporting a kernel oops, BUG, panic or WARN (only with
-    /// `run_guest_tolerating_faults`; `run_guest` fails instead).
+    /// `run_guest_clocked`; `run_guest` fails instead).
     pub fault: Option<String>,
+}
+
+/// How guest time runs. `Wall` is plain TCG: guest time follows the host's clock, so a
+/// busy host slows it. `Icount` (`-icount shift=0,sleep=off`) advances guest time by one
+/// nanosecond per emulated instruction and skips idle waits, so guest-measured durations
+/// count work and repeat whatever else the host is doing (one host thread then runs all
+/// vCPUs in turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    Icount,
 }
 
 const DONE_MARKER: &str = "@@GUEST-DONE rc=";
@@ -146,7 +157,15 @@ pub fn run_guest(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, Image::Busybox, files, script, timeout, false)
+    run_guest_with(
+        kernel,
+        Image::Busybox,
+        files,
+        script,
+        timeout,
+        false,
+        Clock::Wall,
+    )
 }
 
 /// As `run_guest`, in `image`.
@@ -157,18 +176,20 @@ pub fn run_guest_in(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, image, files, script, timeout, false)
+    run_guest_with(kernel, image, files, script, timeout, false, Clock::Wall)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
-/// script printed before the guest stopped, rather than as an error.
-pub fn run_guest_tolerating_faults(
+/// script printed before the guest stopped, rather than as an error; guest time runs by
+/// `clock`.
+pub fn run_guest_clocked(
     kernel: &GuestKernel,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
+    clock: Clock,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, Image::Busybox, files, script, timeout, true)
+    run_guest_with(kernel, Image::Busybox, files, script, timeout, true, clock)
 }
 
 fn run_guest_with(
@@ -178,6 +199,7 @@ fn run_guest_with(
     script: &str,
     timeout: Duration,
     tolerate_faults: bool,
+    clock: Clock,
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
     let step = Step::start(format!(
@@ -191,7 +213,7 @@ fn run_guest_with(
     let res = run_in(
         &run_dir,
         kernel,
-        image,
+        Machine { image, clock },
         files,
         script,
         timeout,
@@ -245,10 +267,16 @@ fn prune_old_runs(runs: &Path) {
     }
 }
 
+/// What qemu boots and how its clock runs.
+struct Machine<'a> {
+    image: Image<'a>,
+    clock: Clock,
+}
+
 fn run_in(
     dir: &Path,
     kernel: &GuestKernel,
-    image: Image,
+    Machine { image, clock }: Machine,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
@@ -263,31 +291,34 @@ fn run_in(
     let qemu_out_file =
         File::create(&qemu_log).with_context(|| format!("creating {}", qemu_log.display()))?;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", image.memory(), "-smp", "2"])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-nodefaults",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-        ])
-        // First -serial is ttyS0, the second ttyS1.
-        .arg("-serial")
-        .arg(format!("file:{}", console_log.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", results_log.display()))
-        .stdin(Stdio::null())
-        .stdout(qemu_out_file.try_clone()?)
-        .stderr(qemu_out_file);
+    cmd.args(["-accel", "tcg", "-m", image.memory(), "-smp", "2"]);
+    if clock == Clock::Icount {
+        cmd.args(["-icount", "shift=0,sleep=off", "-cpu", "qemu64,-cx16"]);
+    }
+    cmd.args([
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(&kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(&initrd)
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
+    ])
+    // First -serial is ttyS0, the second ttyS1.
+    .arg("-serial")
+    .arg(format!("file:{}", console_log.display()))
+    .arg("-serial")
+    .arg(format!("file:{}", results_log.display()))
+    .stdin(Stdio::null())
+    .stdout(qemu_out_file.try_clone()?)
+    .stderr(qemu_out_file);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -709,7 +740,10 @@ pub fn selftest() -> Result<()> {
         match run_in(
             &hang_dir,
             k,
-            Image::Busybox,
+            Machine {
+                image: Image::Busybox,
+                clock: Clock::Wall,
+            },
             &[],
             script,
             Duration::from_secs(20),

@@ -17,22 +17,34 @@ use crate::{cmd::capture, guest::GuestFile, progs};
 pub enum Mode {
     /// Untraced.
     None,
-    CopyupTrace,
-    Bpftrace,
-    /// Plain tracefs kprobe events.
+    /// Plain tracefs kprobe events on `ovl_copy_up_one` and `ovl_copy_up_file`.
     Tracefs,
+    Bpftrace,
+    /// copyup-trace `--probes fentry`.
+    Fentry,
+    /// copyup-trace `--probes kprobe`.
+    Kprobe,
 }
 
 impl Mode {
     /// Every mode, in the order the report lists them.
-    pub const ALL: [Mode; 4] = [Mode::None, Mode::CopyupTrace, Mode::Bpftrace, Mode::Tracefs];
+    pub const ALL: [Mode; 5] = [
+        Mode::None,
+        Mode::Tracefs,
+        Mode::Bpftrace,
+        Mode::Fentry,
+        Mode::Kprobe,
+    ];
+    /// copyup-trace's modes.
+    const OURS: [Mode; 2] = [Mode::Fentry, Mode::Kprobe];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::None => "none",
-            Mode::CopyupTrace => "copyup-trace",
-            Mode::Bpftrace => "bpftrace",
             Mode::Tracefs => "tracefs",
+            Mode::Bpftrace => "bpftrace",
+            Mode::Fentry => "fentry",
+            Mode::Kprobe => "kprobe",
         }
     }
 
@@ -40,8 +52,15 @@ impl Mode {
     fn label(self) -> &'static str {
         match self {
             Mode::None => "untraced",
-            m => m.name(),
+            Mode::Tracefs => "tracefs kprobes",
+            Mode::Bpftrace => "bpftrace",
+            Mode::Fentry => "copyup-trace fentry",
+            Mode::Kprobe => "copyup-trace kprobe",
         }
+    }
+
+    fn ours(self) -> bool {
+        Self::OURS.contains(&self)
     }
 }
 
@@ -91,10 +110,22 @@ pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
 
 pub const SCRIPT: &str = include_str!("../guest/bench.sh");
 
+/// The workloads of a regular round, in the order the report lists them, with what
+/// `bench.sh` builds for each.
+pub const WORKLOADS: [(&str, &str); 2] = [
+    (
+        "image",
+        "an image-like tree, sizes like the demo's: 8 libraries of 64-512 KiB, 12 icons, a 24 MiB data file and 400 files of 2 KiB (27.4 MiB in 421 files)",
+    ),
+    ("tiny", "TINY files of 100 bytes"),
+];
+
 #[derive(Debug, Clone)]
 pub struct Round {
     pub mode: Mode,
     pub n: u32,
+    /// `image`, `tiny` or `burst`.
+    pub workload: String,
     pub fields: BTreeMap<String, u64>,
     pub report: Option<Value>,
     pub burst: bool,
@@ -107,10 +138,11 @@ impl Round {
         self.fields.get(k).copied()
     }
 
-    fn copy_ups(&self) -> Option<u64> {
+    /// Copy-ups the tracer saw.
+    fn seen(&self) -> Option<u64> {
         match &self.report {
             Some(r) => r["total"]["stats"]["copy_ups"].as_u64(),
-            None => self.get("copy_ups"),
+            None => self.get("copy_ups").or(self.get("events")),
         }
     }
 
@@ -122,22 +154,26 @@ impl Round {
     fn happened(&self) -> Option<u64> {
         Some(self.get("upper")?.saturating_sub(1))
     }
+
+    /// BPF run time of the tracer's programs per copy-up that happened, in ns.
+    fn bpf_per_copy(&self) -> Option<u64> {
+        Some(self.get("bpf_ns")? / self.happened()?.max(1))
+    }
 }
 
 pub fn parse(results: &str) -> Result<Vec<Round>> {
     let mut rounds: Vec<Round> = Vec::new();
     let mut reports: BTreeMap<u32, Value> = BTreeMap::new();
     let mut stats: BTreeMap<u32, Vec<(String, u64, u64)>> = BTreeMap::new();
-    let mut burst_n = None;
+    let mut bursts = Vec::new();
     for line in results.lines() {
         if let Some(rest) = line.strip_prefix("@@ROUND ") {
+            let bad = || anyhow!("bad round {line:?}");
             let mut it = rest.split_whitespace();
-            let mode = it.next().ok_or_else(|| anyhow!("bad round {line:?}"))?;
+            let mode = it.next().ok_or_else(bad)?;
             let mode = Mode::from_str(mode, false).map_err(|e| anyhow!("{line:?}: {e}"))?;
-            let n: u32 = it
-                .next()
-                .ok_or_else(|| anyhow!("bad round {line:?}"))?
-                .parse()?;
+            let n: u32 = it.next().ok_or_else(bad)?.parse()?;
+            let workload = it.next().filter(|w| !w.contains('=')).ok_or_else(bad)?;
             let fields = it
                 .filter_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
@@ -147,6 +183,7 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
             rounds.push(Round {
                 mode,
                 n,
+                workload: workload.to_string(),
                 fields,
                 report: None,
                 burst: false,
@@ -189,13 +226,13 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
             }
             stats.insert(n.parse()?, progs);
         } else if let Some(n) = line.strip_prefix("@@BURST ") {
-            burst_n = Some(n.trim().parse::<u32>()?);
+            bursts.push(n.trim().parse::<u32>()?);
         }
     }
     for r in &mut rounds {
         r.report = reports.remove(&r.n);
         r.programs = stats.remove(&r.n).unwrap_or_default();
-        r.burst = Some(r.n) == burst_n;
+        r.burst = bursts.contains(&r.n);
     }
     Ok(rounds)
 }
@@ -213,145 +250,225 @@ fn median(mut v: Vec<u64>) -> Option<u64> {
     })
 }
 
+/// (max − min) / median of `v`, in percent: how far the rounds disagree.
+fn spread(v: &[u64]) -> Option<f64> {
+    let m = median(v.to_vec()).filter(|&m| m > 0)?;
+    let (lo, hi) = (v.iter().min()?, v.iter().max()?);
+    Some((hi - lo) as f64 / m as f64 * 100.0)
+}
+
 fn ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
+/// What the header of a run says about how it was measured.
+pub struct RunInfo<'a> {
+    pub kernel: &'a str,
+    /// `icount` or `wall`.
+    pub clock: &'a str,
+    /// The host's 1-minute load average before and after the run.
+    pub load: &'a str,
+    pub wall: Duration,
+    /// The `TINY` file count the script ran with.
+    pub tiny: u64,
+}
+
 /// Markdown report of one guest run.
-pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> {
+pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
     let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst).collect();
-    let by_mode = |mode: Mode, f: &dyn Fn(&Round) -> Option<u64>| -> Vec<u64> {
+    let of = |w: &str, mode: Mode| -> Vec<&Round> {
         regular
             .iter()
-            .filter(|r| r.mode == mode)
-            .filter_map(|r| f(r))
+            .copied()
+            .filter(|r| r.workload == w && r.mode == mode)
             .collect()
     };
-    let elapsed = |mode: Mode| median(by_mode(mode, &|r| r.get("elapsed_ns")));
-    // Soak runs (`--modes`) may leave out the untraced rounds; ratios are then "-".
-    let base = elapsed(Mode::None);
+    let med = |w: &str, mode: Mode, f: &dyn Fn(&Round) -> Option<u64>| {
+        median(of(w, mode).into_iter().filter_map(f).collect())
+    };
+    let elapsed = |w: &str, mode: Mode| med(w, mode, &|r| r.get("elapsed_ns"));
+    let overhead = |w: &str, mode: Mode| -> Option<f64> {
+        let (t, b) = (elapsed(w, mode)?, elapsed(w, Mode::None)?);
+        Some((t as f64 / b.max(1) as f64 - 1.0) * 100.0)
+    };
     let per_mode: Vec<String> = Mode::ALL
         .into_iter()
         .map(|m| (m, regular.iter().filter(|r| r.mode == m).count()))
         .filter(|(_, n)| *n > 0)
         .map(|(m, n)| format!("{} {n}", m.label()))
         .collect();
+    let clock = match info.clock {
+        "icount" => {
+            "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions; 2 vCPUs"
+        }
+        "native" => "natively, `xtask/bench-native.sh`",
+        "kvm" => "in a virtual machine, `xtask/bench-native.sh`",
+        _ => "qemu TCG, guest time follows the host's clock; 2 vCPUs",
+    };
 
     let mut md = String::new();
     writeln!(
         md,
-        "### Kernel {kernel} (qemu TCG, 2 vCPUs); rounds: {}\n",
-        per_mode.join(", ")
+        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Wall time of the whole run: {:.0} s.\n",
+        info.kernel,
+        per_mode.join(", "),
+        info.load,
+        info.wall.as_secs_f64()
     )?;
-    writeln!(md, "Workload: `chown -R 1000:1000` over 10,000 files of 4 KiB and 3 of 4 MiB in a lower layer (10,005 copy-ups with the two directories), on tmpfs.\n")?;
-    writeln!(
-        md,
-        "| mode | median workload time | vs untraced | copy-ups seen | lost |"
-    )?;
-    writeln!(md, "|---|---|---|---|---|")?;
-    for mode in Mode::ALL {
-        let Some(t) = elapsed(mode) else { continue };
-        let seen = median(by_mode(mode, &|r| r.copy_ups().or(r.get("events"))));
-        let lost = median(by_mode(mode, &|r| r.lost()));
+    for (w, what) in WORKLOADS {
+        if !regular.iter().any(|r| r.workload == w) {
+            continue;
+        }
+        let what = what.replace("TINY", &info.tiny.to_string());
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
-            mode.label(),
-            ms(t),
-            base.map(|b| format!("{:+.1}%", (t as f64 / b as f64 - 1.0) * 100.0))
-                .unwrap_or_else(|| "-".into()),
-            seen.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            lost.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            "Workload `{w}`: `chown -R 1000:1000` over {what}, lower layer on tmpfs.\n"
         )?;
+        writeln!(
+            md,
+            "| mode | median workload time | spread (max−min)/median | vs untraced | copy-ups seen / happened | lost |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        for mode in Mode::ALL {
+            let Some(t) = elapsed(w, mode) else { continue };
+            let times: Vec<u64> = of(w, mode)
+                .iter()
+                .filter_map(|r| r.get("elapsed_ns"))
+                .collect();
+            let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} / {} | {} |",
+                mode.label(),
+                ms(t),
+                spread(&times).map_or("-".into(), |s| format!("{s:.1}%")),
+                overhead(w, mode).map_or("-".into(), |o| format!("{o:+.1}%")),
+                num(med(w, mode, &|r| r.seen())),
+                num(med(w, mode, &|r| r.happened())),
+                num(med(w, mode, &|r| r.lost())),
+            )?;
+        }
+        writeln!(md)?;
     }
-    // Side by side: the same quantities for each BPF tracer, measured the same way.
-    let per_copy = |mode: Mode| {
-        median(by_mode(mode, &|r| {
-            Some(r.get("bpf_ns")? / r.happened()?.max(1))
-        }))
-    };
-    let metric = |mode: Mode, k: &str| median(by_mode(mode, &|r| r.get(k)));
-    let seen = |mode: Mode| {
-        median(by_mode(mode, &|r| {
-            if mode == Mode::CopyupTrace {
-                r.copy_ups()
-            } else {
-                r.get("events")
-            }
-        }))
-    };
-    let happened = median(by_mode(Mode::CopyupTrace, &|r| r.happened()))
-        .or_else(|| median(by_mode(Mode::Bpftrace, &|r| r.happened())));
+
+    // Side by side: each copyup-trace mode against bpftrace, the same quantities measured
+    // the same way in the same boot.
+    let peer = Mode::Bpftrace;
     let us = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} µs", v as f64 / 1e3));
     let mib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
-    let sec = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.2} s", v as f64 / 1e3));
-    let num = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+    let msec = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.0} ms", v as f64 / 1e6));
     let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if b > 0 => format!("{:.2}", a as f64 / b as f64),
         _ => "-".into(),
     };
-    writeln!(md)?;
-    // Side by side, the two BPF tracers.
-    let (ours, peer) = (Mode::CopyupTrace, Mode::Bpftrace);
     writeln!(
         md,
-        "| median of the rounds | {ours} | {peer} | ratio | target |"
+        "| median of the rounds | {} | {} | {} | fentry / bpftrace | kprobe / bpftrace | target |",
+        Mode::Fentry.label(),
+        Mode::Kprobe.label(),
+        peer.label()
     )?;
-    writeln!(md, "|---|---|---|---|---|")?;
-    // One row per quantity: both tracers' medians and their ratio.
-    let row = |name: &str,
-               fmt: &dyn Fn(Option<u64>) -> String,
-               get: &dyn Fn(Mode) -> Option<u64>,
-               target: &str| {
-        let (a, b) = (get(ours), get(peer));
+    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    type Get<'a> = Box<dyn Fn(Mode) -> Option<u64> + 'a>;
+    type Fmt<'a> = &'a dyn Fn(Option<u64>) -> String;
+    let quantities: Vec<(String, Fmt, Get, &str)> = vec![
         (
-            name.to_string(),
-            fmt(a),
-            fmt(b),
-            ratio(a, b),
-            target.to_string(),
-        )
-    };
-    let rows = [
-        row(
-            "BPF run time per copy-up (`run_time_ns` of all its programs / copy-ups)",
+            "BPF run time per copy-up, `tiny` (`run_time_ns` of all its programs / copy-ups)"
+                .into(),
             &us,
-            &per_copy,
+            Box::new(|m| med("tiny", m, &Round::bpf_per_copy)),
             "≤ 0.5",
         ),
-        row("peak RSS (VmHWM)", &mib, &|m| metric(m, "rss_kb"), "≤ 0.2"),
-        row(
-            "launch to probes attached",
-            &sec,
-            &|m| metric(m, "ready_ms"),
-            "≤ 0.2",
+        (
+            "BPF run time per copy-up, `image`".into(),
+            &us,
+            Box::new(|m| med("image", m, &Round::bpf_per_copy)),
+            "",
         ),
         (
-            "events seen / copy-ups that happened".to_string(),
-            format!("{} / {}", num(seen(ours)), num(happened)),
-            format!("{} / {}", num(seen(peer)), num(happened)),
-            String::new(),
-            "all".to_string(),
+            "peak RSS (VmHWM), `tiny`".into(),
+            &mib,
+            Box::new(|m| med("tiny", m, &|r| r.get("rss_kb"))),
+            "≤ 0.1",
+        ),
+        (
+            "launch to probes attached (both workloads)".into(),
+            &msec,
+            Box::new(|m| {
+                median(
+                    regular
+                        .iter()
+                        .filter(|r| r.mode == m)
+                        .filter_map(|r| r.get("ready_ns"))
+                        .collect(),
+                )
+            }),
+            "≤ 0.2",
         ),
     ];
-    for (name, a, b, r, t) in rows {
-        writeln!(md, "| {name} | {a} | {b} | {r} | {t} |")?;
-    }
-    if let (Some(f), Some(a)) = (metric(ours, "facts_us"), metric(ours, "attach_us")) {
+    for (name, fmt, get, target) in &quantities {
+        let (f, k, b) = (get(Mode::Fentry), get(Mode::Kprobe), get(peer));
         writeln!(
             md,
-            "\ncopyup-trace start-up, in process: kernel facts (kallsyms, BTF) {:.0} ms, \
-             load, verify and attach {:.0} ms.",
-            f as f64 / 1e3,
-            a.saturating_sub(f) as f64 / 1e3
+            "| {name} | {} | {} | {} | {} | {} | {target} |",
+            fmt(f),
+            fmt(k),
+            fmt(b),
+            ratio(f, b),
+            ratio(k, b)
         )?;
     }
-    for mode in [ours, peer] {
-        let progs = program_costs(&regular, mode);
+    for (w, target) in [("image", "≤ 3%"), ("tiny", "≤ tracefs, ≤ 0.5× bpftrace's")] {
+        let pct = |m: Mode| overhead(w, m).map_or("-".into(), |o| format!("{o:+.1}%"));
+        let rel = |m: Mode| match (overhead(w, m), overhead(w, peer)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        writeln!(
+            md,
+            "| workload overhead, `{w}` (tracefs kprobes: {}) | {} | {} | {} | {} | {} | {target} |",
+            pct(Mode::Tracefs),
+            pct(Mode::Fentry),
+            pct(Mode::Kprobe),
+            pct(peer),
+            rel(Mode::Fentry),
+            rel(Mode::Kprobe)
+        )?;
+    }
+    let startup: Vec<String> = Mode::OURS
+        .into_iter()
+        .filter_map(|m| {
+            let at = |k: &str| {
+                median(
+                    regular
+                        .iter()
+                        .filter(|r| r.mode == m)
+                        .filter_map(|r| r.get(k))
+                        .collect(),
+                )
+            };
+            let (f, a) = (at("facts_us")?, at("attach_us")?);
+            Some(format!(
+                "{}: kernel facts (kallsyms, BTF) {:.0} ms, load, verify and attach {:.0} ms",
+                m.label(),
+                f as f64 / 1e3,
+                a.saturating_sub(f) as f64 / 1e3
+            ))
+        })
+        .collect();
+    if !startup.is_empty() {
+        writeln!(md, "\nStart-up, in process: {}.", startup.join("; "))?;
+    }
+    for mode in [Mode::Fentry, Mode::Kprobe, peer] {
+        let progs = program_costs(&of("tiny", mode), mode);
         if progs.is_empty() {
             continue;
         }
-        writeln!(md, "\n{mode}, per program (median over rounds):\n")?;
+        writeln!(
+            md,
+            "\n{}, per program, workload `tiny` (median over rounds):\n",
+            mode.label()
+        )?;
         writeln!(
             md,
             "| program | runs per copy-up | µs per run | µs per copy-up |"
@@ -360,35 +477,32 @@ pub fn report(kernel: &str, rounds: &[Round], wall: Duration) -> Result<String> 
         for (name, runs, per_run, per_copy) in progs {
             writeln!(
                 md,
-                "| `{name}` | {runs:.2} | {:.1} | {:.1} |",
+                "| `{name}` | {runs:.2} | {:.2} | {:.2} |",
                 per_run / 1e3,
                 per_copy / 1e3
             )?;
         }
     }
-    if let Some(b) = rounds.iter().find(|r| r.burst) {
+    for b in rounds.iter().filter(|r| r.burst) {
         writeln!(
             md,
-            "- burst of 100,000 small-file copy-ups (empty files), default 4 MiB ring: {} copy-ups seen, {} objects in the upper layer, **{} lost**, {} failed copy-ups, workload {}",
-            b.copy_ups().unwrap_or(0),
-            b.get("upper").unwrap_or(0).saturating_sub(1),
+            "\nBurst under {}: {} empty-file copy-ups, default 4 MiB ring: {} seen, **{} lost**, {} failed copy-ups, workload {}, peak RSS {}.",
+            b.mode.label(),
+            b.happened().unwrap_or(0),
+            b.seen().unwrap_or(0),
             b.lost().map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
             b.report
                 .as_ref()
                 .and_then(|r| r["total"]["stats"]["errors"].as_u64())
                 .unwrap_or(0),
             ms(b.get("elapsed_ns").unwrap_or(0)),
+            mib(b.get("rss_kb")),
         )?;
     }
-    writeln!(
-        md,
-        "- guest wall time for all rounds: {:.0} s",
-        wall.as_secs_f64()
-    )?;
     Ok(md)
 }
 
-/// (program, runs per copy-up, ns per run, ns per copy-up), medians over `mode`'s rounds,
+/// (program, runs per copy-up, ns per run, ns per copy-up), medians over `rounds`,
 /// programs that ran at all, costliest first. copyup-trace's programs go by their full
 /// names from the probe table rather than as the kernel cuts them.
 fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> {
@@ -398,9 +512,10 @@ fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> 
             continue;
         };
         for (name, ns, cnt) in r.programs.iter().filter(|p| p.2 > 0) {
-            let name = match mode {
-                Mode::CopyupTrace => progs::ours(name).unwrap_or(name),
-                _ => name,
+            let name = if mode.ours() {
+                progs::ours(name).unwrap_or(name)
+            } else {
+                name
             };
             by_name.entry(name).or_default().push((
                 *cnt as f64 / happened as f64,
@@ -431,15 +546,17 @@ fn program_costs(rounds: &[&Round], mode: Mode) -> Vec<(String, f64, f64, f64)> 
 /// Drops the round a kernel fault hit (its workload stopped short: fewer objects in the
 /// upper layer than the other rounds) and every later one; returns a note for the report.
 pub fn cut_at_fault(rounds: &mut Vec<Round>, fault: &str) -> String {
-    let full = rounds
-        .iter()
-        .filter(|r| !r.burst)
-        .filter_map(|r| r.get("upper"))
-        .max()
-        .unwrap_or(0);
+    let full = |w: &str| {
+        rounds
+            .iter()
+            .filter(|r| !r.burst && r.workload == w)
+            .filter_map(|r| r.get("upper"))
+            .max()
+            .unwrap_or(0)
+    };
     let hit = rounds
         .iter()
-        .position(|r| !r.burst && r.get("upper").is_some_and(|u| u < full));
+        .position(|r| !r.burst && r.get("upper").is_some_and(|u| u < full(&r.workload)));
     match hit {
         Some(i) => {
             let (n, mode) = (rounds[i].n, rounds[i].mode);
@@ -458,7 +575,7 @@ pub fn validate(rounds: &[Round]) -> Result<()> {
     ensure!(!rounds.is_empty(), "the guest produced no rounds");
     for r in rounds {
         ensure!(r.get("elapsed_ns").is_some(), "round {} has no time", r.n);
-        if r.mode == Mode::CopyupTrace {
+        if r.mode.ours() {
             ensure!(
                 r.report.is_some(),
                 "round {} has no copyup-trace report",
@@ -479,53 +596,93 @@ mod tests {
             assert_eq!(Mode::from_str(m.name(), false), Ok(m));
         }
         assert_eq!(Mode::None.label(), "untraced");
-        assert!(parse("@@ROUND perf 1 elapsed_ns=1\n").is_err());
+        assert!(parse("@@ROUND perf 1 tiny elapsed_ns=1\n").is_err());
+        assert!(parse("@@ROUND none 1 elapsed_ns=1\n").is_err());
     }
 
     #[test]
-    fn medians() {
+    fn medians_and_spread() {
         assert_eq!(median(vec![3, 1, 2]), Some(2));
         assert_eq!(median(vec![4, 1, 2, 3]), Some(2));
         assert_eq!(median(vec![]), None);
+        assert_eq!(spread(&[98, 100, 102]), Some(4.0));
+        assert_eq!(spread(&[]), None);
     }
 
     #[test]
     fn rounds_and_reports() {
-        let text = "@@ROUND none 1 elapsed_ns=100 upper=5\n\
+        let text = "@@ROUND none 1 tiny elapsed_ns=100 upper=5\n\
                     @@REPORT 2 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
-                    @@ROUND copyup-trace 2 elapsed_ns=102 upper=5 bpf_ns=4000 rss_kb=9000 attach_us=1500\n\
-                    @@BURST 3\n@@ROUND copyup-trace 3 elapsed_ns=9 upper=7\n";
+                    @@ROUND fentry 2 tiny elapsed_ns=102 upper=5 bpf_ns=4000 rss_kb=9000 attach_us=1500\n\
+                    @@BURST 3\n@@ROUND kprobe 3 burst elapsed_ns=9 upper=7\n";
         let r = parse(text).unwrap();
         assert_eq!(r.len(), 3);
-        assert_eq!(r[1].copy_ups(), Some(4));
+        assert_eq!(r[1].seen(), Some(4));
         assert_eq!(r[1].lost(), Some(0));
+        assert_eq!(r[1].bpf_per_copy(), Some(1000));
         assert!(r[2].burst && !r[1].burst);
+        assert_eq!(r[2].mode, Mode::Kprobe);
         assert_eq!(r[0].get("elapsed_ns"), Some(100));
+        assert_eq!(r[0].workload, "tiny");
+    }
+
+    #[test]
+    fn report_sets_modes_side_by_side() {
+        let text = "@@ROUND none 1 tiny elapsed_ns=100 upper=5\n\
+                    @@ROUND tracefs 2 tiny elapsed_ns=101 upper=5 copy_ups=4\n\
+                    @@ROUND bpftrace 3 tiny elapsed_ns=140 upper=5 bpf_ns=8000 rss_kb=100000 ready_ns=1000000000 events=4\n\
+                    @@REPORT 4 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
+                    @@ROUND fentry 4 tiny elapsed_ns=110 upper=5 bpf_ns=2000 rss_kb=10000 ready_ns=100000000\n\
+                    @@REPORT 5 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
+                    @@ROUND kprobe 5 tiny elapsed_ns=120 upper=5 bpf_ns=4000 rss_kb=10000 ready_ns=200000000\n";
+        let rounds = parse(text).unwrap();
+        let info = RunInfo {
+            kernel: "6.12",
+            clock: "icount",
+            load: "1.0 / 1.0",
+            wall: Duration::from_secs(1),
+            tiny: 4,
+        };
+        let md = report(&info, &rounds).unwrap();
+        assert!(
+            md.contains("| BPF run time per copy-up, `tiny` (`run_time_ns` of all its programs / copy-ups) | 0.5 µs | 1.0 µs | 2.0 µs | 0.25 | 0.50 | ≤ 0.5 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| copyup-trace fentry | 0.0 ms | 0.0% | +10.0% | 4 / 4 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| workload overhead, `tiny` (tracefs kprobes: +1.0%) | +10.0% | +20.0% | +40.0% | 0.25 | 0.50 |"),
+            "{md}"
+        );
+        assert!(md.contains("| launch to probes attached (both workloads) | 100 ms | 200 ms | 1000 ms | 0.10 | 0.20 |"), "{md}");
     }
 
     #[test]
     fn a_fault_cuts_the_rounds_it_hit() {
-        let text = "@@ROUND none 1 elapsed_ns=1 upper=10\n\
-                    @@ROUND bpftrace 2 elapsed_ns=1 upper=10\n\
-                    @@ROUND copyup-trace 3 elapsed_ns=1 upper=10\n\
-                    @@ROUND bpftrace 4 elapsed_ns=1 upper=3\n\
-                    @@ROUND tracefs 5 elapsed_ns=1 upper=10\n";
+        let text = "@@ROUND none 1 image elapsed_ns=1 upper=10\n\
+                    @@ROUND none 2 tiny elapsed_ns=1 upper=100\n\
+                    @@ROUND bpftrace 3 image elapsed_ns=1 upper=10\n\
+                    @@ROUND fentry 4 tiny elapsed_ns=1 upper=100\n\
+                    @@ROUND bpftrace 5 tiny elapsed_ns=1 upper=30\n\
+                    @@ROUND tracefs 6 tiny elapsed_ns=1 upper=100\n";
         let mut rounds = parse(text).unwrap();
         let note = cut_at_fault(&mut rounds, "BUG: oops");
-        assert_eq!(rounds.len(), 3);
-        assert!(note.contains("round 4 (bpftrace)"), "{note}");
+        assert_eq!(rounds.len(), 4);
+        assert!(note.contains("round 5 (bpftrace)"), "{note}");
     }
 
     #[test]
     fn our_programs_by_full_name() {
         let text = "@@STATS 1 sched_process_f 400 4;\n\
-                    @@ROUND copyup-trace 1 elapsed_ns=1 upper=5\n\
+                    @@ROUND kprobe 1 tiny elapsed_ns=1 upper=5\n\
                     @@STATS 2 sched_process_f 400 4;\n\
-                    @@ROUND bpftrace 2 elapsed_ns=1 upper=5\n";
+                    @@ROUND bpftrace 2 tiny elapsed_ns=1 upper=5\n";
         let rounds = parse(text).unwrap();
         let regular: Vec<&Round> = rounds.iter().collect();
         let name = |m| program_costs(&regular, m)[0].0.clone();
-        assert_eq!(name(Mode::CopyupTrace), "sched_process_fork");
+        assert_eq!(name(Mode::Kprobe), "sched_process_fork");
         assert_eq!(name(Mode::Bpftrace), "sched_process_f");
     }
 
@@ -533,13 +690,13 @@ mod tests {
     fn per_program_costs() {
         // 4 copy-ups (upper holds 5 with its root); names as the kernel truncates them.
         let text = "@@STATS 2 copy_up_one_ret 8000 4;ovl_copy_up_one 2000 4;op_open 0 0;\n\
-                    @@ROUND copyup-trace 2 elapsed_ns=1 upper=5 bpf_ns=10000\n\
+                    @@ROUND fentry 2 tiny elapsed_ns=1 upper=5 bpf_ns=10000\n\
                     @@STATS 3 ovl_copy_up_one 4000 8;\n\
-                    @@ROUND bpftrace 3 elapsed_ns=1 upper=5 bpf_ns=4000 events=4\n";
+                    @@ROUND bpftrace 3 tiny elapsed_ns=1 upper=5 bpf_ns=4000 events=4\n";
         let rounds = parse(text).unwrap();
         assert_eq!(rounds[0].programs.len(), 3);
         let regular: Vec<&Round> = rounds.iter().collect();
-        let ct = program_costs(&regular, Mode::CopyupTrace);
+        let ct = program_costs(&regular, Mode::Fentry);
         assert_eq!(
             ct,
             vec![

@@ -83,9 +83,19 @@ enum Cmd {
             hide_default_value = true
         )]
         modes: Vec<Mode>,
-        /// Skip the 100,000-copy-up burst.
+        /// Skip the copy-up burst.
         #[arg(long)]
         no_burst: bool,
+        /// Empty-file copy-ups in the burst, run under each copyup-trace mode.
+        #[arg(long, default_value_t = 100_000)]
+        burst: u64,
+        /// Files in the `tiny` workload.
+        #[arg(long, default_value_t = 10_000)]
+        tiny: u64,
+        /// How guest time runs: icount (instructions; repeatable on a busy host) or wall
+        /// (plain TCG).
+        #[arg(long, value_enum, default_value_t = BenchClock::Icount)]
+        clock: BenchClock,
         /// Only write the report again from a saved raw output (target/bench-guest.raw).
         #[arg(long)]
         from_raw: Option<PathBuf>,
@@ -102,7 +112,25 @@ enum Cmd {
         /// Boot the Debian userland with podman, docker and containerd instead of busybox.
         #[arg(long)]
         userland: bool,
+        /// How guest time runs (see bench-guest).
+        #[arg(long, value_enum, default_value_t = BenchClock::Wall)]
+        clock: BenchClock,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchClock {
+    Icount,
+    Wall,
+}
+
+impl From<BenchClock> for guest::Clock {
+    fn from(c: BenchClock) -> Self {
+        match c {
+            BenchClock::Icount => guest::Clock::Icount,
+            BenchClock::Wall => guest::Clock::Wall,
+        }
+    }
 }
 
 /// The newest Debian build of each line: 5.10 (bullseye), 6.1 and 6.12 (bookworm), 7.2 (sid),
@@ -289,7 +317,13 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
             let name = format!("guest {} (userland)", k.version);
             let image = guest::Image::Userland(rootfs);
             let script = scenarios::userland::SCRIPT;
-            let r = match boot_in(&k, image, &guest_files(&tool), script, Duration::from_secs(1200)) {
+            let r = match boot_in(
+                &k,
+                image,
+                &guest_files(&tool),
+                script,
+                Duration::from_secs(1200),
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     record(&format!("{name}: boot and scenarios"), Err(e));
@@ -344,12 +378,22 @@ fn bench_markdown(raw: &str) -> Result<String> {
     let kernel = header("@@KERNEL ");
     let wall = Duration::from_millis(header("@@WALL_MS ").parse().unwrap_or(0));
     let fault = header("@@FAULT ");
+    let clock = header("@@CLOCK ");
+    let load = header("@@LOAD ");
+    let tiny = header("@@TINY ").parse().unwrap_or(0);
     let mut rounds = guestbench::parse(raw)?;
     let fault_note = (!fault.is_empty()).then(|| guestbench::cut_at_fault(&mut rounds, &fault));
     if let Err(e) = guestbench::validate(&rounds) {
         bail!("{e:#}\nguest output:\n{raw}");
     }
-    let mut md = guestbench::report(&kernel, &rounds, wall)?;
+    let info = guestbench::RunInfo {
+        kernel: &kernel,
+        clock: &clock,
+        load: &load,
+        wall,
+        tiny,
+    };
+    let mut md = guestbench::report(&info, &rounds)?;
     if let Some(note) = fault_note {
         md.push_str(&format!("\n**{note}**\n"));
     }
@@ -365,7 +409,7 @@ fn guest_bench_report(raw: &Path) -> Result<()> {
     Ok(())
 }
 
-fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
+fn guest_run(script: &Path, series: &str, userland: bool, clock: guest::Clock) -> Result<()> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     setup::ensure_host_tools()?;
@@ -385,6 +429,9 @@ fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
     }
     let k = kernels(&[series.to_string()])?.pop().context("no kernel")?;
     let r = if userland {
+        if clock != guest::Clock::Wall {
+            bail!("--clock icount is for the busybox guest, not --userland");
+        }
         let rootfs = userland::ensure_rootfs()?;
         guest::run_guest_in(
             &k,
@@ -394,7 +441,7 @@ fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
             Duration::from_secs(1800),
         )?
     } else {
-        guest::run_guest_tolerating_faults(&k, &files, &text, Duration::from_secs(1800))?
+        guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), clock)?
     };
     print!("{}", r.results);
     if let Some(line) = &r.fault {
@@ -409,41 +456,66 @@ fn guest_run(script: &Path, series: &str, userland: bool) -> Result<()> {
 }
 
 /// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
-fn guest_bench(rounds: u32, modes: &[Mode], burst: bool) -> Result<()> {
+/// The host's 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// What `bench-guest` runs: rounds of each mode, the `tiny` file count, the burst size
+/// (0: none) and the guest clock.
+struct BenchPlan<'a> {
+    rounds: u32,
+    modes: &'a [Mode],
+    tiny: u64,
+    burst: u64,
+    clock: BenchClock,
+}
+
+fn guest_bench(plan: &BenchPlan) -> Result<()> {
+    let BenchPlan {
+        rounds,
+        modes,
+        tiny,
+        burst,
+        clock,
+    } = *plan;
     setup::ensure_host_tools()?;
     let tool = build_static()?;
     // The peer: Debian's bpftrace with its libraries, at the same paths in the guest.
     setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
-    // Both link to the same libc: each library once.
-    for f in prometheus::guest_files()? {
-        if !files.iter().any(|g| g.guest_path == f.guest_path) {
-            files.push(f);
-        }
-    }
     let k = kernels(&["6.12".to_string()])?.pop().context("no kernel")?;
+    let clock_name = match clock {
+        BenchClock::Icount => "icount",
+        BenchClock::Wall => "wall",
+    };
+    let clock = guest::Clock::from(clock);
     println!(
-        "Benchmarking in Debian kernel {} under qemu (TCG)...",
+        "Benchmarking in Debian kernel {} under qemu (TCG, clock {clock_name})...",
         k.version
     );
     let script = format!(
-        "ROUNDS={rounds}\nMODES='{}'\nBURST={}\n{}",
+        "ROUNDS={rounds}\nMODES='{}'\nBURST={burst}\nTINY={tiny}\n{}",
         modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "),
-        u8::from(burst),
         guestbench::SCRIPT
     );
+    let load_before = loadavg();
     // A kernel fault (seen under bpftrace as well as under copyup-trace) ends the usable
     // part of the run: report the rounds before it and say where it happened.
-    let r = guest::run_guest_tolerating_faults(&k, &files, &script, Duration::from_secs(2400))?;
+    let r = guest::run_guest_clocked(&k, &files, &script, Duration::from_secs(3600), clock)?;
     if r.fault.is_none() && r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
     // Kept so that the report can be written again (`--from-raw`) without a new run.
     let raw = format!(
-        "@@KERNEL {}\n@@WALL_MS {}\n@@FAULT {}\n{}",
+        "@@KERNEL {}\n@@WALL_MS {}\n@@CLOCK {clock_name}\n@@LOAD {load_before} / {}\n@@TINY {tiny}\n@@FAULT {}\n{}",
         k.version,
         r.wall.as_millis(),
+        loadavg(),
         r.fault.as_deref().unwrap_or(""),
         r.results
     );
@@ -470,7 +542,15 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_host_tools(),
         Cmd::Lint => setup::ensure_host_tools().and_then(|()| lint()),
         Cmd::Build => build_static().map(|p| println!("{}", p.display())),
-        Cmd::Bench => bench::run().and_then(|()| guest_bench(3, &Mode::ALL, true)),
+        Cmd::Bench => bench::run().and_then(|()| {
+            guest_bench(&BenchPlan {
+                rounds: 3,
+                modes: &Mode::ALL,
+                tiny: 10_000,
+                burst: 100_000,
+                clock: BenchClock::Icount,
+            })
+        }),
         Cmd::BenchGuest {
             from_raw: Some(raw),
             ..
@@ -479,13 +559,23 @@ fn main() -> Result<()> {
             rounds,
             modes,
             no_burst,
+            burst,
+            tiny,
+            clock,
             from_raw: None,
-        } => guest_bench(rounds, &modes, !no_burst),
+        } => guest_bench(&BenchPlan {
+            rounds,
+            modes: &modes,
+            tiny,
+            burst: if no_burst { 0 } else { burst },
+            clock,
+        }),
         Cmd::GuestSelftest => guest::selftest(),
         Cmd::GuestRun {
             script,
             kernel,
             userland,
-        } => guest_run(&script, &kernel, userland),
+            clock,
+        } => guest_run(&script, &kernel, userland, clock.into()),
     }
 }

@@ -21,6 +21,16 @@ fn check(what: &str, rc: libc::c_int) -> Result<(), String> {
     }
 }
 
+fn monotonic_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // CLOCK_MONOTONIC cannot fail with a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
 fn run(args: &[String]) -> Result<(), String> {
     let arg = |i: usize| -> Result<&str, String> {
         args.get(i)
@@ -122,6 +132,25 @@ fn run(args: &[String]) -> Result<(), String> {
             );
             Ok(())
         }
+        // now: CLOCK_MONOTONIC in ns, the clock `timed` measures with.
+        "now" => {
+            println!("{}", monotonic_ns());
+            Ok(())
+        }
+        // wait-for PATTERN FILE: polls FILE every millisecond until it contains PATTERN,
+        // then prints CLOCK_MONOTONIC in ns; fails after 300 s.
+        "wait-for" => {
+            let (pattern, file) = (arg(1)?.as_bytes(), arg(2)?);
+            for _ in 0..300_000 {
+                let text = std::fs::read(file).unwrap_or_default();
+                if text.windows(pattern.len()).any(|w| w == pattern) {
+                    println!("{}", monotonic_ns());
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(format!("{file} never showed {}", arg(1)?))
+        }
         // Per-program run time and count (needs kernel.bpf_stats_enabled=1).
         "bpf-stats" => {
             for info in aya::programs::loaded_programs() {
@@ -131,6 +160,20 @@ fn run(args: &[String]) -> Result<(), String> {
                     String::from_utf8_lossy(info.name()),
                     info.run_time().as_nanos(),
                     info.run_count()
+                );
+            }
+            Ok(())
+        }
+        // The verifier's work per loaded program: name, instructions it verified, and
+        // the program's size in instructions after translation.
+        "bpf-verified" => {
+            for info in aya::programs::loaded_programs() {
+                let info = info.map_err(|e| e.to_string())?;
+                println!(
+                    "{} {} {}",
+                    String::from_utf8_lossy(info.name()),
+                    info.verified_instruction_count().unwrap_or(0),
+                    info.size_translated().unwrap_or(0) / 8
                 );
             }
             Ok(())
