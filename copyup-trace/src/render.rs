@@ -94,6 +94,9 @@ struct CopyUpRecord<'a> {
     container_runtime: Option<Option<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container_id: Option<Option<String>>,
+    /// Made by another overlay's copy-up, at this depth (0 when not nested).
+    nested: bool,
+    nest_depth: u32,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -129,6 +132,8 @@ impl<'a> CopyUpRecord<'a> {
             container: is_json.then_some(c.container.as_deref()),
             container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
             container_id: is_csv.then(|| c.container.as_ref().map(|k| escape(k.id.as_bytes()))),
+            nested: c.nest > 0,
+            nest_depth: c.nest,
         }
     }
 }
@@ -259,6 +264,8 @@ const CSV_HEADER: &[&str] = &[
     "cgroup",
     "container_runtime",
     "container_id",
+    "nested",
+    "nest_depth",
 ];
 
 /// A CSV writer whose header is already written: a run without copy-ups still prints
@@ -479,7 +486,7 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
     } else {
         c.kind.name()
     };
-    writeln!(
+    write!(
         out,
         "{:<8} {:<16} {:<7} {:<12} {:<8} {:>11} {:>7.2} {}",
         stamp.get(11..19).unwrap_or(&stamp),
@@ -491,6 +498,11 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
         c.copy_ns as f64 / 1e6,
         escape(&c.display_path()),
     )?;
+    if c.nest > 0 {
+        // Made by another overlay's copy-up: after the path, which may contain spaces.
+        write!(out, " (nested, depth {})", c.nest)?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 

@@ -206,6 +206,7 @@ mod check;
 mod copyup;
 mod errors;
 mod faults;
+mod nested;
 mod output;
 mod probes;
 mod scoping;
@@ -227,7 +228,7 @@ macro_rules! families {
     };
 }
 
-families!(errors, copyup, scoping, triggers, output, faults, check, probes);
+families!(errors, copyup, scoping, triggers, output, faults, nested, check, probes);
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {
