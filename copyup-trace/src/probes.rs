@@ -179,7 +179,17 @@ impl Probes {
                 Err(e) if plan.mode == ProbeMode::Fentry => {
                     return Err(e.context("--probes fentry"));
                 }
-                Err(e) => log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func),
+                Err(e) => {
+                    let kprobes = crate::check::kprobe_support();
+                    if kprobes.status == crate::check::Status::Missing {
+                        // Nothing to fall back on: say both.
+                        return Err(e.context(format!(
+                            "{}: fentry refused, and {}",
+                            hook.func, kprobes.fact
+                        )));
+                    }
+                    log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func)
+                }
             },
             Mechanism::Kprobe { why_not_fentry } if why_not_fentry.is_empty() => {
                 log::debug!("{}: kprobe (--probes kprobe)", hook.func)

@@ -599,6 +599,7 @@ mod tests {
             waited: false,
             return_missed: false,
             metacopy: false,
+            nest: 0,
             size: 8 << 20,
             dev: 0,
             cause_start_ns: 4,
@@ -611,6 +612,25 @@ mod tests {
             kstack_id: -1,
             ustack_id: -1,
         }
+    }
+
+    /// A nested copy-up says so, with its depth, in JSON and on its event line.
+    #[test]
+    fn nested_copy_ups_are_marked() {
+        let mut c = evil();
+        let mut buf = Vec::new();
+        json_event(&mut buf, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!((&v["nested"], &v["nest_depth"]), (&false.into(), &0.into()));
+        c.nest = 1;
+        let mut buf = Vec::new();
+        json_event(&mut buf, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!((&v["nested"], &v["nest_depth"]), (&true.into(), &1.into()));
+        let mut line = Vec::new();
+        event_line(&mut line, &c, std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.ends_with(" (nested, depth 1)\n"), "{line:?}");
     }
 
     #[test]
@@ -701,6 +721,7 @@ mod tests {
             waited: true,
             return_missed: true,
             ret: -5,
+            nest: 2,
             ..evil()
         }
     }
@@ -712,7 +733,7 @@ mod tests {
         let w = csv_writer(Vec::new()).unwrap();
         let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
                       path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
-                      cause_ts_ns,mount,cgroup,container_runtime,container_id\n";
+                      cause_ts_ns,mount,cgroup,container_runtime,container_id,nested,nest_depth\n";
         // The header comes first, even when no copy-up follows.
         assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
         let mut w = csv_writer(Vec::new()).unwrap();
@@ -722,9 +743,9 @@ mod tests {
         let rows = [
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
             r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
-            "/system.slice/docker-abc.scope,docker,abc\n",
+            "/system.slice/docker-abc.scope,docker,abc,false,0\n",
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
-            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,\n",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,true,2\n",
         ];
         assert_eq!(text, format!("{header}{}", rows.concat()));
     }
@@ -742,14 +763,15 @@ mod tests {
             r#""filename":"/merged/dir/evil\\n","bytes":8388608,"copy_ns":2500000,"#,
             r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
-            r#""container":{"runtime":"docker","id":"abc"}}"#,
+            r#""container":{"runtime":"docker","id":"abc"},"nested":false,"nest_depth":0}"#,
             "\n",
             r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
             r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
             r#""path":"/dir/evil\\n\\x1b[2Jname\\xff","path_truncated":false,"kind":"file","#,
             r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
             r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
-            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null}"#,
+            r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null,"nested":true,"#,
+            r#""nest_depth":2}"#,
             "\n",
         ];
         assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
