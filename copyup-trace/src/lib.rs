@@ -12,6 +12,7 @@ pub mod escape;
 pub mod hist;
 pub mod kallsyms;
 pub mod kernel;
+pub mod modwatch;
 pub mod mounts;
 pub mod options;
 pub mod output;

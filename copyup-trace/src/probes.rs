@@ -394,13 +394,15 @@ impl Probes {
             + self.keys::<u32, OpState>("OPS")?)
     }
 
-    /// Removes the per-thread entries of threads that no longer exist and counts them as
-    /// missed returns: a kretprobe the kernel skipped (all its instances in use) leaves
-    /// its entry behind. Run once the traced threads are gone (the command has exited).
+    /// Removes the per-thread entries of threads that no longer exist, and counts the
+    /// copy-ups among them as missed returns: a kretprobe the kernel skipped (all its
+    /// instances in use) leaves its entry behind. A syscall's or operation's entry is
+    /// not a copy-up of its own, so it is removed without a count. Run once the traced
+    /// threads are gone (the command has exited).
     pub fn reap_exited(&mut self) -> Result<u64> {
-        let reaped = self.reap::<u64, InFlight>("INFLIGHT", inflight_tid)?
-            + self.reap::<u32, SyscallState>("SYSCALLS", |tid| tid)?
-            + self.reap::<u32, OpState>("OPS", |tid| tid)?;
+        let reaped = self.reap::<u64, InFlight>("INFLIGHT", inflight_tid)?;
+        self.reap::<u32, SyscallState>("SYSCALLS", |tid| tid)?;
+        self.reap::<u32, OpState>("OPS", |tid| tid)?;
         self.reaped += reaped;
         Ok(reaped)
     }

@@ -259,3 +259,5 @@ mod tests {
         assert_eq!(names.len(), n, "a check name is used twice");
     }
 }
+#[cfg(test)]
+mod tmpcheck;
