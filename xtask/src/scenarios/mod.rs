@@ -259,5 +259,3 @@ mod tests {
         assert_eq!(names.len(), n, "a check name is used twice");
     }
 }
-#[cfg(test)]
-mod tmpcheck;
