@@ -27,6 +27,21 @@ pub const PATH_BUF_LEN: usize = PATH_COMPONENTS_LEN + NAME_READ_LEN;
 pub const NAMES_LEN: usize = 2 * PATH_COMPONENTS_LEN + 2 * FILENAME_LEN;
 /// Upper bound on `d_parent` steps from the copied dentry to the overlay root.
 pub const MAX_PATH_DEPTH: u32 = 32;
+/// Copy-ups tracked in flight at once on one thread: one, and those nested in it (an
+/// overlay whose lower layer is another overlay exported with `nfs_export=on` copies up
+/// the lower overlay's directory while encoding its file handle).
+pub const MAX_NEST: u32 = 4;
+
+/// Key of `INFLIGHT`: the thread, and the copy-up's nesting level on it (0 for the
+/// outermost).
+pub const fn inflight_key(tid: u32, level: u32) -> u64 {
+    ((level as u64) << 32) | tid as u64
+}
+
+/// The thread of an `INFLIGHT` key.
+pub const fn inflight_tid(key: u64) -> u32 {
+    key as u32
+}
 
 /// First field of every ring-buffer record: what follows.
 pub mod record {
@@ -122,7 +137,11 @@ pub struct CopyUpHeader {
     /// Bytes of `names` taken by the filename after the path, its NUL included; 0 when
     /// not captured.
     pub filename_len: u32,
-    pub _pad: u32,
+    /// Nesting depth: 0 for a copy-up caused by the syscall or operation itself; n for
+    /// one done inside a copy-up of depth n - 1 on the same thread (another overlay's).
+    /// A nested copy-up carries the outer one's cause: its syscall, operation and, as
+    /// `copy_flags`, the outermost copy-up's flags.
+    pub nest: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -194,6 +213,11 @@ pub struct OpState {
     pub copy_ups: u32,
     /// `flags` of the last copy-up under this operation (O_TRUNC for an open).
     pub copy_flags: u32,
+    /// Operations of another overlay entered, and not yet returned, inside a copy-up
+    /// under this operation (reading a lower layer that is an overlay): they leave this
+    /// state as it is.
+    pub nested: u32,
+    pub _pad: u32,
 }
 
 /// Sent when a syscall or operation that caused copy-ups returns: its own latency.

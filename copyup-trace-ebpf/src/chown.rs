@@ -8,12 +8,12 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use copyup_trace_common::{counter, flags, op, SyscallState};
+use copyup_trace_common::{op, SyscallState};
 
 use crate::{
     config::conf,
-    copy_up::copy_up_done,
-    maps::{bump, now, tid_of, traced, INFLIGHT, SYSCALLS},
+    copy_up::flush_missed,
+    maps::{now, tid_of, traced, SYSCALLS},
     ops::{op_done, Done},
 };
 
@@ -52,19 +52,7 @@ fn fchownat_done(ret: i32) -> Option<u32> {
     let tid = tid_of(pid_tgid);
     // SAFETY: map value owned by this thread's key, copied out.
     let st = unsafe { *SYSCALLS.get_ptr(&tid)? };
-    // Every copy-up finishes before its syscall returns: one still in flight that began
-    // during this syscall lost its return probe (the kernel skips it when all kretprobe
-    // instances are in use). Send it now, timed to the syscall's return, rather than
-    // lose it. One from before the syscall is stale (a missed return elsewhere): drop it.
-    // SAFETY: lookup of a value owned by this thread's key.
-    if let Some(f) = unsafe { INFLIGHT.get(&tid) } {
-        if f.start_ns >= st.start_ns {
-            bump(counter::MISSED_RETURNS);
-            copy_up_done(ret, flags::RETURN_MISSED);
-        } else {
-            let _ = INFLIGHT.remove(&tid);
-        }
-    }
+    flush_missed(st.start_ns, ret);
     if st.copy_ups > 0 {
         op_done(
             pid_tgid,

@@ -1,7 +1,9 @@
 //! The copy-up itself (`ovl_copy_up_one`): a small `InFlight` record at entry, and at
 //! return one ring-buffer record with the path walked up to the overlay root, the
 //! causing syscall or operation, and the data-copy totals `data` added. Waits for
-//! another thread's copy-up are told apart through `ovl_copy_up_end`.
+//! another thread's copy-up are told apart through `ovl_copy_up_end`. A copy-up of
+//! another overlay entered while one is in flight on the thread nests in it: it gets
+//! the next level's state and the outer one's cause.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated},
@@ -11,15 +13,16 @@ use aya_ebpf::{
     },
 };
 use copyup_trace_common::{
-    counter, flags, inflight, kabi, record, CopyUpHeader, InFlight, OpState, SyscallState,
-    COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_PATH_DEPTH, NAME_READ_LEN, PATH_COMPONENTS_LEN,
+    counter, flags, inflight, inflight_key, kabi, record, CopyUpHeader, InFlight, OpState,
+    SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_NEST, MAX_PATH_DEPTH, NAME_READ_LEN,
+    PATH_COMPONENTS_LEN,
 };
 
 use crate::{
     config::{arg, conf},
     maps::{
-        bump, notify_flags, now, read_or_zero, read_ptr, scratch, tgid_of, tid_of, traced, EVENTS,
-        INFLIGHT, OPS, STACKS, SYSCALLS,
+        bump, innermost, nest_level, notify_flags, now, read_or_zero, read_ptr, scratch, tgid_of,
+        tid_of, traced, EVENTS, INFLIGHT, OPS, STACKS, SYSCALLS,
     },
 };
 
@@ -75,23 +78,47 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
         st.kstack_id = stack(0);
         st.ustack_id = stack(kabi::BPF_F_USER_STACK);
     }
-    if INFLIGHT.insert(&tid_of(pid_tgid), &st, 0).is_err() {
-        bump(counter::LOST_STATE);
+    let tid = tid_of(pid_tgid);
+    // Nested in the copy-ups in flight on this thread if they are another overlay's; one
+    // of the same overlay cannot be in flight (a copy-up does not copy up its own
+    // overlay): it is a missed return's leftover, and this copy-up takes its place.
+    let mut level = 0;
+    while level < MAX_NEST {
+        // SAFETY: lookup only.
+        match unsafe { INFLIGHT.get(&inflight_key(tid, level)) } {
+            Some(outer) if outer.dev != st.dev => level += 1,
+            _ => break,
+        }
     }
+    if level >= MAX_NEST || INFLIGHT.insert(&inflight_key(tid, level), &st, 0).is_err() {
+        bump(counter::LOST_STATE);
+        return None;
+    }
+    // A leftover one level deeper would be taken for the innermost copy-up.
+    let _ = INFLIGHT.remove(&inflight_key(tid, level + 1));
     Some(0)
 }
 
 #[kretprobe]
 pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
-    copy_up_done(ctx.ret::<i64>() as i32, 0);
+    copy_up_returned(ctx.ret::<i64>() as i32);
     0
 }
 
 /// Sees arguments and return together, and has no instance limit: no return is missed.
 #[fexit(function = "ovl_copy_up_one")]
 pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
-    copy_up_done(ctx.ret::<i64>().unwrap_or(0) as i32, 0);
+    copy_up_returned(ctx.ret::<i64>().unwrap_or(0) as i32);
     0
+}
+
+/// The innermost copy-up in flight on this thread returned.
+#[inline(always)]
+fn copy_up_returned(ret: i32) {
+    let level = nest_level(tid_of(bpf_get_current_pid_tgid()));
+    if level > 0 {
+        copy_up_done(level - 1, ret, 0);
+    }
 }
 
 /// Reached only by the thread that does the copy-up: a thread that found it done by
@@ -109,7 +136,7 @@ pub fn fe_copy_up_end(_ctx: FEntryContext) -> u32 {
 #[inline(always)]
 fn copy_up_ended() -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    if let Some(st) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(st) = innermost(tid) {
         // SAFETY: map value owned by this thread's key.
         unsafe { (*st).state |= inflight::ENDED };
     }
@@ -192,9 +219,11 @@ struct Cause {
 }
 
 /// The cause of a copy-up on thread `tid`, as it is when the copy-up ends; a copy-up
-/// that was not a wait is counted in both the syscall and the operation.
+/// that was not a wait is counted in both the syscall and the operation. A nested one
+/// has the outer one's cause (operations it nests in leave the state alone) and leaves
+/// the operation's flags to the outermost copy-up.
 #[inline(always)]
-fn cause(tid: u32, waited: bool, copy_flags: u32) -> Cause {
+fn cause(tid: u32, waited: bool, copy_flags: u32, nested: bool) -> Cause {
     let mut c = Cause::default();
     // SAFETY: map values owned by this thread's key, copied out, then updated in place.
     unsafe {
@@ -202,7 +231,9 @@ fn cause(tid: u32, waited: bool, copy_flags: u32) -> Cause {
             c.op = *o;
             if !waited {
                 (*o).copy_ups += 1;
-                (*o).copy_flags = copy_flags;
+                if !nested {
+                    (*o).copy_flags = copy_flags;
+                }
             }
         }
         if let Some(s) = SYSCALLS.get_ptr_mut(&tid) {
@@ -245,25 +276,39 @@ fn ppid() -> u32 {
     }
 }
 
-/// The copy-up in flight on this thread is over: send its record. `ret` is
-/// `ovl_copy_up_one`'s return value, or the syscall's when its return probe was missed
-/// (`flags::RETURN_MISSED` in `extra_flags`).
+/// The copy-up in flight on this thread at nesting level `level` is over: send its
+/// record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or operation's
+/// when its return probe was missed (`flags::RETURN_MISSED` in `extra_flags`).
 #[inline(always)]
-pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
+pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
+    let key = inflight_key(tid, level);
     // SAFETY: map value owned by this thread's key; copied out before the entry goes.
-    let st = unsafe { *INFLIGHT.get_ptr(&tid)? };
-    let _ = INFLIGHT.remove(&tid);
+    let st = unsafe { *INFLIGHT.get_ptr(&key)? };
+    let _ = INFLIGHT.remove(&key);
     let end = now();
     let waited = ret == 0 && conf!(sees_waits) != 0 && st.state & inflight::ENDED == 0;
+    let nested = level > 0;
+    // A nested copy-up is named after the outermost one's flags (an open's O_TRUNC).
+    let copy_flags = if nested {
+        // SAFETY: lookup of a value owned by this thread's key.
+        unsafe { INFLIGHT.get(&inflight_key(tid, 0)) }.map_or(st.copy_flags, |o| o.copy_flags)
+    } else {
+        st.copy_flags
+    };
 
-    let cause = cause(tid, waited, st.copy_flags);
+    let cause = cause(tid, waited, copy_flags, nested);
 
     let ev = scratch(tid)?;
-    // SAFETY: `ev` is this thread's scratch record (a thread runs one copy-up at a time);
-    // kernel and user pointers are only read through the probe-read helpers.
+    // SAFETY: `ev` is this thread's scratch record (a thread builds one record at a
+    // time: a nested copy-up's is sent before the outer one's is begun); kernel and user
+    // pointers are only read through the probe-read helpers.
     unsafe {
+        // `level` is parked in the record and read back below, so that it is dead during
+        // the path walk: the verifier then walks the path once for every level rather
+        // than once per level (5.10 ran out of its instruction budget).
+        (*ev).header.nest = level;
         let names = (*ev).names.as_mut_ptr();
         let walk = walk_path(names, st.dentry as *const u8);
         let path_len = walk.len as usize & (2 * PATH_COMPONENTS_LEN - 1);
@@ -302,14 +347,14 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
             flags: rec_flags,
             ia_valid: cause.op.ia_valid,
             depth: walk.depth,
-            copy_flags: st.copy_flags,
+            copy_flags,
             syscall_flag: cause.sys.flag,
             dev: st.dev,
             kstack_id: st.kstack_id,
             ustack_id: st.ustack_id,
             path_len: walk.len,
             filename_len,
-            _pad: 0,
+            nest: core::ptr::read_volatile(&(*ev).header.nest),
             comm: bpf_get_current_comm().unwrap_or_default(),
         };
         // Only the used part of `names` goes into the ring.
@@ -320,4 +365,42 @@ pub fn copy_up_done(ret: i32, extra_flags: u32) -> Option<u32> {
         }
     }
     Some(0)
+}
+
+/// The syscall or operation that began at `since` on this thread returns with `ret`:
+/// every copy-up under it has finished, so one still in flight that began since lost its
+/// return probe (the kernel skips it when all kretprobe instances are in use). The
+/// outermost is sent now, timed to this return, rather than lost; nested ones are
+/// counted (one record per program keeps it within old verifiers' budget). Ones from
+/// before `since` are leftovers of a missed return elsewhere: they go.
+#[inline(always)]
+pub fn flush_missed(since: u64, ret: i32) {
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    let outer = inflight_key(tid, 0);
+    // SAFETY: lookup of a value owned by this thread's key.
+    match unsafe { INFLIGHT.get(&outer) } {
+        Some(f) if f.start_ns >= since => {
+            bump(counter::MISSED_RETURNS);
+            copy_up_done(0, ret, flags::RETURN_MISSED);
+        }
+        Some(_) => {
+            let _ = INFLIGHT.remove(&outer);
+        }
+        None => return,
+    }
+    let mut level = 1;
+    while level < MAX_NEST {
+        let key = inflight_key(tid, level);
+        // SAFETY: lookup of a value owned by this thread's key.
+        match unsafe { INFLIGHT.get(&key) } {
+            Some(f) => {
+                if f.start_ns >= since {
+                    bump(counter::MISSED_RETURNS);
+                }
+                let _ = INFLIGHT.remove(&key);
+            }
+            None => break,
+        }
+        level += 1;
+    }
 }

@@ -11,7 +11,7 @@ use copyup_trace_common::kabi;
 
 use crate::{
     config::{arg, conf},
-    maps::{now, read_or_zero, tid_of, INFLIGHT},
+    maps::{innermost, now, read_or_zero, tid_of},
 };
 
 /// Bytes this data copy will copy: the `len` argument, or for `ovl_copy_up_data(c,
@@ -60,7 +60,7 @@ pub fn fe_copy_up_data(ctx: FEntryContext) -> u32 {
 #[inline(always)]
 fn data_enter(len: u64) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(st) = innermost(tid) else {
         return 0;
     };
     // SAFETY: map value owned by this thread's key.
@@ -89,7 +89,7 @@ pub fn fx_copy_up_data(_ctx: FExitContext) -> u32 {
 #[inline(always)]
 fn data_exit() -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
-    let Some(st) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(st) = innermost(tid) else {
         return 0;
     };
     // SAFETY: map value owned by this thread's key.

@@ -7,16 +7,19 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
-use copyup_trace_common::{counter, CopyUpEvent, InFlight, OpState, SyscallState};
+use copyup_trace_common::{
+    counter, inflight_key, CopyUpEvent, InFlight, OpState, SyscallState, MAX_NEST,
+};
 
 use crate::config::conf;
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Copy-ups in flight, by tid. LRU so that a missed return probe cannot leak entries.
+/// Copy-ups in flight, by tid and nesting level (`inflight_key`). LRU so that a missed
+/// return probe cannot leak entries.
 #[map]
-pub static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(1024, 0);
+pub static INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(1024, 0);
 
 /// `do_fchownat` calls in flight, by tid.
 #[map]
@@ -138,4 +141,29 @@ pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
     // SAFETY: `seed` points at a map value that nothing writes.
     EVENT_SCRATCH.insert(&tid, unsafe { &*seed }, 0).ok()?;
     EVENT_SCRATCH.get_ptr_mut(&tid)
+}
+
+/// Copy-ups in flight on thread `tid`: levels `0..n` are taken, the innermost is `n - 1`.
+#[inline(always)]
+pub fn nest_level(tid: u32) -> u32 {
+    let mut n = 0;
+    while n < MAX_NEST {
+        // SAFETY: lookup only.
+        if unsafe { INFLIGHT.get(&inflight_key(tid, n)) }.is_none() {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The innermost copy-up in flight on thread `tid`: the one its data copy, its
+/// `ovl_copy_up_end` and its return belong to.
+#[inline(always)]
+pub fn innermost(tid: u32) -> Option<*mut InFlight> {
+    let n = nest_level(tid);
+    if n == 0 {
+        return None;
+    }
+    INFLIGHT.get_ptr_mut(&inflight_key(tid, n - 1))
 }

@@ -8,11 +8,15 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use copyup_trace_common::{counter, op, record, OpDoneEvent, OpState};
+use copyup_trace_common::{counter, inflight_key, op, record, OpDoneEvent, OpState};
 
 use crate::{
     config::{arg, conf, func_arg},
-    maps::{bump, notify_flags, now, read_or_zero, tgid_of, tid_of, traced, EVENTS, OPS, SYSCALLS},
+    copy_up::flush_missed,
+    maps::{
+        bump, notify_flags, now, read_or_zero, tgid_of, tid_of, traced, EVENTS, INFLIGHT, OPS,
+        SYSCALLS,
+    },
 };
 
 /// A syscall or operation that caused copy-ups, as it returns.
@@ -51,8 +55,25 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Inside chown the syscall's own state names the trigger and carries the latency.
     // SAFETY: lookup only.
-    if unsafe { SYSCALLS.get(&tid_of(pid_tgid)) }.is_some() || !traced(pid_tgid) {
+    let tid = tid_of(pid_tgid);
+    if unsafe { SYSCALLS.get(&tid) }.is_some() || !traced(pid_tgid) {
         return 0;
+    }
+    // An operation of another overlay inside a copy-up under an operation (opening the
+    // lower file, which is on an overlay, to copy it): what it copies up is the outer
+    // operation's doing, and the outer operation's state stays.
+    if let Some(outer) = OPS.get_ptr_mut(&tid) {
+        // SAFETY: lookup of a value owned by this thread's key; the other is this
+        // thread's own state, updated in place.
+        unsafe {
+            if INFLIGHT
+                .get(&inflight_key(tid, 0))
+                .is_some_and(|f| f.start_ns >= (*outer).start_ns)
+            {
+                (*outer).nested += 1;
+                return 0;
+            }
+        }
     }
     let st = OpState {
         start_ns: now(),
@@ -60,23 +81,38 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
         ia_valid,
         copy_ups: 0,
         copy_flags: 0,
+        nested: 0,
+        _pad: 0,
     };
-    let _ = OPS.insert(&tid_of(pid_tgid), &st, 0);
+    let _ = OPS.insert(&tid, &st, 0);
     0
 }
 
 /// Return probe shared by every operation entry point.
 #[kretprobe]
 pub fn op_ret(ctx: RetProbeContext) -> u32 {
-    op_exit(ctx.ret::<i64>() as i32).unwrap_or(0)
+    op_exit(ctx.ret::<i64>() as i32, true).unwrap_or(0)
 }
 
+/// `flush`: look for copy-ups whose return probe was missed (see `flush_missed`); fexit
+/// programs leave that out, since a copy-up on fexit never misses its return.
 #[inline(always)]
-fn op_exit(ret: i32) -> Option<u32> {
+fn op_exit(ret: i32, flush: bool) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
-    // SAFETY: map value owned by this thread's key, copied out.
-    let st = unsafe { *OPS.get_ptr(&tid)? };
+    let o = OPS.get_ptr_mut(&tid)?;
+    // SAFETY: map value owned by this thread's key, updated in place or copied out.
+    let st = unsafe {
+        if (*o).nested > 0 {
+            // A nested operation's return (see `op_enter`).
+            (*o).nested -= 1;
+            return Some(0);
+        }
+        *o
+    };
+    if flush {
+        flush_missed(st.start_ns, ret);
+    }
     if st.copy_ups > 0 {
         op_done(
             pid_tgid,
@@ -100,7 +136,7 @@ macro_rules! op_fexit {
     ($name:ident, $func:literal) => {
         #[fexit(function = $func)]
         pub fn $name(ctx: FExitContext) -> u32 {
-            op_exit(ctx.ret::<i64>().unwrap_or(0) as i32).unwrap_or(0)
+            op_exit(ctx.ret::<i64>().unwrap_or(0) as i32, false).unwrap_or(0)
         }
     };
 }

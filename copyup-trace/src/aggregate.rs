@@ -560,6 +560,7 @@ pub mod tests {
             waited: false,
             return_missed: false,
             metacopy: false,
+            nest: 0,
             size: bytes,
             dev: 0,
             cause_start_ns: 0,

@@ -183,6 +183,9 @@ pub struct CopyUp {
     /// Only metadata was copied (`metacopy=on`): data stays in the lower layer until
     /// the first write-open.
     pub metacopy: bool,
+    /// Nesting depth: 0, or n for a copy-up another overlay's copy-up (of depth n - 1)
+    /// made on the same thread; it carries that one's trigger and cause.
+    pub nest: u32,
     /// File size when the copy-up began.
     pub size: u64,
     /// Overlay superblock device (kernel encoding), to find the mount point.
@@ -391,6 +394,7 @@ fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpHeader, names: 
     }
     c.waited = ev.flags & flags::WAITED != 0;
     c.return_missed = ev.flags & flags::RETURN_MISSED != 0;
+    c.nest = ev.nest;
     c.metacopy = c.kind == Kind::File
         && ev.bytes == 0
         && ev.size > 0

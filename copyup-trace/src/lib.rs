@@ -15,6 +15,7 @@ pub mod kallsyms;
 pub mod kernel;
 pub mod layers;
 pub mod metrics;
+pub mod modwatch;
 pub mod mounts;
 pub mod options;
 pub mod output;

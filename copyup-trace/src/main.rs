@@ -45,6 +45,7 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
     let facts = kernel::facts().context("reading kernel facts")?;
     let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts, args.probes)?;
+    preflight::kprobes(&plan)?;
     log::debug!("kernel {}: probe plan {plan:?}", facts.release);
     if opts.stacks.is_some() {
         if let Some(why) = plan::stack_limit(&facts.release) {

@@ -371,13 +371,15 @@ pub struct ReportFile {
 
 impl Sink for ReportFile {
     fn finish(&mut self, end: &End) -> Result<()> {
-        let report = render::report(
+        let mut report = render::report(
             end.totals,
             end.losses,
             end.started.elapsed(),
             end.command_elapsed,
             &self.opts,
         );
+        // As in the JSON summary: the mechanism each probed function got.
+        report["probes"] = serde_json::json!(end.probes.mechanisms());
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&self.path, text + "\n")
             .with_context(|| format!("writing report {}", self.path.display()))
@@ -429,7 +431,7 @@ mod tests {
         }
 
         fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
-            BTreeMap::new()
+            BTreeMap::from([("ovl_copy_up_one", "fentry"), ("ovl_open", "kprobe")])
         }
     }
 
@@ -546,5 +548,9 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["type"], "report");
         assert_eq!(v["files"][0]["path"], "/etc/passwd");
+        assert_eq!(
+            v["probes"],
+            serde_json::json!({"ovl_copy_up_one": "fentry", "ovl_open": "kprobe"})
+        );
     }
 }

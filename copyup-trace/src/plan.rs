@@ -186,6 +186,19 @@ impl ProbePlan {
         &self.mechanisms[hook.func]
     }
 
+    /// Why this plan needs kprobe support: the first function it puts on a kprobe, and
+    /// why not fentry. `None` when every function takes fentry/fexit, so that a kernel
+    /// without kprobes can still be traced.
+    pub fn kprobes_needed(&self) -> Option<String> {
+        let (func, m) = self.mechanisms.iter().find(|(_, m)| m.name() == "kprobe")?;
+        Some(match m {
+            Mechanism::Kprobe { why_not_fentry } if !why_not_fentry.is_empty() => {
+                format!("{func} cannot take fentry: {why_not_fentry}")
+            }
+            _ => "--probes kprobe".to_string(),
+        })
+    }
+
     /// Where the plan reads the argument that the fentry program of `hook` reads at a
     /// fixed index (`FuncHook::fentry_arg`).
     fn planned_index(&self, hook: &FuncHook) -> Option<u32> {
@@ -864,6 +877,31 @@ mod tests {
             m => panic!("{m:?}"),
         }
         assert_eq!(p.mechanism(&COPY_UP_FILE).name(), "fentry");
+    }
+
+    /// Kprobe support is needed only where a function gets a kprobe.
+    #[test]
+    fn kprobes_needed_only_for_kprobes() {
+        let p = decide(&fentry_6_12(), ProbeMode::Auto).unwrap();
+        assert_eq!(p.kprobes_needed(), None);
+        let p = decide(&fentry_6_12(), ProbeMode::Kprobe).unwrap();
+        assert_eq!(p.kprobes_needed().as_deref(), Some("--probes kprobe"));
+        let mut k = fentry_6_12();
+        k.funcs.get_mut(SETATTR.func).unwrap().btf = None;
+        let need = decide(&k, ProbeMode::Auto)
+            .unwrap()
+            .kprobes_needed()
+            .unwrap();
+        assert!(
+            need.starts_with("ovl_setattr cannot take fentry: "),
+            "{need}"
+        );
+        k.release = "5.10.0-32-amd64".into();
+        let need = decide(&k, ProbeMode::Auto)
+            .unwrap()
+            .kprobes_needed()
+            .unwrap();
+        assert!(need.contains("older than 5.17"), "{need}");
     }
 
     /// Before 5.17 fexit cannot read return values: kprobes everywhere.

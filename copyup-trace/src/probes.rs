@@ -14,7 +14,7 @@ use copyup_trace_common::{
     config::Config,
     counter,
     hooks::{self, FuncHook, TracepointHook, FCHOWNAT},
-    InFlight, OpState, SyscallState, COMM_LEN,
+    inflight_tid, InFlight, OpState, SyscallState, COMM_LEN,
 };
 use serde::Serialize;
 
@@ -186,7 +186,17 @@ impl Probes {
                 Err(e) if plan.mode == ProbeMode::Fentry => {
                     return Err(e.context("--probes fentry"));
                 }
-                Err(e) => log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func),
+                Err(e) => {
+                    let kprobes = crate::check::kprobe_support();
+                    if kprobes.status == crate::check::Status::Missing {
+                        // Nothing to fall back on: say both.
+                        return Err(e.context(format!(
+                            "{}: fentry refused, and {}",
+                            hook.func, kprobes.fact
+                        )));
+                    }
+                    log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func)
+                }
             },
             Mechanism::Kprobe { why_not_fentry } if why_not_fentry.is_empty() => {
                 log::debug!("{}: kprobe (--probes kprobe)", hook.func)
@@ -398,34 +408,36 @@ impl Probes {
     /// Entries left in the per-thread state maps: zero once no traced task is inside a
     /// probed function.
     pub fn state_entries(&self) -> Result<usize> {
-        Ok(self.keys::<InFlight>("INFLIGHT")?
-            + self.keys::<SyscallState>("SYSCALLS")?
-            + self.keys::<OpState>("OPS")?)
+        Ok(self.keys::<u64, InFlight>("INFLIGHT")?
+            + self.keys::<u32, SyscallState>("SYSCALLS")?
+            + self.keys::<u32, OpState>("OPS")?)
     }
 
-    /// Removes the per-thread entries of threads that no longer exist and counts them as
-    /// missed returns: a kretprobe the kernel skipped (all its instances in use) leaves
-    /// its entry behind. Run once the traced threads are gone (the command has exited).
+    /// Removes the per-thread entries of threads that no longer exist, and counts the
+    /// copy-ups among them as missed returns: a kretprobe the kernel skipped (all its
+    /// instances in use) leaves its entry behind. A syscall's or operation's entry is
+    /// not a copy-up of its own, so it is removed without a count. Run once the traced
+    /// threads are gone (the command has exited).
     pub fn reap_exited(&mut self) -> Result<u64> {
-        let reaped = self.reap::<InFlight>("INFLIGHT")?
-            + self.reap::<SyscallState>("SYSCALLS")?
-            + self.reap::<OpState>("OPS")?;
+        let reaped = self.reap::<u64, InFlight>("INFLIGHT", inflight_tid)?;
+        self.reap::<u32, SyscallState>("SYSCALLS", |tid| tid)?;
+        self.reap::<u32, OpState>("OPS", |tid| tid)?;
         self.reaped += reaped;
         Ok(reaped)
     }
 
-    /// `reap_exited` for one map, keyed by tid.
-    fn reap<V: aya::Pod>(&mut self, name: &str) -> Result<u64> {
+    /// `reap_exited` for one map, whose keys name a tid through `tid`.
+    fn reap<K: aya::Pod, V: aya::Pod>(&mut self, name: &str, tid: fn(K) -> u32) -> Result<u64> {
         let map = self
             .bpf
             .map_mut(name)
             .ok_or_else(|| anyhow!("{name} map missing"))?;
-        let mut m: HashMap<_, u32, V> =
+        let mut m: HashMap<_, K, V> =
             HashMap::try_from(map).with_context(|| format!("{name} map"))?;
-        let gone: Vec<u32> = m
+        let gone: Vec<K> = m
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|tid| !std::path::Path::new(&format!("/proc/{tid}")).exists())
+            .filter(|&k| !std::path::Path::new(&format!("/proc/{}", tid(k))).exists())
             .collect();
         for tid in &gone {
             let _ = m.remove(tid);
@@ -433,13 +445,12 @@ impl Probes {
         Ok(gone.len() as u64)
     }
 
-    fn keys<V: aya::Pod>(&self, name: &str) -> Result<usize> {
+    fn keys<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<usize> {
         let map = self
             .bpf
             .map(name)
             .ok_or_else(|| anyhow!("{name} map missing"))?;
-        let m: HashMap<_, u32, V> =
-            HashMap::try_from(map).with_context(|| format!("{name} map"))?;
+        let m: HashMap<_, K, V> = HashMap::try_from(map).with_context(|| format!("{name} map"))?;
         Ok(m.keys().count())
     }
 

@@ -105,6 +105,9 @@ struct CopyUpRecord<'a> {
     layer_dir: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_id: Option<Option<String>>,
+    /// Made by another overlay's copy-up, at this depth (0 when not nested).
+    nested: bool,
+    nest_depth: u32,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -149,6 +152,8 @@ impl<'a> CopyUpRecord<'a> {
                     .and_then(|l| l.runtime.as_ref())
                     .map(|r| format!("{}:{}", r.store, escape(r.id.as_bytes())))
             }),
+            nested: c.nest > 0,
+            nest_depth: c.nest,
         }
     }
 }
@@ -283,6 +288,8 @@ const CSV_HEADER: &[&str] = &[
     "layer_index",
     "layer_dir",
     "layer_id",
+    "nested",
+    "nest_depth",
 ];
 
 /// A CSV writer whose header is already written: a run without copy-ups still prints
@@ -544,7 +551,7 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
     } else {
         c.kind.name()
     };
-    writeln!(
+    write!(
         out,
         "{:<8} {:<16} {:<7} {:<12} {:<8} {:>11} {:>7.2} {}",
         stamp.get(11..19).unwrap_or(&stamp),
@@ -556,6 +563,11 @@ pub fn event_line(out: &mut impl Write, c: &CopyUp, now: std::time::SystemTime) 
         c.copy_ns as f64 / 1e6,
         escape(&c.display_path()),
     )?;
+    if c.nest > 0 {
+        // Made by another overlay's copy-up: after the path, which may contain spaces.
+        write!(out, " (nested, depth {})", c.nest)?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 
@@ -681,6 +693,7 @@ mod tests {
             waited: false,
             return_missed: false,
             metacopy: false,
+            nest: 0,
             size: 8 << 20,
             dev: 0,
             cause_start_ns: 4,
@@ -696,6 +709,25 @@ mod tests {
             kstack_id: -1,
             ustack_id: -1,
         }
+    }
+
+    /// A nested copy-up says so, with its depth, in JSON and on its event line.
+    #[test]
+    fn nested_copy_ups_are_marked() {
+        let mut c = evil();
+        let mut buf = Vec::new();
+        json_event(&mut buf, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!((&v["nested"], &v["nest_depth"]), (&false.into(), &0.into()));
+        c.nest = 1;
+        let mut buf = Vec::new();
+        json_event(&mut buf, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!((&v["nested"], &v["nest_depth"]), (&true.into(), &1.into()));
+        let mut line = Vec::new();
+        event_line(&mut line, &c, std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.ends_with(" (nested, depth 1)\n"), "{line:?}");
     }
 
     #[test]
@@ -786,6 +818,7 @@ mod tests {
             waited: true,
             return_missed: true,
             ret: -5,
+            nest: 2,
             ..evil()
         }
     }
@@ -798,7 +831,7 @@ mod tests {
         let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
                       path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
                       cause_ts_ns,mount,cgroup,container_runtime,container_id,host_path,\
-                      layer_index,layer_dir,layer_id\n";
+                      layer_index,layer_dir,layer_id,nested,nest_depth\n";
         // The header comes first, even when no copy-up follows.
         assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
         let mut w = csv_writer(Vec::new()).unwrap();
@@ -808,10 +841,10 @@ mod tests {
         let rows = [
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
             r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
-            r"/system.slice/docker-abc.scope,docker,abc,/merged/dir/evil\n\x1b[2Jname\xff,,,",
-            "\n",
+            r"/system.slice/docker-abc.scope,docker,abc,/merged/dir/evil\n\x1b[2Jname\xff,,,,",
+            "false,0\n",
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
-            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,\n",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,,true,2\n",
         ];
         assert_eq!(text, format!("{header}{}", rows.concat()));
     }
@@ -830,7 +863,8 @@ mod tests {
             r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
             r#""container":{"runtime":"docker","id":"abc"},"#,
-            r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null}"#,
+            r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null,"nested":false,"#,
+            r#""nest_depth":0}"#,
             "\n",
             r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
             r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
@@ -838,7 +872,7 @@ mod tests {
             r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
             r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null,"host_path":null,"#,
-            r#""layer":null}"#,
+            r#""layer":null,"nested":true,"nest_depth":2}"#,
             "\n",
         ];
         assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
@@ -893,7 +927,9 @@ mod tests {
         csv_event(&mut w, &c).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert!(
-            text.ends_with(",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc\n"),
+            text.ends_with(
+                ",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc,false,0\n"
+            ),
             "{text}"
         );
     }

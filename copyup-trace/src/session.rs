@@ -24,6 +24,7 @@ use crate::{
     cgroups::{CgroupResolver, CGROUP2_ROOT},
     decode::{Decoded, Decoder},
     enrich::Enricher,
+    modwatch::OverlayWatch,
     mounts::OverlayMounts,
     options::Options,
     output::{self, End, Outputs, Sink, Status, Tick},
@@ -282,6 +283,13 @@ async fn trace(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    // Kprobes on overlay vanish with its module (fentry/fexit pin it): say so if it goes.
+    let on_kprobes = probes
+        .mechanisms()
+        .iter()
+        .any(|(func, m)| func.starts_with("ovl_") && *m == "kprobe");
+    let mut overlay = on_kprobes.then(OverlayWatch::new).flatten();
+    let mut module_tick = tokio::time::interval(Duration::from_secs(1));
 
     // Ctrl-C is how a host-wide trace normally ends; with a command still running,
     // report the interruption in the exit status as a shell would.
@@ -317,6 +325,11 @@ async fn trace(
             }
             _ = async { status_tick.as_mut().unwrap().tick().await }, if status_tick.is_some() => {
                 records.status(probes)?;
+            }
+            _ = module_tick.tick(), if overlay.is_some() => {
+                if let Some(what) = overlay.as_mut().and_then(OverlayWatch::check) {
+                    eprintln!("copyup-trace: {what}");
+                }
             }
         }
     }

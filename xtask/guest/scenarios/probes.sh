@@ -1,6 +1,6 @@
 # Scenarios of the family `probes` (checked in xtask/src/scenarios/probes.rs): the key
-# scenarios of copyup.sh, triggers.sh and faults.sh again, with each function forced
-# onto fentry/fexit and then onto kprobes. Same paths, artifacts named MODE.NAME.
+# scenarios of copyup.sh, triggers.sh, faults.sh and nested.sh again, with each function
+# forced onto fentry/fexit and then onto kprobes. Same paths, artifacts named MODE.NAME.
 
 for mode in fentry kprobe; do
     PFX=$mode.
@@ -9,6 +9,7 @@ for mode in fentry kprobe; do
     sc_tree
     sc_trig
     sc_thr
+    sc_nest
 done
 PFX=
 PROBES=

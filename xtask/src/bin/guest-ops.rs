@@ -74,18 +74,29 @@ fn run(args: &[String]) -> Result<(), String> {
             })
         }
         // threads N PREFIX: thread i chowns PREFIX<i>, all released at once.
+        // threads N PREFIX [chown|open-write|chmod]: thread i copies up PREFIXi.
         "threads" => {
             let n: usize = arg(1)?.parse().map_err(|_| "bad count")?;
             let prefix = arg(2)?.to_string();
+            let op = args.get(3).cloned().unwrap_or_else(|| "chown".into());
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
             let handles: Vec<_> = (0..n)
                 .map(|i| {
                     let (b, p) = (barrier.clone(), format!("{prefix}{i}"));
+                    let op = op.clone();
                     std::thread::spawn(move || {
                         b.wait();
                         let tid = unsafe { libc::gettid() };
                         let c = cpath(&p);
-                        let rc = unsafe { libc::chown(c.as_ptr(), 1000, 1000) };
+                        let rc = match op.as_str() {
+                            "open-write" => match unsafe { libc::open(c.as_ptr(), libc::O_WRONLY) }
+                            {
+                                fd if fd >= 0 => unsafe { libc::close(fd) },
+                                _ => -1,
+                            },
+                            "chmod" => unsafe { libc::chmod(c.as_ptr(), 0o600) },
+                            _ => unsafe { libc::chown(c.as_ptr(), 1000, 1000) },
+                        };
                         (p, tid, rc)
                     })
                 })

@@ -208,6 +208,7 @@ mod errors;
 mod faults;
 mod fleet;
 mod layers;
+mod nested;
 mod output;
 mod probes;
 mod scoping;
@@ -230,7 +231,7 @@ macro_rules! families {
     };
 }
 
-families!(errors, copyup, scoping, triggers, output, fleet, faults, check, probes, layers);
+families!(errors, copyup, scoping, triggers, output, fleet, faults, nested, check, probes, layers);
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {

@@ -5,11 +5,11 @@
 
 use anyhow::{ensure, Context, Result};
 
-use super::{copyup, faults, one_line_error, triggers, Artifacts, Check};
+use super::{copyup, faults, nested, one_line_error, triggers, Artifacts, Check};
 
 /// `bpf_get_func_ret`, which the fexit programs read return values with, came in 5.17;
 /// the 5.10 line also has no overlay module BTF.
-fn takes_fentry(kernel: &str) -> bool {
+pub(super) fn takes_fentry(kernel: &str) -> bool {
     let mut it = kernel.split(|c: char| !c.is_ascii_digit());
     let v: (u32, u32) = (
         it.next().and_then(|x| x.parse().ok()).unwrap_or(0),
@@ -119,5 +119,21 @@ pub const CHECKS: &[Check] = &[
     }),
     ("--probes kprobe: 16 threads at once", |a| {
         rerun(a, "kprobe", &["thr"], faults::threads)
+    }),
+    ("--probes fentry: nested overlay copy-ups, exact", |a| {
+        rerun(
+            a,
+            "fentry",
+            &["nest.chown", "nest.open"],
+            nested::chown_and_open,
+        )
+    }),
+    ("--probes kprobe: nested overlay copy-ups, exact", |a| {
+        rerun(
+            a,
+            "kprobe",
+            &["nest.chown", "nest.open"],
+            nested::chown_and_open,
+        )
     }),
 ];
