@@ -56,6 +56,7 @@ pub fn manifest(_tool: &Path) -> Result<()> {
 /// `systemd-analyze verify`, with `ExecStart` pointed at the binary just built (the unit
 /// names where it is installed).
 pub fn unit(tool: &Path) -> Result<()> {
+    setup::ensure_debs(&["systemd"])?;
     let text = std::fs::read_to_string(workspace_root().join(UNIT))?;
     let installed = "ExecStart=/usr/local/bin/copyup-trace ";
     ensure!(text.contains(installed), "{UNIT} lacks {installed:?}");

@@ -141,9 +141,13 @@ events_logger = "file"
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 cd /
 echo "init: running /script.sh"
-sh /script.sh </dev/null >/dev/ttyS1 2>&1
+# The script's output goes to a file and reaches ttyS1 only once the script is done: the
+# runtimes' daemons and containers started meanwhile can hang up or reopen the terminal
+# they inherit, and a hang-up discards what the slow emulated UART has not sent yet.
+sh /script.sh </dev/null >/run/script.out 2>&1
 rc=$?
 echo "init: /script.sh exited with $rc"
+cat /run/script.out >/dev/ttyS1
 echo "@@GUEST-DONE rc=$rc" >/dev/ttyS1
 echo o >/proc/sysrq-trigger
 sleep 10
