@@ -1,6 +1,7 @@
 //! Where overlay filesystems are mounted: maps an overlay superblock's device number, as the
-//! kernel reports it, to a mount point from `/proc/self/mountinfo`, so that paths inside the
-//! overlay can be shown as absolute paths.
+//! kernel reports it, to a mount point from the host's mount table (`/proc/self/mountinfo`,
+//! or `/proc/1/mountinfo` from another mount namespace), so that paths inside the overlay
+//! can be shown as absolute paths.
 
 use std::{
     collections::HashMap,
@@ -15,6 +16,12 @@ use anyhow::{bail, Context, Result};
 use procfs::process::MountInfo;
 
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The mount table of the host's init, and where its root is seen from here. A process in
+/// its own mount namespace (a container with the host's pid namespace, a sandboxed
+/// service) does not see overlays mounted after it started in its own table.
+const HOST_MOUNTINFO: &str = "/proc/1/mountinfo";
+const HOST_ROOT: &str = "/proc/1/root";
 
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -37,13 +44,24 @@ pub struct OverlayMounts {
     by_dev: HashMap<u32, Entry>,
     /// Where to reload from; `None` for a table built from text.
     source: Option<PathBuf>,
+    /// Where the table's mount points are, seen from here (`/proc/1/root` for the host's
+    /// table read from another mount namespace).
+    root: Option<PathBuf>,
     last_load: Instant,
     reload_interval: Duration,
 }
 
 impl OverlayMounts {
-    /// Reads `/proc/self/mountinfo`.
+    /// Reads the host's mount table: `/proc/self/mountinfo`, or `/proc/1/mountinfo` when
+    /// init runs in another mount namespace and that can be read (pid 1 is the host's init
+    /// with the host's pid namespace; otherwise it shares ours).
     pub fn load() -> Result<Self> {
+        if other_mount_namespace() {
+            if let Ok(mut m) = Self::load_from(HOST_MOUNTINFO) {
+                m.root = Some(PathBuf::from(HOST_ROOT));
+                return Ok(m);
+            }
+        }
         Self::load_from(MOUNTINFO)
     }
 
@@ -54,6 +72,7 @@ impl OverlayMounts {
         Ok(Self {
             by_dev,
             source: Some(path),
+            root: None,
             last_load: Instant::now(),
             reload_interval: RELOAD_INTERVAL,
         })
@@ -65,6 +84,7 @@ impl OverlayMounts {
         Ok(Self {
             by_dev: parse_table(text.as_bytes())?,
             source: None,
+            root: None,
             last_load: Instant::now(),
             reload_interval: RELOAD_INTERVAL,
         })
@@ -102,7 +122,13 @@ impl OverlayMounts {
             Some(_) if self.source.is_none() => true,
             Some(e) if now.duration_since(e.checked) < self.reload_interval => true,
             Some(e) => {
-                let same = std::fs::metadata(&e.mount_point)
+                let seen = match &self.root {
+                    Some(root) => {
+                        root.join(e.mount_point.strip_prefix("/").unwrap_or(&e.mount_point))
+                    }
+                    None => e.mount_point.clone(),
+                };
+                let same = std::fs::metadata(seen)
                     .map(|m| m.dev() == e.user_dev)
                     .unwrap_or(false);
                 if same {
@@ -141,6 +167,17 @@ impl OverlayMounts {
 /// Joins a mount point and a path relative to the mounted filesystem's root, as bytes since
 /// neither is guaranteed to be UTF-8: `/merged` + `/a/b` is `/merged/a/b`, `/` + `/a` is `/a`,
 /// and a relative path of `/` (or empty) is the mount point itself.
+/// Whether pid 1 runs in another mount namespace than this process.
+fn other_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(own), Ok(init)) => own != init,
+        _ => false,
+    }
+}
+
 pub fn join_mount(mount_point: &Path, rel: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     join_mount_into(mount_point, rel, &mut out);

@@ -180,6 +180,12 @@ fn guest_files(tool: &Path) -> Vec<GuestFile> {
             host_path: ops,
             mode: 0o755,
         },
+        // The image's recipe; the userland guest builds it around /bin/copyup-trace.
+        GuestFile {
+            guest_path: "/src/Containerfile".into(),
+            host_path: workspace_root().join("Containerfile"),
+            mode: 0o644,
+        },
     ]
 }
 

@@ -1,0 +1,131 @@
+//! Checks of the container image: the repository's Containerfile built by podman, run the
+//! way deploy/kubernetes/daemonset.yaml runs it, tracing another container's copy-ups with
+//! that container's name, paths on the host and exact sizes, and leaving nothing loaded
+//! after SIGTERM. It judges what `guest/userland/image.sh` saved.
+
+use anyhow::{anyhow, ensure, Result};
+use serde_json::{json, Value};
+
+use super::super::{s, u, Artifacts, Check};
+use crate::progs;
+
+pub const CHECKS: &[Check] = &[
+    ("image: podman build of the Containerfile", build),
+    (
+        "image: traces another container, named from podman's store",
+        traces,
+    ),
+    ("image: SIGTERM ends it cleanly, no programs left", stopped),
+];
+
+fn build(a: &Artifacts) -> Result<()> {
+    let rc = a.get("image.build_rc")?.trim();
+    ensure!(
+        rc == "0",
+        "podman build exit {rc}\n{}",
+        a.get("image.build")?
+    );
+    let config = a.get("image.config")?.trim();
+    ensure!(
+        config == "[/copyup-trace] [--metrics 0.0.0.0:9435]",
+        "entrypoint and command {config:?}"
+    );
+    Ok(())
+}
+
+/// Every copy-up as (path, kind, bytes, mount, host path, lower layer, container): the
+/// traced container chowned /data/b, then /data/a, copying up /data first. Mount points and
+/// layers are the host's, read through /proc/1 from the tracer's own mount namespace.
+fn traces(a: &Artifacts) -> Result<()> {
+    let r = a.run("image")?;
+    let ids = a.get("image.ids")?;
+    let (name, id, image_id) = match ids.split_whitespace().collect::<Vec<_>>()[..] {
+        [n, id, img] => (n.to_string(), id.to_string(), img.to_string()),
+        _ => return Err(anyhow!("image.ids: {ids:?}")),
+    };
+    ensure!(name == "copier", "image.ids: {ids:?}");
+    let merged = a.get("image.merged")?.trim().to_string();
+    ensure!(
+        merged.starts_with("/var/lib/containers/storage/overlay/") && merged.ends_with("/merged"),
+        "merged dir {merged:?}"
+    );
+    // The image's one layer, as containers/storage names it: `overlay/<id>/diff`.
+    let lower = a.get("image.lower")?.trim().to_string();
+    let layer_id = lower
+        .strip_prefix("/var/lib/containers/storage/overlay/")
+        .and_then(|l| l.strip_suffix("/diff"))
+        .ok_or_else(|| anyhow!("lower dir {lower:?}"))?;
+    let layer = json!({
+        "index": 0, "dir": lower, "store": "containers-storage", "id": layer_id,
+    });
+    let container = json!({
+        "runtime": "podman", "id": id, "name": name, "image": "localhost/files:1",
+        "image_id": image_id,
+    });
+    let got: Vec<(String, String, u64, String, String, Value, Value)> = r
+        .events
+        .iter()
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["kind"]).to_string(),
+                u(&e["bytes"]),
+                s(&e["mount"]).to_string(),
+                s(&e["host_path"]).to_string(),
+                e["layer"].clone(),
+                e["container"].clone(),
+            )
+        })
+        .collect();
+    let want: Vec<_> = [
+        ("/data", "dir", 0),
+        ("/data/a", "file", 3000),
+        ("/data/b", "file", 5000),
+    ]
+    .iter()
+    .map(|(p, k, b)| {
+        (
+            p.to_string(),
+            k.to_string(),
+            *b,
+            merged.clone(),
+            format!("{merged}{p}"),
+            layer.clone(),
+            container.clone(),
+        )
+    })
+    .collect();
+    // Value is not Ord: sorted by path, which is unique here.
+    let mut got = got;
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    ensure!(u(&r.summary["copy_ups"]) == 3, "summary {}", r.summary);
+    Ok(())
+}
+
+fn stopped(a: &Artifacts) -> Result<()> {
+    let rc = a.rc("image")?;
+    ensure!(
+        rc == 0,
+        "exit {rc} after podman stop (SIGTERM)\n{}",
+        a.get("image.err")?
+    );
+    let err = a.get("image.err")?;
+    ensure!(!err.contains("panicked"), "{err:?}");
+    let ours = |name: &str| -> Result<usize> {
+        Ok(a.get(name)?
+            .lines()
+            .filter(|n| progs::ours(n.trim()).is_some())
+            .count())
+    };
+    ensure!(
+        ours("image.progs_during")? > 0,
+        "none of our programs loaded while the container traced: the check would prove nothing"
+    );
+    let left = ours("image.progs_after")?;
+    ensure!(
+        left == 0,
+        "{left} of our BPF programs loaded after podman stop"
+    );
+    Ok(())
+}
