@@ -8,6 +8,7 @@
 
 use super::Check;
 
+mod imglayers;
 mod runtimes;
 
 /// Ties each family's checks (`NAME.rs`, its `CHECKS`) to its guest part
@@ -26,7 +27,7 @@ macro_rules! families {
     };
 }
 
-families!(runtimes);
+families!(runtimes, imglayers);
 
 /// The kernel lines the userland families run on: the newest long-term line and the
 /// newest line (each boot adds a few minutes to `cargo xtask test`).
