@@ -64,12 +64,12 @@ fn lowers(driver: &Value) -> Vec<String> {
 /// under `extra` layers of the runtime's own: docker's `-init`). Returns them and the
 /// container's stack.
 fn image_layers(a: &Artifacts, tool: &str, extra: usize) -> Result<(Vec<String>, Vec<String>)> {
-    let image = json_of(a, &format!("{tool}.image-driver"))?;
+    let image = json_of(a, &format!("img-{tool}.image-driver"))?;
     let mut dirs: Vec<String> = vec![s(&image["Data"]["UpperDir"]).to_string()];
     dirs.extend(lowers(&image));
     dirs.reverse();
     ensure!(dirs.len() == 3, "{tool} image has not 3 layers: {image}");
-    let stack = lowers(&json_of(a, &format!("{tool}.driver"))?);
+    let stack = lowers(&json_of(a, &format!("img-{tool}.driver"))?);
     let mut below: Vec<String> = stack.iter().skip(extra).cloned().collect();
     below.reverse();
     ensure!(
@@ -82,7 +82,7 @@ fn image_layers(a: &Artifacts, tool: &str, extra: usize) -> Result<(Vec<String>,
 /// The checks both runtimes share: `ids[l]` is image layer l's id as the store names it,
 /// bottom up, already tied to `RootFS.Layers` by the caller.
 fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -> Result<()> {
-    let run = format!("{tool}-layers");
+    let run = format!("img-{tool}-layers");
     let r = a.run(&run)?;
     ensure!(
         r.rc == 0,
@@ -125,7 +125,7 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
 
     // Layer sizes: the base holds /data/a, /data/b and /guest-ops; the middle /mid/m
     // and /both; the top /top/t and /both.
-    let ops: u64 = a.get("guest-ops.size")?.trim().parse()?;
+    let ops: u64 = a.get("img-guest-ops.size")?.trim().parse()?;
     let size = [3000 + 5000 + ops, 2000 + 1000, 4000 + 1500];
     let row = |l: usize| {
         let (copy_ups, bytes) = COPY_UPS
@@ -167,7 +167,7 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
 /// (the base's size is that of this build's guest-ops: its cell is only checked to be
 /// known) and the share in percent to one decimal.
 fn table(a: &Artifacts, tool: &str, report_rows: &[Value]) -> Result<()> {
-    let run = format!("{tool}-table");
+    let run = format!("img-{tool}-table");
     ensure!(a.rc(&run)? == 0, "exit {}", a.rc(&run)?);
     let out = a.get(&format!("{run}.out"))?;
     let section = out
@@ -219,7 +219,7 @@ fn table(a: &Artifacts, tool: &str, report_rows: &[Value]) -> Result<()> {
 
 /// `RootFS.Layers` (diff ids, bottom up).
 fn rootfs(a: &Artifacts, tool: &str) -> Result<Vec<String>> {
-    let v = json_of(a, &format!("{tool}.rootfs"))?;
+    let v = json_of(a, &format!("img-{tool}.rootfs"))?;
     let ids: Vec<String> = v
         .as_array()
         .ok_or_else(|| anyhow!("{tool}.rootfs: {v}"))?
@@ -233,7 +233,7 @@ fn rootfs(a: &Artifacts, tool: &str) -> Result<Vec<String>> {
 /// containers/storage's ids: the layer whose `diff-digest` (layers.json) is the diff id
 /// at that place in `RootFS.Layers`.
 fn podman(a: &Artifacts) -> Result<()> {
-    let store = json_of(a, "podman.layers")?;
+    let store = json_of(a, "img-podman.layers")?;
     let ids = rootfs(a, "podman")?
         .iter()
         .map(|diff| {
@@ -256,7 +256,7 @@ fn podman(a: &Artifacts) -> Result<()> {
 /// place in `RootFS.Layers` (its layer db, `diff cache-id` a line); the container's
 /// `-init` layer sits above the image's.
 fn docker(a: &Artifacts) -> Result<()> {
-    let db = a.get("docker.layers")?;
+    let db = a.get("img-docker.layers")?;
     let ids = rootfs(a, "docker")?
         .iter()
         .map(|diff| {
