@@ -9,6 +9,7 @@
 use super::Check;
 
 mod image;
+mod imglayers;
 mod runtimes;
 
 /// Ties each family's checks (`NAME.rs`, its `CHECKS`) to its guest part
@@ -27,7 +28,7 @@ macro_rules! families {
     };
 }
 
-families!(runtimes, image);
+families!(runtimes, imglayers, image);
 
 /// The kernel lines the userland families run on: the newest long-term line and the
 /// newest line (each boot adds a few minutes to `cargo xtask test`).
