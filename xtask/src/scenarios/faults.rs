@@ -3,7 +3,7 @@
 //! judges what `guest/scenarios/faults.sh` saved (and, for SIGINT, the `--pid` scenario of
 //! `scoping.sh`); reading the artifacts is `mod.rs`'s job.
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{ensure, Result};
 
 use super::{one_line_error, probes::takes_fentry, s, u, Artifacts, Check};
 use crate::progs;
