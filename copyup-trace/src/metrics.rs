@@ -229,6 +229,7 @@ pub struct Counts {
     lost_ring: u64,
     lost_state: u64,
     missed_returns: u64,
+    skipped_runs: u64,
     info: [(&'static str, String); 3],
     /// Reused to build each copy-up's key.
     key: String,
@@ -254,6 +255,7 @@ impl Counts {
             lost_ring: 0,
             lost_state: 0,
             missed_returns: 0,
+            skipped_runs: 0,
             info: [
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
                 ("kernel", kernel),
@@ -319,6 +321,7 @@ impl Counts {
         self.lost_ring = s.losses.lost_events;
         self.lost_state = s.losses.lost_state;
         self.missed_returns = s.losses.missed_returns;
+        self.skipped_runs = s.losses.skipped_runs;
         let mut mechanisms: Vec<&str> = s.probes.mechanisms().into_values().collect();
         mechanisms.sort_unstable();
         mechanisms.dedup();
@@ -393,6 +396,13 @@ impl Counts {
             MetricType::Counter,
         )?;
         ConstCounter::new(self.missed_returns).encode(m)?;
+        let m = enc.encode_descriptor(
+            "copyup_trace_skipped_runs",
+            "Runs of fentry/fexit programs the kernel skipped because the program was already running on that CPU",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.skipped_runs).encode(m)?;
         let m = enc.encode_descriptor(
             "copyup_trace_folded_series",
             "Label sets past --metrics-max-series, counted once each, whose copy-ups went to the _other_ series",
@@ -635,6 +645,7 @@ mod tests {
             r#"copyup_trace_operation_duration_seconds_count{trigger="chown"} 1"#,
             r#"copyup_trace_lost_events_total{reason="ring_full"} 0"#,
             "copyup_trace_missed_returns_total 0",
+            "copyup_trace_skipped_runs_total 0",
             "copyup_trace_folded_series_total 0",
             r#"copyup_trace_info{version=""#,
         ] {
@@ -757,6 +768,7 @@ mod tests {
                 lost_events: 3,
                 lost_state: 4,
                 missed_returns: 5,
+                skipped_runs: 6,
             },
             probes: &TwoMechanisms,
         });
@@ -765,6 +777,7 @@ mod tests {
             r#"copyup_trace_lost_events_total{reason="ring_full"} 3"#,
             r#"copyup_trace_lost_events_total{reason="no_state"} 4"#,
             "copyup_trace_missed_returns_total 5",
+            "copyup_trace_skipped_runs_total 6",
         ] {
             assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
         }

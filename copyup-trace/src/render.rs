@@ -213,6 +213,7 @@ struct JsonSummary<'a> {
     lost_events: u64,
     lost_state: u64,
     missed_returns: u64,
+    skipped_runs: u64,
     duration_ns: u64,
     /// Wall time of `-- COMMAND`, from spawn to exit.
     command_ns: Option<u64>,
@@ -246,6 +247,7 @@ pub fn json_summary(
         lost_events: losses.lost_events,
         lost_state: losses.lost_state,
         missed_returns: losses.missed_returns,
+        skipped_runs: losses.skipped_runs,
         duration_ns: elapsed.as_nanos() as u64,
         command_ns: command.map(|d| d.as_nanos() as u64),
         state_entries,
@@ -404,7 +406,16 @@ pub fn tables(
             String::new()
         },
     )?;
-    writeln!(out, "lost events: {}", losses.total())?;
+    write!(out, "lost events: {}", losses.total())?;
+    if losses.skipped_runs > 0 {
+        // A skipped fentry of the copy-up loses it; a skipped fexit only delays it.
+        write!(
+            out,
+            ", {} probe runs skipped (program already running on that CPU)",
+            losses.skipped_runs
+        )?;
+    }
+    writeln!(out)?;
     if agg.is_empty() {
         return Ok(());
     }
@@ -615,6 +626,7 @@ pub fn report(
         "lost_events": losses.lost_events,
         "lost_state": losses.lost_state,
         "missed_returns": losses.missed_returns,
+        "skipped_runs": losses.skipped_runs,
         "total": row_json(&agg.total_row()),
         "files": agg.files(opts.sort).iter().take(top).map(|f| json!({
             "path": escape(&f.path),
@@ -767,6 +779,7 @@ mod tests {
             lost_events: 3,
             lost_state: 1,
             missed_returns: 2,
+            skipped_runs: 6,
         };
         json_summary(
             &mut buf,
@@ -786,6 +799,7 @@ mod tests {
         assert_eq!(v["bytes"], 8388608);
         assert_eq!(v["lost"], 4, "copy-ups sent late are not lost");
         assert_eq!(v["missed_returns"], 2);
+        assert_eq!(v["skipped_runs"], 6, "counted apart from lost");
         assert_eq!(v["duration_ns"], 2_000_000);
         assert!(v["command_ns"].is_null());
     }

@@ -189,6 +189,14 @@ impl ProgramInfo {
         self.0.run_cnt
     }
 
+    /// The number of runs the kernel skipped because the program was already running on
+    /// that CPU (fentry/fexit, raw tracepoints and other trampoline-attached programs).
+    ///
+    /// Introduced in kernel v5.12; `0` on older kernels.
+    pub const fn recursion_misses(&self) -> u64 {
+        self.0.recursion_misses
+    }
+
     /// The number of verified instructions in the program.
     ///
     /// This may be less than the total number of instructions in the compiled program due to dead
