@@ -153,6 +153,28 @@ echo o >/proc/sysrq-trigger
 sleep 10
 "#;
 
+/// The shared libraries `binary` loads (from `ldd`), at the same paths in the guest.
+pub fn shared_libs(binary: &Path) -> Result<Vec<GuestFile>> {
+    let libs = crate::cmd::capture(Command::new("ldd").arg(binary))?;
+    let mut files = Vec::new();
+    for line in libs.lines() {
+        // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        files.push(GuestFile {
+            guest_path: path.to_string(),
+            host_path: fs::canonicalize(path).with_context(|| format!("resolving {path}"))?,
+            mode: 0o755,
+        });
+    }
+    Ok(files)
+}
+
 /// Boots `kernel` with a busybox initramfs holding `files`, runs `script` with `sh` and returns
 /// what it printed and its exit status. qemu is killed if it is still running after `timeout`.
 pub fn run_guest(

@@ -9,7 +9,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use clap::{builder::PossibleValue, ValueEnum};
 use serde_json::Value;
 
-use crate::{cmd::capture, guest::GuestFile, progs};
+use crate::{guest::GuestFile, progs};
 
 /// What a round runs the workload under. The names are those of `--modes` and of the
 /// guest script's `MODES` and `@@ROUND` lines.
@@ -82,29 +82,14 @@ impl fmt::Display for Mode {
 
 const BPFTRACE: &str = "/usr/bin/bpftrace";
 
-/// bpftrace and every shared library it loads (from `ldd`), at the same paths.
+/// bpftrace and every shared library it loads, at the same paths.
 pub fn bpftrace_files() -> Result<Vec<GuestFile>> {
-    let libs = capture(std::process::Command::new("ldd").arg(BPFTRACE))?;
     let mut files = vec![GuestFile {
         guest_path: BPFTRACE.into(),
         host_path: BPFTRACE.into(),
         mode: 0o755,
     }];
-    for line in libs.lines() {
-        // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        let Some(path) = path.filter(|p| p.starts_with('/')) else {
-            continue;
-        };
-        files.push(GuestFile {
-            guest_path: path.to_string(),
-            host_path: std::fs::canonicalize(path).with_context(|| format!("resolving {path}"))?,
-            mode: 0o755,
-        });
-    }
+    files.extend(crate::guest::shared_libs(std::path::Path::new(BPFTRACE))?);
     Ok(files)
 }
 

@@ -82,21 +82,6 @@ pub fn guest_files() -> Result<Vec<GuestFile>> {
         host_path: bin.clone(),
         mode: 0o755,
     }];
-    let libs = capture(Command::new("ldd").arg(&bin))?;
-    for line in libs.lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        let Some(path) = path.filter(|p| p.starts_with('/')) else {
-            continue;
-        };
-        files.push(GuestFile {
-            guest_path: path.to_string(),
-            host_path: fs::canonicalize(path).with_context(|| format!("resolving {path}"))?,
-            mode: 0o755,
-        });
-    }
+    files.extend(crate::guest::shared_libs(&bin)?);
     Ok(files)
 }

@@ -39,21 +39,7 @@ pub const CHECKS: &[Check] = &[
 
 fn sigint_detaches(a: &Artifacts) -> Result<()> {
     // Our programs (kprobe or fentry) were loaded while tracing, and are gone after.
-    let ours = |name: &str| -> Result<usize> {
-        Ok(a.get(name)?
-            .lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count())
-    };
-    ensure!(
-        ours("pid.progs_during")? > 0,
-        "none of our programs loaded while tracing: the check would prove nothing"
-    );
-    let left = ours("pid.progs_after")?;
-    ensure!(
-        left == 0,
-        "{left} of our BPF programs still loaded after SIGINT"
-    );
+    a.programs_detached("pid", "SIGINT")?;
     let n = a.get("pid.kprobes_after")?.trim().to_string();
     ensure!(
         n == "0",

@@ -9,7 +9,6 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use super::{one_line_error, s, u, Artifacts, Check};
-use crate::progs;
 
 pub const CHECKS: &[Check] = &[
     (
@@ -384,18 +383,7 @@ fn metrics_sigterm(a: &Artifacts) -> Result<()> {
     let r = a.run("met")?;
     ensure!(r.rc == 0, "exit {} after SIGTERM", r.rc);
     ensure!(u(&r.summary["copy_ups"]) == 11, "summary {}", r.summary);
-    let ours = |name: &str| -> Result<usize> {
-        Ok(a.get(name)?
-            .lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count())
-    };
-    ensure!(
-        ours("met.progs_during")? > 0,
-        "none of our programs loaded while serving: the check would prove nothing"
-    );
-    let left = ours("met.progs_after")?;
-    ensure!(left == 0, "{left} of our BPF programs loaded after SIGTERM");
+    a.programs_detached("met", "SIGTERM")?;
     let n = a.get("met.kprobes_after")?.trim().to_string();
     ensure!(n == "0", "{n} overlay kprobes registered after SIGTERM");
     ensure!(

@@ -43,6 +43,29 @@ struct Run {
 }
 
 impl Artifacts {
+    /// Our programs (kprobe or fentry, as `guest-ops bpf-progs` lists them in
+    /// `PREFIX.progs_during` and `PREFIX.progs_after`) were loaded while the tool traced
+    /// and none is left after it ended (`after` says how).
+    fn programs_detached(&self, prefix: &str, after: &str) -> Result<()> {
+        let ours = |when: &str| -> Result<usize> {
+            Ok(self
+                .get(&format!("{prefix}.progs_{when}"))?
+                .lines()
+                .filter(|n| crate::progs::ours(n.trim()).is_some())
+                .count())
+        };
+        ensure!(
+            ours("during")? > 0,
+            "none of our programs loaded while tracing: the check would prove nothing"
+        );
+        let left = ours("after")?;
+        ensure!(
+            left == 0,
+            "{left} of our BPF programs still loaded after {after}"
+        );
+        Ok(())
+    }
+
     pub fn new(kernel: &str, results: &str) -> Artifacts {
         Artifacts {
             kernel: kernel.to_string(),

@@ -7,7 +7,6 @@ use anyhow::{anyhow, ensure, Result};
 use serde_json::{json, Value};
 
 use super::super::{s, u, Artifacts, Check};
-use crate::progs;
 
 pub const CHECKS: &[Check] = &[
     ("image: podman build of the Containerfile", build),
@@ -112,20 +111,6 @@ fn stopped(a: &Artifacts) -> Result<()> {
     );
     let err = a.get("image.err")?;
     ensure!(!err.contains("panicked"), "{err:?}");
-    let ours = |name: &str| -> Result<usize> {
-        Ok(a.get(name)?
-            .lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count())
-    };
-    ensure!(
-        ours("image.progs_during")? > 0,
-        "none of our programs loaded while the container traced: the check would prove nothing"
-    );
-    let left = ours("image.progs_after")?;
-    ensure!(
-        left == 0,
-        "{left} of our BPF programs loaded after podman stop"
-    );
+    a.programs_detached("image", "podman stop")?;
     Ok(())
 }
