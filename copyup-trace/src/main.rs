@@ -128,13 +128,19 @@ fn main() -> ExitCode {
         return host_check(output);
     }
     let opts = Options::new(&args);
-    let result = start(&args, &opts).and_then(|probes| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?
-            .block_on(session::run(&opts, probes))
-    });
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| {
+            // Caught before the slow start-up, so that a Ctrl-C during it ends the run.
+            let signals = {
+                let _in_runtime = rt.enter();
+                session::Signals::catch()?
+            };
+            let probes = start(&args, &opts)?;
+            rt.block_on(session::run(&opts, probes, signals))
+        });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
         // Whoever read our output has stopped (`| head`): the probes are already

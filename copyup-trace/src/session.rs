@@ -177,7 +177,55 @@ struct Stop {
     command_elapsed: Option<Duration>,
 }
 
-pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
+/// A stop by signal. Ctrl-C is how a host-wide trace normally ends (exit 0); with a
+/// command still running, the exit status reports the interruption as a shell would.
+fn stopped(with_command: bool, signal_code: i32) -> Stop {
+    Stop {
+        exit_code: if with_command { signal_code } else { 0 },
+        command_elapsed: None,
+    }
+}
+
+/// SIGINT and SIGTERM, caught from the start of the process: a script that launches the
+/// tool in the background (where SIGINT is ignored until a handler is installed) and
+/// stops it while the probes are still loading must not be ignored.
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; needs the runtime's context (`Runtime::enter`).
+    pub fn catch() -> Result<Signals> {
+        let catch = |kind| tokio::signal::unix::signal(kind).context("catching signals");
+        Ok(Signals {
+            int: catch(SignalKind::interrupt())?,
+            term: catch(SignalKind::terminate())?,
+        })
+    }
+
+    /// The shell-style exit code of the next signal.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => 130,
+            _ = self.term.recv() => 143,
+        }
+    }
+
+    /// The exit code of a signal that has already arrived, without waiting.
+    async fn pending(&mut self) -> Option<i32> {
+        // A signal reaches its stream only once the runtime's driver has run: yielding
+        // lets it run once.
+        tokio::task::yield_now().await;
+        tokio::select! {
+            biased;
+            code = self.recv() => Some(code),
+            _ = std::future::ready(()) => None,
+        }
+    }
+}
+
+pub async fn run(opts: &Options, mut probes: Probes, mut signals: Signals) -> Result<Outcome> {
     let started = Instant::now();
     let mut streams = Streams::take(&mut probes)?;
     let mut records = Records::new(opts)?;
@@ -185,16 +233,25 @@ pub async fn run(opts: &Options, mut probes: Probes) -> Result<Outcome> {
     // The command's wall time counts from its spawn: a short command may have copied
     // up before the event loop starts.
     let command_started = Instant::now();
-    let mut child = start_command(opts, &mut probes)?;
-    let stop = trace(
-        opts,
-        &probes,
-        &mut streams,
-        &mut records,
-        child.as_mut(),
-        command_started,
-    )
-    .await?;
+    // A signal that came while the probes were loading ends the run before it begins,
+    // with the same report (and no command started).
+    let (mut child, stop) = match signals.pending().await {
+        Some(code) => (None, stopped(!opts.command.is_empty(), code)),
+        None => {
+            let mut child = start_command(opts, &mut probes)?;
+            let stop = trace(
+                opts,
+                &probes,
+                &mut streams,
+                &mut records,
+                &mut signals,
+                child.as_mut(),
+                command_started,
+            )
+            .await?;
+            (child, stop)
+        }
+    };
     // Copy-ups complete before the syscall that caused them returns, so everything the
     // command caused is already in the ring.
     records.drain(streams.ring.get_mut())?;
@@ -255,12 +312,11 @@ async fn trace(
     probes: &Probes,
     streams: &mut Streams,
     records: &mut Records<'_>,
+    signals: &mut Signals,
     mut child: Option<&mut Child>,
     command_started: Instant,
 ) -> Result<Stop> {
     let Streams { ring, logger } = streams;
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let deadline = async {
         match opts.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -291,13 +347,7 @@ async fn trace(
     let mut overlay = on_kprobes.then(OverlayWatch::new).flatten();
     let mut module_tick = tokio::time::interval(Duration::from_secs(1));
 
-    // Ctrl-C is how a host-wide trace normally ends; with a command still running,
-    // report the interruption in the exit status as a shell would.
     let with_command = child.is_some();
-    let stopped = |signal_code| Stop {
-        exit_code: if with_command { signal_code } else { 0 },
-        command_elapsed: None,
-    };
     loop {
         tokio::select! {
             _ = drain_tick.tick() => records.drain(ring.get_mut())?,
@@ -317,9 +367,8 @@ async fn trace(
                     command_elapsed: Some(command_started.elapsed()),
                 });
             }
-            _ = sigint.recv() => return Ok(stopped(130)),
-            _ = sigterm.recv() => return Ok(stopped(143)),
-            _ = &mut deadline => return Ok(stopped(0)),
+            code = signals.recv() => return Ok(stopped(with_command, code)),
+            _ = &mut deadline => return Ok(stopped(with_command, 0)),
             _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
                 records.tick(ring.get_mut(), probes)?;
             }

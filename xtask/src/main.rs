@@ -270,15 +270,17 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
     files.extend(prometheus::guest_files()?);
     let build_done = t0.elapsed();
 
-    let (mut passed, mut failed) = (0, 0);
+    let mut passed = 0;
+    // Named again at the end, so that the last lines of a long run say what failed.
+    let mut failed: Vec<String> = Vec::new();
     let mut record = |name: &str, r: Result<()>| match r {
         Ok(()) => {
             passed += 1;
             println!("{name} ... ok");
         }
         Err(e) => {
-            failed += 1;
             println!("{name} ... FAILED\n    {e:#}");
+            failed.push(format!("{name}: {}", format!("{e:#}").replace('\n', " ")));
         }
     };
     for (name, check) in host::CHECKS {
@@ -353,9 +355,15 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
         build_done.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
-    println!("host and guest checks: {passed} passed, {failed} failed");
-    if failed > 0 {
-        bail!("{failed} guest checks failed");
+    println!(
+        "host and guest checks: {passed} passed, {} failed",
+        failed.len()
+    );
+    for f in &failed {
+        println!("FAILED: {f}");
+    }
+    if !failed.is_empty() {
+        bail!("{} guest checks failed", failed.len());
     }
     Ok(())
 }
@@ -537,8 +545,19 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+fn main() -> std::process::ExitCode {
+    match dispatch(Cli::parse().cmd) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error and its causes on one line: the last line of a CI log says it.
+            eprintln!("xtask: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Demo { kernel } => demo(&kernel),
         Cmd::Test {
             kernels,

@@ -43,6 +43,40 @@ sc_kill
 PFX=
 PROBES=
 
+# --- faults: SIGINT while the probes are still loading -------------------------------
+# A background job of a non-interactive shell starts with SIGINT ignored until the tool
+# catches it. Sent as soon as it is caught (SigCgt bit 1) and before the tool has
+# attached, the signal must end the run with its report, not be lost.
+newovl early
+echo x >$D/lower/f
+mountovl
+"$T" -o json >$OUT/early.out 2>$OUT/early.err &
+TP=$!
+while kill -0 $TP 2>/dev/null; do
+    m=$(awk '/^SigCgt/ {print $2}' /proc/$TP/status 2>/dev/null)
+    [ -n "$m" ] && [ $((0x$m & 2)) -ne 0 ] && break
+done
+grep -c Tracing $OUT/early.err >$OUT/early.attached_before
+kill -INT $TP
+i=0
+while kill -0 $TP 2>/dev/null && [ $i -lt 600 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+if kill -0 $TP 2>/dev/null; then
+    echo hung >$OUT/early.rc
+    kill -9 $TP
+    wait $TP
+else
+    wait $TP
+    echo $? >$OUT/early.rc
+fi
+grep -c ovl_ $KL >$OUT/early.kprobes_after
+$G bpf-progs >$OUT/early.progs_after
+for f in out err rc attached_before kprobes_after progs_after; do
+    emit early.$f $OUT/early.$f
+done
+
 sc_thr() {
 newovl thr
 i=0

@@ -11,6 +11,10 @@ use crate::progs;
 pub const CHECKS: &[Check] = &[
     ("SIGINT: report printed, probes detached", sigint_detaches),
     (
+        "SIGINT while the probes load: the run ends with its report, nothing left",
+        sigint_early,
+    ),
+    (
         "SIGKILL mid-workload (kprobes): workload unharmed, nothing left attached",
         |a| sigkill(a, "kprobe"),
     ),
@@ -45,6 +49,35 @@ fn sigint_detaches(a: &Artifacts) -> Result<()> {
         n == "0",
         "{n} overlay kprobes still registered after SIGINT"
     );
+    Ok(())
+}
+
+fn sigint_early(a: &Artifacts) -> Result<()> {
+    ensure!(
+        a.get("early.attached_before")?.trim() == "0",
+        "the tool had attached before it caught SIGINT: start-up was not tested"
+    );
+    ensure!(
+        a.get("early.rc")?.trim() != "hung",
+        "SIGINT during start-up was lost: still running 60 s later"
+    );
+    let r = a.run("early")?;
+    ensure!(r.rc == 0, "exit {} after SIGINT", r.rc);
+    ensure!(
+        r.events.is_empty() && u(&r.summary["copy_ups"]) == 0,
+        "copy-ups reported: {}",
+        r.summary
+    );
+    let err = a.get("early.err")?;
+    ensure!(!err.contains("Tracing"), "traced after SIGINT: {err:?}");
+    let left = a
+        .get("early.progs_after")?
+        .lines()
+        .filter(|n| progs::ours(n.trim()).is_some())
+        .count();
+    ensure!(left == 0, "{left} of our programs left after SIGINT");
+    let n = a.get("early.kprobes_after")?.trim().to_string();
+    ensure!(n == "0", "{n} overlay kprobes left after SIGINT");
     Ok(())
 }
 
