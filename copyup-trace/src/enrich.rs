@@ -75,8 +75,8 @@ impl Enricher {
     }
 
     /// The overlay's lookup answers with a few `fstatat` calls, fewer for a directory
-    /// already known to be absent from a layer; the layer's size walk starts at its first
-    /// copy-up, in a thread of its own.
+    /// already known to be absent from a layer. Layer sizes are left to the outputs that
+    /// show them.
     fn layer(&mut self, c: &CopyUp) -> (Option<Arc<OverlayInfo>>, Option<u32>) {
         let (Some(mount), Some(mounts)) = (&c.mount, &self.mounts) else {
             return (None, None);
@@ -86,9 +86,6 @@ impl Enricher {
         };
         let lookup = self.layers.lookup(c.dev, mount, opts);
         let index = lookup.find(&c.path);
-        if let Some(layer) = index.and_then(|i| lookup.info.lowers.get(i as usize)) {
-            layer.start_sizing();
-        }
         (Some(lookup.info.clone()), index)
     }
 

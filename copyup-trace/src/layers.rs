@@ -1,7 +1,7 @@
 //! Which lower layer a copy-up copied from: an overlay's lower stack and options from its
 //! mountinfo superblock options, the layer directory named as the container runtime names
-//! it, the topmost lower layer holding a path, and each layer's total size, walked once in
-//! the background, and the copy-ups and bytes per layer (`--by layer`). Advice from the
+//! it, the topmost lower layer holding a path, and each layer's total size, walked once
+//! when an output shows it, and the copy-ups and bytes per layer (`--by layer`). Advice from the
 //! options is `advice`'s.
 
 use std::{
@@ -257,7 +257,7 @@ pub fn runtime_layer(dir: &[u8]) -> Option<RuntimeLayer> {
     })
 }
 
-/// A layer's total size, walked once in a background thread.
+/// A layer's total size, walked once in a thread of its own.
 #[derive(Default)]
 pub struct SizeCell {
     walk: Mutex<Option<JoinHandle<Option<u64>>>>,
@@ -595,8 +595,10 @@ pub struct LayerRow {
 }
 
 impl LayerRow {
-    /// The layer's size and the share of it copied up; waits for the size walk.
+    /// The layer's size and the share of it copied up; walks the layer unless that is
+    /// done or under way, and waits for the walk.
     pub fn size_and_share(&self) -> (Option<u64>, Option<f64>) {
+        self.layer.start_sizing();
         let size = self.layer.size.wait();
         let share = size
             .filter(|&s| s > 0)
@@ -666,6 +668,7 @@ pub fn write_table(
         "SHARE",
     ]);
     let rows = totals.rows();
+    start_sizing(&rows, top);
     for r in rows.iter().take(top) {
         let (size, share) = r.size_and_share();
         t.add_row(vec![
@@ -701,10 +704,20 @@ pub fn write_table(
     Ok(())
 }
 
+/// Starts the size walks of the rows shown, so that they run side by side. Layers are
+/// walked only here, when an output shows their sizes: a walk stats every file of the
+/// layer, which the traced host would otherwise pay during the trace.
+fn start_sizing(rows: &[&LayerRow], top: usize) {
+    for r in rows.iter().take(top) {
+        r.layer.start_sizing();
+    }
+}
+
 /// `--report`'s `layers`: the top rows with exact sizes.
 pub fn report_rows(totals: &LayerTotals, top: usize) -> serde_json::Value {
-    let mut rows: Vec<serde_json::Value> = totals
-        .rows()
+    let rows = totals.rows();
+    start_sizing(&rows, top);
+    let mut rows: Vec<serde_json::Value> = rows
         .iter()
         .take(top)
         .map(|r| {
