@@ -1,8 +1,8 @@
 //! Which lower layer a copy-up copied from: an overlay's lower stack and options from its
 //! mountinfo superblock options, the layer directory named as the container runtime names
 //! it, the topmost lower layer holding a path, and each layer's total size, walked once
-//! when an output shows it, and the copy-ups and bytes per layer (`--by layer`). Advice from the
-//! options is `advice`'s.
+//! when an output shows it, and the copy-ups and bytes per layer (`--by layer`). Advice
+//! from the options is `advice`'s.
 
 use std::{
     collections::HashMap,

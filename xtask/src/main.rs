@@ -280,7 +280,7 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
         }
         Err(e) => {
             println!("{name} ... FAILED\n    {e:#}");
-            failed.push(format!("{name}: {}", format!("{e:#}").replace('\n', " ")));
+            failed.push(format!("{name}: {}", one_line(&e)));
         }
     };
     for (name, check) in host::CHECKS {
@@ -550,10 +550,15 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The error and its causes on one line: the last line of a CI log says it.
-            eprintln!("xtask: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("xtask: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, outermost first, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
 }
 
 fn dispatch(cmd: Cmd) -> Result<()> {
