@@ -50,9 +50,14 @@ fn fchownat_enter(flag: u32, filename: u64) -> Option<u32> {
 fn fchownat_done(ret: i32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
-    // SAFETY: map value owned by this thread's key, copied out.
-    let st = unsafe { *SYSCALLS.get_ptr(&tid)? };
-    flush_missed(st.start_ns, ret);
+    let p = SYSCALLS.get_ptr(&tid)?;
+    // SAFETY: map value owned by this thread's key. It is copied out only after the
+    // flush, which counts the copy-up it sends in it: a call whose only copy-up missed
+    // its return still reports its latency.
+    let st = unsafe {
+        flush_missed((*p).start_ns, ret);
+        *p
+    };
     if st.copy_ups > 0 {
         op_done(
             pid_tgid,

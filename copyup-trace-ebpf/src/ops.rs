@@ -101,18 +101,19 @@ fn op_exit(ret: i32, flush: bool) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     let o = OPS.get_ptr_mut(&tid)?;
-    // SAFETY: map value owned by this thread's key, updated in place or copied out.
+    // SAFETY: map value owned by this thread's key, updated in place or copied out
+    // after the flush (which counts the copy-up it sends in it).
     let st = unsafe {
         if (*o).nested > 0 {
             // A nested operation's return (see `op_enter`).
             (*o).nested -= 1;
             return Some(0);
         }
+        if flush {
+            flush_missed((*o).start_ns, ret);
+        }
         *o
     };
-    if flush {
-        flush_missed(st.start_ns, ret);
-    }
     if st.copy_ups > 0 {
         op_done(
             pid_tgid,

@@ -254,6 +254,27 @@ fn threads_64(a: &Artifacts) -> Result<()> {
                 on_time + missed == 64,
                 "{name}: {on_time} records on time + {missed} missed returns != 64 ({late} sent late)"
             );
+            if op == "chown" {
+                // The syscall returns through its exit tracepoint, which no contention
+                // skips: every chown reports its latency, one sent late included.
+                for e in &r.events {
+                    let cause = r
+                        .ops
+                        .iter()
+                        .filter(|o| o["tid"] == e["tid"] && o["ts_ns"] == e["cause_ts_ns"])
+                        .count();
+                    ensure!(
+                        cause == 1,
+                        "{name}: {cause} op records for the cause of {e}"
+                    );
+                }
+                ensure!(
+                    r.ops.len() == r.events.len(),
+                    "{name}: {} op records for {} copy-ups",
+                    r.ops.len(),
+                    r.events.len()
+                );
+            }
         } else {
             accounted(&name, &r, 64)?;
             let skipped = u(&r.summary["skipped_runs"]);

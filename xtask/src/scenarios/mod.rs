@@ -38,6 +38,8 @@ pub struct Artifacts {
 /// One traced run's JSON output.
 struct Run {
     events: Vec<Value>,
+    /// The latency records (`"type":"op"`) of the calls that copied up.
+    ops: Vec<Value>,
     summary: Value,
     rc: i32,
 }
@@ -105,6 +107,7 @@ impl Artifacts {
         let rc = self.rc(name)?;
         let out = self.get(&format!("{name}.out"))?;
         let mut events = Vec::new();
+        let mut ops = Vec::new();
         let mut summary = None;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line)
@@ -112,8 +115,7 @@ impl Artifacts {
             match v["type"].as_str() {
                 Some("copy_up") => events.push(v),
                 Some("summary") => summary = Some(v),
-                // Latency of the call that copied up; checked where it matters.
-                Some("op") => {}
+                Some("op") => ops.push(v),
                 other => bail!("{name}: unknown record type {other:?}"),
             }
         }
@@ -133,6 +135,7 @@ impl Artifacts {
         }
         Ok(Run {
             events,
+            ops,
             summary,
             rc,
         })
