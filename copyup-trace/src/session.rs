@@ -195,9 +195,14 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers; needs the runtime's context (`Runtime::enter`).
+    /// Installs the handlers; needs the runtime's context (`Runtime::enter`) and must run
+    /// before any other thread is started.
     pub fn catch() -> Result<Signals> {
         let catch = |kind| tokio::signal::unix::signal(kind).context("catching signals");
+        // The registry installs its handler before it records what the handler does, and
+        // a signal in between goes to the old disposition (ignored, in a background job).
+        // Held back meanwhile, it is delivered once the handler is whole.
+        let _held = HeldSignals::new(&[libc::SIGINT, libc::SIGTERM])?;
         Ok(Signals {
             int: catch(SignalKind::interrupt())?,
             term: catch(SignalKind::terminate())?,
@@ -222,6 +227,37 @@ impl Signals {
             code = self.recv() => Some(code),
             _ = std::future::ready(()) => None,
         }
+    }
+}
+
+/// Signals blocked on this thread until dropped; one that arrives meanwhile stays
+/// pending and is delivered when they are unblocked.
+struct HeldSignals(libc::sigset_t);
+
+impl HeldSignals {
+    fn new(signals: &[libc::c_int]) -> Result<HeldSignals> {
+        // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the
+        // mask calls only read and write the sets given.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &sig in signals {
+                libc::sigaddset(&mut set, sig);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc)).context("blocking signals");
+            }
+            Ok(HeldSignals(old))
+        }
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
 }
 

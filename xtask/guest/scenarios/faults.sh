@@ -46,13 +46,16 @@ PROBES=
 # --- faults: SIGINT while the probes are still loading -------------------------------
 # A background job of a non-interactive shell starts with SIGINT ignored until the tool
 # catches it. Sent as soon as it is caught (SigCgt bit 1) and before the tool has
-# attached, the signal must end the run with its report, not be lost.
+# attached, the signal must end the run with its report, not be lost. The shell's child
+# catches SIGINT itself until it execs the tool: its mask counts only once the process
+# is the tool (exe read first, so the mask read after is the tool's).
 newovl early
 echo x >$D/lower/f
 mountovl
 "$T" -o json >$OUT/early.out 2>$OUT/early.err &
 TP=$!
 while kill -0 $TP 2>/dev/null; do
+    [ "$(readlink /proc/$TP/exe)" = "$T" ] || continue
     m=$(awk '/^SigCgt/ {print $2}' /proc/$TP/status 2>/dev/null)
     [ -n "$m" ] && [ $((0x$m & 2)) -ne 0 ] && break
 done
