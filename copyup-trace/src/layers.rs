@@ -373,6 +373,9 @@ pub struct Lookup {
     absent_dirs: Vec<FxHashSet<Vec<u8>>>,
     /// Entries in `absent_dirs`, all layers together.
     absent_count: usize,
+    /// The index of the only lower layer that is not data-only, if there is one: every
+    /// copy-up of such an overlay comes from it, with no need to look.
+    sole: Option<u32>,
 }
 
 impl Lookup {
@@ -380,11 +383,15 @@ impl Lookup {
     /// lower layer that holds it. The kernel copied up what was visible, so no layer
     /// above it holds the path, and a whiteout or opaque directory above would have hidden
     /// it: the topmost holder is the source. Not found: a path under a renamed directory
-    /// (`redirect_dir`), whose lower path is in the upper directory's redirect xattr.
+    /// (`redirect_dir`), whose lower path is in the upper directory's redirect xattr. An
+    /// overlay with a single searched lower layer needs no look.
     pub fn find(&mut self, path: &[u8]) -> Option<u32> {
         let rel = trim_leading_slashes(path);
         if rel.is_empty() {
             return None;
+        }
+        if self.sole.is_some() {
+            return self.sole;
         }
         let parent = rel
             .iter()
@@ -526,7 +533,13 @@ impl Layers {
                 size,
             }));
         }
+        let mut searched = lowers.iter().filter(|l| !l.data_only);
+        let sole = match (searched.next(), searched.next()) {
+            (Some(only), None) => Some(only.index),
+            _ => None,
+        };
         Lookup {
+            sole,
             info: Arc::new(OverlayInfo {
                 mount_point,
                 options: OverlayOptions::effective(&parsed.other, &self.defaults),
@@ -969,6 +982,22 @@ mod tests {
         assert_eq!(first, Arc::as_ptr(&layers.lookup(7, &mp, b"").info));
         let other: Arc<[u8]> = Arc::from(&b"/m"[..]);
         assert!(layers.lookup(7, &other, b"").info.lowers.is_empty());
+    }
+
+    #[test]
+    fn one_searched_layer_answers_without_looking() {
+        let root = tempfile::tempdir().unwrap();
+        let d = |n: &str| root.path().join(n).display().to_string();
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let mp: Arc<[u8]> = Arc::from(&b"/m"[..]);
+        // Neither directory exists: the answer comes from the mount's shape alone.
+        let raw = format!("lowerdir={}::{},upperdir=/u", d("only"), d("data"));
+        let l = layers.lookup(1, &mp, raw.as_bytes());
+        assert_eq!(l.find(b"/any/path"), Some(0));
+        assert_eq!(l.find(b"/"), None);
+        let two = format!("lowerdir={}:{},upperdir=/u", d("a"), d("b"));
+        let other: Arc<[u8]> = Arc::from(&b"/n"[..]);
+        assert_eq!(layers.lookup(2, &other, two.as_bytes()).find(b"/any"), None);
     }
 
     #[test]
