@@ -50,7 +50,9 @@ workload() { $G timed chown -R 1000:1000 $D/m/tree 2>$B/t; }
 traced_workload() {
     t1=$($G wait-for "$1" "$2") || return 1
     ready=$((t1 - t0))
+    [ "$mode" = paused ] && kill -STOP $TP
     workload
+    [ "$mode" = paused ] && kill -CONT $TP
     $G bpf-stats >$B/stats
     echo "@@STATS $n $(tr '\n' ';' <$B/stats)"
     rss=$(field VmHWM /proc/$TP/status)
@@ -73,12 +75,16 @@ round() {
     none)
         workload
         ;;
-    fentry | kprobe)
+    fentry | kprobe | paused)
         # Emptied here, not by the tracer's redirection, which happens after the fork:
         # wait-for must not find the previous round's line.
         : >$B/err
+        # Stopped, the tracer leaves its records in the ring (4 MiB holds `tiny`'s) until
+        # it resumes; the report's lost count says if any did not fit.
+        probes=$mode
+        [ $mode = paused ] && probes=fentry
         t0=$($G now)
-        COPYUP_TRACE_LOG=info "$T" --probes $mode --report $B/report.json >/dev/null 2>$B/err &
+        COPYUP_TRACE_LOG=info "$T" --probes $probes --report $B/report.json >/dev/null 2>$B/err &
         TP=$!
         traced_workload Tracing $B/err
         attach=$(field 'attached in' $B/err)

@@ -24,18 +24,23 @@ pub enum Mode {
     Fentry,
     /// copyup-trace `--probes kprobe`.
     Kprobe,
+    /// copyup-trace `--probes fentry`, its process stopped (SIGSTOP) while the workload
+    /// runs and resumed after: the kernel side's cost without the user space's, which
+    /// then reads the ring.
+    Paused,
 }
 
 impl Mode {
     /// Every mode, in the order the report lists them.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::None,
         Mode::Tracefs,
         Mode::Bpftrace,
         Mode::Fentry,
         Mode::Kprobe,
+        Mode::Paused,
     ];
-    /// copyup-trace's modes.
+    /// copyup-trace's probe mechanisms, compared with the peer.
     const OURS: [Mode; 2] = [Mode::Fentry, Mode::Kprobe];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +50,7 @@ impl Mode {
             Mode::Bpftrace => "bpftrace",
             Mode::Fentry => "fentry",
             Mode::Kprobe => "kprobe",
+            Mode::Paused => "paused",
         }
     }
 
@@ -56,11 +62,12 @@ impl Mode {
             Mode::Bpftrace => "bpftrace",
             Mode::Fentry => "copyup-trace fentry",
             Mode::Kprobe => "copyup-trace kprobe",
+            Mode::Paused => "copyup-trace fentry, user space stopped",
         }
     }
 
     fn ours(self) -> bool {
-        Self::OURS.contains(&self)
+        Self::OURS.contains(&self) || self == Mode::Paused
     }
 }
 
@@ -331,6 +338,20 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
                 num(med(w, mode, &|r| r.seen())),
                 num(med(w, mode, &|r| r.happened())),
                 num(med(w, mode, &|r| r.lost())),
+            )?;
+        }
+        // Where fentry's cost goes: the stopped tracer's rounds pay the kernel side only.
+        let per_copy = |a: Mode, b: Mode| -> Option<f64> {
+            let copies = med(w, a, &|r| r.happened())?.max(1);
+            Some((elapsed(w, a)? as f64 - elapsed(w, b)? as f64) / copies as f64 / 1e3)
+        };
+        if let (Some(kernel), Some(user)) = (
+            per_copy(Mode::Paused, Mode::None),
+            per_copy(Mode::Fentry, Mode::Paused),
+        ) {
+            writeln!(
+                md,
+                "\ncopyup-trace fentry's cost per copy-up in `{w}`: kernel side {kernel:.1} µs (user space stopped − untraced), user space {user:.1} µs (running − stopped).",
             )?;
         }
         writeln!(md)?;
