@@ -75,8 +75,8 @@ impl Enricher {
     }
 
     /// The overlay's lookup answers with a few `fstatat` calls, fewer for a directory
-    /// already known to be absent from a layer, none for a single lower layer. Layer sizes are left to the outputs that
-    /// show them.
+    /// already known to be absent from a layer, none for a single lower layer. Layer
+    /// sizes are left to the outputs that show them.
     fn layer(&mut self, c: &CopyUp) -> (Option<Arc<OverlayInfo>>, Option<u32>) {
         let (Some(mount), Some(mounts)) = (&c.mount, &self.mounts) else {
             return (None, None);
