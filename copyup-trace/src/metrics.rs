@@ -398,7 +398,7 @@ impl Counts {
         ConstCounter::new(self.missed_returns).encode(m)?;
         let m = enc.encode_descriptor(
             "copyup_trace_skipped_runs",
-            "Runs of fentry/fexit programs the kernel skipped because the program was already running on that CPU",
+            "Runs of our BPF programs the kernel skipped because another run was in progress on that CPU",
             None,
             MetricType::Counter,
         )?;

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, os::fd::OwnedFd};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{kernel_btf_fd, FEntry, FExit, KProbe, Program, TracePoint},
+    programs::{kernel_btf_fd, FEntry, FExit, KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
 use copyup_trace_common::{
@@ -30,10 +30,10 @@ pub struct Losses {
     /// Not lost: copy-ups whose return probe the kernel skipped (all kretprobe instances
     /// in use), sent when their syscall returned.
     pub missed_returns: u64,
-    /// Runs of our fentry/fexit programs the kernel skipped because the same program was
-    /// already running on that CPU (`recursion_misses`). Not in `total`: a skipped fexit
-    /// of a copy-up leaves its state, which is sent late or counted in `missed_returns`;
-    /// only a skipped fentry of `ovl_copy_up_one` loses a copy-up.
+    /// Runs of our programs the kernel skipped because another run was in progress on
+    /// that CPU (`recursion_misses`). Not in `total`: a skipped return of a copy-up
+    /// leaves its state, which is sent late or counted in `missed_returns`; only a
+    /// skipped entry of `ovl_copy_up_one` loses a copy-up.
     pub skipped_runs: u64,
 }
 
@@ -482,12 +482,12 @@ impl Probes {
         })
     }
 
-    /// Sum of `recursion_misses` over our loaded fentry/fexit programs (0 before 5.12).
-    /// kprobes are left out: their skips are the kretprobe misses counted above.
+    /// Sum of `recursion_misses` over our loaded programs: fentry/fexit from 5.12, kprobe
+    /// and tracepoint programs from 6.7, which the kernel skips while another of them
+    /// runs on that CPU (a kretprobe's own misses are the `missed_returns` above).
     fn skipped_runs(&self) -> u64 {
         self.bpf
             .programs()
-            .filter(|(_, p)| matches!(p, Program::FEntry(_) | Program::FExit(_)))
             .filter_map(|(_, p)| p.info().ok())
             .map(|i| i.recursion_misses())
             .sum()

@@ -196,7 +196,10 @@ pub(super) fn threads(a: &Artifacts) -> Result<()> {
 /// chmod. On kprobes every copy-up is either a record sent on time or counted in
 /// `missed_returns` (a record sent late, at its operation's return, is both); on
 /// fentry/fexit every copy-up is a record or accounted for by a skipped run. None is
-/// silently lost.
+/// silently lost. A program run the kernel skips because another of ours was running on
+/// that CPU (fentry/fexit from 5.12, kprobes and tracepoints from 6.7: seen on 7.x in
+/// both modes) is counted in `skipped_runs`, and each record it leaves incomplete needs
+/// one.
 fn threads_64(a: &Artifacts) -> Result<()> {
     for (mode, op, trigger) in [
         ("kprobe", "chown", "chown"),
@@ -221,15 +224,14 @@ fn threads_64(a: &Artifacts) -> Result<()> {
         ensure!(failed == 0, "{name}: {failed} threads failed");
         let copied = a.get(&format!("{name}.upper_count"))?.trim();
         ensure!(copied == "64", "{name}: {copied} files copied up");
+        let skipped = u(&r.summary["skipped_runs"]);
         let mut paths = std::collections::BTreeSet::new();
-        // Under fentry, a skipped run of the syscall's own program (do_fchownat) leaves
-        // its copy-up with the cause the overlayfs operation gives (fchown for a chown),
-        // and a skipped run of the data copy's program leaves it without its bytes: each
-        // such record needs a skipped run.
+        // A skipped run of the syscall's own entry program (do_fchownat) leaves its
+        // copy-up with the cause the overlayfs operation gives (fchown for a chown), and
+        // a skipped run of the data copy's program leaves it without its bytes.
         let mut incomplete = 0;
         for e in &r.events {
             if s(&e["trigger"]) != trigger || u(&e["bytes"]) != 262144 {
-                ensure!(mode == "fentry", "{name}: {e}");
                 incomplete += 1;
             }
             ensure!(
@@ -237,6 +239,10 @@ fn threads_64(a: &Artifacts) -> Result<()> {
                 "{name}: twice: {e}"
             );
         }
+        ensure!(
+            incomplete <= skipped,
+            "{name}: {incomplete} records without their cause or bytes, {skipped} skipped runs"
+        );
         let late = r
             .events
             .iter()
@@ -245,18 +251,20 @@ fn threads_64(a: &Artifacts) -> Result<()> {
         let missed = u(&r.summary["missed_returns"]);
         let on_time = r.events.len() as u64 - late;
         eprintln!(
-            "  {name}: {} records ({late} late), {missed} missed returns, {} skipped runs",
+            "  {name}: {} records ({late} late), {missed} missed returns, {skipped} skipped runs, {} op records",
             r.events.len(),
-            r.summary["skipped_runs"]
+            r.ops.len()
         );
         if mode == "kprobe" {
             ensure!(
-                on_time + missed == 64,
-                "{name}: {on_time} records on time + {missed} missed returns != 64 ({late} sent late)"
+                on_time + missed <= 64 && on_time + missed + skipped >= 64,
+                "{name}: {on_time} records on time + {missed} missed returns ({late} sent late) and {skipped} skipped runs do not account for 64"
             );
             if op == "chown" {
-                // The syscall returns through its exit tracepoint, which no contention
-                // skips: every chown reports its latency, one sent late included.
+                // The syscall returns through its exit tracepoint, which no kretprobe
+                // limit applies to: every chown reports its latency, one whose copy-up
+                // was sent late included, unless that program's run was skipped.
+                let mut without = 0;
                 for e in &r.events {
                     let cause = r
                         .ops
@@ -264,24 +272,26 @@ fn threads_64(a: &Artifacts) -> Result<()> {
                         .filter(|o| o["tid"] == e["tid"] && o["ts_ns"] == e["cause_ts_ns"])
                         .count();
                     ensure!(
-                        cause == 1,
+                        cause <= 1,
                         "{name}: {cause} op records for the cause of {e}"
                     );
+                    if cause == 0 {
+                        without += 1;
+                        ensure!(
+                            without <= skipped,
+                            "{name}: no op record for the cause of {e}, and {skipped} skipped runs"
+                        );
+                    }
                 }
                 ensure!(
-                    r.ops.len() == r.events.len(),
-                    "{name}: {} op records for {} copy-ups",
+                    r.ops.len() + without as usize == r.events.len(),
+                    "{name}: {} op records for {} copy-ups, {without} without",
                     r.ops.len(),
                     r.events.len()
                 );
             }
         } else {
             accounted(&name, &r, 64)?;
-            let skipped = u(&r.summary["skipped_runs"]);
-            ensure!(
-                incomplete <= skipped,
-                "{name}: {incomplete} records without their cause or bytes, {skipped} skipped runs"
-            );
         }
         ensure!(
             r.summary["state_entries"] == 0,
