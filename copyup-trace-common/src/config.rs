@@ -22,6 +22,39 @@ pub struct Offsets {
     pub iattr_valid: u32,
 }
 
+/// How `struct ovl_entry *` is reached from an overlay dentry (`LowerStack::entry_at`).
+pub mod entry_at {
+    /// Layout unknown (a kernel whose overlay has no BTF and is not of a known line):
+    /// layers are not read.
+    pub const NONE: u32 = 0;
+    /// `dentry->d_fsdata` (before 6.5).
+    pub const DENTRY: u32 = 1;
+    /// `container_of(dentry->d_inode, struct ovl_inode, vfs_inode)->oe` (6.5 on): the
+    /// offset is taken from the inode pointer.
+    pub const INODE: u32 = 2;
+}
+
+/// Where the kernel keeps an overlay dentry's lower stack (`struct ovl_entry`: its
+/// `numlower` `struct ovl_path`s, each a `struct ovl_layer *` and a dentry, topmost
+/// first), from which the kernel side reads the layer a copy-up copies from.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LowerStack {
+    /// `entry_at::*`.
+    pub entry_at: u32,
+    /// `dentry.d_fsdata`, or `ovl_inode.oe` minus `ovl_inode.vfs_inode` (from the inode).
+    pub entry_off: u32,
+    /// `ovl_entry.numlower` (`__numlower` from 6.5).
+    pub numlower: u32,
+    /// `ovl_entry.lowerstack` (`__lowerstack` from 6.5).
+    pub lowerstack: u32,
+    /// `sizeof(struct ovl_path)` and its `layer` member.
+    pub path_size: u32,
+    pub path_layer: u32,
+    /// `ovl_layer.idx`: 0 is the upper layer, lower layers count from 1 topmost.
+    pub layer_idx: u32,
+}
+
 /// Where the probed functions keep the arguments that moved between kernels.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,4 +104,5 @@ pub struct Config {
     pub fork_child_pid_off: u32,
     pub args: Args,
     pub off: Offsets,
+    pub lower: LowerStack,
 }

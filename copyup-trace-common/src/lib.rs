@@ -142,6 +142,14 @@ pub struct CopyUpHeader {
     /// A nested copy-up carries the outer one's cause: its syscall, operation and, as
     /// `copy_flags`, the outermost copy-up's flags.
     pub nest: u32,
+    /// The layer the copy-up copies from, as the kernel numbers an overlay's layers
+    /// (`ovl_layer.idx`: 1 is the topmost lower layer; 0 not known): the first entry of
+    /// the dentry's lower stack as the copy-up begins. It is what the kernel copies
+    /// metadata from, also under a renamed directory (`redirect_dir`).
+    pub layer: u32,
+    /// The layer holding the file's data: the last entry of the lower stack (another
+    /// layer than `layer` for a metacopy file, a data-only layer for one); 0 not known.
+    pub data_layer: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -194,6 +202,9 @@ pub struct InFlight {
     pub state: u32,
     pub kstack_id: i32,
     pub ustack_id: i32,
+    /// `CopyUpHeader::layer` and `data_layer`, read at entry.
+    pub layer: u32,
+    pub data_layer: u32,
 }
 
 /// `InFlight::state` bits.

@@ -41,6 +41,15 @@ pub static CONFIG: Config = Config {
         task_tgid: 0,
         iattr_valid: 0,
     },
+    lower: copyup_trace_common::config::LowerStack {
+        entry_at: 0,
+        entry_off: 0,
+        numlower: 0,
+        lowerstack: 0,
+        path_size: 0,
+        path_layer: 0,
+        layer_idx: 0,
+    },
 };
 
 /// One field of `CONFIG`, e.g. `conf!(off.dentry_parent)`. A volatile read keeps the

@@ -13,9 +13,9 @@ use aya_ebpf::{
     },
 };
 use copyup_trace_common::{
-    counter, flags, inflight, inflight_key, kabi, record, CopyUpHeader, InFlight, OpState,
-    SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_NEST, MAX_PATH_DEPTH, NAME_READ_LEN,
-    PATH_COMPONENTS_LEN,
+    config::entry_at, counter, flags, inflight, inflight_key, kabi, record, CopyUpHeader, InFlight,
+    OpState, SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_NEST, MAX_PATH_DEPTH,
+    NAME_READ_LEN, PATH_COMPONENTS_LEN,
 };
 
 use crate::{
@@ -61,6 +61,8 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
         state: 0,
         kstack_id: -1,
         ustack_id: -1,
+        layer: 0,
+        data_layer: 0,
     };
     // SAFETY: kernel pointers are only read through bpf_probe_read_kernel.
     unsafe {
@@ -68,6 +70,7 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
         if let Some(inode) = read_ptr(dentry, conf!(off.dentry_inode)).filter(|p| !p.is_null()) {
             st.mode = read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32;
             st.size = read_or_zero(inode, conf!(off.inode_size));
+            (st.layer, st.data_layer) = source_layers(dentry, inode);
         }
         if let Some(sb) = read_ptr(dentry, conf!(off.dentry_sb)).filter(|p| !p.is_null()) {
             st.dev = read_or_zero(sb, conf!(off.sb_dev));
@@ -97,6 +100,44 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
     // A leftover one level deeper would be taken for the innermost copy-up.
     let _ = INFLIGHT.remove(&inflight_key(tid, level + 1));
     Some(0)
+}
+
+/// Most lower layers an overlay takes (`OVL_MAX_STACK`).
+const MAX_STACK: u32 = 500;
+
+/// The layers a copy-up of `dentry` (overlay inode `inode`) copies from, as the kernel
+/// numbers them (`ovl_layer.idx`, 0 = not known): the first entry of its lower stack,
+/// which is where the kernel copies the object from (`ovl_path_lower`), and the last,
+/// which holds a metacopy file's data (`ovl_path_lowerdata`). Read from the kernel's own
+/// state rather than searched for by path, so that user space needs no descriptor of any
+/// layer and a path under a renamed directory is named right.
+#[inline(always)]
+unsafe fn source_layers(dentry: *const u8, inode: *const u8) -> (u32, u32) {
+    let entry = match conf!(lower.entry_at) {
+        entry_at::DENTRY => read_ptr(dentry, conf!(lower.entry_off)),
+        entry_at::INODE => read_ptr(inode, conf!(lower.entry_off)),
+        _ => None,
+    };
+    let Some(entry) = entry.filter(|p| !p.is_null()) else {
+        return (0, 0);
+    };
+    let n: u32 = read_or_zero(entry, conf!(lower.numlower));
+    if n == 0 || n > MAX_STACK {
+        return (0, 0);
+    }
+    let stack = entry.add(conf!(lower.lowerstack) as usize);
+    let idx = |at: u32| -> u32 {
+        let path = stack.add((at * conf!(lower.path_size)) as usize);
+        match read_ptr(path, conf!(lower.path_layer)) {
+            Some(layer) if !layer.is_null() => {
+                read_or_zero::<i32>(layer, conf!(lower.layer_idx)).max(0) as u32
+            }
+            _ => 0,
+        }
+    };
+    let top = idx(0);
+    let data = if n > 1 { idx(n - 1) } else { top };
+    (top, data)
 }
 
 #[kretprobe]
@@ -355,6 +396,8 @@ pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
             path_len: walk.len,
             filename_len,
             nest: core::ptr::read_volatile(&(*ev).header.nest),
+            layer: st.layer,
+            data_layer: st.data_layer,
             comm: bpf_get_current_comm().unwrap_or_default(),
         };
         // Only the used part of `names` goes into the ring.

@@ -569,6 +569,7 @@ pub mod tests {
             container: None,
             overlay: None,
             layer: None,
+            data_layer: None,
             kstack_id: -1,
             ustack_id: -1,
         }

@@ -198,10 +198,15 @@ pub struct CopyUp {
     pub mount: Option<Arc<[u8]>>,
     pub cgroup: Option<Arc<str>>,
     pub container: Option<Arc<Container>>,
-    /// The overlay's options and lower stack, and the index in it of the lower layer
-    /// this copy-up copied from (`None`: not found, see `layers::Lookup::find`).
+    /// The overlay's options and lower stack (filled in by user space).
     pub overlay: Option<Arc<OverlayInfo>>,
+    /// The lower layer this copy-up copied from, as its index in the mount's lower
+    /// stack (0 = topmost), as the kernel told it; `None` when the kernel side could not
+    /// read it.
     pub layer: Option<u32>,
+    /// The lower layer holding the file's data, when it is another than `layer` (a
+    /// metacopy file's data in a lower or data-only layer).
+    pub data_layer: Option<u32>,
     /// Stack ids for `--stacks`; negative when not captured.
     pub kstack_id: i32,
     pub ustack_id: i32,
@@ -211,6 +216,12 @@ impl CopyUp {
     /// The lower layer this copy-up copied from, when known.
     pub fn lower_layer(&self) -> Option<&Arc<Layer>> {
         self.overlay.as_ref()?.lowers.get(self.layer? as usize)
+    }
+
+    /// The lower layer its data came from: `data_layer`, else `layer`.
+    pub fn data_source_layer(&self) -> Option<&Arc<Layer>> {
+        let idx = self.data_layer.or(self.layer)?;
+        self.overlay.as_ref()?.lowers.get(idx as usize)
     }
 
     /// The absolute path when the mount point is known, else the path in the overlay.
@@ -414,6 +425,10 @@ fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpHeader, names: 
     c.container = None;
     c.kstack_id = ev.kstack_id;
     c.ustack_id = ev.ustack_id;
+    // The kernel numbers the upper layer 0 and the lower ones from 1, topmost first.
+    c.layer = ev.layer.checked_sub(1);
+    c.data_layer = ev.data_layer.checked_sub(1).filter(|&d| Some(d) != c.layer);
+    c.overlay = None;
 }
 
 /// Decodes one record into owned values (one allocation per name); streams use `Decoder`.

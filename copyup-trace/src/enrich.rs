@@ -1,5 +1,5 @@
 //! Adds to a decoded copy-up what only user space knows: the overlay's mount point, its
-//! options and the lower layer copied from (`layers`), the cgroup path and the container
+//! options and lower stack (`layers`; the kernel side told which layer of it), the cgroup path and the container
 //! it names, with its name and image from its runtime (`runtimes`). Results are shared
 //! (`Arc`) and cached per
 //! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
@@ -52,7 +52,16 @@ impl Enricher {
 
     pub fn enrich(&mut self, c: &mut CopyUp) {
         c.mount = self.mount_point(c.dev);
-        (c.overlay, c.layer) = self.layer(c);
+        c.overlay = self.overlay(c);
+        // An index the mount does not list (a mount table read before a remount) is
+        // not named.
+        let listed = |i: &u32| {
+            c.overlay
+                .as_ref()
+                .is_some_and(|o| (*i as usize) < o.lowers.len())
+        };
+        c.layer = c.layer.filter(listed);
+        c.data_layer = c.data_layer.filter(listed);
         let (cgroup, container) = match self.cgroup(c.cgroup_id) {
             Some((path, container)) => (Some(path.clone()), container.clone()),
             None => (None, None),
@@ -74,19 +83,14 @@ impl Enricher {
         }
     }
 
-    /// The overlay's lookup answers with a few `fstatat` calls, fewer for a directory
-    /// already known to be absent from a layer, none for a single lower layer. Layer
-    /// sizes are left to the outputs that show them.
-    fn layer(&mut self, c: &CopyUp) -> (Option<Arc<OverlayInfo>>, Option<u32>) {
+    /// The overlay's options and lower stack, built once per mount. Layer sizes are
+    /// left to the outputs that show them.
+    fn overlay(&mut self, c: &CopyUp) -> Option<Arc<OverlayInfo>> {
         let (Some(mount), Some(mounts)) = (&c.mount, &self.mounts) else {
-            return (None, None);
+            return None;
         };
-        let Some(opts) = mounts.super_options(c.dev) else {
-            return (None, None);
-        };
-        let lookup = self.layers.lookup(c.dev, mount, opts);
-        let index = lookup.find(&c.path);
-        (Some(lookup.info.clone()), index)
+        let opts = mounts.super_options(c.dev)?;
+        Some(self.layers.overlay(c.dev, mount, opts))
     }
 
     fn cgroup(&mut self, id: u64) -> Option<&CgroupInfo> {
@@ -113,8 +117,8 @@ mod tests {
 
     use super::*;
 
-    /// An overlay from a mountinfo file: the copy-up gets the mount's options and the
-    /// index of the lower layer holding its path.
+    /// An overlay from a mountinfo file: the copy-up gets the mount's options and
+    /// stack, in which the kernel's layer index names a directory.
     #[test]
     fn lower_layer_from_mountinfo() {
         let root = tempfile::tempdir().unwrap();
@@ -138,20 +142,20 @@ mod tests {
             dev: 900,
             path: b"/d/f".to_vec(),
             bytes: 5,
+            layer: Some(1),
             ..Default::default()
         };
         e.enrich(&mut c);
         assert_eq!(c.mount.as_deref(), Some(&b"/merged"[..]));
-        assert_eq!(c.layer, Some(1));
+        assert_eq!(c.layer, Some(1), "the kernel's answer stands");
         let layer = c.lower_layer().unwrap();
         assert_eq!(layer.resolved, bottom.as_os_str().as_bytes());
         assert!(c.overlay.as_ref().unwrap().options.index);
-        c.path = b"/d".to_vec();
+        // An index beyond the mount's stack is not named.
+        c.layer = Some(2);
+        c.data_layer = Some(5);
         e.enrich(&mut c);
-        assert_eq!(c.layer, Some(0), "the topmost directory");
-        c.path = b"/gone".to_vec();
-        e.enrich(&mut c);
-        assert_eq!(c.layer, None);
+        assert_eq!((c.layer, c.data_layer), (None, None));
         assert!(c.overlay.is_some());
     }
 

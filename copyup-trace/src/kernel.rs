@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
 use copyup_trace_common::{
-    config::Offsets,
+    config::{entry_at, LowerStack, Offsets},
     hooks::{self, CHOWN_EXIT, COPY_UP_ONE},
 };
 
@@ -128,8 +128,12 @@ pub fn facts() -> Result<KernelFacts> {
         })
     });
 
+    let release = release()?;
+    let lower_stack = lower_stack(ix, &release);
+
     Ok(KernelFacts {
-        release: release()?,
+        lower_stack,
+        release,
         funcs,
         offsets,
         ctx_stat,
@@ -195,7 +199,76 @@ const STRUCTS: &[&str] = &[
     "iattr",
     "kstat",
     "ovl_copy_up_ctx",
+    "ovl_entry",
+    "ovl_path",
+    "ovl_layer",
+    "ovl_inode",
 ];
+
+/// The layout of `struct ovl_entry`, `ovl_path` and `ovl_layer` on the kernels from 5.7
+/// to 6.4, whose overlay module may have no BTF (Debian's 5.10): `{ union { flags;
+/// struct rcu_head rcu; }; unsigned numlower; struct ovl_path lowerstack[]; }` with
+/// `ovl_path { layer; dentry; }` and `ovl_layer { mnt; trap; fs; int idx; int fsid; }`.
+/// The dentry's offset of `d_fsdata` still comes from vmlinux BTF.
+const ENTRY_BEFORE_6_5: LowerStack = LowerStack {
+    entry_at: entry_at::DENTRY,
+    entry_off: 0,
+    numlower: 16,
+    lowerstack: 24,
+    path_size: 16,
+    path_layer: 0,
+    layer_idx: 24,
+};
+
+/// Where the kernel keeps a dentry's lower stack: from overlay's BTF where it has one,
+/// else the known layout of the kernels before 6.5, else nowhere (layers unknown).
+fn lower_stack(ix: &Index, release: &str) -> LowerStack {
+    let from_btf = || -> Result<LowerStack> {
+        let path_size = struct_size(ix, "ovl_path")?;
+        let path_layer = member_offset(ix, "ovl_path", &["layer"])?;
+        let layer_idx = member_offset(ix, "ovl_layer", &["idx"])?;
+        // 6.5 moved the entry from the dentry into the inode and renamed its members.
+        let in_inode = member_offset(ix, "ovl_inode", &["oe"]);
+        let (entry_at, entry_off, numlower, lowerstack) = match in_inode {
+            Ok(oe) => (
+                entry_at::INODE,
+                oe.wrapping_sub(member_offset(ix, "ovl_inode", &["vfs_inode"])?),
+                member_offset(ix, "ovl_entry", &["__numlower"])?,
+                member_offset(ix, "ovl_entry", &["__lowerstack"])?,
+            ),
+            Err(_) => (
+                entry_at::DENTRY,
+                member_offset(ix, "dentry", &["d_fsdata"])?,
+                member_offset(ix, "ovl_entry", &["numlower"])?,
+                member_offset(ix, "ovl_entry", &["lowerstack"])?,
+            ),
+        };
+        Ok(LowerStack {
+            entry_at,
+            entry_off,
+            numlower,
+            lowerstack,
+            path_size,
+            path_layer,
+            layer_idx,
+        })
+    };
+    match from_btf() {
+        Ok(l) => l,
+        Err(e) => match crate::plan::parse_release(release) {
+            Some(v) if ((5, 7)..(6, 5)).contains(&v) => LowerStack {
+                entry_off: member_offset(ix, "dentry", &["d_fsdata"]).unwrap_or(0),
+                ..ENTRY_BEFORE_6_5
+            },
+            _ => {
+                log::info!(
+                    "overlay's lower stack layout is not known ({e:#}): layers are not named"
+                );
+                LowerStack::default()
+            }
+        },
+    }
+}
 
 /// The BTF ids of a set of names, found in one pass over the BTF (with a split BTF, over
 /// it and its base): each lookup by name is a scan of every type name in the mmap
@@ -261,6 +334,18 @@ fn func_params(ix: &Index, name: &str) -> Option<Vec<String>> {
         .iter()
         .map(|p| btf.resolve_name(p).ok())
         .collect()
+}
+
+/// `sizeof(struct strukt)`.
+fn struct_size(ix: &Index, strukt: &str) -> Result<u32> {
+    match ix
+        .types(strukt)
+        .into_iter()
+        .find(|t| matches!(t, Type::Struct(_)))
+    {
+        Some(Type::Struct(s)) => Ok(s.size() as u32),
+        _ => bail!("BTF has no struct {strukt}"),
+    }
 }
 
 /// Byte offset of a (possibly nested, possibly inside anonymous unions) member.

@@ -1,20 +1,13 @@
-//! Which lower layer a copy-up copied from: an overlay's lower stack and options from its
-//! mountinfo superblock options, the layer directory named as the container runtime names
-//! it, the topmost lower layer holding a path, and each layer's total size, walked once
-//! when an output shows it, and the copy-ups and bytes per layer (`--by layer`). Advice
-//! from the options is `advice`'s.
+//! The lower layers copy-ups copy from: an overlay's lower stack and options from its
+//! mountinfo superblock options, each layer directory named as the container runtime
+//! names it, each layer's total size, walked once when an output shows it, and the
+//! copy-ups and bytes per layer (`--by layer`). Which layer of the stack a copy-up came
+//! from is the kernel side's answer; advice from the options is `advice`'s.
 
 use std::{
     collections::HashMap,
-    ffi::{CString, OsStr},
-    fs::File,
-    os::{
-        fd::AsRawFd,
-        unix::{
-            ffi::OsStrExt,
-            fs::{MetadataExt, OpenOptionsExt},
-        },
-    },
+    ffi::OsStr,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock},
     thread::JoinHandle,
@@ -359,72 +352,6 @@ pub struct OverlayInfo {
     pub lowers: Vec<Arc<Layer>>,
 }
 
-/// Bounds the per-mount cache of directories known to be absent from a layer.
-const ABSENT_DIRS_MAX: usize = 64 * 1024;
-
-/// Finds the layer a path was copied up from, for one mount.
-pub struct Lookup {
-    pub info: Arc<OverlayInfo>,
-    /// An `O_PATH` descriptor per searchable layer (`None` if it could not be opened), so
-    /// that a lookup resolves the path inside the layer only.
-    roots: Vec<Option<File>>,
-    /// Per layer, directories known not to exist there: a `chown -R` asks about many
-    /// files of one directory, which then costs one `fstatat` per layer that holds it.
-    absent_dirs: Vec<FxHashSet<Vec<u8>>>,
-    /// Entries in `absent_dirs`, all layers together.
-    absent_count: usize,
-    /// The index of the only lower layer that is not data-only, if there is one: every
-    /// copy-up of such an overlay comes from it, with no need to look.
-    sole: Option<u32>,
-}
-
-impl Lookup {
-    /// The lower layer of `path` (inside the overlay, starting with `/`): the topmost
-    /// lower layer that holds it. The kernel copied up what was visible, so no layer
-    /// above it holds the path, and a whiteout or opaque directory above would have hidden
-    /// it: the topmost holder is the source. Not found: a path under a renamed directory
-    /// (`redirect_dir`), whose lower path is in the upper directory's redirect xattr. An
-    /// overlay with a single searched lower layer needs no look.
-    pub fn find(&mut self, path: &[u8]) -> Option<u32> {
-        let rel = trim_leading_slashes(path);
-        if rel.is_empty() {
-            return None;
-        }
-        if self.sole.is_some() {
-            return self.sole;
-        }
-        let parent = rel
-            .iter()
-            .rposition(|&b| b == b'/')
-            .map(|n| &rel[..n])
-            .filter(|p| !p.is_empty());
-        let leaf = CString::new(rel).ok()?;
-        for (i, root) in self.roots.iter().enumerate() {
-            let Some(root) = root else { continue };
-            if let Some(parent) = parent {
-                if self.absent_dirs[i].contains(parent) {
-                    continue;
-                }
-            }
-            if exists_at(root, &leaf) {
-                return Some(i as u32);
-            }
-            if let Some(parent) = parent {
-                let holds_parent = CString::new(parent).is_ok_and(|p| exists_at(root, &p));
-                if !holds_parent {
-                    if self.absent_count >= ABSENT_DIRS_MAX {
-                        self.absent_dirs.iter_mut().for_each(|s| s.clear());
-                        self.absent_count = 0;
-                    }
-                    self.absent_dirs[i].insert(parent.to_vec());
-                    self.absent_count += 1;
-                }
-            }
-        }
-        None
-    }
-}
-
 /// A relative layer directory, as docker's overlay2 mounts a long lower stack (relative
 /// to its `overlay2` directory, from which it mounts): resolved against the mount point's
 /// grandparent (`<root>/overlay2/<id>/merged`) when it exists there. Other relative
@@ -440,32 +367,14 @@ fn relative_base(mount_point: &[u8], dir: &[u8]) -> Option<PathBuf> {
     joined.exists().then_some(joined)
 }
 
-fn trim_leading_slashes(mut b: &[u8]) -> &[u8] {
-    while let [b'/', rest @ ..] = b {
-        b = rest;
-    }
-    b
-}
-
-fn exists_at(root: &File, rel: &CString) -> bool {
-    // SAFETY: a valid descriptor, a NUL-terminated path and a stat buffer of the right
-    // type; fstatat does not keep either pointer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstatat(
-            root.as_raw_fd(),
-            rel.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ) == 0
-    }
-}
-
-/// Builds and keeps the per-mount lookups and the per-directory layer sizes.
+/// Builds and keeps, per overlay, its options and lower stack, and the per-directory
+/// layer sizes. Which layer a copy-up came from is the kernel side's answer (an index
+/// into the stack): nothing here opens or holds any layer while the host is traced, so
+/// every layer mount can be unmounted as if untraced.
 pub struct Layers {
     defaults: ModuleDefaults,
     /// By device, with the mount point it was built for.
-    by_dev: FxHashMap<u32, Lookup>,
+    by_dev: FxHashMap<u32, Arc<OverlayInfo>>,
     sizes: HashMap<Vec<u8>, LayerSize>,
 }
 
@@ -478,52 +387,43 @@ impl Layers {
         }
     }
 
-    /// The lookup for the overlay `dev` mounted at `mount_point` with `super_options`
-    /// (raw, escaped); rebuilt when the mount point changes.
-    pub fn lookup(
+    /// The overlay `dev` mounted at `mount_point` with `super_options` (raw, escaped);
+    /// rebuilt when the mount point changes.
+    pub fn overlay(
         &mut self,
         dev: u32,
         mount_point: &Arc<[u8]>,
         super_options: &[u8],
-    ) -> &mut Lookup {
+    ) -> Arc<OverlayInfo> {
         let stale = self
             .by_dev
             .get(&dev)
-            .is_none_or(|l| !Arc::ptr_eq(&l.info.mount_point, mount_point));
+            .is_none_or(|o| !Arc::ptr_eq(&o.mount_point, mount_point));
         if stale {
-            let lookup = self.build(mount_point.clone(), super_options);
-            self.by_dev.insert(dev, lookup);
+            let info = Arc::new(self.build(mount_point.clone(), super_options));
+            self.by_dev.insert(dev, info);
         }
-        self.by_dev.get_mut(&dev).expect("just inserted")
+        self.by_dev[&dev].clone()
     }
 
-    fn build(&mut self, mount_point: Arc<[u8]>, super_options: &[u8]) -> Lookup {
+    fn build(&mut self, mount_point: Arc<[u8]>, super_options: &[u8]) -> OverlayInfo {
         let parsed = parse_super_options(super_options);
         let mut lowers = Vec::new();
-        let mut roots = Vec::new();
         for (i, l) in parsed.lowers.iter().enumerate() {
-            // A relative directory that cannot be anchored is not looked at: resolving
-            // it against our own working directory would name the wrong one.
+            // A relative directory that cannot be anchored keeps its name as listed:
+            // resolving it against our own working directory would name the wrong one.
             let path = match relative_base(&mount_point, &l.dir) {
                 Some(p) => Some(p),
                 None if l.dir.starts_with(b"/") => Some(PathBuf::from(OsStr::from_bytes(&l.dir))),
                 None => None,
             };
+            // Resolved once per mount; no descriptor is kept.
             let resolved = path
                 .as_ref()
                 .and_then(|p| std::fs::canonicalize(p).ok())
                 .map(|p| p.as_os_str().as_bytes().to_vec())
                 .unwrap_or_else(|| l.dir.clone());
             let size = self.sizes.entry(resolved.clone()).or_default().clone();
-            roots.push(match &path {
-                Some(path) if !l.data_only => File::options()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-                    .open(path)
-                    .map_err(|e| log::info!("lower layer {}: {e}", path.display()))
-                    .ok(),
-                _ => None,
-            });
             lowers.push(Arc::new(Layer {
                 index: i as u32,
                 runtime: runtime_layer(&resolved),
@@ -533,21 +433,10 @@ impl Layers {
                 size,
             }));
         }
-        let mut searched = lowers.iter().filter(|l| !l.data_only);
-        let sole = match (searched.next(), searched.next()) {
-            (Some(only), None) => Some(only.index),
-            _ => None,
-        };
-        Lookup {
-            sole,
-            info: Arc::new(OverlayInfo {
-                mount_point,
-                options: OverlayOptions::effective(&parsed.other, &self.defaults),
-                lowers,
-            }),
-            absent_dirs: vec![FxHashSet::default(); roots.len()],
-            absent_count: 0,
-            roots,
+        OverlayInfo {
+            mount_point,
+            options: OverlayOptions::effective(&parsed.other, &self.defaults),
+            lowers,
         }
     }
 }
@@ -589,8 +478,8 @@ impl Layer {
 #[derive(Default, Clone)]
 pub struct LayerTotals {
     rows: FxHashMap<Vec<u8>, LayerRow>,
-    /// Copy-ups whose layer is unknown: no mount table, or a path not found (a renamed
-    /// directory's content).
+    /// Copy-ups whose layer is unknown: no mount table, or a kernel whose lower stack
+    /// the kernel side cannot read.
     pub unknown: LayerCount,
 }
 
@@ -629,11 +518,18 @@ impl LayerRow {
 }
 
 impl LayerTotals {
+    /// A copy-up counts in the row of the layer it copied from; its bytes in the row of
+    /// the layer that held its data (another one for a metacopy file).
     pub fn add(&mut self, c: &crate::decode::CopyUp) {
         if c.waited {
             return;
         }
-        let count = match c.lower_layer() {
+        self.count(c.lower_layer()).copy_ups += 1;
+        self.count(c.data_source_layer()).bytes += c.bytes;
+    }
+
+    fn count(&mut self, layer: Option<&Arc<Layer>>) -> &mut LayerCount {
+        match layer {
             Some(layer) => {
                 &mut self
                     .rows
@@ -645,9 +541,7 @@ impl LayerTotals {
                     .count
             }
             None => &mut self.unknown,
-        };
-        count.copy_ups += 1;
-        count.bytes += c.bytes;
+        }
     }
 
     /// Most bytes first, then most copy-ups, then by directory.
@@ -700,7 +594,7 @@ pub fn write_table(
     if totals.unknown.copy_ups > 0 {
         t.add_row(vec![
             Cell::new("(unknown)"),
-            Cell::new("not found in a lower layer"),
+            Cell::new("not told by the kernel"),
             right(totals.unknown.copy_ups.to_string()),
             right(human_bytes(totals.unknown.bytes)),
             right(String::new()),
@@ -902,8 +796,8 @@ mod tests {
         let raw = format!("rw,lowerdir={}", lower.display());
         let mut layers = Layers::new(ModuleDefaults::default());
         let mp: Arc<[u8]> = Arc::from(&b"/merged"[..]);
-        let l = layers.lookup(1, &mp, raw.as_bytes());
-        let layer = l.info.lowers[0].clone();
+        let l = layers.overlay(1, &mp, raw.as_bytes());
+        let layer = l.lowers[0].clone();
         assert_eq!(
             layer.runtime,
             Some(RuntimeLayer {
@@ -912,7 +806,6 @@ mod tests {
             })
         );
         assert!(layer.resolved.ends_with(format!("{id}/diff").as_bytes()));
-        assert_eq!(l.find(b"/etc/passwd"), Some(0));
         layer.start_sizing();
         assert_eq!(layer.size.wait(), Some(11));
     }
@@ -931,73 +824,36 @@ mod tests {
         let mp = o2.join("ctr/merged");
         let mp: Arc<[u8]> = Arc::from(mp.as_os_str().as_bytes());
         let mut layers = Layers::new(ModuleDefaults::default());
-        let l = layers.lookup(3, &mp, b"rw,lowerdir=l/REL:l/GONE,upperdir=ctr/diff");
-        assert_eq!(l.info.lowers[0].runtime.as_ref().unwrap().id, id);
-        assert_eq!(l.info.lowers[1].runtime, None);
-        assert_eq!(l.find(b"/f"), Some(0));
+        let l = layers.overlay(3, &mp, b"rw,lowerdir=l/REL:l/GONE,upperdir=ctr/diff");
+        assert_eq!(l.lowers[0].runtime.as_ref().unwrap().id, id);
+        assert_eq!(l.lowers[1].runtime, None);
+        assert_eq!(l.lowers[1].resolved, b"l/GONE");
     }
 
+    /// The stack as listed, data-only layers last; one build per mount point.
     #[test]
-    fn topmost_holder_wins() {
-        let root = tempfile::tempdir().unwrap();
-        let p = root.path();
-        for (layer, files) in [
-            ("top", &["a/one", "shadow"][..]),
-            ("mid", &["a/two", "shadow", "b/deep/three"][..]),
-            ("bot", &["a/one", "four"][..]),
-            ("data", &["a/two"][..]),
-        ] {
-            for f in files {
-                let f = p.join(layer).join(f);
-                std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-                std::fs::write(&f, layer).unwrap();
-            }
-        }
-        std::os::unix::fs::symlink("dangling", p.join("bot/link")).unwrap();
-        let d = |n: &str| p.join(n).display().to_string();
-        let raw = format!(
-            "rw,lowerdir={}:{}:{}::{},upperdir=/u",
-            d("top"),
-            d("mid"),
-            d("bot"),
-            d("data")
+    fn stacks_are_built_once_per_mount() {
+        let raw = b"rw,lowerdir=/top:/mid::/data,upperdir=/u";
+        let mut layers = Layers::new(ModuleDefaults::default());
+        let mp: Arc<[u8]> = Arc::from(&b"/m"[..]);
+        let l = layers.overlay(7, &mp, raw);
+        let got: Vec<(u32, &[u8], bool)> = l
+            .lowers
+            .iter()
+            .map(|l| (l.index, &l.dir[..], l.data_only))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, &b"/top"[..], false),
+                (1, &b"/mid"[..], false),
+                (2, &b"/data"[..], true)
+            ]
         );
-        let mut layers = Layers::new(ModuleDefaults::default());
-        let mp: Arc<[u8]> = Arc::from(&b"/m"[..]);
-        let l = layers.lookup(7, &mp, raw.as_bytes());
-        assert_eq!(l.find(b"/a/one"), Some(0));
-        assert_eq!(l.find(b"/shadow"), Some(0));
-        assert_eq!(l.find(b"/a/two"), Some(1));
-        assert_eq!(l.find(b"/b/deep/three"), Some(1));
-        assert_eq!(l.find(b"/four"), Some(2));
-        assert_eq!(l.find(b"/link"), Some(2), "a symlink is not followed");
-        assert_eq!(l.find(b"/a"), Some(0), "a merged directory's topmost");
-        assert_eq!(l.find(b"/missing/x"), None);
-        assert_eq!(l.find(b"/"), None);
-        // Asked twice: the absent-directory cache gives the same answer.
-        assert_eq!(l.find(b"/b/deep/three"), Some(1));
-        assert!(l.info.lowers[3].data_only);
-        // The same mount point is the same lookup; another one rebuilds it.
-        let first = Arc::as_ptr(&layers.lookup(7, &mp, raw.as_bytes()).info);
-        assert_eq!(first, Arc::as_ptr(&layers.lookup(7, &mp, b"").info));
+        // The same mount point is the same overlay; another one rebuilds it.
+        assert!(Arc::ptr_eq(&l, &layers.overlay(7, &mp, b"")));
         let other: Arc<[u8]> = Arc::from(&b"/m"[..]);
-        assert!(layers.lookup(7, &other, b"").info.lowers.is_empty());
-    }
-
-    #[test]
-    fn one_searched_layer_answers_without_looking() {
-        let root = tempfile::tempdir().unwrap();
-        let d = |n: &str| root.path().join(n).display().to_string();
-        let mut layers = Layers::new(ModuleDefaults::default());
-        let mp: Arc<[u8]> = Arc::from(&b"/m"[..]);
-        // Neither directory exists: the answer comes from the mount's shape alone.
-        let raw = format!("lowerdir={}::{},upperdir=/u", d("only"), d("data"));
-        let l = layers.lookup(1, &mp, raw.as_bytes());
-        assert_eq!(l.find(b"/any/path"), Some(0));
-        assert_eq!(l.find(b"/"), None);
-        let two = format!("lowerdir={}:{},upperdir=/u", d("a"), d("b"));
-        let other: Arc<[u8]> = Arc::from(&b"/n"[..]);
-        assert_eq!(layers.lookup(2, &other, two.as_bytes()).find(b"/any"), None);
+        assert!(layers.overlay(7, &other, b"").lowers.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 use copyup_trace_common::{
-    config::{Args, Offsets},
+    config::{Args, LowerStack, Offsets},
     hooks::{
         self, FuncHook, COPY_UP_DATA, COPY_UP_END, COPY_UP_FILE, COPY_UP_ONE, FCHOWNAT,
         OTHER_XATTR_SET, SETATTR, XATTR_SET,
@@ -83,6 +83,8 @@ pub struct KernelFacts {
     pub chown_exit_ret_offset: Option<u32>,
     /// `/sys/kernel/btf/overlay` exists: overlay is a module with its own BTF.
     pub overlay_btf: bool,
+    /// Where a dentry's lower stack is, to read the layer a copy-up copies from.
+    pub lower_stack: LowerStack,
 }
 
 /// Offsets of `c->stat.size` and `c->stat.mode` in `struct ovl_copy_up_ctx`.
@@ -135,6 +137,7 @@ pub struct ProbePlan {
     /// Argument positions for the kernel side.
     pub args: Args,
     pub offsets: Offsets,
+    pub lower_stack: LowerStack,
     /// The mechanism of every function in `hooks()`, by function name.
     pub mechanisms: BTreeMap<&'static str, Mechanism>,
     /// `--probes`: with `Auto`, a function whose fentry the kernel refuses at load or
@@ -376,6 +379,7 @@ fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
             ctx_stat_mode: ctx.map_or(0, |c| c.mode_off),
         },
         offsets: facts.offsets,
+        lower_stack: facts.lower_stack,
         mechanisms: BTreeMap::new(),
         mode: ProbeMode::Kprobe,
     })
@@ -486,6 +490,7 @@ mod tests {
             }),
             chown_exit_ret_offset: Some(16),
             overlay_btf: true,
+            lower_stack: LowerStack::default(),
         }
     }
 

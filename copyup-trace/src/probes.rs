@@ -107,6 +107,7 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
         fork_child_pid_off: filter.tree.map_or(0, |t| t.child_pid_offset),
         args: plan.args,
         off: plan.offsets,
+        lower: plan.lower_stack,
     }
 }
 

@@ -99,6 +99,10 @@ struct CopyUpRecord<'a> {
     /// JSON: `{"index","dir","store","id"}` or null; CSV: the columns below.
     #[serde(skip_serializing_if = "Option::is_none")]
     layer: Option<Option<crate::layers::LayerRecord>>,
+    /// JSON: the layer that held the data when it is another one (a metacopy file's),
+    /// else null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_layer: Option<Option<crate::layers::LayerRecord>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_index: Option<Option<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,6 +149,11 @@ impl<'a> CopyUpRecord<'a> {
             container_id: is_csv.then(|| c.container.as_ref().map(|k| escape_cow(k.id.as_bytes()))),
             host_path: c.mount.as_ref().map(|_| escape(&c.display_path())),
             layer: is_json.then(|| c.lower_layer().map(|l| l.record())),
+            data_layer: is_json.then(|| {
+                c.data_layer
+                    .and_then(|_| c.data_source_layer())
+                    .map(|l| l.record())
+            }),
             layer_index: is_csv.then_some(c.layer),
             layer_dir: is_csv.then(|| c.lower_layer().map(|l| escape(&l.resolved))),
             layer_id: is_csv.then(|| {
@@ -718,6 +727,7 @@ mod tests {
             })),
             overlay: None,
             layer: None,
+            data_layer: None,
             kstack_id: -1,
             ustack_id: -1,
         }
@@ -877,7 +887,7 @@ mod tests {
             r#""data_ns":2000000,"ret":0,"waited":false,"metacopy":false,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
             r#""container":{"runtime":"docker","id":"abc"},"#,
-            r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null,"nested":false,"#,
+            r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null,"data_layer":null,"nested":false,"#,
             r#""nest_depth":0}"#,
             "\n",
             r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
@@ -886,7 +896,7 @@ mod tests {
             r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
             r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null,"host_path":null,"#,
-            r#""layer":null,"nested":true,"nest_depth":2}"#,
+            r#""layer":null,"data_layer":null,"nested":true,"nest_depth":2}"#,
             "\n",
         ];
         assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());

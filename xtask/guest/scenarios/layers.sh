@@ -76,3 +76,95 @@ mountovl
 run chownr -o json --report $OUT/chownr.report -- chown -R 1000:1000 $D/merged/tree
 emit chownr.report $OUT/chownr.report
 
+
+# --- teardown while tracing: each layer a mount of its own, and several lowers inside one
+# mount; copy-ups from every layer, then the overlays and every layer mount unmounted
+# while the tool still runs (PFX, PROBES as in probes.sh) --------------------------------
+sc_teardown() {
+D=/tmp/ovl-teardown
+for m in merged merged2 low mid stack up; do
+    if grep -q " $D/$m " /proc/mounts; then umount $D/$m; fi
+done
+rm -rf $D
+mkdir -p $D/low $D/mid $D/stack $D/up $D/merged $D/merged2
+for m in low mid stack up; do mount -t tmpfs tmpfs $D/$m; done
+mkdir -p $D/low/d $D/stack/a $D/stack/b $D/stack/c $D/up/u $D/up/w $D/up/u2 $D/up/w2
+mkf $D/mid/m 2000
+mkf $D/low/l 1000
+mkf $D/low/d/deep 3000
+mkf $D/stack/a/fa 100
+mkf $D/stack/b/fb 200
+mkf $D/stack/c/fc 300
+mount -t overlay overlay -o lowerdir=$D/mid:$D/low,upperdir=$D/up/u,workdir=$D/up/w $D/merged
+mount -t overlay overlay -o lowerdir=$D/stack/a:$D/stack/b:$D/stack/c,upperdir=$D/up/u2,workdir=$D/up/w2 $D/merged2
+N=${PFX}teardown
+# shellcheck disable=SC2086 # PROBES is empty or one option and its value
+"$T" $PROBES -o json >$OUT/$N.out 2>$OUT/$N.err &
+TP=$!
+# Until it has attached, or has refused to start (--probes fentry on an old kernel).
+while ! grep -q Tracing $OUT/$N.err && kill -0 $TP 2>/dev/null; do sleep 0.1; done
+chown 1000 $D/merged/m $D/merged/l $D/merged/d/deep $D/merged2/fa $D/merged2/fb $D/merged2/fc
+# The tool has seen every copy-up (and named its layer) before anything is unmounted.
+i=0
+while [ "$(grep -c '"copy_up"' $OUT/$N.out)" -lt 7 ] && [ $i -lt 100 ] && kill -0 $TP 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
+: >$OUT/$N.umounts
+for m in merged merged2 mid low stack up; do
+    umount $D/$m 2>>$OUT/$N.umount_err
+    echo "$m $?" >>$OUT/$N.umounts
+done
+grep -c " $D/" /proc/mounts >$OUT/$N.left
+kill -INT $TP 2>/dev/null
+wait $TP
+echo $? >$OUT/$N.rc
+for f in out err rc umounts umount_err left; do
+    emit $N.$f $OUT/$N.$f
+done
+}
+sc_teardown
+for mode in fentry kprobe; do
+    PFX=$mode.
+    PROBES="--probes $mode"
+    sc_teardown
+done
+PFX=
+PROBES=
+
+# --- a renamed directory (redirect_dir): the kernel copies its content up from the lower
+# layer under its old name ----------------------------------------------------------------
+D=/tmp/ovl-redirect
+if grep -q " $D/merged " /proc/mounts; then umount $D/merged; fi
+rm -rf $D
+mkdir -p $D/l0 $D/l1/old $D/upper $D/work $D/merged
+mkf $D/l0/top 10
+mkf $D/l1/old/f 4000
+mount -t overlay overlay -o lowerdir=$D/l0:$D/l1,upperdir=$D/upper,workdir=$D/work,redirect_dir=on $D/merged
+mv $D/merged/old $D/merged/new
+run redirect -o json -- chown 1000 $D/merged/new/f
+upper redirect
+
+# --- metacopy: a metacopy file in one lower layer, its data in another (and, from 6.5, in
+# a data-only layer): a data copy-up names both ---------------------------------------------
+D=/tmp/ovl-mdata
+for m in merged merged2 merged3; do
+    if grep -q " $D/$m " /proc/mounts; then umount $D/$m; fi
+done
+rm -rf $D
+mkdir -p $D/data $D/meta $D/w0 $D/u1 $D/w1 $D/u2 $D/w2 $D/merged $D/merged2 $D/merged3
+mkf $D/data/big 5000
+# A metadata-only copy-up leaves in `meta` a metacopy file whose data stays in `data`.
+mount -t overlay overlay -o lowerdir=$D/data,upperdir=$D/meta,workdir=$D/w0,metacopy=on $D/merged
+chown 1000 $D/merged/big
+umount $D/merged
+# A data-only lower layer is found through an absolute redirect (6.5+; older kernels
+# refuse the `::` syntax); the same path, so the plain stack ignores it.
+$G setxattr $D/meta/big trusted.overlay.redirect /big
+mount -t overlay overlay -o lowerdir=$D/meta:$D/data,upperdir=$D/u1,workdir=$D/w1,metacopy=on $D/merged2
+mount -t overlay overlay -o lowerdir=$D/meta::$D/data,upperdir=$D/u2,workdir=$D/w2,metacopy=on,redirect_dir=on $D/merged3 2>$OUT/mdata.mount3_err
+echo $? >$OUT/mdata.mount3_rc
+emit mdata.mount3_rc $OUT/mdata.mount3_rc
+emit mdata.mount3_err $OUT/mdata.mount3_err
+run mdata -o json --report $OUT/mdata.report -- sh -c "$G open-write $D/merged2/big; if grep -q ' $D/merged3 ' /proc/mounts; then $G open-write $D/merged3/big; fi"
+emit mdata.report $OUT/mdata.report

@@ -11,8 +11,15 @@ mkimage /tmp/img
 tar -C /tmp/img -c . | podman import - localhost/app:1 >/dev/null 2>$OUT/import.err ||
     cat $OUT/import.err
 
+# overlays NAME WHEN: how many overlay mounts there are (`NAME.overlays_WHEN`).
+overlays() {
+    grep -c ' - overlay ' /proc/self/mountinfo >$OUT/$1.overlays_$2
+    emit $1.overlays_$2 $OUT/$1.overlays_$2
+}
+
 # --- podman: two named containers of one image copy up at once ----------------------
 rm -f $SIG/go1 $SIG/go2
+overlays podman before
 podman run -d --name web1 --network none -v $SIG:/sig localhost/app:1 \
     /guest-ops await /sig/go1 fchown /data/a >/dev/null
 podman run -d --name web2 --network none -v $SIG:/sig localhost/app:1 \
@@ -27,6 +34,12 @@ touch $SIG/go1
 podman wait web1 >/dev/null
 touch $SIG/go2
 podman wait web2 >/dev/null
+# Removed while still traced: their overlays and layers go as untraced.
+podman rm web1 web2 >$OUT/podman.rm 2>&1
+echo $? >$OUT/podman.rm_rc
+emit podman.rm $OUT/podman.rm
+emit podman.rm_rc $OUT/podman.rm_rc
+overlays podman after
 trace_stop podman $TA
 trace_stop podman-one $TB
 emit podman.report $OUT/podman.report
@@ -51,6 +64,7 @@ start_containerd
 start_dockerd
 tar -C /tmp/img -c . | docker import - app:1 >/dev/null
 rm -f $SIG/go1 $SIG/go2
+overlays docker before
 docker run -d --name dweb1 --network none -v $SIG:/sig app:1 \
     /guest-ops await /sig/go1 fchown /data/a >/dev/null
 docker run -d --name dweb2 --network none -v $SIG:/sig app:1 \
@@ -67,6 +81,11 @@ touch $SIG/go1
 docker wait dweb1 >/dev/null
 touch $SIG/go2
 docker wait dweb2 >/dev/null
+docker rm dweb1 dweb2 >$OUT/docker.rm 2>&1
+echo $? >$OUT/docker.rm_rc
+emit docker.rm $OUT/docker.rm
+emit docker.rm_rc $OUT/docker.rm_rc
+overlays docker after
 trace_stop docker $TA
 trace_stop docker-one $TB
 trace_stop docker-table $TC
@@ -89,6 +108,7 @@ ctr_run() {
         localhost/app:1 $id /guest-ops await /sig/$go fchown /data/$file </dev/null >/dev/null 2>&1 &
 }
 rm -f $SIG/go $SIG/go2 $SIG/go3
+overlays cri before
 ctr_run $CID go a --label io.kubernetes.pod.name=web-0 \
     --label io.kubernetes.pod.namespace=shop --label io.kubernetes.container.name=nginx
 CP=$!
@@ -97,6 +117,15 @@ ctr_run $CID3 go3 b
 trace_start cri -o json --report $OUT/cri.report
 touch $SIG/go
 wait $CP
+# The exited container and its snapshot removed while traced.
+# `ctr run` deleted the task as it ended; the container and its snapshot remain.
+ctr -n k8s.io containers rm $CID >$OUT/cri.rm 2>&1
+echo $? >$OUT/cri.rm_rc
+overlays cri after
+ctr -n k8s.io snapshots ls 2>&1 | grep -c "^$CID " >$OUT/cri.snapshot_left
+emit cri.rm $OUT/cri.rm
+emit cri.rm_rc $OUT/cri.rm_rc
+emit cri.snapshot_left $OUT/cri.snapshot_left
 trace_stop cri $TP
 emit cri.report $OUT/cri.report
 

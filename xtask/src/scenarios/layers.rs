@@ -17,6 +17,18 @@ pub const CHECKS: &[Check] = &[
         metacopy_advice,
     ),
     ("chown -R over a tree: the advice points at idmapped mounts", chown_r),
+    (
+        "teardown while tracing: every layer mount unmounts, each copy-up names its layer",
+        teardown,
+    ),
+    (
+        "a renamed directory's content names the layer it was copied from (redirect_dir)",
+        redirect,
+    ),
+    (
+        "a metacopy file's data copy-up names the layer of its data, a data-only one from 6.5",
+        metacopy_data,
+    ),
 ];
 
 const ID0: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -170,5 +182,134 @@ fn chown_r(a: &Artifacts) -> Result<()> {
     ]);
     let want = json!(["/tmp/ovl-chownr/merged", 21, 21, true, 2000, {"lchown": 2000}]);
     ensure!(got == want, "advice\n  got  {got}\n  want {want}");
+    Ok(())
+}
+
+/// The layer a record names: `[index, dir]`, or null.
+fn layer_of(e: &Value, key: &str) -> Value {
+    match &e[key] {
+        Value::Null => Value::Null,
+        l => json!([l["index"], l["dir"]]),
+    }
+}
+
+/// Records of one run as `[path, kind, bytes, [layer index, dir], mount]`.
+fn with_layers(r: &super::Run) -> Vec<Value> {
+    r.events
+        .iter()
+        .map(|e| {
+            json!([
+                e["path"],
+                e["kind"],
+                e["bytes"],
+                layer_of(e, "layer"),
+                e["mount"]
+            ])
+        })
+        .collect()
+}
+
+/// `sc_teardown` in `layers.sh`, in the mode whose artifacts `a` holds: the layers are
+/// the kernel's answer, and the tool holds nothing that keeps a layer mounted.
+pub(super) fn teardown(a: &Artifacts) -> Result<()> {
+    let r = a.run("teardown")?;
+    ensure!(r.rc == 0, "exit {}: {}", r.rc, a.get("teardown.err")?);
+    let d = "/tmp/ovl-teardown";
+    let (m1, m2) = (format!("{d}/merged"), format!("{d}/merged2"));
+    let layer = |i: u32, dir: &str| json!([i, format!("{d}/{dir}")]);
+    let want = vec![
+        json!(["/m", "file", 2000, layer(0, "mid"), m1]),
+        json!(["/l", "file", 1000, layer(1, "low"), m1]),
+        json!(["/d", "dir", 0, layer(1, "low"), m1]),
+        json!(["/d/deep", "file", 3000, layer(1, "low"), m1]),
+        json!(["/fa", "file", 100, layer(0, "stack/a"), m2]),
+        json!(["/fb", "file", 200, layer(1, "stack/b"), m2]),
+        json!(["/fc", "file", 300, layer(2, "stack/c"), m2]),
+    ];
+    let got = with_layers(&r);
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    let umounts = a.get("teardown.umounts")?;
+    let failed: Vec<&str> = umounts.lines().filter(|l| !l.ends_with(" 0")).collect();
+    ensure!(
+        umounts.lines().count() == 6 && failed.is_empty(),
+        "umount while tracing failed: {failed:?} ({})",
+        a.get("teardown.umount_err").unwrap_or("").trim()
+    );
+    let left = a.get("teardown.left")?.trim();
+    ensure!(left == "0", "{left} mounts left under {d}");
+    Ok(())
+}
+
+/// The content of a directory renamed with `redirect_dir=on` lives in the lower layer
+/// under the old name: no search by the new path finds it; the kernel knows it.
+fn redirect(a: &Artifacts) -> Result<()> {
+    let r = a.run("redirect")?;
+    ensure!(r.rc == 0, "exit {}: {}", r.rc, a.get("redirect.err")?);
+    let d = "/tmp/ovl-redirect";
+    let want = vec![json!([
+        "/new/f",
+        "file",
+        4000,
+        json!([1, format!("{d}/l1")]),
+        format!("{d}/merged")
+    ])];
+    let got = with_layers(&r);
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    let upper = a.upper("redirect")?;
+    ensure!(upper.contains(&"/new/f".to_string()), "upper {upper:?}");
+    Ok(())
+}
+
+/// A data copy-up of a metacopy file copies metadata from the layer holding the
+/// metacopy file and data from the one holding the data: the record names both, and
+/// `--by layer` counts the bytes where the data was.
+fn metacopy_data(a: &Artifacts) -> Result<()> {
+    let r = a.run("mdata")?;
+    ensure!(r.rc == 0, "exit {}: {}", r.rc, a.get("mdata.err")?);
+    let d = "/tmp/ovl-mdata";
+    // Data-only lower layers (`lowerdir=A::B`) came in 6.5.
+    let mount_rc = a.get("mdata.mount3_rc")?.trim();
+    let data_only = mount_rc == "0";
+    ensure!(
+        data_only == super::release_at_least(&a.kernel, (6, 5)),
+        "the data-only mount on {}: exit {mount_rc}, {}",
+        a.kernel,
+        a.get("mdata.mount3_err")?
+    );
+    let (meta, data) = (
+        json!([0, format!("{d}/meta")]),
+        json!([1, format!("{d}/data")]),
+    );
+    let mut want = vec![json!(["/big", 5000, &meta, &data, format!("{d}/merged2")])];
+    if data_only {
+        want.push(json!(["/big", 5000, &meta, &data, format!("{d}/merged3")]));
+    }
+    let got: Vec<Value> = r
+        .events
+        .iter()
+        .map(|e| {
+            json!([
+                e["path"],
+                e["bytes"],
+                layer_of(e, "layer"),
+                layer_of(e, "data_layer"),
+                e["mount"]
+            ])
+        })
+        .collect();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    let rep = report(a, "mdata")?;
+    let rows: Vec<Value> = rep["layers"]
+        .as_array()
+        .context("report has no layers")?
+        .iter()
+        .map(|l| json!([l["dir"], l["copy_ups"], l["bytes"]]))
+        .collect();
+    let n = want.len() as u64;
+    let want = vec![
+        json!([format!("{d}/data"), 0, 5000 * n]),
+        json!([format!("{d}/meta"), n, 0]),
+    ];
+    ensure!(rows == want, "layers\n  got  {rows:?}\n  want {want:?}");
     Ok(())
 }

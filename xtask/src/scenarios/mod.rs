@@ -208,6 +208,13 @@ fn check_latencies(run: &Run) -> Result<()> {
     Ok(())
 }
 
+/// Whether the guest kernel's release (`6.12.118+deb13-amd64`) is at least `v`.
+fn release_at_least(kernel: &str, v: (u32, u32)) -> bool {
+    let mut it = kernel.split(|c: char| !c.is_ascii_digit());
+    let mut num = || it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    (num(), num()) >= v
+}
+
 fn one_line_error(a: &Artifacts, name: &str, rc: i32, needle: &str) -> Result<()> {
     let got_rc = a.rc(name)?;
     let err = a.get(&format!("{name}.err"))?;

@@ -5,7 +5,7 @@
 
 use anyhow::{ensure, Context, Result};
 
-use super::{copyup, faults, nested, one_line_error, triggers, Artifacts, Check};
+use super::{copyup, faults, layers, nested, one_line_error, triggers, Artifacts, Check};
 
 /// `bpf_get_func_ret`, which the fexit programs read return values with, came in 5.17;
 /// the 5.10 line also has no overlay module BTF.
@@ -127,6 +127,12 @@ pub const CHECKS: &[Check] = &[
             &["nest.chown", "nest.open"],
             nested::chown_and_open,
         )
+    }),
+    ("--probes fentry: teardown while tracing, exact", |a| {
+        rerun(a, "fentry", &["teardown"], layers::teardown)
+    }),
+    ("--probes kprobe: teardown while tracing, exact", |a| {
+        rerun(a, "kprobe", &["teardown"], layers::teardown)
     }),
     ("--probes kprobe: nested overlay copy-ups, exact", |a| {
         rerun(

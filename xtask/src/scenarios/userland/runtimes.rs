@@ -1,9 +1,10 @@
 //! Checks of container attribution from the real runtimes: names, images and ids from
 //! podman and docker, pod, namespace and container name from containerd's CRI labels,
-//! `--container`, `--by image`, and a runtime that cannot be asked. It judges what
+//! `--container`, `--by image`, a runtime that cannot be asked, and containers removed
+//! while traced leaving no mount behind. It judges what
 //! `guest/userland/runtimes.sh` saved.
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use super::super::{s, sorted, u, Artifacts, Check, Run};
@@ -18,6 +19,12 @@ pub const CHECKS: &[Check] = &[
     ("docker: --by container, --by image tables", docker_table),
     ("containerd: pod, namespace, container from CRI labels", cri),
     ("containerd down: ids, one warning", containerd_down),
+    ("podman rm while tracing leaves no mount behind", podman_rm),
+    ("docker rm while tracing leaves no mount behind", docker_rm),
+    (
+        "containerd: a container and its snapshot removed while tracing leave no mount behind",
+        cri_rm,
+    ),
 ];
 
 /// The images' content (`mkimage`): the file each container chowns and its size.
@@ -259,4 +266,47 @@ fn containerd_down(a: &Artifacts) -> Result<()> {
         "down",
         "containerd containers are reported by id only: connecting to /run/containerd/containerd.sock",
     )
+}
+
+/// Containers removed while traced (`NAME.rm_rc`) went with their overlays: as many
+/// overlay mounts as before they ran, plus `running` still up.
+fn removed_while_traced(a: &Artifacts, name: &str, running: u64) -> Result<()> {
+    let rc = a.rc(&format!("{name}.rm"))?;
+    ensure!(
+        rc == 0,
+        "{name}: rm exit {rc}: {}",
+        a.get(&format!("{name}.rm"))?
+    );
+    let count = |when: &str| -> Result<u64> {
+        let t = a.get(&format!("{name}.overlays_{when}"))?;
+        t.trim()
+            .parse()
+            .with_context(|| format!("{name}.overlays_{when} = {t:?}"))
+    };
+    let (before, after) = (count("before")?, count("after")?);
+    ensure!(
+        after == before + running,
+        "{name}: {after} overlay mounts after rm, {before} before the containers ran \
+         and {running} still running"
+    );
+    Ok(())
+}
+
+fn podman_rm(a: &Artifacts) -> Result<()> {
+    removed_while_traced(a, "podman", 0)
+}
+
+fn docker_rm(a: &Artifacts) -> Result<()> {
+    removed_while_traced(a, "docker", 0)
+}
+
+/// Two of the pod's three containers still run; the removed one's snapshot is gone.
+fn cri_rm(a: &Artifacts) -> Result<()> {
+    removed_while_traced(a, "cri", 2)?;
+    let left = a.get("cri.snapshot_left")?.trim();
+    ensure!(
+        left == "0",
+        "{left} snapshots of the removed container left"
+    );
+    Ok(())
 }
