@@ -10,7 +10,14 @@ use copyup_trace_common::hooks;
 use procfs::process::MountInfo;
 use serde::Serialize;
 
-use crate::{escape::escape, kernel, mounts::MOUNTINFO, plan, plan::Mechanism, probes};
+use crate::{
+    escape::escape,
+    kernel,
+    mounts::MOUNTINFO,
+    plan,
+    plan::{LayoutFrom, Mechanism},
+    probes,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -355,6 +362,26 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
         };
         out.push(item(hook.func, status, fact, "/proc/kallsyms, BTF"));
     }
+    out.push(match facts.lower_stack_from {
+        LayoutFrom::Btf => item(
+            "source layer",
+            Status::Ok,
+            "read from the kernel's lower stack (layout from overlay BTF)",
+            "BTF",
+        ),
+        LayoutFrom::KnownLine => item(
+            "source layer",
+            Status::Ok,
+            "read from the kernel's lower stack (the 5.7-6.4 layout: overlay has no BTF)",
+            "kernel release",
+        ),
+        LayoutFrom::Unknown => item(
+            "source layer",
+            Status::Warn,
+            "not named: overlay has no BTF and the kernel is not of a known line",
+            "BTF, kernel release",
+        ),
+    });
     out.push(match plan {
         Ok(_) => item(
             "probe plan",

@@ -15,7 +15,7 @@ use copyup_trace_common::{
 
 use crate::{
     kallsyms,
-    plan::{BtfFunc, CtxStat, FuncFacts, KernelFacts},
+    plan::{BtfFunc, CtxStat, FuncFacts, KernelFacts, LayoutFrom},
 };
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -129,10 +129,11 @@ pub fn facts() -> Result<KernelFacts> {
     });
 
     let release = release()?;
-    let lower_stack = lower_stack(ix, &release);
+    let (lower_stack, lower_stack_from) = lower_stack(ix, &release);
 
     Ok(KernelFacts {
         lower_stack,
+        lower_stack_from,
         release,
         funcs,
         offsets,
@@ -222,7 +223,7 @@ const ENTRY_BEFORE_6_5: LowerStack = LowerStack {
 
 /// Where the kernel keeps a dentry's lower stack: from overlay's BTF where it has one,
 /// else the known layout of the kernels before 6.5, else nowhere (layers unknown).
-fn lower_stack(ix: &Index, release: &str) -> LowerStack {
+fn lower_stack(ix: &Index, release: &str) -> (LowerStack, LayoutFrom) {
     let from_btf = || -> Result<LowerStack> {
         let path_size = struct_size(ix, "ovl_path")?;
         let path_layer = member_offset(ix, "ovl_path", &["layer"])?;
@@ -254,17 +255,20 @@ fn lower_stack(ix: &Index, release: &str) -> LowerStack {
         })
     };
     match from_btf() {
-        Ok(l) => l,
+        Ok(l) => (l, LayoutFrom::Btf),
         Err(e) => match crate::plan::parse_release(release) {
-            Some(v) if ((5, 7)..(6, 5)).contains(&v) => LowerStack {
-                entry_off: member_offset(ix, "dentry", &["d_fsdata"]).unwrap_or(0),
-                ..ENTRY_BEFORE_6_5
-            },
+            Some(v) if ((5, 7)..(6, 5)).contains(&v) => (
+                LowerStack {
+                    entry_off: member_offset(ix, "dentry", &["d_fsdata"]).unwrap_or(0),
+                    ..ENTRY_BEFORE_6_5
+                },
+                LayoutFrom::KnownLine,
+            ),
             _ => {
                 log::info!(
                     "overlay's lower stack layout is not known ({e:#}): layers are not named"
                 );
-                LowerStack::default()
+                (LowerStack::default(), LayoutFrom::Unknown)
             }
         },
     }

@@ -85,6 +85,19 @@ pub struct KernelFacts {
     pub overlay_btf: bool,
     /// Where a dentry's lower stack is, to read the layer a copy-up copies from.
     pub lower_stack: LowerStack,
+    pub lower_stack_from: LayoutFrom,
+}
+
+/// Where the layout of overlay's lower stack came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayoutFrom {
+    /// Overlay's BTF.
+    Btf,
+    /// The layout of the kernels from 5.7 to 6.4, for one whose overlay has no BTF.
+    KnownLine,
+    /// Neither: copy-ups are not named after their layer.
+    #[default]
+    Unknown,
 }
 
 /// Offsets of `c->stat.size` and `c->stat.mode` in `struct ovl_copy_up_ctx`.
@@ -491,6 +504,7 @@ mod tests {
             chown_exit_ret_offset: Some(16),
             overlay_btf: true,
             lower_stack: LowerStack::default(),
+            lower_stack_from: LayoutFrom::Btf,
         }
     }
 

@@ -49,9 +49,22 @@ fn check_json(a: &Artifacts) -> Result<()> {
         "vmlinux BTF",
         "overlay",
         "probe plan",
+        "source layer",
     ] {
         ensure!(status(name)? == "ok", "{name}: {}", row(&report, name)?);
     }
+    // Overlay's lower-stack layout from its BTF where the module has one (6.1 on), else
+    // the known layout of its line (5.10, whose overlay module has no BTF).
+    let layer = row(&report, "source layer")?;
+    let want = if super::release_at_least(&a.kernel, (6, 1)) {
+        "layout from overlay BTF"
+    } else {
+        "the 5.7-6.4 layout"
+    };
+    ensure!(
+        layer["fact"].as_str().unwrap_or("").contains(want),
+        "source layer: {layer}, want {want:?}"
+    );
     let attach = row(&report, "kprobe attach")?;
     ensure!(
         attach["status"] == "ok"
