@@ -192,7 +192,13 @@ pub const FORK: TracepointHook = TracepointHook {
     category: "sched",
     events: &["sched_process_fork"],
 };
-pub const TRACEPOINTS: &[TracepointHook] = &[CHOWN_EXIT, FORK];
+/// A thread's end: its per-thread state goes.
+pub const THREAD_EXIT: TracepointHook = TracepointHook {
+    program: "sched_process_exit",
+    category: "sched",
+    events: &["sched_process_exit"],
+};
+pub const TRACEPOINTS: &[TracepointHook] = &[CHOWN_EXIT, FORK, THREAD_EXIT];
 
 fn all_names() -> impl Iterator<Item = &'static str> + Clone {
     FUNCS

@@ -4,7 +4,7 @@
 //! progress (`chown`, `ops`) and a small `InFlight` record per `ovl_copy_up_one` call
 //! (`copy_up`), adds the bytes and time of the data copy nested inside it (`data`), and
 //! when the copy-up returns sends one record through the ring buffer. `fork` follows
-//! `-- COMMAND`'s process tree. What differs between kernels (struct offsets, argument
+//! `-- COMMAND`'s process tree; `exit` drops a thread's state when it ends. What differs between kernels (struct offsets, argument
 //! positions) and the user's filters arrive in one read-only `config::CONFIG`. Deciding
 //! those settings, and everything done with the records, is user space's job.
 #![no_std]
@@ -16,6 +16,7 @@ mod chown;
 mod config;
 mod copy_up;
 mod data;
+mod exit;
 mod fork;
 mod maps;
 mod ops;

@@ -46,9 +46,14 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 
 /// Where a copy-up record is built before its used part is copied into the ring, one
 /// per thread: fexit programs can be preempted, so a per-CPU slot could be overwritten
-/// half-way by another task's program on the same CPU.
+/// half-way by another task's program on the same CPU. A plain hash, not an LRU one: an
+/// LRU map hands the oldest entry to a new thread when full, even one its thread is
+/// still writing. Entries are allocated on first use and go when their thread ends
+/// (`exit`); a thread that finds the map full loses its record, counted in
+/// `LOST_STATE`.
 #[map]
-pub static EVENT_SCRATCH: LruHashMap<u32, CopyUpEvent> = LruHashMap::with_max_entries(1024, 0);
+pub static EVENT_SCRATCH: HashMap<u32, CopyUpEvent> =
+    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// The value a thread's scratch record is created from (too large for the BPF stack);
 /// never written.
@@ -139,7 +144,10 @@ pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
     }
     let seed = EVENT_SEED.get_ptr(0)?;
     // SAFETY: `seed` points at a map value that nothing writes.
-    EVENT_SCRATCH.insert(&tid, unsafe { &*seed }, 0).ok()?;
+    if EVENT_SCRATCH.insert(&tid, unsafe { &*seed }, 0).is_err() {
+        bump(counter::LOST_STATE);
+        return None;
+    }
     EVENT_SCRATCH.get_ptr_mut(&tid)
 }
 

@@ -134,6 +134,8 @@ impl Probes {
         if filter.tree.is_some() {
             p.tracepoint(&hooks::FORK)?;
         }
+        // Before anything that keeps per-thread state.
+        p.tracepoint(&hooks::THREAD_EXIT)?;
         for hook in plan.hooks() {
             let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
                 (true, ChownExit::Tracepoints { .. }) => {
