@@ -55,6 +55,18 @@ pub struct LowerStack {
     pub layer_idx: u32,
 }
 
+/// Where `struct pt_regs` keeps a syscall's number, the user instruction pointer and the
+/// user stack pointer (`CallId`), read through `bpf_task_pt_regs` (5.15+).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Regs {
+    /// Non-zero: the kernel has `bpf_task_pt_regs`, and stored state is checked at use.
+    pub enabled: u32,
+    pub nr: u32,
+    pub ip: u32,
+    pub sp: u32,
+}
+
 /// Where the probed functions keep the arguments that moved between kernels.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,4 +117,10 @@ pub struct Config {
     pub args: Args,
     pub off: Offsets,
     pub lower: LowerStack,
+    pub regs: Regs,
+    /// Fault injection for the tests (`COPYUP_TRACE_SKIP_RETURNS_OF`): the return
+    /// programs of syscalls and operations do nothing for this process, as when the
+    /// kernel skips their runs; 0 (always, outside the tests) injects nothing, and the
+    /// verifier drops the check.
+    pub skip_returns_of: u32,
 }

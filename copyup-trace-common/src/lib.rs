@@ -168,10 +168,26 @@ pub struct CopyUpEvent {
 /// Bytes of `CopyUpEvent` before `names`: every copy-up record has at least these.
 pub const COPY_UP_HEADER_LEN: usize = core::mem::size_of::<CopyUpHeader>();
 
+/// Which syscall a thread is in, from the user registers the kernel saved at its entry
+/// (`Config::regs`): the number, the call site and the user stack pointer. State stored
+/// with one is taken at use only while the thread is still in that syscall, so that
+/// state left behind by a skipped run (a syscall's or operation's return the kernel
+/// did not run its program for) is never blamed for a later call. All zero where the
+/// kernel cannot tell (before 5.15): then any stored state is taken, as it was stored.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallId {
+    pub nr: u64,
+    pub ip: u64,
+    pub sp: u64,
+}
+
 /// Per-thread state of a syscall that may cause copy-ups.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct SyscallState {
+    /// The syscall this state belongs to.
+    pub call: CallId,
     pub start_ns: u64,
     /// Copy-ups (not waits) done under this syscall so far.
     pub copy_ups: u32,
@@ -187,6 +203,8 @@ pub struct SyscallState {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct InFlight {
+    /// The syscall the copy-up happens in.
+    pub call: CallId,
     pub start_ns: u64,
     /// Entry time of the data-copy function in flight, 0 when none.
     pub data_start_ns: u64,
@@ -217,6 +235,8 @@ pub mod inflight {
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct OpState {
+    /// The syscall the operation happens in.
+    pub call: CallId,
     pub start_ns: u64,
     pub op: u32,
     /// `ia_valid` for SETATTR.

@@ -13,7 +13,7 @@ use copyup_trace_common::{op, SyscallState};
 use crate::{
     config::conf,
     copy_up::flush_missed,
-    maps::{now, tid_of, traced, SYSCALLS},
+    maps::{current_call, now, return_skipped, syscall_state, tid_of, traced, SYSCALLS},
     ops::{op_done, Done},
 };
 
@@ -35,6 +35,7 @@ fn fchownat_enter(flag: u32, filename: u64) -> Option<u32> {
         return None;
     }
     let st = SyscallState {
+        call: current_call(),
         start_ns: now(),
         copy_ups: 0,
         flag,
@@ -49,8 +50,13 @@ fn fchownat_enter(flag: u32, filename: u64) -> Option<u32> {
 #[inline(always)]
 fn fchownat_done(ret: i32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if return_skipped(pid_tgid) {
+        return None;
+    }
     let tid = tid_of(pid_tgid);
-    let p = SYSCALLS.get_ptr(&tid)?;
+    // Only the state of this syscall: one left by an earlier call whose return was
+    // skipped goes without a report.
+    let p = syscall_state(tid, &current_call())?;
     // SAFETY: map value owned by this thread's key. It is copied out only after the
     // flush, which counts the copy-up it sends in it: a call whose only copy-up missed
     // its return still reports its latency.

@@ -50,6 +50,13 @@ pub static CONFIG: Config = Config {
         path_layer: 0,
         layer_idx: 0,
     },
+    regs: copyup_trace_common::config::Regs {
+        enabled: 0,
+        nr: 0,
+        ip: 0,
+        sp: 0,
+    },
+    skip_returns_of: 0,
 };
 
 /// One field of `CONFIG`, e.g. `conf!(off.dentry_parent)`. A volatile read keeps the

@@ -13,16 +13,16 @@ use aya_ebpf::{
     },
 };
 use copyup_trace_common::{
-    config::entry_at, counter, flags, inflight, inflight_key, kabi, record, CopyUpHeader, InFlight,
-    OpState, SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_NEST, MAX_PATH_DEPTH,
+    config::entry_at, counter, flags, inflight, inflight_key, kabi, record, CallId, CopyUpHeader,
+    InFlight, OpState, SyscallState, COPY_UP_HEADER_LEN, FILENAME_LEN, MAX_NEST, MAX_PATH_DEPTH,
     NAME_READ_LEN, PATH_COMPONENTS_LEN,
 };
 
 use crate::{
     config::{arg, conf},
     maps::{
-        bump, innermost, nest_level, notify_flags, now, read_or_zero, read_ptr, scratch, tgid_of,
-        tid_of, traced, EVENTS, INFLIGHT, OPS, STACKS, SYSCALLS,
+        bump, current_call, innermost, nest_level, notify_flags, now, op_state, read_or_zero,
+        read_ptr, scratch, scratch_done, syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT, STACKS,
     },
 };
 
@@ -49,6 +49,7 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
     }
     let dentry = dentry as *const u8;
     let mut st = InFlight {
+        call: current_call(),
         start_ns: now(),
         data_start_ns: 0,
         data_ns: 0,
@@ -82,14 +83,15 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
         st.ustack_id = stack(kabi::BPF_F_USER_STACK);
     }
     let tid = tid_of(pid_tgid);
-    // Nested in the copy-ups in flight on this thread if they are another overlay's; one
-    // of the same overlay cannot be in flight (a copy-up does not copy up its own
-    // overlay): it is a missed return's leftover, and this copy-up takes its place.
+    // Nested in the copy-ups in flight on this thread if they are another overlay's in
+    // this same syscall; one of the same overlay cannot be in flight (a copy-up does not
+    // copy up its own overlay), nor one of another syscall: it is a missed return's
+    // leftover, and this copy-up takes its place.
     let mut level = 0;
     while level < MAX_NEST {
         // SAFETY: lookup only.
         match unsafe { INFLIGHT.get(&inflight_key(tid, level)) } {
-            Some(outer) if outer.dev != st.dev => level += 1,
+            Some(outer) if outer.dev != st.dev && outer.call == st.call => level += 1,
             _ => break,
         }
     }
@@ -259,16 +261,17 @@ struct Cause {
     op: OpState,
 }
 
-/// The cause of a copy-up on thread `tid`, as it is when the copy-up ends; a copy-up
-/// that was not a wait is counted in both the syscall and the operation. A nested one
-/// has the outer one's cause (operations it nests in leave the state alone) and leaves
-/// the operation's flags to the outermost copy-up.
+/// The cause of a copy-up on thread `tid` in syscall `call`, as it is when the copy-up
+/// ends; a copy-up that was not a wait is counted in both the syscall and the
+/// operation. A nested one has the outer one's cause (operations it nests in leave the
+/// state alone) and leaves the operation's flags to the outermost copy-up. State of
+/// another syscall is no cause.
 #[inline(always)]
-fn cause(tid: u32, waited: bool, copy_flags: u32, nested: bool) -> Cause {
+fn cause(tid: u32, call: &CallId, waited: bool, copy_flags: u32, nested: bool) -> Cause {
     let mut c = Cause::default();
     // SAFETY: map values owned by this thread's key, copied out, then updated in place.
     unsafe {
-        if let Some(o) = OPS.get_ptr_mut(&tid) {
+        if let Some(o) = op_state(tid, call) {
             c.op = *o;
             if !waited {
                 (*o).copy_ups += 1;
@@ -277,7 +280,7 @@ fn cause(tid: u32, waited: bool, copy_flags: u32, nested: bool) -> Cause {
                 }
             }
         }
-        if let Some(s) = SYSCALLS.get_ptr_mut(&tid) {
+        if let Some(s) = syscall_state(tid, call) {
             c.in_syscall = true;
             c.sys = *s;
             if !waited {
@@ -339,7 +342,7 @@ pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
         st.copy_flags
     };
 
-    let cause = cause(tid, waited, copy_flags, nested);
+    let cause = cause(tid, &st.call, waited, copy_flags, nested);
 
     let ev = scratch(tid)?;
     // SAFETY: `ev` is this thread's scratch record (a thread builds one record at a
@@ -407,6 +410,7 @@ pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
             bump(counter::LOST_EVENTS);
         }
     }
+    scratch_done(tid);
     Some(0)
 }
 

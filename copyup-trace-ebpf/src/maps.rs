@@ -2,13 +2,13 @@
 //! (counters, ring-buffer wake-ups, the task filter). No program lives here.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use copyup_trace_common::{
-    counter, inflight_key, CopyUpEvent, InFlight, OpState, SyscallState, MAX_NEST,
+    counter, inflight_key, CallId, CopyUpEvent, InFlight, OpState, SyscallState, MAX_NEST,
 };
 
 use crate::config::conf;
@@ -33,27 +33,30 @@ pub static OPS: LruHashMap<u32, OpState> = LruHashMap::with_max_entries(4096, 0)
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
+// Every hash map is preallocated: on kernels before 6.1 the verifier warns (and taints
+// the kernel) when a tracing program uses a map that allocates at run time.
+
 /// `--cgroup`: the cgroup ids (the given cgroup and its descendants) to trace.
 #[map]
-pub static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+pub static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Process tree of `-- COMMAND`: tgids whose copy-ups are traced.
 #[map]
-pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Where a copy-up record is built before its used part is copied into the ring, one
-/// per thread: fexit programs can be preempted, so a per-CPU slot could be overwritten
-/// half-way by another task's program on the same CPU. A plain hash, not an LRU one: an
-/// LRU map hands the oldest entry to a new thread when full, even one its thread is
-/// still writing. Entries are allocated on first use and go when their thread ends
-/// (`exit`); a thread that finds the map full loses its record, counted in
+/// per thread while it builds one: fexit programs can be preempted, so a per-CPU slot
+/// could be overwritten half-way by another task's program on the same CPU. A plain
+/// hash, not an LRU one: an LRU map hands the oldest entry to a new thread when full,
+/// even one its thread is still writing. An entry lives from the start of its record to
+/// its sending (`scratch`, `scratch_done`), so the map holds only the records being
+/// built at once; a thread that finds it full loses its record, counted in
 /// `LOST_STATE`.
 #[map]
-pub static EVENT_SCRATCH: HashMap<u32, CopyUpEvent> =
-    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+pub static EVENT_SCRATCH: HashMap<u32, CopyUpEvent> = HashMap::with_max_entries(1024, 0);
 
 /// The value a thread's scratch record is created from (too large for the BPF stack);
 /// never written.
@@ -124,6 +127,61 @@ pub fn traced(pid_tgid: u64) -> bool {
     true
 }
 
+/// The syscall the current thread is in (`CallId`), from the user registers the kernel
+/// saved at its entry; all zero where the kernel has no `bpf_task_pt_regs`.
+#[inline(always)]
+pub fn current_call() -> CallId {
+    if conf!(regs.enabled) == 0 {
+        return CallId::default();
+    }
+    // SAFETY: the current task, from the helper that gives the verifier its type; its
+    // saved registers are read only through bpf_probe_read_kernel.
+    unsafe {
+        let task = generated::bpf_get_current_task_btf();
+        let regs = generated::bpf_task_pt_regs(task) as *const u8;
+        if regs.is_null() {
+            return CallId::default();
+        }
+        CallId {
+            nr: read_or_zero(regs, conf!(regs.nr)),
+            ip: read_or_zero(regs, conf!(regs.ip)),
+            sp: read_or_zero(regs, conf!(regs.sp)),
+        }
+    }
+}
+
+/// This thread's syscall state, if it belongs to the syscall `call` the thread is in;
+/// state another syscall left behind (its return's run skipped) goes.
+#[inline(always)]
+pub fn syscall_state(tid: u32, call: &CallId) -> Option<*mut SyscallState> {
+    let s = SYSCALLS.get_ptr_mut(&tid)?;
+    // SAFETY: map value owned by this thread's key.
+    if unsafe { (*s).call } == *call {
+        return Some(s);
+    }
+    let _ = SYSCALLS.remove(&tid);
+    None
+}
+
+/// `syscall_state` for the overlayfs operation in progress.
+#[inline(always)]
+pub fn op_state(tid: u32, call: &CallId) -> Option<*mut OpState> {
+    let o = OPS.get_ptr_mut(&tid)?;
+    // SAFETY: map value owned by this thread's key.
+    if unsafe { (*o).call } == *call {
+        return Some(o);
+    }
+    let _ = OPS.remove(&tid);
+    None
+}
+
+/// Whether a return program's run is to be dropped (`Config::skip_returns_of`).
+#[inline(always)]
+pub fn return_skipped(pid_tgid: u64) -> bool {
+    let skip = conf!(skip_returns_of);
+    skip != 0 && tgid_of(pid_tgid) == skip
+}
+
 /// The pointer at `base + off` in kernel memory.
 #[inline(always)]
 pub unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
@@ -136,7 +194,7 @@ pub unsafe fn read_or_zero<T: Default>(base: *const u8, off: u32) -> T {
     bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or_default()
 }
 
-/// This thread's scratch record, created on first use.
+/// This thread's scratch record, for one record: `scratch_done` when it is sent.
 #[inline(always)]
 pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
     if let Some(ev) = EVENT_SCRATCH.get_ptr_mut(&tid) {
@@ -149,6 +207,12 @@ pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
         return None;
     }
     EVENT_SCRATCH.get_ptr_mut(&tid)
+}
+
+/// The record built in this thread's scratch has been sent.
+#[inline(always)]
+pub fn scratch_done(tid: u32) {
+    let _ = EVENT_SCRATCH.remove(&tid);
 }
 
 /// Copy-ups in flight on thread `tid`: levels `0..n` are taken, the innermost is `n - 1`.

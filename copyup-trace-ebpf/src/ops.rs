@@ -14,8 +14,8 @@ use crate::{
     config::{arg, conf, func_arg},
     copy_up::flush_missed,
     maps::{
-        bump, notify_flags, now, read_or_zero, tgid_of, tid_of, traced, EVENTS, INFLIGHT, OPS,
-        SYSCALLS,
+        bump, current_call, notify_flags, now, op_state, read_or_zero, return_skipped,
+        syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT, OPS,
     },
 };
 
@@ -56,13 +56,14 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
     // Inside chown the syscall's own state names the trigger and carries the latency.
     // SAFETY: lookup only.
     let tid = tid_of(pid_tgid);
-    if unsafe { SYSCALLS.get(&tid) }.is_some() || !traced(pid_tgid) {
+    let call = current_call();
+    if syscall_state(tid, &call).is_some() || !traced(pid_tgid) {
         return 0;
     }
     // An operation of another overlay inside a copy-up under an operation (opening the
     // lower file, which is on an overlay, to copy it): what it copies up is the outer
     // operation's doing, and the outer operation's state stays.
-    if let Some(outer) = OPS.get_ptr_mut(&tid) {
+    if let Some(outer) = op_state(tid, &call) {
         // SAFETY: lookup of a value owned by this thread's key; the other is this
         // thread's own state, updated in place.
         unsafe {
@@ -76,6 +77,7 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
         }
     }
     let st = OpState {
+        call,
         start_ns: now(),
         op,
         ia_valid,
@@ -99,8 +101,11 @@ pub fn op_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn op_exit(ret: i32, flush: bool) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if return_skipped(pid_tgid) {
+        return None;
+    }
     let tid = tid_of(pid_tgid);
-    let o = OPS.get_ptr_mut(&tid)?;
+    let o = op_state(tid, &current_call())?;
     // SAFETY: map value owned by this thread's key, updated in place or copied out
     // after the flush (which counts the copy-up it sends in it).
     let st = unsafe {

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
 use copyup_trace_common::{
-    config::{entry_at, LowerStack, Offsets},
+    config::{entry_at, LowerStack, Offsets, Regs},
     hooks::{self, CHOWN_EXIT, COPY_UP_ONE},
 };
 
@@ -131,7 +131,19 @@ pub fn facts() -> Result<KernelFacts> {
     let release = release()?;
     let (lower_stack, lower_stack_from) = lower_stack(ix, &release);
 
+    // x86-64's names; `CallId` is read where all three are found.
+    let regs = (|| -> Result<Regs> {
+        Ok(Regs {
+            enabled: 0,
+            nr: member_offset(ix, "pt_regs", &["orig_ax"])?,
+            ip: member_offset(ix, "pt_regs", &["ip"])?,
+            sp: member_offset(ix, "pt_regs", &["sp"])?,
+        })
+    })()
+    .ok();
+
     Ok(KernelFacts {
+        regs,
         lower_stack,
         lower_stack_from,
         release,
@@ -204,6 +216,7 @@ const STRUCTS: &[&str] = &[
     "ovl_path",
     "ovl_layer",
     "ovl_inode",
+    "pt_regs",
 ];
 
 /// The layout of `struct ovl_entry`, `ovl_path` and `ovl_layer` on the kernels from 5.7

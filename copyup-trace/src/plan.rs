@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 use copyup_trace_common::{
-    config::{Args, LowerStack, Offsets},
+    config::{Args, LowerStack, Offsets, Regs},
     hooks::{
         self, FuncHook, COPY_UP_DATA, COPY_UP_END, COPY_UP_FILE, COPY_UP_ONE, FCHOWNAT,
         OTHER_XATTR_SET, SETATTR, XATTR_SET,
@@ -69,6 +69,10 @@ impl Mechanism {
 /// `bpf_get_func_ret`, which fexit programs read the return value with, came in 5.17.
 pub const FEXIT_RET_SINCE: (u32, u32) = (5, 17);
 
+/// `bpf_task_pt_regs`, with which stored state is checked against the syscall in
+/// progress (`CallId`), came in 5.15.
+pub const TASK_PT_REGS_SINCE: (u32, u32) = (5, 15);
+
 #[derive(Debug, Clone, Default)]
 pub struct KernelFacts {
     /// `uname -r`.
@@ -86,6 +90,8 @@ pub struct KernelFacts {
     /// Where a dentry's lower stack is, to read the layer a copy-up copies from.
     pub lower_stack: LowerStack,
     pub lower_stack_from: LayoutFrom,
+    /// `pt_regs` offsets of the syscall number, user ip and user sp, from BTF.
+    pub regs: Option<Regs>,
 }
 
 /// Where the layout of overlay's lower stack came from.
@@ -151,6 +157,8 @@ pub struct ProbePlan {
     pub args: Args,
     pub offsets: Offsets,
     pub lower_stack: LowerStack,
+    /// Where `CallId` is read; `enabled` 0 before 5.15.
+    pub regs: Regs,
     /// The mechanism of every function in `hooks()`, by function name.
     pub mechanisms: BTreeMap<&'static str, Mechanism>,
     /// `--probes`: with `Auto`, a function whose fentry the kernel refuses at load or
@@ -393,6 +401,10 @@ fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
         },
         offsets: facts.offsets,
         lower_stack: facts.lower_stack,
+        regs: match (facts.regs, parse_release(&facts.release)) {
+            (Some(r), Some(v)) if v >= TASK_PT_REGS_SINCE => Regs { enabled: 1, ..r },
+            _ => Regs::default(),
+        },
         mechanisms: BTreeMap::new(),
         mode: ProbeMode::Kprobe,
     })
@@ -505,6 +517,12 @@ mod tests {
             overlay_btf: true,
             lower_stack: LowerStack::default(),
             lower_stack_from: LayoutFrom::Btf,
+            regs: Some(Regs {
+                enabled: 0,
+                nr: 120,
+                ip: 128,
+                sp: 152,
+            }),
         }
     }
 
@@ -932,6 +950,29 @@ mod tests {
         assert!(p.mechanisms.values().all(|m| m.name() == "kprobe"));
         let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
         assert!(err.contains("5.17"), "{err}");
+    }
+
+    /// Stored state is checked against the syscall in progress from 5.15, where BTF
+    /// gives the registers' offsets; before, and without them, it is taken as stored.
+    #[test]
+    fn calls_are_checked_from_5_15() {
+        let mut k = fentry_6_12();
+        let p = decide(&k, ProbeMode::Auto).unwrap();
+        assert_eq!(
+            p.regs,
+            Regs {
+                enabled: 1,
+                nr: 120,
+                ip: 128,
+                sp: 152
+            }
+        );
+        k.release = "5.10.0-32-amd64".into();
+        assert_eq!(decide(&k, ProbeMode::Auto).unwrap().regs.enabled, 0);
+        k.release = "5.15.0-91-generic".into();
+        assert_eq!(decide(&k, ProbeMode::Auto).unwrap().regs.enabled, 1);
+        k.regs = None;
+        assert_eq!(decide(&k, ProbeMode::Auto).unwrap().regs, Regs::default());
     }
 
     #[test]

@@ -85,6 +85,10 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
 }
 
+/// Fault injection for the guest tests: the returns of this process's syscalls and
+/// operations go unseen, as when the kernel skips those programs' runs.
+pub const SKIP_RETURNS_ENV: &str = "COPYUP_TRACE_SKIP_RETURNS_OF";
+
 /// The kernel side's settings: the plan's facts and the user's filters.
 fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
     let mut filter_comm = [0u8; COMM_LEN];
@@ -108,6 +112,11 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
         args: plan.args,
         off: plan.offsets,
         lower: plan.lower_stack,
+        regs: plan.regs,
+        skip_returns_of: std::env::var(SKIP_RETURNS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     }
 }
 

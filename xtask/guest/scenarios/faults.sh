@@ -137,3 +137,39 @@ for mode in fentry kprobe; do
         emit rmmod.$mode.$f $OUT/rmmod.$mode.$f
     done
 done
+
+# --- skipped returns leave no stale blame: process SP's syscall and operation returns go
+# unseen (COPYUP_TRACE_SKIP_RETURNS_OF, as when the kernel skips those runs). One thread
+# chowns `a`, then opens `b` for writing; after it has ended, a new process with the
+# same pid opens `c` (PFX, PROBES as in probes.sh) ------------------------------------------
+sc_stale() {
+newovl stale
+mkf() { dd if=/dev/zero of="$1" bs="$2" count=1 2>/dev/null; }
+mkf $D/lower/a 1000
+mkf $D/lower/b 2000
+mkf $D/lower/c 3000
+mountovl
+N=${PFX}stale
+SP=$1
+# shellcheck disable=SC2086 # PROBES is empty or one option and its value
+COPYUP_TRACE_SKIP_RETURNS_OF=$SP "$T" $PROBES -o json >$OUT/$N.out 2>$OUT/$N.err &
+TP=$!
+while ! grep -q Tracing $OUT/$N.err && kill -0 $TP 2>/dev/null; do sleep 0.1; done
+$G as-pid $SP chown-open $D/merged/a $D/merged/b
+# The thread has ended: nothing of it may be left for the next one with its tid.
+$G bpf-map-count SYSCALLS >$OUT/$N.syscalls_left 2>&1
+$G bpf-map-count OPS >$OUT/$N.ops_left 2>&1
+$G as-pid $SP open-write $D/merged/c
+kill -INT $TP 2>/dev/null
+wait $TP
+echo $? >$OUT/$N.rc
+for f in out err rc syscalls_left ops_left; do
+    emit $N.$f $OUT/$N.$f
+done
+}
+sc_stale 30001
+PFX=kprobe.
+PROBES="--probes kprobe"
+sc_stale 30002
+PFX=
+PROBES=

@@ -1,11 +1,15 @@
 //! Runs inside the test guests: performs one filesystem operation through the exact
 //! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
-//! concurrent copy-ups from separate threads. It only acts and prints; the host judges.
+//! concurrent copy-ups from separate threads, or an operation under a chosen pid; lists
+//! BPF programs and counts a map's entries. It only acts and prints; the host judges.
 
 use std::{
     ffi::CString,
     fs::{File, OpenOptions},
-    os::unix::{ffi::OsStrExt, fs::fchown},
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::{ffi::OsStrExt, fs::fchown},
+    },
     path::Path,
 };
 
@@ -197,7 +201,91 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        // chown-open CHOWNED OPENED: one thread chowns a file, then opens another for
+        // writing: two syscalls, each a copy-up, on the same tid.
+        "chown-open" => {
+            check("chown", unsafe {
+                libc::chown(cpath(arg(1)?).as_ptr(), 1000, 1000)
+            })?;
+            run(&["open-write".into(), arg(2)?.into()])
+        }
+        // as-pid PID OP ARGS...: runs OP in a child that has pid PID (a freed pid is
+        // handed out again: the kernel's next pid is set just below it), to make a new
+        // thread reuse an old thread's id.
+        "as-pid" => {
+            let want: libc::pid_t = arg(1)?.parse().map_err(|_| "bad pid")?;
+            for _ in 0..20 {
+                std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string())
+                    .map_err(|e| format!("ns_last_pid: {e}"))?;
+                // SAFETY: the child only runs the operation and exits.
+                match unsafe { libc::fork() } {
+                    0 => std::process::exit(if unsafe { libc::getpid() } == want {
+                        run(&args[2..]).map_or(1, |_| 0)
+                    } else {
+                        3
+                    }),
+                    -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+                    child => {
+                        let mut status = 0;
+                        unsafe { libc::waitpid(child, &mut status, 0) };
+                        match (child == want, libc::WEXITSTATUS(status)) {
+                            (true, 0) => return Ok(()),
+                            (true, rc) => return Err(format!("child exited {rc}")),
+                            // Another task took the pid first: try again.
+                            (false, _) => continue,
+                        }
+                    }
+                }
+            }
+            Err(format!("pid {want} not had in 20 forks"))
+        }
+        // bpf-map-count NAME: how many keys the loaded map NAME holds.
+        "bpf-map-count" => {
+            let info = aya::maps::loaded_maps()
+                .filter_map(Result::ok)
+                .find(|m| m.name() == arg(1).unwrap_or("").as_bytes())
+                .ok_or_else(|| format!("no map {}", arg(1).unwrap_or("")))?;
+            let fd = info.fd().map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                count_keys(fd.as_fd().as_raw_fd(), info.key_size() as usize)?
+            );
+            Ok(())
+        }
         other => Err(format!("unknown operation {other}")),
+    }
+}
+
+/// The keys of the map behind `fd`, walked with `BPF_MAP_GET_NEXT_KEY`.
+fn count_keys(fd: libc::c_int, key_size: usize) -> Result<usize, String> {
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let (mut key, mut next) = (vec![0u8; key_size], vec![0u8; key_size]);
+    let mut n = 0;
+    loop {
+        // union bpf_attr for map element commands: map_fd, key, next_key.
+        let mut attr = [0u64; 4];
+        attr[0] = fd as u64;
+        attr[1] = if n == 0 { 0 } else { key.as_ptr() as u64 };
+        attr[2] = next.as_mut_ptr() as u64;
+        // SAFETY: the attr and both buffers outlive the call; the kernel writes
+        // key_size bytes into `next`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(n),
+                _ => Err(format!("BPF_MAP_GET_NEXT_KEY: {e}")),
+            };
+        }
+        std::mem::swap(&mut key, &mut next);
+        n += 1;
     }
 }
 

@@ -4,6 +4,7 @@
 //! `scoping.sh`); reading the artifacts is `mod.rs`'s job.
 
 use anyhow::{ensure, Result};
+use serde_json::{json, Value};
 
 use super::{one_line_error, probes::takes_fentry, s, u, Artifacts, Check};
 use crate::progs;
@@ -38,6 +39,14 @@ pub const CHECKS: &[Check] = &[
     (
         "rmmod overlay while tracing: refused under fentry; said once under kprobes",
         rmmod,
+    ),
+    (
+        "returns unseen: the thread's next call and a new thread with its tid are not blamed",
+        stale,
+    ),
+    (
+        "returns unseen, kprobes: the thread's next call and a new thread with its tid are not blamed",
+        |a| stale(&a.prefixed("kprobe.")),
     ),
 ];
 
@@ -350,6 +359,45 @@ fn rmmod(a: &Artifacts) -> Result<()> {
             .filter(|n| progs::ours(n.trim()).is_some())
             .count();
         ensure!(left == 0, "{name}: {left} of our programs left");
+    }
+    Ok(())
+}
+
+/// `sc_stale` in `faults.sh`: a thread whose syscall and operation returns went unseen
+/// (injected) leaves nothing that blames a later call: its next syscall is named for
+/// itself, and a new process with its tid starts clean. From 5.15 the stored state is
+/// checked against the syscall in progress (`CallId`); before, a second call of the
+/// same thread still takes the first one's state, and only its end clears it.
+fn stale(a: &Artifacts) -> Result<()> {
+    let r = a.run("stale")?;
+    ensure!(r.rc == 0, "exit {}: {}", r.rc, a.get("stale.err")?);
+    let m = "/tmp/ovl-stale/merged";
+    let checked = super::release_at_least(&a.kernel, (5, 15));
+    let b = if checked {
+        json!(["/b", "open-write", null, 2000])
+    } else {
+        json!(["/b", "chown", format!("{m}/a"), 2000])
+    };
+    let want = vec![
+        json!(["/a", "chown", format!("{m}/a"), 1000]),
+        b,
+        json!(["/c", "open-write", null, 3000]),
+    ];
+    let got: Vec<Value> = r
+        .events
+        .iter()
+        .map(|e| json!([e["path"], e["trigger"], e["filename"], e["bytes"]]))
+        .collect();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    for (map, file) in [
+        ("SYSCALLS", "stale.syscalls_left"),
+        ("OPS", "stale.ops_left"),
+    ] {
+        let left = a.get(file)?.trim();
+        ensure!(
+            left == "0",
+            "{map}: {left} entries left by a thread that ended"
+        );
     }
     Ok(())
 }
