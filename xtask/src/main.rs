@@ -458,8 +458,11 @@ fn guest_run(script: &Path, series: &str, userland: bool, clock: guest::Clock) -
         guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), clock)?
     };
     print!("{}", r.results);
-    if let Some(line) = &r.fault {
-        println!("(kernel fault: {line}; console in the output above is the script's)");
+    if let Some(f) = &r.fault {
+        println!(
+            "(kernel fault: {}; console in the output above is the script's)",
+            f.headline
+        );
     }
     println!(
         "(exit {}, guest wall time {:.1}s)",
@@ -530,7 +533,7 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
         k.version,
         r.wall.as_millis(),
         loadavg(),
-        r.fault.as_deref().unwrap_or(""),
+        r.fault.as_ref().map_or("", |f| f.headline.as_str()),
         r.results
     );
     std::fs::write(workspace_root().join("target/bench-guest.raw"), &raw)?;
