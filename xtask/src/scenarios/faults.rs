@@ -6,7 +6,6 @@
 use anyhow::{ensure, Result};
 
 use super::{one_line_error, probes::takes_fentry, s, u, Artifacts, Check};
-use crate::progs;
 
 pub const CHECKS: &[Check] = &[
     ("SIGINT: report printed, probes detached", sigint_detaches),
@@ -70,32 +69,24 @@ fn sigint_early(a: &Artifacts) -> Result<()> {
     );
     let err = a.get("early.err")?;
     ensure!(!err.contains("Tracing"), "traced after SIGINT: {err:?}");
-    let left = a
-        .get("early.progs_after")?
-        .lines()
-        .filter(|n| progs::ours(n.trim()).is_some())
-        .count();
-    ensure!(left == 0, "{left} of our programs left after SIGINT");
+    // Nothing to count while tracing: the signal comes before the probes are attached.
+    a.programs_left("early", "SIGINT")?;
     let n = a.get("early.kprobes_after")?.trim().to_string();
     ensure!(n == "0", "{n} overlay kprobes left after SIGINT");
     Ok(())
 }
 
 fn sigkill(a: &Artifacts, mode: &str) -> Result<()> {
-    let during: u32 = a.get("kill.kprobes_during")?.trim().parse()?;
+    let kprobes: u32 = a.get("kill.kprobes_during")?.trim().parse()?;
     ensure!(
-        (during > 0) == (mode == "kprobe"),
-        "{during} overlay kprobes registered while tracing on {mode}"
+        (kprobes > 0) == (mode == "kprobe"),
+        "{kprobes} overlay kprobes registered while tracing on {mode}"
     );
-    // Loaded programs by name, one a line; ours are those of the probe table.
-    let ours = |text: &str| -> usize {
-        text.lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count()
-    };
+    let bpf = a.programs_detached("kill", "SIGKILL")?;
+    // fentry/fexit programs attach only through links.
     ensure!(
-        ours(a.get("kill.progs_during")?) > 0,
-        "our programs not seen while tracing"
+        mode != "fentry" || !bpf.links.is_empty(),
+        "no links of ours while tracing on fentry: {bpf}"
     );
     ensure!(
         a.get("kill.rc")?.trim() == "137",
@@ -123,11 +114,6 @@ fn sigkill(a: &Artifacts, mode: &str) -> Result<()> {
     );
     let after = a.get("kill.kprobes_after")?.trim().to_string();
     ensure!(after == "0", "{after} overlay kprobes left after SIGKILL");
-    let left = ours(a.get("kill.progs_after")?);
-    ensure!(
-        left == 0,
-        "{left} of our BPF programs still loaded after SIGKILL"
-    );
     Ok(())
 }
 
@@ -345,11 +331,7 @@ fn rmmod(a: &Artifacts) -> Result<()> {
             "{name}: no summary"
         );
         ensure!(get("kprobes_after")? == "0", "{name}: kprobes left");
-        let left = get("progs_after")?
-            .lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count();
-        ensure!(left == 0, "{name}: {left} of our programs left");
+        a.programs_detached(&name, "SIGINT")?;
     }
     Ok(())
 }
