@@ -20,7 +20,7 @@ pub const CHECKS: &[Check] = &[
     (
         "SIGKILL mid-workload (fentry): workload unharmed, nothing left attached",
         |a| {
-            if !takes_fentry(&a.kernel) {
+            if !takes_fentry(a)? {
                 return one_line_error(&a.prefixed("fentry."), "kill", 1, "cannot take fentry");
             }
             sigkill(&a.prefixed("fentry."), "fentry")
@@ -196,7 +196,7 @@ fn threads_64(a: &Artifacts) -> Result<()> {
         ("fentry", "chmod", "chmod"),
     ] {
         let name = format!("t64.{mode}.{op}");
-        if mode == "fentry" && !takes_fentry(&a.kernel) {
+        if mode == "fentry" && !takes_fentry(a)? {
             one_line_error(a, &name, 1, "cannot take fentry")?;
             continue;
         }
@@ -297,7 +297,7 @@ fn rmmod(a: &Artifacts) -> Result<()> {
         let name = format!("rmmod.{mode}");
         let get =
             |f: &str| -> Result<String> { Ok(a.get(&format!("{name}.{f}"))?.trim().to_string()) };
-        if mode == "fentry" && !takes_fentry(&a.kernel) {
+        if mode == "fentry" && !takes_fentry(a)? {
             one_line_error(a, &name, 1, "cannot take fentry")?;
             continue;
         }

@@ -1,7 +1,9 @@
 //! Runs inside the test guests: performs one filesystem operation through the exact
 //! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
-//! concurrent copy-ups from separate threads, or lists the kernel's BPF programs and
-//! links. It only acts and prints; the host judges.
+//! concurrent copy-ups from separate threads, or lists and probes what BPF the kernel
+//! has. It only acts and prints; the host judges.
+
+mod fexit_probe;
 
 use std::{
     ffi::CString,
@@ -207,6 +209,12 @@ fn run(args: &[String]) -> Result<(), String> {
                     Err(e) => return Err(e.to_string()),
                 }
             }
+            Ok(())
+        }
+        // Whether fexit on ovl_copy_up_one with the helpers the tool needs loads and
+        // attaches: `ok` or `no: STEP: WHY`.
+        "fexit-probe" => {
+            println!("{}", fexit_probe::run()?);
             Ok(())
         }
         other => Err(format!("unknown operation {other}")),
