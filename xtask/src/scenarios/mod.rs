@@ -281,6 +281,37 @@ mod tests {
     }
 
     #[test]
+    fn leftover_checks_need_ours_while_tracing() {
+        let arts = |during: &str, after: &str| {
+            Artifacts::new(
+                "6.12",
+                &format!(
+                    "@@FILE k.progs_during\n{during}\n@@EOF\n@@FILE k.progs_after\n{after}\n@@EOF\n"
+                ),
+            )
+        };
+        let ours = "prog 3 hid_tail_call\nprog 41 ovl_copy_up_one\nlink 7 41\n";
+        let seen = arts(ours, "prog 3 hid_tail_call\n")
+            .programs_detached("k", "SIGINT")
+            .unwrap();
+        assert_eq!(seen.links.len(), 1);
+        // Nothing of ours while tracing: nothing proven.
+        let e = arts("prog 3 hid_tail_call\n", "")
+            .programs_detached("k", "SIGINT")
+            .unwrap_err();
+        assert!(e.to_string().contains("none of our programs"), "{e}");
+        // One program of ours left, under another id than while tracing.
+        let e = arts(ours, "prog 42 ovl_copy_up_one\n")
+            .programs_detached("k", "SIGINT")
+            .unwrap_err();
+        assert!(e.to_string().contains("1 programs (ids {42})"), "{e}");
+        assert!(arts(ours, ours).programs_left("k", "SIGINT").is_err());
+        assert!(Artifacts::new("6.12", "")
+            .programs_left("k", "SIGINT")
+            .is_err());
+    }
+
+    #[test]
     fn one_script_every_check_named_once() {
         assert!(SCRIPT.starts_with("# Guest-side half"));
         assert!(SCRIPT.ends_with("\nexit 0\n"));
