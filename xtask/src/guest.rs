@@ -211,7 +211,9 @@ pub fn run_guest(
     )
 }
 
-/// As `run_guest`, in `image`.
+/// As `run_guest`, in `image`, but a kernel fault is reported in `GuestRun::fault` with
+/// whatever the script printed, rather than as an error: the caller fails the run and
+/// can still judge what the script saved.
 pub fn run_guest_in(
     kernel: &GuestKernel,
     image: Image,
@@ -219,7 +221,7 @@ pub fn run_guest_in(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, image, files, script, timeout, false, Clock::Wall)
+    run_guest_with(kernel, image, files, script, timeout, true, Clock::Wall)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
@@ -253,7 +255,7 @@ fn run_guest_with(
             Image::Userland(_) => " with the Debian userland",
         }
     ));
-    let res = run_in(
+    let mut res = run_in(
         &run_dir,
         kernel,
         Machine { image, clock },
@@ -262,13 +264,18 @@ fn run_guest_with(
         timeout,
         tolerate_faults,
     );
-    // On failure the initramfs and logs stay for inspection; the error names the directory.
-    if let Ok(r) = &res {
+    // On failure or a fault the initramfs and logs stay for inspection, named in the
+    // error or the fault's report.
+    if let Ok(r) = &mut res {
         step.done();
-        if let Some(f) = &r.fault {
-            eprintln!("the guest kernel reported a fault:\n{}", f.report);
+        match &mut r.fault {
+            None => {
+                let _ = fs::remove_dir_all(&run_dir);
+            }
+            Some(f) => f
+                .report
+                .push_str(&format!("\n(console and logs in {})", run_dir.display())),
         }
-        let _ = fs::remove_dir_all(&run_dir);
     }
     res.with_context(|| {
         format!(
@@ -399,9 +406,9 @@ fn run_in(
         if marker_seen_at.is_some_and(|t| now - t > Duration::from_secs(10)) {
             break None;
         }
-        // A faulted kernel may hang instead of finishing the script: give it a little
-        // while, then stop waiting.
-        if fault_seen_at.is_none() && console_report(&read_serial(&console_log)).is_some() {
+        // A kernel that oopsed or panicked may hang instead of finishing the script: give
+        // it a little while, then stop waiting. After a WARNING it goes on as usual.
+        if fault_seen_at.is_none() && fatal_report(&read_serial(&console_log)) {
             fault_seen_at = Some(now);
         }
         if fault_seen_at.is_some_and(|t| now - t > Duration::from_secs(60)) {
@@ -572,6 +579,15 @@ fn console_report(console: &str) -> Option<(&str, Vec<&str>)> {
         .find(|l| begins_report(message(l)))
         .unwrap_or(&report[0]);
     Some((headline, report))
+}
+
+/// Whether the console shows a report other than a WARNING (an oops, BUG, panic,
+/// lockup), after which the kernel may not finish the script.
+fn fatal_report(console: &str) -> bool {
+    console.lines().any(|l| {
+        let m = message(l);
+        begins_report(m) && !m.starts_with("WARNING:")
+    })
 }
 
 /// Taint flags by bit, as Documentation/admin-guide/tainted-kernels.rst lists them.
@@ -1080,6 +1096,14 @@ init: running /script.sh
         assert!(f.report.ends_with(
             "new taint while the script ran: W (kernel issued warning, bit 9) (0x2000 -> 0x2200)"
         ));
+    }
+
+    #[test]
+    fn only_reports_other_than_warnings_are_fatal() {
+        assert!(!fatal_report(&format!("{BOOT}{WARN}")));
+        assert!(fatal_report(&format!("{BOOT}{WARN}{NULL_DEREF}")));
+        assert!(fatal_report("[  100.1] int3: 0000 [#1] PREEMPT SMP NOPTI"));
+        assert!(!fatal_report(BOOT));
     }
 
     #[test]
