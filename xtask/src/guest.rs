@@ -4,7 +4,9 @@
 //! the script does and what its output means is the callers' (`scenarios`, `guestbench`).
 //!
 //! ttyS0 carries the kernel console; ttyS1 carries only the script's output followed by a
-//! `@@GUEST-DONE rc=<status>` line, so results never mix with kernel messages.
+//! `@@GUEST-DONE rc=<status> taint=<before>,<after>` line, so results never mix with
+//! kernel messages. A kernel report on the console (oops, BUG, panic, WARN) or a taint
+//! flag the kernel gained while the script ran fails the run ([`Fault`]).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -58,9 +60,19 @@ pub struct GuestRun {
     /// The script's exit status.
     pub exit_code: i32,
     pub wall: Duration,
-    /// The first console line reporting a kernel oops, BUG, panic or WARN (only with
-    /// `run_guest_clocked`; `run_guest` fails instead).
-    pub fault: Option<String>,
+    /// What the kernel reported against itself (only with `run_guest_clocked`;
+    /// `run_guest` fails instead).
+    pub fault: Option<Fault>,
+}
+
+/// Something the guest kernel reported against itself: a report on its console (oops,
+/// BUG, panic, WARN splat), a taint flag it gained while the script ran, or both.
+#[derive(Debug)]
+pub struct Fault {
+    /// One line: the report's first line, else the new taint flags.
+    pub headline: String,
+    /// The report's first [`REPORT_LINES`] console lines and the new taint flags.
+    pub report: String,
 }
 
 /// How guest time runs. `Wall` is plain TCG: guest time follows the host's clock, so a
@@ -94,6 +106,8 @@ m -t debugfs debugfs /sys/kernel/debug
 m -t bpf bpf /sys/fs/bpf
 m -t cgroup2 cgroup2 /sys/fs/cgroup
 insmod /lib/overlay.ko || echo "init: insmod overlay.ko failed"
+# Taint flags before and after the script (an unsigned module taints as it loads).
+taint0=$(cat /proc/sys/kernel/tainted)
 # Raw mode: no \n -> \r\n translation and no echo of anything qemu might feed back.
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 cd /
@@ -101,8 +115,9 @@ echo "init: running /script.sh"
 sh /script.sh </dev/null >/dev/ttyS1 2>&1
 rc=$?
 echo "init: /script.sh exited with $rc"
+taint1=$(cat /proc/sys/kernel/tainted)
 # The last close of the tty waits until its output has left the UART.
-echo "@@GUEST-DONE rc=$rc" >/dev/ttyS1
+echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >/dev/ttyS1
 poweroff -f
 echo o >/proc/sysrq-trigger
 "#;
@@ -131,6 +146,7 @@ m -t debugfs debugfs /sys/kernel/debug
 m -t bpf bpf /sys/fs/bpf
 m -t cgroup2 cgroup2 /sys/fs/cgroup
 insmod /lib/overlay.ko || echo "init: insmod overlay.ko failed"
+taint0=$(cat /proc/sys/kernel/tainted)
 ip link set lo up
 # No systemd: podman manages cgroups itself and logs its events to a file.
 mkdir -p /etc/containers
@@ -147,8 +163,9 @@ echo "init: running /script.sh"
 sh /script.sh </dev/null >/run/script.out 2>&1
 rc=$?
 echo "init: /script.sh exited with $rc"
+taint1=$(cat /proc/sys/kernel/tainted)
 cat /run/script.out >/dev/ttyS1
-echo "@@GUEST-DONE rc=$rc" >/dev/ttyS1
+echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >/dev/ttyS1
 echo o >/proc/sysrq-trigger
 sleep 10
 "#;
@@ -194,7 +211,9 @@ pub fn run_guest(
     )
 }
 
-/// As `run_guest`, in `image`.
+/// As `run_guest`, in `image`, but a kernel fault is reported in `GuestRun::fault` with
+/// whatever the script printed, rather than as an error: the caller fails the run and
+/// can still judge what the script saved.
 pub fn run_guest_in(
     kernel: &GuestKernel,
     image: Image,
@@ -202,7 +221,7 @@ pub fn run_guest_in(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, image, files, script, timeout, false, Clock::Wall)
+    run_guest_with(kernel, image, files, script, timeout, true, Clock::Wall)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
@@ -236,7 +255,7 @@ fn run_guest_with(
             Image::Userland(_) => " with the Debian userland",
         }
     ));
-    let res = run_in(
+    let mut res = run_in(
         &run_dir,
         kernel,
         Machine { image, clock },
@@ -245,13 +264,18 @@ fn run_guest_with(
         timeout,
         tolerate_faults,
     );
-    // On failure the initramfs and logs stay for inspection; the error names the directory.
-    if let Ok(r) = &res {
+    // On failure or a fault the initramfs and logs stay for inspection, named in the
+    // error or the fault's report.
+    if let Ok(r) = &mut res {
         step.done();
-        if let Some(line) = &r.fault {
-            eprintln!("the guest kernel reported a fault: {line}");
+        match &mut r.fault {
+            None => {
+                let _ = fs::remove_dir_all(&run_dir);
+            }
+            Some(f) => f
+                .report
+                .push_str(&format!("\n(console and logs in {})", run_dir.display())),
         }
-        let _ = fs::remove_dir_all(&run_dir);
     }
     res.with_context(|| {
         format!(
@@ -348,10 +372,9 @@ fn run_in(
     .arg(&kernel.vmlinuz)
     .arg("-initrd")
     .arg(&initrd)
-    .args([
-        "-append",
-        "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-    ])
+    // The console prints messages more severe than loglevel: 5 lets KERN_WARNING (4)
+    // through, so WARN splats reach ttyS0, while boot's info and notice lines stay out.
+    .args(["-append", "console=ttyS0 panic=-1 loglevel=5 rdinit=/init"])
     // First -serial is ttyS0, the second ttyS1.
     .arg("-serial")
     .arg(format!("file:{}", console_log.display()))
@@ -383,9 +406,9 @@ fn run_in(
         if marker_seen_at.is_some_and(|t| now - t > Duration::from_secs(10)) {
             break None;
         }
-        // A faulted kernel may hang instead of finishing the script: give it a little
-        // while, then stop waiting.
-        if fault_seen_at.is_none() && kernel_fault(&read_serial(&console_log)).is_some() {
+        // A kernel that oopsed or panicked may hang instead of finishing the script: give
+        // it a little while, then stop waiting. After a WARNING it goes on as usual.
+        if fault_seen_at.is_none() && fatal_report(&read_serial(&console_log)) {
             fault_seen_at = Some(now);
         }
         if fault_seen_at.is_some_and(|t| now - t > Duration::from_secs(60)) {
@@ -415,9 +438,11 @@ fn run_in(
         )
     };
 
-    let fault = kernel_fault(&console).map(str::to_string);
+    let done = split_marker(&raw_results);
+    let fault = find_fault(&console, done.as_ref().and_then(|d| d.taint));
     if fault.is_some() && tolerate_faults {
-        let (results, exit_code) = split_marker(&raw_results).unwrap_or((raw_results.clone(), -1));
+        let (results, exit_code) =
+            done.map_or((raw_results.clone(), -1), |d| (d.results, d.exit_code));
         return Ok(GuestRun {
             console,
             results,
@@ -426,7 +451,22 @@ fn run_in(
             fault,
         });
     }
-    let Some((results, exit_code)) = split_marker(&raw_results) else {
+    // A tracer that crashes, warns or taints the kernel fails the run, whatever the
+    // script said, and whether or not it finished.
+    if let Some(f) = fault {
+        bail!(
+            "the guest kernel reported a fault: {}\n{}\n{}",
+            f.headline,
+            f.report,
+            tails()
+        );
+    }
+    let Some(Done {
+        results,
+        exit_code,
+        taint,
+    }) = done
+    else {
         match status {
             None => bail!(
                 "guest did not finish within {:?}; qemu killed\n{}",
@@ -440,9 +480,8 @@ fn run_in(
             ),
         }
     };
-    // A tracer that crashes or warns in the kernel fails the run, whatever the script said.
-    if let Some(line) = kernel_fault(&console) {
-        bail!("the guest kernel reported a fault: {line}\n{}", tails());
+    if taint.is_none() {
+        bail!("the guest did not report its taint flags\n{}", tails());
     }
     if let Some(s) = status {
         if !s.success() {
@@ -461,27 +500,182 @@ fn run_in(
     })
 }
 
-/// The first console line that reports a kernel oops, BUG, panic or WARN splat.
-fn kernel_fault(console: &str) -> Option<&str> {
-    const MARKS: &[&str] = &[
+/// Console lines of a kernel report shown in a fault: enough for the WARNING or BUG line,
+/// the `CPU:` line with the taint letters, and the top of the call trace.
+pub const REPORT_LINES: usize = 15;
+
+/// What the kernel prints first for a WARN or BUG(); the report's own line follows.
+const CUT_HERE: &str = "------------[ cut here ]------------";
+
+/// Whether a console message (time stamp removed) begins a kernel report. Matched at the
+/// start of the message: a boot notice such as `RETBleed: WARNING: Spectre v2
+/// mitigation leaves CPU vulnerable` is not a splat.
+fn begins_report(msg: &str) -> bool {
+    const STARTS: &[&str] = &[
+        "WARNING:",
         "BUG:",
-        "Oops:",
+        "kernel BUG at",
+        "Oops",
         "general protection fault",
         "Kernel panic",
-        "cut here ]",
-        "WARNING: CPU:",
+        // Soft and hard lockups.
+        "watchdog: BUG:",
+        "watchdog: Watchdog detected hard LOCKUP",
     ];
-    console
-        .lines()
-        .find(|l| MARKS.iter().any(|m| l.contains(m)))
+    STARTS.iter().any(|s| msg.starts_with(s)) || is_die_line(msg)
 }
 
-/// Splits the serial output at the last marker: (text before it, status in it).
-fn split_marker(out: &str) -> Option<(String, i32)> {
+/// die()'s line before 6.3 has no `Oops:` in front: `int3: 0000 [#1] PREEMPT SMP NOPTI`,
+/// `invalid opcode: 0000 [#1] SMP`: a name, four hex digits and the oops count.
+fn is_die_line(msg: &str) -> bool {
+    let Some(at) = msg.find(" [#") else {
+        return false;
+    };
+    let (head, rest) = (&msg.as_bytes()[..at], &msg[at + 3..]);
+    let count = rest.split(']').next().unwrap_or("");
+    head.len() > 6
+        && head[head.len() - 6..head.len() - 4] == *b": "
+        && head[head.len() - 4..].iter().all(u8::is_ascii_hexdigit)
+        && !count.is_empty()
+        && count.bytes().all(|c| c.is_ascii_digit())
+        && rest[count.len()..].starts_with(']')
+}
+
+/// A console line without the printk time stamp (`[   12.345678] `) and caller id.
+fn message(line: &str) -> &str {
+    let mut msg = line.trim_start();
+    while let Some(rest) = msg.strip_prefix('[') {
+        // Only bracketed stamps: `[ cut here ]` starts with dashes, not a bracket.
+        let Some((stamp, after)) = rest.split_once(']') else {
+            break;
+        };
+        let stamp = stamp.trim();
+        let is_stamp = stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+            || (stamp.len() > 1
+                && matches!(stamp.as_bytes()[0], b'T' | b'C')
+                && stamp[1..].chars().all(|c| c.is_ascii_digit()));
+        if !is_stamp {
+            break;
+        }
+        msg = after.trim_start();
+    }
+    msg
+}
+
+/// The first kernel report on the console: its headline (the WARNING, BUG or Oops
+/// line) and its first [`REPORT_LINES`] lines, from the `cut here` line where there is
+/// one.
+fn console_report(console: &str) -> Option<(&str, Vec<&str>)> {
+    let lines: Vec<&str> = console.lines().collect();
+    let at = lines.iter().position(|l| {
+        let m = message(l);
+        m == CUT_HERE || begins_report(m)
+    })?;
+    let report: Vec<&str> = lines[at..].iter().take(REPORT_LINES).copied().collect();
+    // After `cut here` comes WARN's own message, if any, then the WARNING line.
+    let headline = report
+        .iter()
+        .take(4)
+        .find(|l| begins_report(message(l)))
+        .unwrap_or(&report[0]);
+    Some((headline, report))
+}
+
+/// Whether the console shows a report other than a WARNING (an oops, BUG, panic,
+/// lockup), after which the kernel may not finish the script.
+fn fatal_report(console: &str) -> bool {
+    console.lines().any(|l| {
+        let m = message(l);
+        begins_report(m) && !m.starts_with("WARNING:")
+    })
+}
+
+/// Taint flags by bit, as Documentation/admin-guide/tainted-kernels.rst lists them.
+const TAINTS: &[(char, &str)] = &[
+    ('P', "proprietary module was loaded"),
+    ('F', "module was force loaded"),
+    ('S', "kernel running on an out of specification system"),
+    ('R', "module was force unloaded"),
+    ('M', "processor reported a Machine Check Exception"),
+    ('B', "bad page referenced or some unexpected page flags"),
+    ('U', "taint requested by userspace application"),
+    ('D', "kernel died recently, i.e. there was an OOPS or BUG"),
+    ('A', "ACPI table overridden by user"),
+    ('W', "kernel issued warning"),
+    ('C', "staging driver was loaded"),
+    ('I', "workaround for bug in platform firmware applied"),
+    ('O', "externally-built (\"out-of-tree\") module was loaded"),
+    ('E', "unsigned module was loaded"),
+    ('L', "soft lockup occurred"),
+    ('K', "kernel has been live patched"),
+    ('X', "auxiliary taint, defined for and used by distros"),
+    ('T', "kernel was built with the struct randomization plugin"),
+    ('N', "an in-kernel test has been run"),
+    ('J', "userspace used a mutating debug operation in fwctl"),
+];
+
+/// `bits` named one by one: `W (kernel issued warning, bit 9), E (...)`.
+fn describe_taint(bits: u64) -> String {
+    (0..64)
+        .filter(|b| bits & (1 << b) != 0)
+        .map(|b| match TAINTS.get(b) {
+            Some((letter, why)) => format!("{letter} ({why}, bit {b})"),
+            None => format!("bit {b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the kernel reported against itself: a report on `console`, or taint flags set
+/// at the script's end that were not at its start (`taint`, from the done marker).
+fn find_fault(console: &str, taint: Option<(u64, u64)>) -> Option<Fault> {
+    let report = console_report(console);
+    let new_taint = taint.map_or(0, |(before, after)| after & !before);
+    let taint_line = (new_taint != 0).then(|| {
+        format!(
+            "new taint while the script ran: {} ({:#x} -> {:#x})",
+            describe_taint(new_taint),
+            taint.map_or(0, |t| t.0),
+            taint.map_or(0, |t| t.1),
+        )
+    });
+    match (report, taint_line) {
+        (None, None) => None,
+        (None, Some(t)) => Some(Fault {
+            headline: t.clone(),
+            report: t,
+        }),
+        (Some((headline, lines)), t) => Some(Fault {
+            headline: headline.trim().to_string(),
+            report: lines.join("\n") + &t.map(|t| format!("\n{t}")).unwrap_or_default(),
+        }),
+    }
+}
+
+/// What ttyS1 carried up to the done marker.
+struct Done {
+    results: String,
+    exit_code: i32,
+    /// /proc/sys/kernel/tainted before and after the script.
+    taint: Option<(u64, u64)>,
+}
+
+/// Splits the serial output at the last marker: the text before it, and the status and
+/// taint flags in it (`rc=0 taint=8192,8704`).
+fn split_marker(out: &str) -> Option<Done> {
     let at = out.rfind(DONE_MARKER)?;
-    let rest = &out[at + DONE_MARKER.len()..];
-    let code = rest.lines().next()?.trim().parse().ok()?;
-    Some((out[..at].to_owned(), code))
+    let rest = out[at + DONE_MARKER.len()..].lines().next()?;
+    let mut words = rest.split_whitespace();
+    let exit_code = words.next()?.parse().ok()?;
+    let taint = words
+        .find_map(|w| w.strip_prefix("taint="))
+        .and_then(|t| t.split_once(','))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    Some(Done {
+        results: out[..at].to_owned(),
+        exit_code,
+        taint,
+    })
 }
 
 /// Reads a serial log, lossily, with \r\n normalised to \n.
@@ -706,7 +900,8 @@ mkdir -p /tmp/l /tmp/u /tmp/w /tmp/m &&
 ";
 
 /// Checks the whole harness on every guest kernel: boot, module load, kprobe PMU, an overlay
-/// mount, file injection, exit status passing and the timeout.
+/// mount, file injection, exit status passing, the timeout, and that a kernel warning or
+/// a new taint fails the run.
 pub fn selftest() -> Result<()> {
     crate::setup::ensure_host_tools()?;
     let kernels = crate::kernels::ensure_kernels(&["6.1", "6.12"])?;
@@ -796,10 +991,192 @@ pub fn selftest() -> Result<()> {
             }
             Err(e) => return Err(e.context("expected a timeout")),
         }
+        // A warning that reaches the console (level 4 passes loglevel=5) and a taint
+        // flag set by the script each fail the run, naming what happened.
+        for (what, script, want) in [
+            (
+                "a WARNING on the console",
+                "echo '<4>WARNING: CPU: 0 PID: 1 at selftest.c:1 selftest' >/dev/kmsg",
+                "the guest kernel reported a fault: ",
+            ),
+            (
+                "a new taint flag",
+                "echo 512 >/proc/sys/kernel/tainted",
+                "new taint while the script ran: W (kernel issued warning, bit 9)",
+            ),
+        ] {
+            let fault_dir = dir.join("fault");
+            fs::create_dir_all(&fault_dir)?;
+            let machine = Machine {
+                image: Image::Busybox,
+                clock: Clock::Wall,
+            };
+            let timeout = Duration::from_secs(120);
+            match run_in(&fault_dir, k, machine, &[], script, timeout, false) {
+                Ok(_) => bail!("{what} did not fail the run"),
+                Err(e) if format!("{e:#}").contains(want) => {
+                    let text = format!("{e:#}");
+                    let line = text.lines().find(|l| l.contains(want)).unwrap_or(want);
+                    println!("-- {what} failed the run: {}", line.trim());
+                }
+                Err(e) => return Err(e.context(format!("expected {want:?}"))),
+            }
+        }
         Ok(())
     })();
     let _ = fs::remove_dir_all(&dir);
     res?;
     println!("guest selftest passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 6.12 boot at loglevel=5 as it reaches ttyS0: warnings that are not splats.
+    const BOOT: &str = "\
+[    0.000000] Linux version 6.12.57+deb13-amd64 (debian-kernel@lists.debian.org)
+[    0.112341] RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable to RETBleed attacks, data leaks possible!
+[    0.523877] platform regulatory.0: Direct firmware load for regulatory.db failed with error -2
+[    1.802214] Unstable clock detected, switching default tracing clock to \"global\"
+init: running /script.sh
+";
+
+    /// A WARN_ONCE with its own message, from 6.1 under TCG.
+    const WARN: &str = "\
+[   41.273311] ------------[ cut here ]------------
+[   41.273688] refcount_t: underflow; use-after-free.
+[   41.274002] WARNING: CPU: 1 PID: 412 at lib/refcount.c:28 refcount_warn_saturate+0xba/0x110
+[   41.274633] Modules linked in: overlay
+[   41.274894] CPU: 1 PID: 412 Comm: chown Tainted: G            E      6.1.0-41-amd64 #1  Debian 6.1.158-1
+[   41.275520] Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+[   41.276107] RIP: 0010:refcount_warn_saturate+0xba/0x110
+[   41.276488] Code: 01 01 e8 59 a3 6d 00 0f 0b c3 cc cc cc cc 80 3d 3e 64 4d 01 00 75 85
+[   41.277194] RSP: 0018:ffffb0a4c05cfd98 EFLAGS: 00010286
+[   41.277553] RAX: 0000000000000000 RBX: ffff9c1e4295d100 RCX: 0000000000000027
+[   41.278043] Call Trace:
+[   41.278212]  <TASK>
+[   41.278361]  ovl_copy_up_one+0x3a1/0x6c0 [overlay]
+[   41.278701]  ovl_copy_up_flags+0xbd/0x100 [overlay]
+[   41.279042]  ovl_setattr+0x5a/0x1c0 [overlay]
+[   41.279339]  notify_change+0x1f1/0x4a0
+[   41.279595] ---[ end trace 0000000000000000 ]---
+";
+
+    const NULL_DEREF: &str = "\
+[   12.004112] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[   12.004531] #PF: supervisor read access in kernel mode
+[   12.004850] #PF: error_code(0x0000) - not-present page
+[   12.005166] PGD 0 P4D 0
+[   12.005321] Oops: 0000 [#1] PREEMPT SMP NOPTI
+";
+
+    #[test]
+    fn boot_warnings_are_not_faults() {
+        assert!(console_report(BOOT).is_none());
+        assert!(find_fault(BOOT, Some((8192, 8192))).is_none());
+    }
+
+    #[test]
+    fn a_warn_splat_is_reported_from_cut_here() {
+        let console = format!("{BOOT}{WARN}init: /script.sh exited with 0\n");
+        let (headline, lines) = console_report(&console).unwrap();
+        assert!(headline.ends_with(
+            "WARNING: CPU: 1 PID: 412 at lib/refcount.c:28 refcount_warn_saturate+0xba/0x110"
+        ));
+        assert_eq!(lines.len(), REPORT_LINES);
+        assert!(lines[0].ends_with(CUT_HERE));
+        assert!(lines[1].ends_with("refcount_t: underflow; use-after-free."));
+        assert!(lines[14].ends_with("ovl_setattr+0x5a/0x1c0 [overlay]"));
+        // The splat set W: both go into the one fault.
+        let f = find_fault(&console, Some((8192, 8192 | 512))).unwrap();
+        assert!(f.headline.starts_with("[   41.274002] WARNING: CPU: 1"));
+        assert!(f.report.contains("refcount_t: underflow"));
+        assert!(f.report.ends_with(
+            "new taint while the script ran: W (kernel issued warning, bit 9) (0x2000 -> 0x2200)"
+        ));
+    }
+
+    #[test]
+    fn only_reports_other_than_warnings_are_fatal() {
+        assert!(!fatal_report(&format!("{BOOT}{WARN}")));
+        assert!(fatal_report(&format!("{BOOT}{WARN}{NULL_DEREF}")));
+        assert!(fatal_report("[  100.1] int3: 0000 [#1] PREEMPT SMP NOPTI"));
+        assert!(!fatal_report(BOOT));
+    }
+
+    #[test]
+    fn an_oops_is_reported_from_its_bug_line() {
+        let console = format!("{BOOT}{NULL_DEREF}");
+        let (headline, lines) = console_report(&console).unwrap();
+        assert!(
+            headline.ends_with("BUG: kernel NULL pointer dereference, address: 0000000000000008")
+        );
+        assert_eq!(lines.len(), 5, "the console ends there");
+    }
+
+    #[test]
+    fn die_lines_without_oops_in_front_are_reports() {
+        for l in [
+            "[  100.1] int3: 0000 [#1] PREEMPT SMP NOPTI",
+            "[  100.1] invalid opcode: 0000 [#2] SMP PTI",
+            "[  100.1] general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] SMP NOPTI",
+            "[  100.1] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [chown:233]",
+            "[  100.1] Kernel panic - not syncing: Fatal exception",
+            "[  100.1] kernel BUG at mm/slub.c:431!",
+        ] {
+            assert!(console_report(l).is_some(), "{l}");
+        }
+        for l in [
+            "[  100.1] ata1: SATA link down [#1]",
+            "[  100.1] x86/fpu: xstate_offset[2]:  576, xstate_sizes[2]:  256",
+            "[  100.1] Spectre V2 : WARNING: Unprivileged eBPF is enabled with eIBRS on",
+            "init: insmod overlay.ko failed",
+            "[  100.1] foo: 00z0 [#1] SMP",
+        ] {
+            assert!(console_report(l).is_none(), "{l}");
+        }
+    }
+
+    #[test]
+    fn time_stamps_and_caller_ids_are_cut() {
+        assert_eq!(message("[   41.274002] WARNING: CPU: 1"), "WARNING: CPU: 1");
+        assert_eq!(message("[   41.274002][  T412] BUG: x"), "BUG: x");
+        assert_eq!(message("[    5.1] [drm] Initialized"), "[drm] Initialized");
+        assert_eq!(message(CUT_HERE), CUT_HERE);
+    }
+
+    #[test]
+    fn a_new_taint_alone_is_a_fault() {
+        // `echo 512 >/proc/sys/kernel/tainted` after an unsigned overlay.ko (E) loaded.
+        let f = find_fault(BOOT, Some((8192, 8704))).unwrap();
+        assert_eq!(
+            f.headline,
+            "new taint while the script ran: W (kernel issued warning, bit 9) (0x2000 -> 0x2200)"
+        );
+        // A flag set before the script is not new.
+        assert!(find_fault(BOOT, Some((8704, 8704))).is_none());
+        assert_eq!(
+            describe_taint(1 | 128 | (1 << 19) | (1 << 30)),
+            "P (proprietary module was loaded, bit 0), \
+             D (kernel died recently, i.e. there was an OOPS or BUG, bit 7), \
+             J (userspace used a mutating debug operation in fwctl, bit 19), bit 30"
+        );
+        assert_eq!(TAINTS[13].0, 'E');
+        assert_eq!(TAINTS[14].0, 'L');
+    }
+
+    #[test]
+    fn the_marker_carries_status_and_taint() {
+        let d = split_marker("out\n@@GUEST-DONE rc=7 taint=8192,8704\n").unwrap();
+        assert_eq!(
+            (d.results.as_str(), d.exit_code, d.taint),
+            ("out\n", 7, Some((8192, 8704)))
+        );
+        let d = split_marker("@@GUEST-DONE rc=0\n").unwrap();
+        assert_eq!((d.exit_code, d.taint), (0, None));
+        assert!(split_marker("@@GUEST-DONE rc=x taint=0,0").is_none());
+        assert!(split_marker("no marker").is_none());
+    }
 }

@@ -211,8 +211,11 @@ fn boot_in(
 ) -> Result<GuestRun> {
     let r = guest::run_guest_in(k, image, files, script, timeout)?;
     if r.exit_code != 0 {
+        let fault = r.fault.as_ref().map_or(String::new(), |f| {
+            format!("\nthe guest kernel reported a fault:\n{}", f.report)
+        });
         bail!(
-            "guest script exited {} on {}:\n{}",
+            "guest script exited {} on {}:{fault}\n{}",
             r.exit_code,
             k.version,
             r.results
@@ -220,6 +223,21 @@ fn boot_in(
     }
     Ok(r)
 }
+
+/// A line's own check: its kernel reported no WARNING, BUG, oops, panic or new taint
+/// while the script ran (the report's first lines if it did).
+fn kernel_clean(r: &GuestRun) -> Result<()> {
+    match &r.fault {
+        None => Ok(()),
+        Some(f) => bail!(
+            "the guest kernel reported a fault: {}\n{}",
+            f.headline,
+            f.report
+        ),
+    }
+}
+
+const KERNEL_CLEAN: &str = "the kernel reported no WARNING, BUG, oops, panic or new taint";
 
 fn lint() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -307,6 +325,10 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
         std::fs::create_dir_all(&results)?;
         if let Some(r) = r {
             std::fs::write(results.join(format!("{}.txt", k.version)), &r.results)?;
+            record(
+                &format!("guest {}: {KERNEL_CLEAN}", k.version),
+                kernel_clean(&r),
+            );
             let a = scenarios::Artifacts::new(&k.version, &r.results);
             for (name, check) in scenarios::checks() {
                 record(&format!("guest {}: {name}", k.version), check(&a));
@@ -340,6 +362,7 @@ fn test(kernel_series: &[String], guest_only: bool, userland_only: bool) -> Resu
             };
             let saved = format!("{}-userland.txt", k.version);
             std::fs::write(results.join(saved), &r.results)?;
+            record(&format!("{name}: {KERNEL_CLEAN}"), kernel_clean(&r));
             let a = scenarios::Artifacts::new(&k.version, &r.results);
             for (check_name, check) in scenarios::userland::checks() {
                 record(&format!("{name}: {check_name}"), check(&a));
@@ -458,8 +481,11 @@ fn guest_run(script: &Path, series: &str, userland: bool, clock: guest::Clock) -
         guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), clock)?
     };
     print!("{}", r.results);
-    if let Some(line) = &r.fault {
-        println!("(kernel fault: {line}; console in the output above is the script's)");
+    if let Some(f) = &r.fault {
+        println!(
+            "the guest kernel reported a fault:\n{}\n(the output above is the script's)",
+            f.report
+        );
     }
     println!(
         "(exit {}, guest wall time {:.1}s)",
@@ -524,13 +550,16 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     if r.fault.is_none() && r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
+    if let Some(f) = &r.fault {
+        eprintln!("the guest kernel reported a fault:\n{}", f.report);
+    }
     // Kept so that the report can be written again (`--from-raw`) without a new run.
     let raw = format!(
         "@@KERNEL {}\n@@WALL_MS {}\n@@CLOCK {clock_name}\n@@LOAD {load_before} / {}\n@@TINY {tiny}\n@@FAULT {}\n{}",
         k.version,
         r.wall.as_millis(),
         loadavg(),
-        r.fault.as_deref().unwrap_or(""),
+        r.fault.as_ref().map_or("", |f| f.headline.as_str()),
         r.results
     );
     std::fs::write(workspace_root().join("target/bench-guest.raw"), &raw)?;

@@ -15,7 +15,7 @@ TP=$!
 # Until it has attached, or has refused to start (--probes fentry on an old kernel).
 while ! grep -q Tracing $OUT/${PFX}kill.err && kill -0 $TP 2>/dev/null; do sleep 0.1; done
 grep -c ovl_ $KL >$OUT/${PFX}kill.kprobes_during
-$G bpf-progs >$OUT/${PFX}kill.progs_during
+$G bpf-objects >$OUT/${PFX}kill.progs_during
 chown -R 1000:1000 $D/merged/many &
 W=$!
 # Kill once copy-ups are under way, not after a fixed time: how fast the workload runs
@@ -28,7 +28,7 @@ wait $W
 echo $? >$OUT/${PFX}kill.workload_rc
 sleep 0.5
 grep -c ovl_ $KL >$OUT/${PFX}kill.kprobes_after
-$G bpf-progs >$OUT/${PFX}kill.progs_after
+$G bpf-objects >$OUT/${PFX}kill.progs_after
 ls $D/upper/many | wc -l >$OUT/${PFX}kill.upper_count
 for f in out err rc workload_rc kprobes_during kprobes_after progs_during progs_after upper_count; do
     emit ${PFX}kill.$f $OUT/${PFX}kill.$f
@@ -75,7 +75,7 @@ else
     echo $? >$OUT/early.rc
 fi
 grep -c ovl_ $KL >$OUT/early.kprobes_after
-$G bpf-progs >$OUT/early.progs_after
+$G bpf-objects >$OUT/early.progs_after
 for f in out err rc attached_before kprobes_after progs_after; do
     emit early.$f $OUT/early.$f
 done
@@ -122,6 +122,7 @@ for mode in fentry kprobe; do
     "$T" --probes $mode -o json >$OUT/rmmod.$mode.out 2>$OUT/rmmod.$mode.err &
     TP=$!
     while ! grep -q Tracing $OUT/rmmod.$mode.err && kill -0 $TP 2>/dev/null; do sleep 0.1; done
+    $G bpf-objects >$OUT/rmmod.$mode.progs_during
     rmmod overlay 2>/dev/null
     echo $? >$OUT/rmmod.$mode.rmmod_rc
     # The tracer looks once a second.
@@ -130,10 +131,10 @@ for mode in fentry kprobe; do
     wait $TP
     echo $? >$OUT/rmmod.$mode.rc
     grep -c ovl_ $KL >$OUT/rmmod.$mode.kprobes_after
-    $G bpf-progs >$OUT/rmmod.$mode.progs_after
+    $G bpf-objects >$OUT/rmmod.$mode.progs_after
     grep -c "^overlay " /proc/modules >$OUT/rmmod.$mode.loaded_after
     grep -q "^overlay " /proc/modules || insmod /lib/overlay.ko
-    for f in out err rc rmmod_rc kprobes_after progs_after loaded_after; do
+    for f in out err rc rmmod_rc kprobes_after progs_during progs_after loaded_after; do
         emit rmmod.$mode.$f $OUT/rmmod.$mode.$f
     done
 done

@@ -38,13 +38,13 @@ wget -q -O $OUT/met.after $MURL/metrics
 echo $? >$OUT/busy.rc
 wget -q -O $OUT/met.openmetrics --header 'Accept: application/openmetrics-text;version=1.0.0' $MURL/metrics
 grep -c ovl_ $KL >$OUT/met.kprobes_during
-$G bpf-progs >$OUT/met.progs_during
+$G bpf-objects >$OUT/met.progs_during
 kill -TERM $TP
 wait $TP
 echo $? >$OUT/met.rc
 sleep 0.5
 grep -c ovl_ $KL >$OUT/met.kprobes_after
-$G bpf-progs >$OUT/met.progs_after
+$G bpf-objects >$OUT/met.progs_after
 wget -q -O $OUT/met.gone $MURL/healthz 2>/dev/null
 echo $? >$OUT/met.gone_rc
 for f in out err rc healthz before after openmetrics kprobes_during kprobes_after progs_during progs_after gone_rc; do

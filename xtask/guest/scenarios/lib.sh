@@ -19,6 +19,11 @@ emit() {
     echo "@@EOF"
 }
 
+# Whether this kernel takes fexit on ovl_copy_up_one with the helpers the tool needs
+# (`ok` or `no: ...`): the host's expectation of --probes fentry.
+$G fexit-probe >$OUT/fexit_probe 2>&1
+emit fexit_probe $OUT/fexit_probe
+
 # A scenario run again under another --probes mode (probes.sh): PFX prefixes its
 # artifact names, PROBES is passed to copyup-trace.
 PFX=

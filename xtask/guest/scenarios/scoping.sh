@@ -28,7 +28,7 @@ echo $P >$OUT/pid.pid
 "$T" -o json -p $P >$OUT/pid.out 2>$OUT/pid.err &
 TP=$!
 wait_ready $OUT/pid.err
-$G bpf-progs >$OUT/pid.progs_during
+$G bpf-objects >$OUT/pid.progs_during
 touch /tmp/go
 wait $P $Q
 kill -INT $TP
@@ -36,7 +36,7 @@ wait $TP
 echo $? >$OUT/pid.rc
 grep -c ovl_ /sys/kernel/debug/kprobes/list >$OUT/pid.kprobes_after
 emit pid.kprobes_after $OUT/pid.kprobes_after
-$G bpf-progs >$OUT/pid.progs_after
+$G bpf-objects >$OUT/pid.progs_after
 emit pid.progs_during $OUT/pid.progs_during
 emit pid.progs_after $OUT/pid.progs_after
 emit pid.pid $OUT/pid.pid

@@ -42,7 +42,7 @@ until podman logs tracer 2>&1 | grep -q Tracing; do
     i=$((i + 1))
     [ $i -gt 300 ] && echo "tracer did not start" && podman logs tracer && break
 done
-/bin/guest-ops bpf-progs >$OUT/image.progs_during
+/bin/guest-ops bpf-objects >$OUT/image.progs_during
 
 SIG=/tmp/sig
 mkdir -p $SIG
@@ -62,7 +62,7 @@ podman wait copier >/dev/null
 podman stop -t 20 tracer >/dev/null
 podman inspect -f '{{.State.ExitCode}}' tracer >$OUT/image.rc
 podman logs tracer >$OUT/image.out 2>$OUT/image.err
-/bin/guest-ops bpf-progs >$OUT/image.progs_after
+/bin/guest-ops bpf-objects >$OUT/image.progs_after
 emit image.build $OUT/image.build
 emit image.build_rc $OUT/image.build_rc
 emit image.out $OUT/image.out

@@ -7,7 +7,6 @@ use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 
 use super::{one_line_error, probes::takes_fentry, s, u, Artifacts, Check};
-use crate::progs;
 
 pub const CHECKS: &[Check] = &[
     ("SIGINT: report printed, probes detached", sigint_detaches),
@@ -22,7 +21,7 @@ pub const CHECKS: &[Check] = &[
     (
         "SIGKILL mid-workload (fentry): workload unharmed, nothing left attached",
         |a| {
-            if !takes_fentry(&a.kernel) {
+            if !takes_fentry(a)? {
                 return one_line_error(&a.prefixed("fentry."), "kill", 1, "cannot take fentry");
             }
             sigkill(&a.prefixed("fentry."), "fentry")
@@ -79,32 +78,24 @@ fn sigint_early(a: &Artifacts) -> Result<()> {
     );
     let err = a.get("early.err")?;
     ensure!(!err.contains("Tracing"), "traced after SIGINT: {err:?}");
-    let left = a
-        .get("early.progs_after")?
-        .lines()
-        .filter(|n| progs::ours(n.trim()).is_some())
-        .count();
-    ensure!(left == 0, "{left} of our programs left after SIGINT");
+    // Nothing to count while tracing: the signal comes before the probes are attached.
+    a.programs_left("early", "SIGINT")?;
     let n = a.get("early.kprobes_after")?.trim().to_string();
     ensure!(n == "0", "{n} overlay kprobes left after SIGINT");
     Ok(())
 }
 
 fn sigkill(a: &Artifacts, mode: &str) -> Result<()> {
-    let during: u32 = a.get("kill.kprobes_during")?.trim().parse()?;
+    let kprobes: u32 = a.get("kill.kprobes_during")?.trim().parse()?;
     ensure!(
-        (during > 0) == (mode == "kprobe"),
-        "{during} overlay kprobes registered while tracing on {mode}"
+        (kprobes > 0) == (mode == "kprobe"),
+        "{kprobes} overlay kprobes registered while tracing on {mode}"
     );
-    // Loaded programs by name, one a line; ours are those of the probe table.
-    let ours = |text: &str| -> usize {
-        text.lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count()
-    };
+    let bpf = a.programs_detached("kill", "SIGKILL")?;
+    // fentry/fexit programs attach only through links.
     ensure!(
-        ours(a.get("kill.progs_during")?) > 0,
-        "our programs not seen while tracing"
+        mode != "fentry" || !bpf.links.is_empty(),
+        "no links of ours while tracing on fentry: {bpf}"
     );
     ensure!(
         a.get("kill.rc")?.trim() == "137",
@@ -132,11 +123,6 @@ fn sigkill(a: &Artifacts, mode: &str) -> Result<()> {
     );
     let after = a.get("kill.kprobes_after")?.trim().to_string();
     ensure!(after == "0", "{after} overlay kprobes left after SIGKILL");
-    let left = ours(a.get("kill.progs_after")?);
-    ensure!(
-        left == 0,
-        "{left} of our BPF programs still loaded after SIGKILL"
-    );
     Ok(())
 }
 
@@ -219,7 +205,7 @@ fn threads_64(a: &Artifacts) -> Result<()> {
         ("fentry", "chmod", "chmod"),
     ] {
         let name = format!("t64.{mode}.{op}");
-        if mode == "fentry" && !takes_fentry(&a.kernel) {
+        if mode == "fentry" && !takes_fentry(a)? {
             one_line_error(a, &name, 1, "cannot take fentry")?;
             continue;
         }
@@ -320,7 +306,7 @@ fn rmmod(a: &Artifacts) -> Result<()> {
         let name = format!("rmmod.{mode}");
         let get =
             |f: &str| -> Result<String> { Ok(a.get(&format!("{name}.{f}"))?.trim().to_string()) };
-        if mode == "fentry" && !takes_fentry(&a.kernel) {
+        if mode == "fentry" && !takes_fentry(a)? {
             one_line_error(a, &name, 1, "cannot take fentry")?;
             continue;
         }
@@ -354,11 +340,7 @@ fn rmmod(a: &Artifacts) -> Result<()> {
             "{name}: no summary"
         );
         ensure!(get("kprobes_after")? == "0", "{name}: kprobes left");
-        let left = get("progs_after")?
-            .lines()
-            .filter(|n| progs::ours(n.trim()).is_some())
-            .count();
-        ensure!(left == 0, "{name}: {left} of our programs left");
+        a.programs_detached(&name, "SIGINT")?;
     }
     Ok(())
 }

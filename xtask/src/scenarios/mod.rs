@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
+use crate::progs;
+
 /// Artifacts by name, from `@@FILE name` ... `@@EOF` blocks.
 pub fn parse_artifacts(results: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -45,25 +47,26 @@ struct Run {
 }
 
 impl Artifacts {
-    /// Our programs (kprobe or fentry, as `guest-ops bpf-progs` lists them in
-    /// `PREFIX.progs_during` and `PREFIX.progs_after`) were loaded while the tool traced
-    /// and none is left after it ended (`after` says how).
-    fn programs_detached(&self, prefix: &str, after: &str) -> Result<()> {
-        let ours = |when: &str| -> Result<usize> {
-            Ok(self
-                .get(&format!("{prefix}.progs_{when}"))?
-                .lines()
-                .filter(|n| crate::progs::ours(n.trim()).is_some())
-                .count())
-        };
+    /// Our programs and links (kprobe or fentry, as `guest-ops bpf-objects` lists them in
+    /// `PREFIX.progs_during` and `PREFIX.progs_after`, counted by id) were there while
+    /// the tool traced, and none is left after it ended (`after` says how). Returns what
+    /// was there while tracing.
+    fn programs_detached(&self, prefix: &str, after: &str) -> Result<progs::Listed> {
+        let during = progs::listed(self.get(&format!("{prefix}.progs_during"))?)?;
         ensure!(
-            ours("during")? > 0,
-            "none of our programs loaded while tracing: the check would prove nothing"
+            !during.progs.is_empty(),
+            "{prefix}: none of our programs loaded while tracing: the check would prove nothing"
         );
-        let left = ours("after")?;
+        self.programs_left(prefix, after)?;
+        Ok(during)
+    }
+
+    /// None of our programs or links is listed in `PREFIX.progs_after`.
+    fn programs_left(&self, prefix: &str, after: &str) -> Result<()> {
+        let left = progs::listed(self.get(&format!("{prefix}.progs_after"))?)?;
         ensure!(
-            left == 0,
-            "{left} of our BPF programs still loaded after {after}"
+            left.is_empty(),
+            "{prefix}: {left} of ours still there after {after}"
         );
         Ok(())
     }
@@ -282,6 +285,37 @@ mod tests {
         assert_eq!(a["a.out"], "line1\nline2");
         assert_eq!(a["a.rc"], "0");
         assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn leftover_checks_need_ours_while_tracing() {
+        let arts = |during: &str, after: &str| {
+            Artifacts::new(
+                "6.12",
+                &format!(
+                    "@@FILE k.progs_during\n{during}\n@@EOF\n@@FILE k.progs_after\n{after}\n@@EOF\n"
+                ),
+            )
+        };
+        let ours = "prog 3 hid_tail_call\nprog 41 ovl_copy_up_one\nlink 7 41\n";
+        let seen = arts(ours, "prog 3 hid_tail_call\n")
+            .programs_detached("k", "SIGINT")
+            .unwrap();
+        assert_eq!(seen.links.len(), 1);
+        // Nothing of ours while tracing: nothing proven.
+        let e = arts("prog 3 hid_tail_call\n", "")
+            .programs_detached("k", "SIGINT")
+            .unwrap_err();
+        assert!(e.to_string().contains("none of our programs"), "{e}");
+        // One program of ours left, under another id than while tracing.
+        let e = arts(ours, "prog 42 ovl_copy_up_one\n")
+            .programs_detached("k", "SIGINT")
+            .unwrap_err();
+        assert!(e.to_string().contains("1 programs (ids {42})"), "{e}");
+        assert!(arts(ours, ours).programs_left("k", "SIGINT").is_err());
+        assert!(Artifacts::new("6.12", "")
+            .programs_left("k", "SIGINT")
+            .is_err());
     }
 
     #[test]

@@ -3,19 +3,22 @@
 //! summary that names the mechanism each function got. Kernels that cannot take
 //! fentry/fexit for every function must refuse `--probes fentry` in one clear line.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::{copyup, faults, layers, nested, one_line_error, triggers, Artifacts, Check};
 
-/// `bpf_get_func_ret`, which the fexit programs read return values with, came in 5.17;
-/// the 5.10 line also has no overlay module BTF.
-pub(super) fn takes_fentry(kernel: &str) -> bool {
-    let mut it = kernel.split(|c: char| !c.is_ascii_digit());
-    let v: (u32, u32) = (
-        it.next().and_then(|x| x.parse().ok()).unwrap_or(0),
-        it.next().and_then(|x| x.parse().ok()).unwrap_or(0),
-    );
-    v >= (5, 17)
+/// Whether the kernel takes fentry/fexit for overlayfs: what `guest-ops fexit-probe`
+/// found when it loaded and attached a fexit program on `ovl_copy_up_one` calling
+/// `bpf_get_func_ret` and `bpf_get_func_arg` (artifact `fexit_probe`: `ok` or
+/// `no: STEP: WHY`). Kernels before 5.17 lack the helpers; 5.10 has no overlay BTF.
+/// Takes the artifacts of the whole run, not a rerun's prefixed ones.
+pub(super) fn takes_fentry(a: &Artifacts) -> Result<bool> {
+    let probe = a.get("fexit_probe")?.trim();
+    match probe {
+        "ok" => Ok(true),
+        p if p.starts_with("no: ") => Ok(false),
+        p => bail!("the guest's fexit probe did not run: {p:?}"),
+    }
 }
 
 /// Every function in run `name`'s summary got `mode`, `ovl_copy_up_one` among them.
@@ -48,7 +51,7 @@ fn rerun(
     check: fn(&Artifacts) -> Result<()>,
 ) -> Result<()> {
     let b = a.prefixed(&format!("{mode}."));
-    if mode == "fentry" && !takes_fentry(&a.kernel) {
+    if mode == "fentry" && !takes_fentry(a)? {
         for name in runs {
             one_line_error(&b, name, 1, "cannot take fentry")?;
         }
@@ -65,7 +68,7 @@ fn rerun(
 /// else a kprobe with the reason.
 fn debug_log(a: &Artifacts) -> Result<()> {
     let err = a.get("dbg.err")?;
-    let want = if takes_fentry(&a.kernel) {
+    let want = if takes_fentry(a)? {
         "plan: ovl_copy_up_one: fentry"
     } else {
         "plan: ovl_copy_up_one: kprobe, not fentry: "
@@ -143,3 +146,27 @@ pub const CHECKS: &[Check] = &[
         )
     }),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(verdict: &str) -> Result<bool> {
+        takes_fentry(&Artifacts::new(
+            "6.12.57+deb13-amd64",
+            &format!("@@FILE fexit_probe\n{verdict}\n@@EOF\n"),
+        ))
+    }
+
+    #[test]
+    fn the_guest_probe_decides_fentry() {
+        assert!(probe("ok").unwrap());
+        assert!(!probe("no: btf: no ovl_copy_up_one in vmlinux BTF (and no module BTF)").unwrap());
+        assert!(
+            !probe("no: load: Invalid argument (os error 22): invalid func unknown#184").unwrap()
+        );
+        // The probe's own failure is no answer.
+        assert!(probe("guest-ops fexit-probe: vmlinux: not little-endian BTF").is_err());
+        assert!(takes_fentry(&Artifacts::new("6.12", "")).is_err());
+    }
+}

@@ -1,7 +1,10 @@
 //! Runs inside the test guests: performs one filesystem operation through the exact
 //! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
 //! concurrent copy-ups from separate threads, or an operation under a chosen pid; lists
-//! BPF programs and counts a map's entries. It only acts and prints; the host judges.
+//! and probes what BPF the kernel has, and counts a map's entries. It only acts and
+//! prints; the host judges.
+
+mod fexit_probe;
 
 use std::{
     ffi::CString,
@@ -193,12 +196,29 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        // Names of every BPF program loaded in the kernel, one per line.
-        "bpf-progs" => {
+        // Every BPF program (`prog ID NAME`) and link (`link ID PROG_ID`) in the kernel,
+        // one a line; the host picks out ours by name and counts them by id.
+        "bpf-objects" => {
             for info in aya::programs::loaded_programs() {
-                let info = info.map_err(|e| e.to_string())?;
-                println!("{}", String::from_utf8_lossy(info.name()));
+                match info {
+                    Ok(p) => println!("prog {} {}", p.id(), String::from_utf8_lossy(p.name())),
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
             }
+            for info in aya::programs::loaded_links() {
+                match info {
+                    Ok(l) => println!("link {} {}", l.id(), l.program_id()),
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        }
+        // Whether fexit on ovl_copy_up_one with the helpers the tool needs loads and
+        // attaches: `ok` or `no: STEP: WHY`.
+        "fexit-probe" => {
+            println!("{}", fexit_probe::run()?);
             Ok(())
         }
         // chown-open CHOWNED OPENED: one thread chowns a file, then opens another for
@@ -287,6 +307,18 @@ fn count_keys(fd: libc::c_int, key_size: usize) -> Result<usize, String> {
         std::mem::swap(&mut key, &mut next);
         n += 1;
     }
+}
+
+/// Whether a listing error means the object went away between its id and its fd.
+fn gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error() == Some(libc::ENOENT);
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn main() {
