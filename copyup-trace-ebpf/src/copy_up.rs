@@ -22,7 +22,8 @@ use crate::{
     config::{arg, conf},
     maps::{
         bump, current_call, innermost, nest_level, notify_flags, now, op_state, read_or_zero,
-        read_ptr, scratch, scratch_done, syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT, STACKS,
+        read_ptr, scratch, scratch_done, syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT,
+        STACKS,
     },
 };
 
