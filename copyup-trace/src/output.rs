@@ -6,6 +6,7 @@
 
 use std::{
     collections::BTreeMap,
+    io::IsTerminal,
     io::{self, Write},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
@@ -386,10 +387,19 @@ impl Sink for ReportFile {
     }
 }
 
-/// The process's stdout, locked once for the session: each record is several small
-/// writes, and the session is the only writer.
-pub fn stdout() -> io::StdoutLock<'static> {
-    io::stdout().lock()
+/// What stdout holds back when it is not a terminal: Rust's stdout is line-buffered
+/// even into a file or a pipe, a write(2) per record; through this buffer a batch of
+/// records is one write, made when the session flushes the batch (every drain of the
+/// ring, at most 25 ms apart while records come), at each tick, and at the end.
+const STDOUT_BUFFER: usize = 64 * 1024;
+
+/// The process's stdout, locked once for the session (each record is several small
+/// writes, and the session is the only writer), and buffered unless it is a terminal,
+/// where each line shows as it is written.
+pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    let out = io::stdout();
+    let capacity = if out.is_terminal() { 0 } else { STDOUT_BUFFER };
+    io::BufWriter::with_capacity(capacity, out.lock())
 }
 
 #[cfg(test)]

@@ -75,16 +75,19 @@ round() {
     none)
         workload
         ;;
-    fentry | kprobe | paused)
+    fentry | kprobe | paused | json)
         # Emptied here, not by the tracer's redirection, which happens after the fork:
         # wait-for must not find the previous round's line.
         : >$B/err
         # Stopped, the tracer leaves its records in the ring (4 MiB holds `tiny`'s) until
         # it resumes; the report's lost count says if any did not fit.
         probes=$mode
+        out=
         [ $mode = paused ] && probes=fentry
+        [ $mode = json ] && probes=fentry && out="-o json"
         t0=$($G now)
-        COPYUP_TRACE_LOG=info "$T" --probes $probes --report $B/report.json >/dev/null 2>$B/err &
+        # shellcheck disable=SC2086 # out is empty or one option and its value
+        COPYUP_TRACE_LOG=info "$T" --probes $probes $out --report $B/report.json >$B/out 2>$B/err &
         TP=$!
         traced_workload Tracing $B/err
         attach=$(field 'attached in' $B/err)

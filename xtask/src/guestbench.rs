@@ -28,17 +28,20 @@ pub enum Mode {
     /// runs and resumed after: the kernel side's cost without the user space's, which
     /// then reads the ring.
     Paused,
+    /// copyup-trace `--probes fentry -o json`, its records into a file.
+    Json,
 }
 
 impl Mode {
     /// Every mode, in the order the report lists them.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::None,
         Mode::Tracefs,
         Mode::Bpftrace,
         Mode::Fentry,
         Mode::Kprobe,
         Mode::Paused,
+        Mode::Json,
     ];
     /// copyup-trace's probe mechanisms, compared with the peer.
     const OURS: [Mode; 2] = [Mode::Fentry, Mode::Kprobe];
@@ -51,6 +54,7 @@ impl Mode {
             Mode::Fentry => "fentry",
             Mode::Kprobe => "kprobe",
             Mode::Paused => "paused",
+            Mode::Json => "json",
         }
     }
 
@@ -63,11 +67,12 @@ impl Mode {
             Mode::Fentry => "copyup-trace fentry",
             Mode::Kprobe => "copyup-trace kprobe",
             Mode::Paused => "copyup-trace fentry, user space stopped",
+            Mode::Json => "copyup-trace fentry -o json > file",
         }
     }
 
     fn ours(self) -> bool {
-        Self::OURS.contains(&self) || self == Mode::Paused
+        Self::OURS.contains(&self) || matches!(self, Mode::Paused | Mode::Json)
     }
 }
 
