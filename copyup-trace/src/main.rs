@@ -127,7 +127,13 @@ fn main() -> ExitCode {
     if let Some(Sub::Check { output }) = args.sub {
         return host_check(output);
     }
-    let opts = Options::new(&args);
+    let opts = match Options::new(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("copyup-trace: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

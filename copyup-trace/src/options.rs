@@ -48,13 +48,37 @@ pub struct Options {
     pub timeline: Option<PathBuf>,
 }
 
+/// A combination of options that would do less than it says: refused with one line
+/// rather than silently ignored.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl Options {
-    pub fn new(args: &Args) -> Options {
+    pub fn new(args: &Args) -> Result<Options, Refused> {
         let format = match args.output {
             Output::Table => Format::Table {
                 every: args.interval,
             },
             // Interval tables are a table-format feature; JSON and CSV already stream.
+            Output::Json | Output::Csv if args.interval.is_some() => {
+                return Err(Refused(
+                    "--interval prints tables; with -o json or csv every record already                      streams as it comes",
+                ))
+            }
+            // Text lines would break the machine-readable stream.
+            Output::Json | Output::Csv if args.events => {
+                return Err(Refused(
+                    "--events prints text lines; with -o json or csv every copy-up is                      already a record",
+                ))
+            }
             Output::Json => Format::Json,
             Output::Csv => Format::Csv,
         };
@@ -62,7 +86,7 @@ impl Options {
             folded: args.stacks.clone(),
             svg: args.flamegraph.clone(),
         };
-        Options {
+        Ok(Options {
             format,
             events: args.events,
             // Only a trace that prints nothing until Ctrl-C needs to show it is alive.
@@ -87,7 +111,7 @@ impl Options {
                 max_series: args.metrics_max_series as usize,
             }),
             timeline: args.timeline.clone(),
-        }
+        })
     }
 
     /// Whether a copy-up passes `--min-size` and `--min-latency`.
@@ -101,6 +125,7 @@ impl Options {
         use clap::Parser;
         let argv = std::iter::once("copyup-trace").chain(args.iter().copied());
         Options::new(&Args::try_parse_from(argv).expect("valid arguments"))
+            .expect("a combination that is not refused")
     }
 
     /// How often the outputs are ticked: each `--interval`, else each heartbeat.
@@ -131,9 +156,24 @@ mod tests {
         );
         assert_eq!(o.tick_every(), Some(Duration::from_secs(5)));
         assert!(!o.heartbeat);
-        let o = options(&["-o", "json", "-i", "5s"]);
-        assert_eq!(o.format, Format::Json);
-        assert_eq!(o.tick_every(), None);
+    }
+
+    /// What a machine-readable stream cannot do is refused, not ignored.
+    #[test]
+    fn machine_formats_refuse_what_they_cannot_show() {
+        use clap::Parser;
+        let refused = |args: &[&str]| {
+            let argv = std::iter::once("copyup-trace").chain(args.iter().copied());
+            Options::new(&Args::try_parse_from(argv).unwrap()).err()
+        };
+        for fmt in ["json", "csv"] {
+            let e = refused(&["-o", fmt, "-i", "5s"]).expect("refused");
+            assert!(e.0.starts_with("--interval prints tables"), "{e}");
+            let e = refused(&["-o", fmt, "--events"]).expect("refused");
+            assert!(e.0.starts_with("--events prints text lines"), "{e}");
+        }
+        assert_eq!(refused(&["--events", "-i", "1"]), None);
+        assert_eq!(options(&["-o", "json"]).tick_every(), None);
     }
 
     #[test]

@@ -143,8 +143,6 @@ impl Probes {
         if filter.tree.is_some() {
             p.tracepoint(&hooks::FORK)?;
         }
-        // Before anything that keeps per-thread state.
-        p.tracepoint(&hooks::THREAD_EXIT)?;
         for hook in plan.hooks() {
             let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
                 (true, ChownExit::Tracepoints { .. }) => {
@@ -155,6 +153,9 @@ impl Probes {
             };
             p.attach(plan, hook, entry_only)?;
         }
+        // After the probes, whose failures say more (no kprobes, no fentry); a thread
+        // that ends before this leaves its entries to `reap_exited`.
+        p.tracepoint(&hooks::THREAD_EXIT)?;
         Ok(p)
     }
 

@@ -84,6 +84,15 @@ pub const CHECKS: &[Check] = &[
         );
         Ok(())
     }),
+    (
+        "-i or --events with a machine format: refused, one line, exit 2",
+        |tool| {
+            let o = outcome(Command::new(tool).args(["-o", "json", "-i", "5"]))?;
+            one_line(&o, 2, "--interval prints tables")?;
+            let o = outcome(Command::new(tool).args(["-o", "csv", "--events"]))?;
+            one_line(&o, 2, "--events prints text lines")
+        },
+    ),
     ("unknown option: one line, exit 2", |tool| {
         let o = outcome(Command::new(tool).arg("--frobnicate"))?;
         one_line(&o, 2, "--frobnicate")
