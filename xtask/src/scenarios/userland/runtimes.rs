@@ -271,9 +271,9 @@ fn containerd_down(a: &Artifacts) -> Result<()> {
 /// Containers removed while traced (`NAME.rm_rc`) went with their overlays: as many
 /// overlay mounts as before they ran, plus `running` still up.
 fn removed_while_traced(a: &Artifacts, name: &str, running: u64) -> Result<()> {
-    let rc = a.rc(&format!("{name}.rm"))?;
+    let rc = a.get(&format!("{name}.rm_rc"))?.trim();
     ensure!(
-        rc == 0,
+        rc == "0",
         "{name}: rm exit {rc}: {}",
         a.get(&format!("{name}.rm"))?
     );
