@@ -123,9 +123,12 @@ fn timeline(a: &Artifacts) -> Result<()> {
         ensure!(got == want, "{cat} spans\n  got  {got:?}\n  want {want:?}");
         Ok(())
     };
+    // Nine copy-ups happen; a skipped run of the copy-up's entry program loses one
+    // (counted in `skipped_runs`; seen on 7.x with threads copying up at once).
+    let skipped = u(&r.summary["skipped_runs"]);
     ensure!(
-        r.events.len() == 9,
-        "{} copy-up records, want 9",
+        r.events.len() <= 9 && r.events.len() as u64 + skipped >= 9,
+        "{} copy-up records and {skipped} skipped runs, want 9 copy-ups",
         r.events.len()
     );
     want(
