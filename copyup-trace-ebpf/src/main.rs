@@ -4,9 +4,10 @@
 //! progress (`chown`, `ops`) and a small `InFlight` record per `ovl_copy_up_one` call
 //! (`copy_up`), adds the bytes and time of the data copy nested inside it (`data`), and
 //! when the copy-up returns sends one record through the ring buffer. `fork` follows
-//! `-- COMMAND`'s process tree; `exit` drops a thread's state when it ends. What differs between kernels (struct offsets, argument
-//! positions) and the user's filters arrive in one read-only `config::CONFIG`. Deciding
-//! those settings, and everything done with the records, is user space's job.
+//! `-- COMMAND`'s process tree; `exit` drops a thread's state when it ends. What
+//! differs between kernels (struct offsets, argument positions) and the user's filters
+//! arrive in one read-only `config::CONFIG`. Deciding those settings, and everything
+//! done with the records, is user space's job.
 #![no_std]
 #![no_main]
 // Map values are passed by reference, as the map API takes them.

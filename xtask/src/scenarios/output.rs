@@ -66,12 +66,7 @@ fn stacks(a: &Artifacts) -> Result<()> {
     expect_objects(&r, &[("/s1", "file", 7000), ("/s2", "file", 4)])?;
     let folded = a.get("stk.folded")?;
     // Kernels before 5.15 cannot unwind past a kretprobe trampoline; the tool warns.
-    let mut v = a.kernel.split(|c: char| !c.is_ascii_digit());
-    let version = (
-        v.next().and_then(|x| x.parse::<u32>().ok()),
-        v.next().and_then(|x| x.parse::<u32>().ok()),
-    );
-    let old_unwinder = matches!(version, (Some(maj), Some(min)) if (maj, min) < (5, 15));
+    let old_unwinder = !super::release_at_least(&a.kernel, (5, 15));
     let warned = a
         .get("stk.err")?
         .contains("cannot unwind through kretprobe trampolines");
