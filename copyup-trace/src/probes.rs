@@ -90,6 +90,14 @@ fn raise_memlock() {
 pub const SKIP_RETURNS_ENV: &str = "COPYUP_TRACE_SKIP_RETURNS_OF";
 
 /// The kernel side's settings: the plan's facts and the user's filters.
+/// `SKIP_RETURNS_ENV` as a pid; 0 when unset.
+fn skip_returns_of(value: Option<std::ffi::OsString>) -> Result<u32> {
+    let Some(v) = value else { return Ok(0) };
+    v.to_str()
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{SKIP_RETURNS_ENV}={v:?} is not a pid"))
+}
+
 fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
     let mut filter_comm = [0u8; COMM_LEN];
     if let Some(c) = &filter.comm {
@@ -113,10 +121,7 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
         off: plan.offsets,
         lower: plan.lower_stack,
         regs: plan.regs,
-        skip_returns_of: std::env::var(SKIP_RETURNS_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        skip_returns_of: 0,
     }
 }
 
@@ -124,7 +129,10 @@ impl Probes {
     pub fn load(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Result<Probes> {
         raise_memlock();
         let t0 = std::time::Instant::now();
-        let config = config(plan, filter, ring_size);
+        let config = Config {
+            skip_returns_of: skip_returns_of(std::env::var_os(SKIP_RETURNS_ENV))?,
+            ..config(plan, filter, ring_size)
+        };
         // The object has no CO-RE relocations: no need to parse the kernel's BTF.
         let mut loader = EbpfLoader::without_kernel_btf();
         log::debug!("load: loader ready in {} us", t0.elapsed().as_micros());
@@ -512,6 +520,18 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// The fault-injection setting is a pid or absent; anything else is refused.
+    #[test]
+    fn skip_returns_of_is_a_pid() {
+        assert_eq!(skip_returns_of(None).unwrap(), 0);
+        assert_eq!(skip_returns_of(Some("30001".into())).unwrap(), 30001);
+        let e = skip_returns_of(Some("x".into())).unwrap_err().to_string();
+        assert!(
+            e.contains("COPYUP_TRACE_SKIP_RETURNS_OF=\"x\" is not a pid"),
+            "{e}"
+        );
+    }
 
     /// The object defines exactly the programs the probe table names: the table and the
     /// kernel side cannot drift apart.
