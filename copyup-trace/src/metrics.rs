@@ -32,6 +32,7 @@ use crate::{
     decode::{CopyUp, OpDone},
     escape::escape,
     output::{Sink, Status},
+    probes::Losses,
 };
 
 /// A label the copy-up series can carry: its name and where its value comes from. Adding
@@ -226,10 +227,7 @@ pub struct Counts {
     /// series per trigger.
     op_names: Vec<&'static str>,
     ops: BTreeMap<Box<[Box<str>]>, Hist>,
-    lost_ring: u64,
-    lost_state: u64,
-    missed_returns: u64,
-    skipped_runs: u64,
+    losses: Losses,
     info: [(&'static str, String); 3],
     /// Reused to build each copy-up's key.
     key: String,
@@ -252,10 +250,7 @@ impl Counts {
             other: None,
             folded: FxHashSet::default(),
             ops: BTreeMap::new(),
-            lost_ring: 0,
-            lost_state: 0,
-            missed_returns: 0,
-            skipped_runs: 0,
+            losses: Losses::default(),
             info: [
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
                 ("kernel", kernel),
@@ -318,10 +313,7 @@ impl Counts {
     }
 
     pub fn status(&mut self, s: &Status) {
-        self.lost_ring = s.losses.lost_events;
-        self.lost_state = s.losses.lost_state;
-        self.missed_returns = s.losses.missed_returns;
-        self.skipped_runs = s.losses.skipped_runs;
+        self.losses.clone_from(&s.losses);
         let mut mechanisms: Vec<&str> = s.probes.mechanisms().into_values().collect();
         mechanisms.sort_unstable();
         mechanisms.dedup();
@@ -386,7 +378,10 @@ impl Counts {
             None,
             MetricType::Counter,
         )?;
-        for (reason, n) in [("ring_full", self.lost_ring), ("no_state", self.lost_state)] {
+        for (reason, n) in [
+            ("ring_full", self.losses.lost_events),
+            ("no_state", self.losses.lost_state),
+        ] {
             ConstCounter::new(n).encode(m.encode_family(&[("reason", reason)])?)?;
         }
         let m = enc.encode_descriptor(
@@ -395,14 +390,14 @@ impl Counts {
             None,
             MetricType::Counter,
         )?;
-        ConstCounter::new(self.missed_returns).encode(m)?;
+        ConstCounter::new(self.losses.missed_returns).encode(m)?;
         let m = enc.encode_descriptor(
             "copyup_trace_skipped_runs",
             "Runs of our BPF programs the kernel skipped because another run was in progress on that CPU",
             None,
             MetricType::Counter,
         )?;
-        ConstCounter::new(self.skipped_runs).encode(m)?;
+        ConstCounter::new(self.losses.skipped_runs).encode(m)?;
         let m = enc.encode_descriptor(
             "copyup_trace_folded_series",
             "Label sets past --metrics-max-series, counted once each, whose copy-ups went to the _other_ series",
@@ -547,7 +542,6 @@ mod tests {
         cgroups::Container,
         decode::{Kind, Trigger},
         output::Probed,
-        probes::Losses,
     };
 
     fn cu(trigger: Trigger, kind: Kind, container: Option<&str>, bytes: u64, ns: u64) -> CopyUp {
@@ -769,6 +763,7 @@ mod tests {
                 lost_state: 4,
                 missed_returns: 5,
                 skipped_runs: 6,
+                skipped_by: BTreeMap::from([("fe_copy_up_one".into(), 6)]),
             },
             probes: &TwoMechanisms,
         });

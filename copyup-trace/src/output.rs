@@ -194,7 +194,7 @@ pub struct Table<W> {
 
 impl<W: Write> Sink for Table<W> {
     fn finish(&mut self, end: &End) -> Result<()> {
-        render::tables(&mut self.out, end.totals, end.losses, &self.opts)?;
+        render::tables(&mut self.out, end.totals, &end.losses, &self.opts)?;
         self.out.flush()?;
         Ok(())
     }
@@ -224,7 +224,7 @@ impl<W: Write> Sink for IntervalTables<W> {
         let window = std::mem::take(&mut self.window);
         let out = &mut self.table.out;
         render::interval_header(out, t.now, self.every)?;
-        render::tables(out, &window, t.losses, &self.table.opts)?;
+        render::tables(out, &window, &t.losses, &self.table.opts)?;
         writeln!(out)?;
         out.flush()?;
         Ok(())
@@ -260,7 +260,7 @@ impl<W: Write> Sink for JsonLines<W> {
         render::json_summary(
             &mut self.out,
             end.totals,
-            end.losses,
+            &end.losses,
             end.started.elapsed(),
             end.command_elapsed,
             end.probes.state_entries(),
@@ -374,7 +374,7 @@ impl Sink for ReportFile {
     fn finish(&mut self, end: &End) -> Result<()> {
         let mut report = render::report(
             end.totals,
-            end.losses,
+            &end.losses,
             end.started.elapsed(),
             end.command_elapsed,
             &self.opts,
@@ -475,7 +475,7 @@ mod tests {
         outputs
             .tick(&Tick {
                 totals: &totals,
-                losses,
+                losses: losses.clone(),
                 now,
             })
             .unwrap();

@@ -14,14 +14,15 @@ use copyup_trace_common::{
     config::Config,
     counter,
     hooks::{self, FuncHook, TracepointHook, FCHOWNAT},
-    inflight_tid, InFlight, OpState, SyscallState, COMM_LEN,
+    inflight_tid, CopyUpEvent, InFlight, OpState, SyscallState, COMM_LEN,
 };
 use serde::Serialize;
 
 use crate::plan::{BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
 
-/// Events the kernel side could not deliver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Events the kernel side could not deliver. Serialized as it is wherever it is shown
+/// (summary and report records), with `lost` (`total`) beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Losses {
     /// Dropped because the ring buffer was full.
     pub lost_events: u64,
@@ -35,6 +36,10 @@ pub struct Losses {
     /// leaves its state, which is sent late or counted in `missed_returns`; only a
     /// skipped entry of `ovl_copy_up_one` loses a copy-up.
     pub skipped_runs: u64,
+    /// `skipped_runs` by program, those with any: which part of a record a skipped run
+    /// can have cost depends on the program (an entry of `ovl_copy_up_one` the record, a
+    /// data copy's program its bytes, a syscall's or operation's entry its cause).
+    pub skipped_by: BTreeMap<String, u64>,
 }
 
 impl Losses {
@@ -431,12 +436,13 @@ impl Probes {
         aya_log::EbpfLogger::init(&mut self.bpf).ok()
     }
 
-    /// Entries left in the per-thread state maps: zero once no traced task is inside a
-    /// probed function.
+    /// Entries left in the per-thread state maps and the scratch records: zero once no
+    /// traced task is inside a probed function.
     pub fn state_entries(&self) -> Result<usize> {
         Ok(self.keys::<u64, InFlight>("INFLIGHT")?
             + self.keys::<u32, SyscallState>("SYSCALLS")?
-            + self.keys::<u32, OpState>("OPS")?)
+            + self.keys::<u32, OpState>("OPS")?
+            + self.keys::<u32, CopyUpEvent>("EVENT_SCRATCH")?)
     }
 
     /// Removes the per-thread entries of threads that no longer exist, and counts the
@@ -495,23 +501,26 @@ impl Probes {
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?;
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let sum = |idx: u32| -> Result<u64> { Ok(counters.get(&idx, 0)?.iter().copied().sum()) };
+        let skipped_by = self.skipped_by();
         Ok(Losses {
             lost_events: sum(counter::LOST_EVENTS)?,
             lost_state: sum(counter::LOST_STATE)?,
             missed_returns: sum(counter::MISSED_RETURNS)? + self.reaped,
-            skipped_runs: self.skipped_runs(),
+            skipped_runs: skipped_by.values().sum(),
+            skipped_by,
         })
     }
 
-    /// Sum of `recursion_misses` over our loaded programs: fentry/fexit from 5.12, kprobe
-    /// and tracepoint programs from 6.7, which the kernel skips while another of them
-    /// runs on that CPU (a kretprobe's own misses are the `missed_returns` above).
-    fn skipped_runs(&self) -> u64 {
+    /// `recursion_misses` of each of our loaded programs that has any: fentry/fexit from
+    /// 5.12, kprobe and tracepoint programs from 6.7, which the kernel skips while
+    /// another of them runs on that CPU (a kretprobe's own misses are `missed_returns`).
+    fn skipped_by(&self) -> BTreeMap<String, u64> {
         self.bpf
             .programs()
-            .filter_map(|(_, p)| p.info().ok())
-            .map(|i| i.recursion_misses())
-            .sum()
+            .filter_map(|(name, p)| Some((name, p.info().ok()?.recursion_misses())))
+            .filter(|&(_, n)| n > 0)
+            .map(|(name, n)| (name.to_string(), n))
+            .collect()
     }
 }
 

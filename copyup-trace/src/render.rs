@@ -219,10 +219,8 @@ struct JsonSummary<'a> {
     errors: u64,
     waits: u64,
     lost: u64,
-    lost_events: u64,
-    lost_state: u64,
-    missed_returns: u64,
-    skipped_runs: u64,
+    #[serde(flatten)]
+    losses: &'a Losses,
     duration_ns: u64,
     /// Wall time of `-- COMMAND`, from spawn to exit.
     command_ns: Option<u64>,
@@ -235,7 +233,7 @@ struct JsonSummary<'a> {
 pub fn json_summary(
     out: &mut impl Write,
     agg: &Aggregate,
-    losses: Losses,
+    losses: &Losses,
     elapsed: Duration,
     command: Option<Duration>,
     state_entries: Option<usize>,
@@ -253,10 +251,7 @@ pub fn json_summary(
         errors: t.errors,
         waits: t.waits,
         lost: losses.total(),
-        lost_events: losses.lost_events,
-        lost_state: losses.lost_state,
-        missed_returns: losses.missed_returns,
-        skipped_runs: losses.skipped_runs,
+        losses,
         duration_ns: elapsed.as_nanos() as u64,
         command_ns: command.map(|d| d.as_nanos() as u64),
         state_entries,
@@ -388,7 +383,7 @@ fn with_row_header(first: &[&'static str]) -> Vec<&'static str> {
 pub fn tables(
     out: &mut impl Write,
     agg: &Aggregate,
-    losses: Losses,
+    losses: &Losses,
     opts: &TableOpts,
 ) -> Result<()> {
     let t = agg.total;
@@ -619,23 +614,19 @@ fn row_json(r: &Row) -> serde_json::Value {
 /// performance reports. Names are escaped as everywhere else.
 pub fn report(
     agg: &Aggregate,
-    losses: Losses,
+    losses: &Losses,
     elapsed: Duration,
     command: Option<Duration>,
     opts: &TableOpts,
 ) -> serde_json::Value {
     use serde_json::json;
     let top = opts.top;
-    json!({
+    let mut v = json!({
         "type": "report",
         "schema": SCHEMA_VERSION,
         "duration_ns": elapsed.as_nanos() as u64,
         "command_ns": command.map(|d| d.as_nanos() as u64),
         "lost": losses.total(),
-        "lost_events": losses.lost_events,
-        "lost_state": losses.lost_state,
-        "missed_returns": losses.missed_returns,
-        "skipped_runs": losses.skipped_runs,
         "total": row_json(&agg.total_row()),
         "files": agg.files(opts.sort).iter().take(top).map(|f| json!({
             "path": escape(&f.path),
@@ -671,7 +662,13 @@ pub fn report(
             "calls": r.calls,
             "hist_us_log2": r.hist_us.buckets(),
         })).collect::<Vec<_>>(),
-    })
+    });
+    if let (Some(report), Ok(serde_json::Value::Object(l))) =
+        (v.as_object_mut(), serde_json::to_value(losses))
+    {
+        report.extend(l);
+    }
+    v
 }
 
 /// The line that opens each `--interval` table.
@@ -790,11 +787,12 @@ mod tests {
             lost_state: 1,
             missed_returns: 2,
             skipped_runs: 6,
+            skipped_by: BTreeMap::from([("fe_copy_up_one".into(), 4), ("chown_exit".into(), 2)]),
         };
         json_summary(
             &mut buf,
             &agg,
-            losses,
+            &losses,
             Duration::from_millis(2),
             None,
             Some(0),
@@ -810,6 +808,10 @@ mod tests {
         assert_eq!(v["lost"], 4, "copy-ups sent late are not lost");
         assert_eq!(v["missed_returns"], 2);
         assert_eq!(v["skipped_runs"], 6, "counted apart from lost");
+        assert_eq!(
+            v["skipped_by"],
+            serde_json::json!({"chown_exit": 2, "fe_copy_up_one": 4})
+        );
         assert_eq!(v["duration_ns"], 2_000_000);
         assert!(v["command_ns"].is_null());
     }
@@ -969,7 +971,7 @@ mod tests {
             top: 20,
             hist: true,
         };
-        tables(&mut buf, &agg, Losses::default(), &opts).unwrap();
+        tables(&mut buf, &agg, &Losses::default(), &opts).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert!(!text.contains('\x1b'), "{text}");
         assert!(

@@ -113,6 +113,15 @@ for mode in kprobe fentry; do
     done
 done
 
+# --- faults: more threads copying up at once than the scratch map has entries (1024) ---
+# Each record is built in an entry keyed by its own thread, held only while it is built:
+# none can be handed to another thread (as an LRU map hands its oldest entry to a new
+# key when full) and none is left after. File f<i> has 1000 + i bytes.
+newovl many
+$G mkfiles $D/lower 1100 1000 1
+mountovl
+run many -o json -- $G threads 1100 $D/merged/f
+
 # --- faults: the overlay module removed while tracing ---------------------------------
 # fentry/fexit links pin the module, so rmmod fails while tracing; kprobes go with it,
 # and the tracer says so. Nothing of ours stays either way. Overlays are unmounted first

@@ -6,7 +6,9 @@
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 
-use super::{one_line_error, probes::takes_fentry, s, u, Artifacts, Check};
+use super::{
+    one_line_error, probes::takes_fentry, s, skipped_runs_of, u, Artifacts, Check, Missing,
+};
 
 pub const CHECKS: &[Check] = &[
     ("SIGINT: report printed, probes detached", sigint_detaches),
@@ -34,6 +36,10 @@ pub const CHECKS: &[Check] = &[
     (
         "64 threads at once, per trigger, kprobes and fentry: every copy-up reported or counted",
         threads_64,
+    ),
+    (
+        "1100 threads at once, more than scratch entries: each record its own thread's",
+        many_threads,
     ),
     (
         "rmmod overlay while tracing: refused under fentry; said once under kprobes",
@@ -126,21 +132,22 @@ fn sigkill(a: &Artifacts, mode: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every copy-up of `n` is either a record or accounted for by a skipped run.
+/// Every copy-up of `n` is either a record or accounted for by a skipped run of
+/// `ovl_copy_up_one`'s programs.
 ///
 /// A fentry/fexit program runs once per CPU at a time and can be preempted, so the
 /// kernel skips it for another task on that CPU (`skipped_runs`). A skipped fentry of
 /// `ovl_copy_up_one` loses its copy-up; a skipped fexit leaves its state, which the
 /// syscall's return sends late (a record, also in `missed_returns`); a skipped run of a
-/// syscall probe loses nothing. So one copy-up lost needs at least one skipped run, but a
-/// skipped run need not lose one: `records + skipped_runs >= n` is the exact bound that
-/// can be checked (under kprobes `skipped_runs` is 0, so every copy-up is a record).
+/// syscall probe loses nothing. So one copy-up lost needs at least one skipped run of
+/// those programs, but such a run need not lose one: `records + skipped >= n` is the
+/// exact bound that can be checked.
 fn accounted(name: &str, r: &super::Run, n: u64) -> Result<()> {
     let seen = r.events.len() as u64;
-    let skipped = u(&r.summary["skipped_runs"]);
+    let skipped = skipped_runs_of(r, Missing::Record);
     ensure!(
         seen <= n && seen + skipped >= n,
-        "{name}: {seen} records + {skipped} skipped runs do not account for {n} copy-ups ({})",
+        "{name}: {seen} records + {skipped} skipped runs of ovl_copy_up_one's programs do not account for {n} copy-ups ({})",
         r.summary
     );
     ensure!(r.summary["lost"] == 0, "{name}: lost: {}", r.summary);
@@ -223,21 +230,25 @@ fn threads_64(a: &Artifacts) -> Result<()> {
         let mut paths = std::collections::BTreeSet::new();
         // A skipped run of the syscall's own entry program (do_fchownat) leaves its
         // copy-up with the cause the overlayfs operation gives (fchown for a chown), and
-        // a skipped run of the data copy's program leaves it without its bytes.
-        let mut incomplete = 0;
+        // a skipped run of the data copy's program leaves it without its bytes: each
+        // needs a skipped run of a program of that kind.
+        let (mut causeless, mut byteless) = (0, 0);
         for e in &r.events {
-            if s(&e["trigger"]) != trigger || u(&e["bytes"]) != 262144 {
-                incomplete += 1;
-            }
+            causeless += u64::from(s(&e["trigger"]) != trigger);
+            byteless += u64::from(u(&e["bytes"]) != 262144);
             ensure!(
                 paths.insert(s(&e["path"]).to_string()),
                 "{name}: twice: {e}"
             );
         }
-        ensure!(
-            incomplete <= skipped,
-            "{name}: {incomplete} records without their cause or bytes, {skipped} skipped runs"
-        );
+        for (what, n) in [(Missing::Cause, causeless), (Missing::Bytes, byteless)] {
+            let by = skipped_runs_of(&r, what);
+            ensure!(
+                n <= by,
+                "{name}: {n} records without their {what:?}, {by} skipped runs of its programs ({})",
+                r.summary["skipped_by"]
+            );
+        }
         let late = r
             .events
             .iter()
@@ -251,14 +262,16 @@ fn threads_64(a: &Artifacts) -> Result<()> {
             r.ops.len()
         );
         if mode == "kprobe" {
+            let skipped = skipped_runs_of(&r, Missing::Record);
             ensure!(
                 on_time + missed <= 64 && on_time + missed + skipped >= 64,
-                "{name}: {on_time} records on time + {missed} missed returns ({late} sent late) and {skipped} skipped runs do not account for 64"
+                "{name}: {on_time} records on time + {missed} missed returns ({late} sent late) and {skipped} skipped runs of ovl_copy_up_one's programs do not account for 64"
             );
             if op == "chown" {
                 // The syscall returns through its exit tracepoint, which no kretprobe
                 // limit applies to: every chown reports its latency, one whose copy-up
-                // was sent late included, unless that program's run was skipped.
+                // was sent late included, unless a run of the call's programs was skipped.
+                let skipped = skipped_runs_of(&r, Missing::Op);
                 let mut without = 0;
                 for e in &r.events {
                     let cause = r
@@ -294,6 +307,75 @@ fn threads_64(a: &Artifacts) -> Result<()> {
             r.summary
         );
     }
+    Ok(())
+}
+
+/// 1100 threads copy up `f<i>` (1000 + i bytes) at once, more than the 1024 scratch
+/// entries there are: each record is whole and its own thread's (the tid that copied up
+/// that file, that file's size), and no scratch entry is left once the records are sent.
+fn many_threads(a: &Artifacts) -> Result<()> {
+    const N: u64 = 1100;
+    let r = a.run("many")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    accounted("many", &r, N)?;
+    let mut tid_of = std::collections::BTreeMap::new();
+    for line in a.get("many.err")?.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        ensure!(f.len() == 3 && f[2] == "0", "thread report {line:?}");
+        let name = f[1].rsplit('/').next().unwrap_or("");
+        tid_of.insert(name.to_string(), f[0].parse::<u64>()?);
+    }
+    ensure!(tid_of.len() as u64 == N, "{} thread reports", tid_of.len());
+    let mut byteless = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &r.events {
+        let name = s(&e["path"]).strip_prefix('/').unwrap_or("");
+        let i: u64 = name
+            .strip_prefix('f')
+            .and_then(|i| i.parse().ok())
+            .filter(|&i| i < N)
+            .ok_or_else(|| anyhow::anyhow!("record of an unknown file: {e}"))?;
+        ensure!(seen.insert(i), "twice: {e}");
+        ensure!(
+            Some(&u(&e["tid"])) == tid_of.get(name),
+            "{name}: tid {} want {:?}",
+            e["tid"],
+            tid_of.get(name)
+        );
+        if u(&e["bytes"]) != 1000 + i {
+            byteless += 1;
+            ensure!(
+                u(&e["bytes"]) == 0,
+                "{name}: {} bytes, want {}",
+                e["bytes"],
+                1000 + i
+            );
+        }
+        ensure!(
+            s(&e["trigger"]) == "chown" || s(&e["trigger"]) == "fchown",
+            "{e}"
+        );
+    }
+    let by = skipped_runs_of(&r, Missing::Bytes);
+    ensure!(
+        byteless <= by,
+        "{byteless} records without their bytes, {by} skipped runs of the data copy's programs"
+    );
+    let causeless = r
+        .events
+        .iter()
+        .filter(|e| s(&e["trigger"]) != "chown")
+        .count() as u64;
+    let by = skipped_runs_of(&r, Missing::Cause);
+    ensure!(
+        causeless <= by,
+        "{causeless} records without their cause, {by} skipped runs of the calls' entry programs"
+    );
+    ensure!(
+        r.summary["state_entries"] == 0,
+        "per-thread state or scratch records left: {}",
+        r.summary["state_entries"]
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
-use super::{one_line_error, s, u, Artifacts, Check};
+use super::{one_line_error, s, skipped_runs_of, u, Artifacts, Check, Missing};
 
 pub const CHECKS: &[Check] = &[
     (
@@ -124,8 +124,8 @@ fn timeline(a: &Artifacts) -> Result<()> {
         Ok(())
     };
     // Nine copy-ups happen; a skipped run of the copy-up's entry program loses one
-    // (counted in `skipped_runs`; seen on 7.x with threads copying up at once).
-    let skipped = u(&r.summary["skipped_runs"]);
+    // (counted in `skipped_by`; seen on 7.x with threads copying up at once).
+    let skipped = skipped_runs_of(&r, Missing::Record);
     ensure!(
         r.events.len() <= 9 && r.events.len() as u64 + skipped >= 9,
         "{} copy-up records and {skipped} skipped runs, want 9 copy-ups",
@@ -199,9 +199,10 @@ fn timeline(a: &Artifacts) -> Result<()> {
         stack.push(sp);
     }
     // Each copy-up lies inside the call that caused it.
-    // A call reports its latency as it returns, unless the kernel skipped that program's
-    // run (counted in `skipped_runs`; seen on 7.x with threads copying up at once).
-    let skipped = u(&r.summary["skipped_runs"]);
+    // A call reports its latency as it returns, unless the kernel skipped a run of that
+    // call's programs (counted in `skipped_by`; seen on 7.x with threads copying up at
+    // once).
+    let skipped = skipped_runs_of(&r, Missing::Op);
     let mut without = 0;
     for e in &r.events {
         let (tid, start) = (u(&e["tid"]), u(&e["ts_ns"]));

@@ -162,6 +162,54 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(u64::MAX)
 }
 
+/// What a copy-up record can miss when the kernel skips one of our program runs on its
+/// path (another of ours was running on that CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// The record itself: a run of `ovl_copy_up_one`'s programs.
+    Record,
+    /// Its cause (trigger, syscall): a run of a syscall's or operation's entry program.
+    Cause,
+    /// Its bytes: a run of the data copy's programs.
+    Bytes,
+    /// The `op` latency record of the call that caused it: any run of that call's
+    /// programs, entry or return.
+    Op,
+}
+
+/// Skipped runs (the summary's `skipped_by`) of the programs whose skipped run can make a
+/// copy-up record miss `what`: each record missing it needs one of these.
+fn skipped_runs_of(run: &Run, what: Missing) -> u64 {
+    use copyup_trace_common::hooks::{self, FuncHook};
+    let calls = || {
+        std::iter::once(&hooks::FCHOWNAT)
+            .chain(hooks::FUNCS.iter().filter(|h| h.ret == Some(hooks::OP_RET)))
+    };
+    let all = |h: &FuncHook| -> Vec<&'static str> {
+        [Some(h.entry), h.ret, Some(h.fentry), h.fexit]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let programs: Vec<&str> = match what {
+        Missing::Record => all(&hooks::COPY_UP_ONE),
+        Missing::Cause => calls().flat_map(|h| [h.entry, h.fentry]).collect(),
+        Missing::Bytes => [hooks::COPY_UP_FILE, hooks::COPY_UP_DATA]
+            .iter()
+            .flat_map(all)
+            .collect(),
+        Missing::Op => calls()
+            .flat_map(all)
+            .chain([hooks::CHOWN_EXIT.program])
+            .collect(),
+    };
+    let by = &run.summary["skipped_by"];
+    let mut names: Vec<&str> = programs;
+    names.sort_unstable();
+    names.dedup();
+    names.iter().map(|p| by[*p].as_u64().unwrap_or(0)).sum()
+}
+
 /// (path, kind, bytes) of each event, in the order they happened.
 fn objects(run: &Run) -> Vec<(String, String, u64)> {
     run.events
@@ -285,6 +333,25 @@ mod tests {
         assert_eq!(a["a.out"], "line1\nline2");
         assert_eq!(a["a.rc"], "0");
         assert_eq!(a.len(), 2);
+    }
+
+    /// Each kind of gap in a record is covered only by skipped runs of programs on its
+    /// path, not by the host-wide sum.
+    #[test]
+    fn skipped_runs_by_what_they_cost() {
+        let run = Run {
+            events: Vec::new(),
+            ops: Vec::new(),
+            summary: serde_json::json!({"skipped_runs": 10, "skipped_by": {
+                "fe_copy_up_one": 1, "fx_copy_up_one": 2, "fe_do_fchownat": 3,
+                "fe_copy_up_data": 4, "sched_process_exit": 5, "op_ret": 6, "chown_exit": 7,
+            }}),
+            rc: 0,
+        };
+        assert_eq!(skipped_runs_of(&run, Missing::Record), 3);
+        assert_eq!(skipped_runs_of(&run, Missing::Cause), 3);
+        assert_eq!(skipped_runs_of(&run, Missing::Bytes), 4);
+        assert_eq!(skipped_runs_of(&run, Missing::Op), 3 + 6 + 7);
     }
 
     #[test]

@@ -116,15 +116,21 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        // mkfiles DIR N SIZE: N files of SIZE bytes, without a process per file.
+        // mkfiles DIR N SIZE [STEP]: N files, f<i> of SIZE + i * STEP bytes, without a
+        // process per file.
         "mkfiles" => {
             let dir = arg(1)?;
             let n: usize = arg(2)?.parse().map_err(|_| "bad count")?;
             let size: usize = arg(3)?.parse().map_err(|_| "bad size")?;
+            let step: usize = match args.get(4) {
+                Some(s) => s.parse().map_err(|_| "bad step")?,
+                None => 0,
+            };
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            let data = vec![0u8; size];
+            let data = vec![0u8; size + n * step];
             for i in 0..n {
-                std::fs::write(format!("{dir}/f{i}"), &data).map_err(|e| e.to_string())?;
+                std::fs::write(format!("{dir}/f{i}"), &data[..size + i * step])
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
