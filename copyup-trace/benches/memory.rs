@@ -7,9 +7,9 @@
 use std::{process::ExitCode, time::Instant};
 
 use copyup_trace::{
-    aggregate::{Aggregate, Folded, Limits, Stats},
     cli::SortKey,
-    decode::{CopyUp, Trigger},
+    events::decode::{CopyUp, Trigger},
+    output::aggregate::{Aggregate, Folded, Limits, Stats},
 };
 
 const COPY_UPS: u64 = 1_000_000;

@@ -11,12 +11,12 @@ use std::{
 };
 
 use copyup_trace::{
-    aggregate::Aggregate,
-    cgroups::CgroupResolver,
-    decode::{self, Decoded, Decoder, Record},
-    enrich::Enricher,
-    mounts::OverlayMounts,
-    render,
+    attribution::cgroups::CgroupResolver,
+    attribution::mounts::OverlayMounts,
+    events::decode::{self, Decoded, Decoder, Record},
+    events::enrich::Enricher,
+    output::aggregate::Aggregate,
+    output::render,
 };
 use copyup_trace_common::{
     flags,

@@ -1,6 +1,7 @@
 //! `copyup-trace check`: what tracing needs on this host and what was found, one row a
-//! fact with where it came from. The same checks guard a normal start (`preflight`),
-//! which stops at the first that fails. Rendering the rows is here too; tracing is not.
+//! fact with where it came from: the host's facts (`kernel::host`, which also guard a
+//! normal start through `preflight`), the probe plan and trial attaches, runtimes and
+//! overlay mounts. Rendering the rows is here too; tracing is not.
 
 use std::{fs, io::Write, path::Path};
 
@@ -11,226 +12,23 @@ use procfs::process::MountInfo;
 use serde::Serialize;
 
 use crate::{
+    attribution::mounts::MOUNTINFO,
     escape::escape,
-    kernel,
-    mounts::MOUNTINFO,
-    plan,
-    plan::{LayoutFrom, Mechanism},
-    probes,
+    kernel::facts,
+    kernel::host::{
+        item, kprobe_support, lockdown, memlock, overlay, overlay_btf, privileges, stacks,
+        vmlinux_btf, Item, Status,
+    },
+    kernel::plan,
+    kernel::plan::{LayoutFrom, Mechanism},
+    kernel::probes,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Present and usable.
-    Ok,
-    /// Tracing cannot work without it.
-    Missing,
-    /// Works, with a limitation worth knowing.
-    Warn,
-    /// A fact, neither good nor bad.
-    Info,
-}
-
-/// One fact about the host.
-#[derive(Debug, Clone, Serialize)]
-pub struct Item {
-    pub check: String,
-    pub status: Status,
-    pub fact: String,
-    /// Where the fact came from.
-    pub source: String,
-}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// No row is `missing`: copy-ups can be traced here.
     pub traceable: bool,
     pub items: Vec<Item>,
-}
-
-fn item(check: &str, status: Status, fact: impl Into<String>, source: &str) -> Item {
-    Item {
-        check: check.to_string(),
-        status,
-        fact: fact.into(),
-        source: source.to_string(),
-    }
-}
-
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-const STATUS: &str = "/proc/self/status";
-const FILESYSTEMS: &str = "/proc/filesystems";
-const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
-const OVERLAY_BTF: &str = "/sys/kernel/btf/overlay";
-const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
-const KPROBE_EVENTS: [&str; 2] = [
-    "/sys/kernel/tracing/kprobe_events",
-    "/sys/kernel/debug/tracing/kprobe_events",
-];
-
-/// Effective capability bits from a `/proc/self/status` text.
-fn cap_eff(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-}
-
-fn has_caps(eff: u64) -> bool {
-    let has = |c: u32| eff & (1u64 << c) != 0;
-    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
-}
-
-pub fn privileges() -> Item {
-    let status = fs::read_to_string(STATUS).unwrap_or_default();
-    match cap_eff(&status) {
-        Some(eff) if has_caps(eff) => item(
-            "privileges",
-            Status::Ok,
-            format!("CapEff {eff:016x}: CAP_SYS_ADMIN or CAP_BPF + CAP_PERFMON"),
-            STATUS,
-        ),
-        eff => item(
-            "privileges",
-            Status::Missing,
-            format!(
-                "permission denied: copyup-trace loads eBPF programs and needs root (or \
-                 CAP_BPF and CAP_PERFMON); try sudo (CapEff {})",
-                eff.map_or("unknown".into(), |e| format!("{e:016x}"))
-            ),
-            STATUS,
-        ),
-    }
-}
-
-/// Whether the kernel was built with kprobes at all (the PMU or the legacy interface).
-pub fn kprobe_support() -> Item {
-    let pmu = Path::new(KPROBE_PMU).exists();
-    let legacy = KPROBE_EVENTS.iter().find(|p| Path::new(p).exists());
-    if pmu || legacy.is_some() {
-        let how = if pmu {
-            KPROBE_PMU
-        } else {
-            legacy.copied().unwrap_or_default()
-        };
-        return item("kprobe support", Status::Ok, format!("{how} exists"), how);
-    }
-    let release = kernel::release().unwrap_or_else(|_| "?".into());
-    item(
-        "kprobe support",
-        Status::Missing,
-        format!(
-            "kprobes are unavailable: kernel {release} has no kprobe support (CONFIG_KPROBES \
-             is not set), so overlayfs copy-ups cannot be traced on it"
-        ),
-        KPROBE_PMU,
-    )
-}
-
-pub fn vmlinux_btf() -> Item {
-    let src = kernel::VMLINUX_BTF;
-    match fs::metadata(src) {
-        Ok(m) => item("vmlinux BTF", Status::Ok, format!("{} bytes", m.len()), src),
-        Err(_) => item(
-            "vmlinux BTF",
-            Status::Missing,
-            format!(
-                "kernel BTF is unavailable ({src} is missing): copyup-trace needs a kernel \
-                 built with CONFIG_DEBUG_INFO_BTF to find overlayfs struct layouts"
-            ),
-            src,
-        ),
-    }
-}
-
-fn overlay_loaded() -> bool {
-    fs::read_to_string(FILESYSTEMS)
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some("overlay"))
-}
-
-pub fn overlay() -> Item {
-    if overlay_loaded() {
-        return item("overlay", Status::Ok, "loaded", FILESYSTEMS);
-    }
-    let release = kernel::release().unwrap_or_default();
-    let dir = format!("/lib/modules/{release}/kernel/fs/overlayfs");
-    let module = [
-        "overlay.ko",
-        "overlay.ko.xz",
-        "overlay.ko.zst",
-        "overlay.ko.gz",
-    ]
-    .iter()
-    .map(|m| format!("{dir}/{m}"))
-    .find(|p| Path::new(p).exists());
-    let hint = match &module {
-        Some(m) => format!("loadable from {m}"),
-        None => "no module found".to_string(),
-    };
-    item(
-        "overlay",
-        Status::Missing,
-        format!(
-            "the overlay filesystem is not loaded (nothing to trace; try: modprobe overlay; {hint})"
-        ),
-        FILESYSTEMS,
-    )
-}
-
-fn overlay_btf() -> Item {
-    if Path::new(OVERLAY_BTF).exists() {
-        item(
-            "overlay BTF",
-            Status::Ok,
-            "module BTF: argument positions from prototypes",
-            OVERLAY_BTF,
-        )
-    } else if overlay_loaded() {
-        item(
-            "overlay BTF",
-            Status::Info,
-            "no module BTF (built in, or CONFIG_DEBUG_INFO_BTF_MODULES off): argument \
-             positions from vmlinux BTF or the kernel version",
-            OVERLAY_BTF,
-        )
-    } else {
-        item(
-            "overlay BTF",
-            Status::Info,
-            "overlay not loaded",
-            OVERLAY_BTF,
-        )
-    }
-}
-
-fn lockdown() -> Item {
-    match fs::read_to_string(LOCKDOWN) {
-        // "none [integrity] confidentiality": the bracketed word is in force.
-        Ok(text) => {
-            let mode = text
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
-                .unwrap_or("unknown")
-                .to_string();
-            let status = if mode == "confidentiality" {
-                Status::Missing
-            } else {
-                Status::Ok
-            };
-            let fact = if status == Status::Missing {
-                "confidentiality: eBPF programs may not read kernel memory".to_string()
-            } else {
-                mode
-            };
-            item("lockdown", status, fact, LOCKDOWN)
-        }
-        Err(_) => item("lockdown", Status::Info, "no lockdown LSM", LOCKDOWN),
-    }
 }
 
 fn mounted(fs_type: &str, mounts: &[MountInfo]) -> Item {
@@ -259,60 +57,10 @@ fn mounted(fs_type: &str, mounts: &[MountInfo]) -> Item {
     }
 }
 
-fn memlock() -> Item {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid pointer to a local.
-    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    let show = |v: libc::rlim_t| {
-        if v == libc::RLIM_INFINITY {
-            "unlimited".to_string()
-        } else {
-            format!("{v} bytes")
-        }
-    };
-    let old = kernel::release()
-        .ok()
-        .and_then(|r| plan::parse_release(&r))
-        .is_some_and(|v| v < (5, 11));
-    let fact = format!(
-        "soft {}, hard {}; {}",
-        show(lim.rlim_cur),
-        show(lim.rlim_max),
-        if old {
-            "this kernel charges BPF memory to it: raised at start-up"
-        } else {
-            "not used for BPF memory since 5.11"
-        }
-    );
-    item(
-        "memlock limit",
-        Status::Info,
-        fact,
-        "getrlimit(RLIMIT_MEMLOCK)",
-    )
-}
-
-/// Whether `--stacks` sees whole kernel stacks here.
-fn stacks() -> Item {
-    let release = kernel::release().unwrap_or_default();
-    match plan::stack_limit(&release) {
-        Some(why) => item("kernel stacks", Status::Warn, why, "kernel release"),
-        None => item(
-            "kernel stacks",
-            Status::Ok,
-            "the unwinder sees through kretprobe trampolines",
-            "kernel release",
-        ),
-    }
-}
-
 /// Probe targets and mechanisms, from the same facts and plan a start-up uses
 /// (`--probes auto`). fentry/fexit is tried for real when `can_try`.
 fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
-    let facts = match kernel::facts() {
+    let facts = match facts::facts() {
         Ok(f) => f,
         Err(e) => {
             out.push(item(
@@ -572,7 +320,7 @@ pub fn run() -> Report {
         item(
             "kernel",
             Status::Info,
-            kernel::release().unwrap_or_else(|e| format!("{e:#}")),
+            facts::release().unwrap_or_else(|e| format!("{e:#}")),
             "/proc/sys/kernel/osrelease",
         ),
         privileges(),
@@ -647,20 +395,6 @@ pub fn write_json(out: &mut impl Write, r: &Report) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capability_rules() {
-        assert_eq!(
-            cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n"),
-            Some(0x1ff_ffff_ffff)
-        );
-        assert!(has_caps(0x1ff_ffff_ffff));
-        assert!(has_caps(1 << CAP_SYS_ADMIN));
-        assert!(has_caps((1 << CAP_BPF) | (1 << CAP_PERFMON)));
-        assert!(!has_caps(1 << CAP_BPF));
-        assert!(!has_caps(0));
-        assert_eq!(cap_eff("nothing here"), None);
-    }
 
     #[test]
     fn traceable_only_without_missing_rows() {

@@ -4,7 +4,7 @@ use std::{ffi::OsString, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use crate::plan::ProbeMode;
+pub use crate::kernel::plan::ProbeMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -133,13 +133,13 @@ pub struct Args {
 
     /// Labels of the copy-up metrics, comma-separated (an unknown name is refused with the
     /// list of known ones).
-    #[arg(long, value_name = "LIST", default_value = crate::metrics::DEFAULT_LABELS,
-          value_parser = crate::metrics::parse_labels)]
-    pub metrics_labels: crate::metrics::Labels,
+    #[arg(long, value_name = "LIST", default_value = crate::output::labels::DEFAULT_LABELS,
+          value_parser = crate::output::labels::parse_labels)]
+    pub metrics_labels: crate::output::labels::Labels,
 
     /// Label sets of the copy-up metrics kept apart; later ones are counted under the
     /// label value _other_.
-    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_MAX_SERIES as u32,
+    #[arg(long, value_name = "N", default_value_t = crate::output::labels::DEFAULT_MAX_SERIES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub metrics_max_series: u32,
 

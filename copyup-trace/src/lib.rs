@@ -1,29 +1,16 @@
 //! copyup-trace: trace overlayfs copy-ups and attribute them to processes, syscalls and
-//! containers. This file only lists the modules: the binary (`main.rs`) wires them
-//! together; benchmarks use the decoding and aggregation directly.
+//! containers. This file only lists the modules, in the order a record goes through
+//! them: the kernel side is loaded and read (`kernel`), its records decoded and
+//! completed (`events`, from `attribution`), then totalled and written (`output`). The
+//! binary (`main.rs`) wires them together through `cli`, `options` and `session` (or
+//! `check`); benchmarks use the decoding and aggregation directly.
 
-pub mod advice;
-pub mod aggregate;
-pub mod cgroups;
+pub mod attribution;
 pub mod check;
 pub mod cli;
-pub mod decode;
-pub mod enrich;
 pub mod escape;
-pub mod hist;
-pub mod kallsyms;
+pub mod events;
 pub mod kernel;
-pub mod layers;
-pub mod metrics;
-pub mod modwatch;
-pub mod mounts;
 pub mod options;
 pub mod output;
-pub mod plan;
-pub mod preflight;
-pub mod probes;
-pub mod render;
-pub mod runtimes;
 pub mod session;
-pub mod stacks;
-pub mod timeline;

@@ -9,13 +9,15 @@ use clap::Parser;
 use copyup_trace_common::hooks::FORK;
 
 use copyup_trace::{
-    cgroups, check,
+    attribution::cgroups,
+    attribution::runtimes,
+    check,
     cli::{Args, CheckOutput, Sub},
-    kernel,
+    kernel::facts,
+    kernel::plan,
+    kernel::preflight,
+    kernel::probes::{Filter, Probes, TreeFollow},
     options::Options,
-    plan, preflight,
-    probes::{Filter, Probes, TreeFollow},
-    runtimes,
     session::{self, SpawnError},
 };
 
@@ -42,7 +44,7 @@ fn parse_args() -> Result<Args, ExitCode> {
 fn start(args: &Args, opts: &Options) -> Result<Probes> {
     let t0 = std::time::Instant::now();
     preflight::check()?;
-    let facts = kernel::facts().context("reading kernel facts")?;
+    let facts = facts::facts().context("reading kernel facts")?;
     let facts_us = t0.elapsed().as_micros();
     let plan = plan::decide(&facts, args.probes)?;
     preflight::kprobes(&plan)?;
@@ -67,7 +69,7 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
         None
     } else {
         Some(TreeFollow {
-            child_pid_offset: kernel::tracepoint_field_offset(
+            child_pid_offset: facts::tracepoint_field_offset(
                 FORK.category,
                 FORK.events[0],
                 "child_pid",

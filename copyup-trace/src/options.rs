@@ -6,10 +6,10 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use crate::{
     cli::{Args, Output},
-    decode::CopyUp,
-    metrics::MetricsOpts,
-    render::TableOpts,
-    stacks::StackOutputs,
+    events::decode::CopyUp,
+    output::labels::MetricsOpts,
+    output::render::TableOpts,
+    output::stacks::StackOutputs,
 };
 
 /// How often a quiet host-wide trace says it is alive.
@@ -216,7 +216,7 @@ mod tests {
         let m = o.metrics.unwrap();
         assert_eq!(m.addr, "127.0.0.1:9435".parse().unwrap());
         assert_eq!(m.labels.0.len(), 1);
-        assert_eq!(m.max_series, crate::metrics::DEFAULT_MAX_SERIES);
+        assert_eq!(m.max_series, crate::output::labels::DEFAULT_MAX_SERIES);
         assert_eq!(
             o.timeline.as_deref(),
             Some(std::path::Path::new("/tmp/t.json"))

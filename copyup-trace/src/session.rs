@@ -20,16 +20,20 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::{Aggregate, Limits},
-    cgroups::{CgroupResolver, CGROUP2_ROOT},
-    decode::{Decoded, Decoder},
-    enrich::Enricher,
-    modwatch::OverlayWatch,
-    mounts::OverlayMounts,
+    attribution::cgroups::{CgroupResolver, CGROUP2_ROOT},
+    attribution::mounts::OverlayMounts,
+    attribution::runtimes::{Roots, Runtimes},
+    events::decode::{Decoded, Decoder},
+    events::enrich::Enricher,
+    kernel::modwatch::OverlayWatch,
+    kernel::probes::Probes,
     options::Options,
-    output::{self, End, Outputs, Sink, Status, Tick},
-    probes::Probes,
-    runtimes::{Roots, Runtimes},
+    output::aggregate::{Aggregate, Limits},
+    output::{
+        self,
+        sink::{End, Sink, Status, Tick},
+        Outputs,
+    },
 };
 
 /// Why the session ended, and with which exit code the tool should leave.

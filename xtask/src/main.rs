@@ -8,6 +8,7 @@ mod deploy;
 mod guest;
 mod guestbench;
 mod host;
+mod imports;
 mod kernels;
 mod progress;
 mod progs;
@@ -241,6 +242,7 @@ const KERNEL_CLEAN: &str = "the kernel reported no WARNING, BUG, oops, panic or 
 
 fn lint() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    imports::check(&workspace_root().join("copyup-trace/src"))?;
     run(cargo().args([
         "clippy",
         "--all-targets",

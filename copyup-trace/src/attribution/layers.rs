@@ -1,8 +1,8 @@
 //! The lower layers copy-ups copy from: an overlay's lower stack and options from its
 //! mountinfo superblock options, each layer directory named as the container runtime
-//! names it, each layer's total size, walked once when an output shows it, and the
-//! copy-ups and bytes per layer (`--by layer`). Which layer of the stack a copy-up came
-//! from is the kernel side's answer; advice from the options is `advice`'s.
+//! names it, and each layer's total size, walked once when an output shows it. Which
+//! layer of the stack a copy-up came from is the kernel side's answer; the totals per
+//! layer are `output::aggregate::layers`', advice from the options `output::advice`'s.
 
 use std::{
     collections::HashMap,
@@ -16,7 +16,7 @@ use std::{
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::mounts::unescape_octal;
+use crate::attribution::mounts::unescape_octal;
 
 /// Where the overlay module keeps the defaults that mountinfo leaves out.
 pub const MODULE_PARAMETERS: &str = "/sys/module/overlay/parameters";
@@ -471,184 +471,6 @@ impl Layer {
         self.size
             .start(&PathBuf::from(OsStr::from_bytes(&self.resolved)));
     }
-}
-
-/// Copy-ups per layer directory, for `--by layer`: one row per directory even when
-/// several mounts stack it (an image layer shared by containers).
-#[derive(Default, Clone)]
-pub struct LayerTotals {
-    rows: FxHashMap<Vec<u8>, LayerRow>,
-    /// Copy-ups whose layer is unknown: no mount table, or a kernel whose lower stack
-    /// the kernel side cannot read.
-    pub unknown: LayerCount,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LayerCount {
-    pub copy_ups: u64,
-    pub bytes: u64,
-}
-
-#[derive(Clone)]
-pub struct LayerRow {
-    /// The layer as the first mount seen with it lists it.
-    pub layer: Arc<Layer>,
-    pub count: LayerCount,
-}
-
-impl LayerRow {
-    /// The layer's size and the share of it copied up; walks the layer unless that is
-    /// done or under way, and waits for the walk.
-    pub fn size_and_share(&self) -> (Option<u64>, Option<f64>) {
-        self.layer.start_sizing();
-        let size = self.layer.size.wait();
-        let share = size
-            .filter(|&s| s > 0)
-            .map(|s| self.count.bytes as f64 / s as f64);
-        (size, share)
-    }
-
-    /// The runtime's name of the layer, else its directory.
-    pub fn name(&self) -> String {
-        match &self.layer.runtime {
-            Some(r) => format!("{} {}", r.store, r.id),
-            None => crate::escape::escape(&self.layer.resolved),
-        }
-    }
-}
-
-impl LayerTotals {
-    /// A copy-up counts in the row of the layer it copied from; its bytes in the row of
-    /// the layer that held its data (another one for a metacopy file).
-    pub fn add(&mut self, c: &crate::decode::CopyUp) {
-        if c.waited {
-            return;
-        }
-        self.count(c.lower_layer()).copy_ups += 1;
-        self.count(c.data_source_layer()).bytes += c.bytes;
-    }
-
-    fn count(&mut self, layer: Option<&Arc<Layer>>) -> &mut LayerCount {
-        match layer {
-            Some(layer) => {
-                &mut self
-                    .rows
-                    .entry(layer.resolved.clone())
-                    .or_insert_with(|| LayerRow {
-                        layer: layer.clone(),
-                        count: LayerCount::default(),
-                    })
-                    .count
-            }
-            None => &mut self.unknown,
-        }
-    }
-
-    /// Most bytes first, then most copy-ups, then by directory.
-    pub fn rows(&self) -> Vec<&LayerRow> {
-        let mut v: Vec<&LayerRow> = self.rows.values().collect();
-        v.sort_by(|a, b| {
-            (b.count.bytes, b.count.copy_ups)
-                .cmp(&(a.count.bytes, a.count.copy_ups))
-                .then_with(|| a.layer.resolved.cmp(&b.layer.resolved))
-        });
-        v
-    }
-}
-
-/// `--by layer`: copy-ups, bytes, the layer's size and the share of it copied up.
-pub fn write_table(
-    out: &mut impl std::io::Write,
-    totals: &LayerTotals,
-    top: usize,
-) -> anyhow::Result<()> {
-    use crate::render::human_bytes;
-    use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "LAYER",
-        "DIR",
-        "COPY-UPS",
-        "BYTES",
-        "LAYER SIZE",
-        "SHARE",
-    ]);
-    let rows = totals.rows();
-    start_sizing(&rows, top);
-    for r in rows.iter().take(top) {
-        let (size, share) = r.size_and_share();
-        t.add_row(vec![
-            Cell::new(r.name()),
-            Cell::new(crate::escape::escape(&r.layer.resolved)),
-            right(r.count.copy_ups.to_string()),
-            right(human_bytes(r.count.bytes)),
-            right(size.map(human_bytes).unwrap_or_else(|| "?".into())),
-            right(
-                share
-                    .map(|s| format!("{:.1}%", s * 100.0))
-                    .unwrap_or_else(|| "-".into()),
-            ),
-        ]);
-    }
-    if totals.unknown.copy_ups > 0 {
-        t.add_row(vec![
-            Cell::new("(unknown)"),
-            Cell::new("not told by the kernel"),
-            right(totals.unknown.copy_ups.to_string()),
-            right(human_bytes(totals.unknown.bytes)),
-            right(String::new()),
-            right(String::new()),
-        ]);
-    }
-    writeln!(
-        out,
-        "\nCopy-ups by lower layer (most bytes first; SHARE = bytes copied up / the layer's file bytes):\n{t}"
-    )?;
-    if rows.len() > top {
-        writeln!(out, "... {} more layers", rows.len() - top)?;
-    }
-    Ok(())
-}
-
-/// Starts the size walks of the rows shown, so that they run side by side. Layers are
-/// walked only here, when an output shows their sizes: a walk stats every file of the
-/// layer, which the traced host would otherwise pay during the trace.
-fn start_sizing(rows: &[&LayerRow], top: usize) {
-    for r in rows.iter().take(top) {
-        r.layer.start_sizing();
-    }
-}
-
-/// `--report`'s `layers`: the top rows with exact sizes.
-pub fn report_rows(totals: &LayerTotals, top: usize) -> serde_json::Value {
-    let rows = totals.rows();
-    start_sizing(&rows, top);
-    let mut rows: Vec<serde_json::Value> = rows
-        .iter()
-        .take(top)
-        .map(|r| {
-            let (size, share) = r.size_and_share();
-            serde_json::json!({
-                "name": r.name(),
-                "dir": crate::escape::escape(&r.layer.resolved),
-                "store": r.layer.runtime.as_ref().map(|x| x.store),
-                "id": r.layer.runtime.as_ref().map(|x| crate::escape::escape(x.id.as_bytes())),
-                "copy_ups": r.count.copy_ups,
-                "bytes": r.count.bytes,
-                "layer_bytes": size,
-                "share": share,
-            })
-        })
-        .collect();
-    if totals.unknown.copy_ups > 0 {
-        rows.push(serde_json::json!({
-            "name": null,
-            "copy_ups": totals.unknown.copy_ups,
-            "bytes": totals.unknown.bytes,
-        }));
-    }
-    serde_json::Value::Array(rows)
 }
 
 #[cfg(test)]

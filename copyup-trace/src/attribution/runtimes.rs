@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::{cgroups::Container, escape::escape};
+use crate::{attribution::cgroups::Container, escape::escape};
 
 /// What a runtime knows of one container. Values are as the runtime stores them
 /// (untrusted: escape before output).

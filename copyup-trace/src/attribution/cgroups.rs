@@ -230,7 +230,7 @@ pub struct Container {
 
 impl Container {
     /// The runtime's details on this container, escaped for output.
-    pub fn with_details(mut self, d: crate::runtimes::Details) -> Container {
+    pub fn with_details(mut self, d: crate::attribution::runtimes::Details) -> Container {
         let esc = |v: Option<String>| v.map(|s| crate::escape::escape(s.as_bytes()));
         self.name = esc(d.name);
         self.image = esc(d.image);

@@ -1,17 +1,17 @@
 //! Checks, before anything is loaded, that this host can be traced, so the user gets
 //! one clear sentence instead of a verifier dump or a raw errno. The checks themselves
-//! are `check`'s; this stops at the first that fails.
+//! are `host`'s; this stops at the first that fails.
 
 use anyhow::{bail, Result};
 
-use crate::{
-    check::{self, Status},
+use crate::kernel::{
+    host::{self, Status},
     plan::ProbePlan,
 };
 
 /// What every start needs, whatever the probes.
 pub fn check() -> Result<()> {
-    for item in [check::privileges(), check::vmlinux_btf(), check::overlay()] {
+    for item in [host::privileges(), host::vmlinux_btf(), host::overlay()] {
         if item.status == Status::Missing {
             bail!("{}", item.fact);
         }
@@ -25,7 +25,7 @@ pub fn kprobes(plan: &ProbePlan) -> Result<()> {
     let Some(why) = plan.kprobes_needed() else {
         return Ok(());
     };
-    let item = check::kprobe_support();
+    let item = host::kprobe_support();
     if item.status == Status::Missing {
         bail!("{} ({why})", item.fact);
     }

@@ -1,6 +1,10 @@
 //! Folds copy-up events into per-file, per-process, per-container and per-trigger
 //! totals with latency distributions, in bounded memory: past a table's limit the
-//! lightest rows fold into one row per table whose totals stay exact.
+//! lightest rows fold into one row per table whose totals stay exact. Totals per layer
+//! and per overlay mount are its `layers` and `mounts`.
+
+pub mod layers;
+pub mod mounts;
 
 use std::hash::BuildHasher;
 
@@ -12,10 +16,10 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::{
-    cgroups::Container,
+    attribution::cgroups::Container,
     cli::SortKey,
-    decode::{CopyUp, Kind, OpDone, Trigger},
-    hist::{Latencies, Log2Hist, Percentiles},
+    events::decode::{CopyUp, Kind, OpDone, Trigger},
+    output::hist::{Latencies, Log2Hist, Percentiles},
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -238,8 +242,8 @@ pub struct Aggregate {
     containers: HashMap<u64, ContainerRow>,
     triggers: HashMap<Trigger, TriggerRow>,
     /// By lower layer (`--by layer`) and by overlay mount (the advice).
-    pub layers: crate::layers::LayerTotals,
-    pub mounts: crate::advice::MountTotals,
+    pub layers: layers::LayerTotals,
+    pub mounts: mounts::MountTotals,
     /// Totals of every copy-up; their latency distribution is the triggers' merged
     /// (`total_row`), rather than a fourth histogram record per event.
     pub total: Stats,
@@ -687,11 +691,13 @@ pub mod tests {
     fn containers_and_triggers() {
         let mut a = Aggregate::default();
         let mut c1 = cu(1, "/x", 10, 3_000);
-        c1.container = Some(std::sync::Arc::new(crate::cgroups::Container {
-            runtime: "docker",
-            id: "abc".into(),
-            ..Default::default()
-        }));
+        c1.container = Some(std::sync::Arc::new(
+            crate::attribution::cgroups::Container {
+                runtime: "docker",
+                id: "abc".into(),
+                ..Default::default()
+            },
+        ));
         c1.cgroup = Some("/system.slice/docker-abc.scope".into());
         c1.cgroup_id = 10;
         let mut c2 = cu(2, "/y", 20, 1_500);

@@ -18,7 +18,7 @@ use copyup_trace_common::{
 };
 use serde::Serialize;
 
-use crate::plan::{BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
+use crate::kernel::plan::{BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
 
 /// Events the kernel side could not deliver. Serialized as it is wherever it is shown
 /// (summary and report records), with `lost` (`total`) beside it.
@@ -218,8 +218,8 @@ impl Probes {
                     return Err(e.context("--probes fentry"));
                 }
                 Err(e) => {
-                    let kprobes = crate::check::kprobe_support();
-                    if kprobes.status == crate::check::Status::Missing {
+                    let kprobes = crate::kernel::host::kprobe_support();
+                    if kprobes.status == crate::kernel::host::Status::Missing {
                         // Nothing to fall back on: say both.
                         return Err(e.context(format!(
                             "{}: fentry refused, and {}",

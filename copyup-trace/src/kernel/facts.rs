@@ -14,8 +14,8 @@ use copyup_trace_common::{
 };
 
 use crate::{
-    kallsyms,
-    plan::{BtfFunc, CtxStat, FuncFacts, KernelFacts, LayoutFrom},
+    kernel::kallsyms,
+    kernel::plan::{BtfFunc, CtxStat, FuncFacts, KernelFacts, LayoutFrom},
 };
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -269,7 +269,7 @@ fn lower_stack(ix: &Index, release: &str) -> (LowerStack, LayoutFrom) {
     };
     match from_btf() {
         Ok(l) => (l, LayoutFrom::Btf),
-        Err(e) => match crate::plan::parse_release(release) {
+        Err(e) => match crate::kernel::plan::parse_release(release) {
             Some(v) if ((5, 7)..(6, 5)).contains(&v) => (
                 LowerStack {
                     entry_off: member_offset(ix, "dentry", &["d_fsdata"]).unwrap_or(0),

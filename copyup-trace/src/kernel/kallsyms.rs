@@ -1,5 +1,5 @@
 //! Reads /proc/kallsyms: one streamed pass over its `address type name [module]` lines.
-//! It only parses; which symbols matter is up to the callers (`kernel` looks for probe
+//! It only parses; which symbols matter is up to the callers (`facts` looks for probe
 //! targets, `stacks` names kernel frames).
 
 use std::{

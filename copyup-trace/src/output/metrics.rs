@@ -29,101 +29,14 @@ use prometheus_client::{
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::{
-    decode::{CopyUp, OpDone},
     escape::escape,
-    output::{Sink, Status},
-    probes::Losses,
+    events::decode::{CopyUp, OpDone},
+    kernel::probes::Losses,
+    output::{
+        labels::{Label, Labels, MetricsOpts, MAX_LABEL_LEN, OTHER},
+        sink::{Sink, Status},
+    },
 };
-
-/// A label the copy-up series can carry: its name and where its value comes from. Adding
-/// one (`image`, `namespace`, `pod` once the copy-up carries them) is one line here.
-pub struct Label {
-    pub name: &'static str,
-    value: fn(&CopyUp) -> Option<&str>,
-    /// Its value for an operation's latency, when an operation record has it.
-    op_value: Option<fn(&OpDone) -> &'static str>,
-}
-
-impl std::fmt::Debug for Label {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-/// Every label `--metrics-labels` can choose. None of them is a path, a pid or anything
-/// else whose number of values grows with the host's age.
-pub const LABELS: &[Label] = &[
-    Label {
-        name: "trigger",
-        value: |c| Some(c.trigger.name()),
-        op_value: Some(|d| d.trigger.name()),
-    },
-    Label {
-        name: "kind",
-        value: |c| Some(c.kind.name()),
-        op_value: None,
-    },
-    // The runtime's name for the container; its id where the runtime gives none.
-    Label {
-        name: "container",
-        value: |c| {
-            let k = c.container.as_deref()?;
-            Some(k.name.as_deref().unwrap_or(&k.id))
-        },
-        op_value: None,
-    },
-    Label {
-        name: "image",
-        value: |c| c.container.as_deref()?.image.as_deref(),
-        op_value: None,
-    },
-    Label {
-        name: "namespace",
-        value: |c| c.container.as_deref()?.namespace.as_deref(),
-        op_value: None,
-    },
-    Label {
-        name: "pod",
-        value: |c| c.container.as_deref()?.pod.as_deref(),
-        op_value: None,
-    },
-];
-
-pub const DEFAULT_LABELS: &str = "trigger,kind,container";
-pub const DEFAULT_MAX_SERIES: usize = 2000;
-/// The value of every label of the series that takes what is past the cap.
-pub const OTHER: &str = "_other_";
-/// Label values longer than this are cut (they come from the traced system).
-pub const MAX_LABEL_LEN: usize = 128;
-
-/// The labels `--metrics-labels` chose, in the order given.
-#[derive(Debug, Clone)]
-pub struct Labels(pub Vec<&'static Label>);
-
-/// `--metrics-labels trigger,kind,container`: known names, each once.
-pub fn parse_labels(s: &str) -> Result<Labels, String> {
-    let mut chosen: Vec<&'static Label> = Vec::new();
-    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let label = LABELS.iter().find(|l| l.name == name).ok_or_else(|| {
-            let known: Vec<&str> = LABELS.iter().map(|l| l.name).collect();
-            format!("unknown label {name:?} (known: {})", known.join(", "))
-        })?;
-        if chosen.iter().any(|l| l.name == name) {
-            return Err(format!("label {name:?} given twice"));
-        }
-        chosen.push(label);
-    }
-    Ok(Labels(chosen))
-}
-
-/// What `--metrics` was asked for.
-#[derive(Debug, Clone)]
-pub struct MetricsOpts {
-    pub addr: SocketAddr,
-    pub labels: Labels,
-    /// Label sets of the copy-up series kept apart; later ones fold into `_other_`.
-    pub max_series: usize,
-}
 
 /// Log2 histogram bounds: bucket `i` counts values in (2^(k-1), 2^k] ns, k = FIRST_POW + i,
 /// so its `le` (2^k ns) is a true upper bound. Below 2^FIRST_POW ns (1.024 us) all values
@@ -504,7 +417,7 @@ pub struct MetricsSink {
 impl MetricsSink {
     /// Starts the endpoint; it shows what this sink counts.
     pub fn start(opts: &MetricsOpts) -> Result<MetricsSink> {
-        let kernel = crate::kernel::release().unwrap_or_else(|_| "unknown".into());
+        let kernel = crate::kernel::facts::release().unwrap_or_else(|_| "unknown".into());
         let counts = Arc::new(Mutex::new(Counts::new(
             &opts.labels,
             opts.max_series,
@@ -539,9 +452,12 @@ mod tests {
 
     use super::*;
     use crate::{
-        cgroups::Container,
-        decode::{Kind, Trigger},
-        output::Probed,
+        attribution::cgroups::Container,
+        events::decode::{Kind, Trigger},
+        output::{
+            labels::{parse_labels, DEFAULT_LABELS},
+            sink::Probed,
+        },
     };
 
     fn cu(trigger: Trigger, kind: Kind, container: Option<&str>, bytes: u64, ns: u64) -> CopyUp {

@@ -14,8 +14,8 @@ use copyup_trace_common::{
 use serde::Serialize;
 
 use crate::{
-    cgroups::Container,
-    layers::{Layer, OverlayInfo},
+    attribution::cgroups::Container,
+    attribution::layers::{Layer, OverlayInfo},
 };
 
 /// Defines `Trigger` from one table: each variant with the name users see.
@@ -235,7 +235,7 @@ impl CopyUp {
     pub fn display_path_into(&self, out: &mut Vec<u8>) {
         out.clear();
         match &self.mount {
-            Some(m) => crate::mounts::join_mount_into(
+            Some(m) => crate::attribution::mounts::join_mount_into(
                 std::path::Path::new(std::ffi::OsStr::from_bytes(m)),
                 &self.path,
                 out,

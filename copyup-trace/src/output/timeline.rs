@@ -15,9 +15,9 @@ use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use crate::{
-    decode::{CopyUp, OpDone},
     escape::escape,
-    output::{End, Sink},
+    events::decode::{CopyUp, OpDone},
+    output::sink::{End, Sink},
 };
 
 /// Arguments of a span, by category.
@@ -226,7 +226,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::decode::{Kind, Trigger};
+    use crate::events::decode::{Kind, Trigger};
 
     fn cu(tid: u32, path: &[u8], start: u64, copy: u64, data: u64, bytes: u64) -> CopyUp {
         CopyUp {

@@ -1,105 +1,18 @@
 //! Advice after the tables: per overlay mount that copied up, its options and the bytes
 //! that metadata-only operations copied, which `metacopy=on` would have left in the lower
 //! layer, or why it cannot apply; and, for a `chown -R`-shaped workload, idmapped mounts.
-//! It ends at the advice: which layer was copied from is `layers`'s.
+//! It ends at the advice as data: the mount totals are `aggregate::mounts`', the text
+//! `render::advice`'s.
 
-use std::{io::Write, sync::Arc};
-
-use anyhow::Result;
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
-    decode::{CopyUp, Trigger},
-    escape::escape,
-    layers::{OverlayInfo, OverlayOptions},
-    render::human_bytes,
+    attribution::layers::OverlayOptions, escape::escape, output::aggregate::mounts::MountRow,
 };
-
-/// Triggers that change only metadata: their copy-up goes through `ovl_copy_up()` without
-/// write-open flags, which `metacopy=on` makes metadata-only (`ovl_need_meta_copy_up`).
-/// A size change (`truncate`), a write-open, and directory operations copy the data (or
-/// have none).
-pub const METADATA_ONLY: &[Trigger] = &[
-    Trigger::Chown,
-    Trigger::Lchown,
-    Trigger::Fchown,
-    Trigger::Chmod,
-    Trigger::Utimes,
-    Trigger::Setattr,
-    Trigger::Setxattr,
-    Trigger::Removexattr,
-];
-
-const CHOWN: &[Trigger] = &[Trigger::Chown, Trigger::Lchown, Trigger::Fchown];
 
 /// A workload is `chown -R`-shaped when at least this many copy-ups of one mount, and at
 /// least half of them, come from chown: then idmapped mounts are the better answer.
 const CHOWN_R_MIN: u64 = 16;
-
-/// What one overlay mount copied up.
-#[derive(Clone)]
-pub struct MountRow {
-    /// The mount as last seen (rebuilt when remounted at the same place).
-    pub info: Arc<OverlayInfo>,
-    pub copy_ups: u64,
-    pub bytes: u64,
-    /// Copy-ups by a metadata-only trigger that copied data, and those bytes.
-    pub meta_trigger_copy_ups: u64,
-    pub meta_trigger_bytes: u64,
-    /// Copy-ups that were metadata-only (`metacopy=on` at work).
-    pub metacopies: u64,
-    pub chown_copy_ups: u64,
-    /// Data bytes per metadata-only trigger, in `METADATA_ONLY` order.
-    pub by_trigger: FxHashMap<Trigger, u64>,
-}
-
-/// Per-mount totals, by mount point.
-#[derive(Default, Clone)]
-pub struct MountTotals {
-    rows: FxHashMap<Arc<[u8]>, MountRow>,
-}
-
-impl MountTotals {
-    pub fn add(&mut self, c: &CopyUp) {
-        if c.waited {
-            return;
-        }
-        let Some(info) = &c.overlay else { return };
-        let row = self
-            .rows
-            .entry(info.mount_point.clone())
-            .or_insert_with(|| MountRow {
-                info: info.clone(),
-                copy_ups: 0,
-                bytes: 0,
-                meta_trigger_copy_ups: 0,
-                meta_trigger_bytes: 0,
-                metacopies: 0,
-                chown_copy_ups: 0,
-                by_trigger: FxHashMap::default(),
-            });
-        if !Arc::ptr_eq(&row.info, info) {
-            row.info = info.clone();
-        }
-        row.copy_ups += 1;
-        row.bytes += c.bytes;
-        row.metacopies += c.metacopy as u64;
-        row.chown_copy_ups += CHOWN.contains(&c.trigger) as u64;
-        if METADATA_ONLY.contains(&c.trigger) && !c.metacopy && c.bytes > 0 {
-            row.meta_trigger_copy_ups += 1;
-            row.meta_trigger_bytes += c.bytes;
-            *row.by_trigger.entry(c.trigger).or_default() += c.bytes;
-        }
-    }
-
-    /// By mount point.
-    pub fn rows(&self) -> Vec<&MountRow> {
-        let mut v: Vec<&MountRow> = self.rows.values().collect();
-        v.sort_by(|a, b| a.info.mount_point.cmp(&b.info.mount_point));
-        v
-    }
-}
 
 /// Why `metacopy=on` cannot help this mount, if it cannot.
 pub fn metacopy_blocker(o: &OverlayOptions) -> Option<String> {
@@ -175,87 +88,22 @@ impl MountRow {
     }
 }
 
-fn yes_no(b: bool, on: &str) -> String {
-    format!("{on}={}", if b { "on" } else { "off" })
-}
-
-/// The advice section, after the tables; nothing when no copy-up had a known overlay.
-pub fn write_text(out: &mut impl Write, mounts: &MountTotals) -> Result<()> {
-    for row in mounts.rows() {
-        let a = row.advice();
-        let o = &a.options;
-        writeln!(
-            out,
-            "\nOverlay {}: {}, redirect_dir={}, {}, {}, {}",
-            a.mount,
-            yes_no(o.metacopy, "metacopy"),
-            o.redirect_dir,
-            yes_no(o.index, "index"),
-            yes_no(o.userxattr, "userxattr"),
-            yes_no(o.volatile, "volatile"),
-        )?;
-        writeln!(
-            out,
-            "  {} copy-ups, {} copied ({} bytes)",
-            a.copy_ups,
-            human_bytes(a.bytes),
-            a.bytes
-        )?;
-        if a.metadata_only_bytes > 0 {
-            let triggers: Vec<String> = a
-                .metadata_only_bytes_by_trigger
-                .iter()
-                .map(|(t, b)| format!("{t} {b}"))
-                .collect();
-            writeln!(
-                out,
-                "  metadata-only operations copied {} ({} bytes) of file data in {} copy-ups ({})",
-                human_bytes(a.metadata_only_bytes),
-                a.metadata_only_bytes,
-                a.metadata_only_copy_ups,
-                triggers.join(", "),
-            )?;
-            match &a.metacopy_blocked_by {
-                None => writeln!(
-                    out,
-                    "  advice: mount with metacopy=on (and redirect_dir=on) to copy only their \
-                     metadata: {} bytes less, unless a file's data is written later; use it \
-                     only with trusted lower and upper directories",
-                    a.metacopy_would_avoid
-                )?,
-                Some(why) => writeln!(out, "  metacopy=on cannot help: {why}")?,
-            }
-        } else if a.metacopies > 0 {
-            writeln!(
-                out,
-                "  metacopy=on at work: {} copy-ups copied metadata only",
-                a.metacopies
-            )?;
-        }
-        if a.chown_r_shaped {
-            writeln!(
-                out,
-                "  {} of the {} copy-ups came from chown: for a chown -R over a container's \
-                 tree, give the container its ids with an idmapped mount or a user \
-                 namespace (docker/podman --userns, Kubernetes hostUsers: false) instead: \
-                 nothing is copied up at all",
-                a.chown_copy_ups, a.copy_ups
-            )?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::{
-        aggregate::tests::cu,
-        layers::{ModuleDefaults, OverlayOptions},
+        attribution::layers::{ModuleDefaults, OverlayInfo, OverlayOptions},
+        events::decode::{CopyUp, Trigger},
+        output::{
+            aggregate::{mounts::MountTotals, tests::cu},
+            render::advice::write_text,
+        },
     };
 
     fn mount(opts: &str) -> Arc<OverlayInfo> {
-        let parsed = crate::layers::parse_super_options(opts.as_bytes());
+        let parsed = crate::attribution::layers::parse_super_options(opts.as_bytes());
         Arc::new(OverlayInfo {
             mount_point: Arc::from(&b"/m"[..]),
             options: OverlayOptions::effective(

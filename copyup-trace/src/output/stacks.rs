@@ -19,7 +19,8 @@ use anyhow::{Context, Result};
 
 use copyup_trace_common::hooks::COPY_UP_ONE;
 
-use crate::{decode::CopyUp, escape::escape, kallsyms};
+use crate::output::sink::{End, Sink};
+use crate::{escape::escape, events::decode::CopyUp, kernel::kallsyms};
 
 /// Kernel text symbols, sorted by address.
 pub struct KernelSymbols {
@@ -245,10 +246,31 @@ impl StackOutputs {
     }
 }
 
+/// `--stacks` / `--flamegraph`: copy-up time per stack, written to files at the end.
+pub struct StackFiles {
+    pub(super) collector: StackCollector,
+    pub(super) to: StackOutputs,
+}
+
+impl Sink for StackFiles {
+    fn copy_up(&mut self, c: &CopyUp) -> Result<()> {
+        self.collector.add(c);
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &End) -> Result<()> {
+        let ksyms = KernelSymbols::load()?;
+        let lines = self
+            .collector
+            .fold(&ksyms, |id| end.probes.stack_frames(id));
+        self.to.write(&lines)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::tests::cu;
+    use crate::output::aggregate::tests::cu;
 
     #[test]
     fn kernel_symbols_by_address() {

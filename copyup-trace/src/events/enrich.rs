@@ -10,11 +10,11 @@ use std::{os::unix::ffi::OsStrExt, sync::Arc};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    cgroups::{self, CgroupResolver, Container},
-    decode::CopyUp,
-    layers::{Layers, ModuleDefaults, OverlayInfo},
-    mounts::OverlayMounts,
-    runtimes::Runtimes,
+    attribution::cgroups::{self, CgroupResolver, Container},
+    attribution::layers::{Layers, ModuleDefaults, OverlayInfo},
+    attribution::mounts::OverlayMounts,
+    attribution::runtimes::Runtimes,
+    events::decode::CopyUp,
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);

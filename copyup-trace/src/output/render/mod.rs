@@ -1,7 +1,11 @@
 //! What the output looks like: human tables, `--events` lines, JSON lines, CSV rows and
 //! the `--report` JSON. Every name from the traced system passes through `escape` on its
 //! way out. It writes to whatever writer it is handed; which outputs exist and when they
-//! write is `output`'s business.
+//! write is the sinks' business. The layer table and the advice text are its `layers`
+//! and `advice`.
+
+pub mod advice;
+pub mod layers;
 
 use std::{borrow::Cow, collections::BTreeMap, io::Write, time::Duration};
 
@@ -11,12 +15,12 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use crate::{
-    aggregate::{Aggregate, Folded, Row},
-    cgroups::Container,
+    attribution::cgroups::Container,
     cli::{By, SortKey},
-    decode::{CopyUp, OpDone},
     escape::{escape, escape_cow},
-    probes::Losses,
+    events::decode::{CopyUp, OpDone},
+    kernel::probes::Losses,
+    output::aggregate::{Aggregate, Folded, Row},
 };
 
 /// Version of the JSON-lines and CSV record layouts; bumped on incompatible change.
@@ -98,11 +102,11 @@ struct CopyUpRecord<'a> {
     host_path: Option<String>,
     /// JSON: `{"index","dir","store","id"}` or null; CSV: the columns below.
     #[serde(skip_serializing_if = "Option::is_none")]
-    layer: Option<Option<crate::layers::LayerRecord>>,
+    layer: Option<Option<crate::attribution::layers::LayerRecord>>,
     /// JSON: the layer that held the data when it is another one (a metacopy file's),
     /// else null.
     #[serde(skip_serializing_if = "Option::is_none")]
-    data_layer: Option<Option<crate::layers::LayerRecord>>,
+    data_layer: Option<Option<crate::attribution::layers::LayerRecord>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_index: Option<Option<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -534,7 +538,7 @@ pub fn tables(
     }
 
     if opts.wants(By::Layer) {
-        crate::layers::write_table(out, &agg.layers, opts.top)?;
+        layers::write_table(out, &agg.layers, opts.top)?;
     }
 
     if opts.hist {
@@ -549,7 +553,7 @@ pub fn tables(
             }
         }
     }
-    crate::advice::write_text(out, &agg.mounts)?;
+    advice::write_text(out, &agg.mounts)?;
     Ok(())
 }
 
@@ -648,7 +652,7 @@ pub fn report(
             "container": c.container.as_deref(),
             "row": row_json(&c.row),
         })).collect::<Vec<_>>(),
-        "layers": crate::layers::report_rows(&agg.layers, top),
+        "layers": layers::report_rows(&agg.layers, top),
         "advice": agg.mounts.rows().iter().map(|m| m.advice()).collect::<Vec<_>>(),
         "images": agg.images(opts.sort).iter().take(top).map(|r| json!({
             "image": r.image,
@@ -689,7 +693,7 @@ pub fn interval_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Kind, Trigger};
+    use crate::events::decode::{Kind, Trigger};
 
     fn evil() -> CopyUp {
         CopyUp {
@@ -907,7 +911,7 @@ mod tests {
     /// A copy-up from a docker layer: the JSON `layer` object and the CSV columns.
     #[test]
     fn layer_fields() {
-        use crate::layers::{Layer, LayerSize, OverlayInfo, RuntimeLayer};
+        use crate::attribution::layers::{Layer, LayerSize, OverlayInfo, RuntimeLayer};
         let dir = b"/var/lib/docker/overlay2/abc/diff".to_vec();
         let info = OverlayInfo {
             mount_point: std::sync::Arc::from(&b"/merged"[..]),
