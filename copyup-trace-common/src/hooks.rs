@@ -34,6 +34,27 @@ pub struct TracepointHook {
     pub events: &'static [&'static str],
 }
 
+/// The argument positions fentry programs read (`FuncHook::fentry_arg`): the kernel side
+/// reads these constants, the plan checks the kernel's BTF against them.
+pub mod fentry_arg {
+    /// `ovl_setattr(idmap, dentry, attr)`.
+    pub const SETATTR_ATTR: u32 = 2;
+    /// `ovl_copy_up_file(ofs, dentry, new_file, len[, datasync])`.
+    pub const COPY_UP_FILE_LEN: u32 = 3;
+    /// `ovl_copy_up_data(c, temp)`.
+    pub const COPY_UP_DATA_CTX: u32 = 0;
+    /// `ovl_xattr_set(dentry, inode, name, value, size, flags)`.
+    pub const XATTR_SET_VALUE: u32 = 3;
+    /// `ovl_other_xattr_set(handler, idmap, dentry, inode, name, value, ...)`.
+    pub const OTHER_XATTR_SET_VALUE: u32 = 5;
+}
+
+/// Whether kernel function `func` lives in the overlay module (its BTF is the module's,
+/// and it goes when the module goes): overlayfs names every function `ovl_*`.
+pub fn in_overlay_module(func: &str) -> bool {
+    func.starts_with("ovl_")
+}
+
 /// Return kprobe shared by every overlayfs operation (setattr, xattr, open, ...).
 pub const OP_RET: &str = "op_ret";
 
@@ -85,7 +106,7 @@ pub const FCHOWNAT: FuncHook = hook(
 pub const SETATTR: FuncHook = with_arg(
     op("ovl_setattr", "ovl_setattr", "fe_setattr", "fx_setattr"),
     "attr",
-    2,
+    fentry_arg::SETATTR_ATTR,
 );
 /// One overlay object copied up; the unit of every record.
 pub const COPY_UP_ONE: FuncHook = hook(
@@ -114,7 +135,7 @@ pub const COPY_UP_FILE: FuncHook = with_arg(
         "fx_copy_up_file",
     ),
     "len",
-    3,
+    fentry_arg::COPY_UP_FILE_LEN,
 );
 /// The data copy where `ovl_copy_up_file` was inlined into it; its fentry program
 /// knows only the `(c, temp)` form of 6.1+.
@@ -127,13 +148,13 @@ pub const COPY_UP_DATA: FuncHook = with_arg(
         "fx_copy_up_data",
     ),
     "c",
-    0,
+    fentry_arg::COPY_UP_DATA_CTX,
 );
 /// Setting or removing an xattr: `ovl_xattr_set`, or its caller where it was inlined.
 pub const XATTR_SET: FuncHook = with_arg(
     op("ovl_xattr_set", "op_xattr", "fe_xattr_set", "fx_xattr_set"),
     "value",
-    3,
+    fentry_arg::XATTR_SET_VALUE,
 );
 pub const OTHER_XATTR_SET: FuncHook = with_arg(
     op(
@@ -143,21 +164,13 @@ pub const OTHER_XATTR_SET: FuncHook = with_arg(
         "fx_other_xattr_set",
     ),
     "value",
-    5,
+    fentry_arg::OTHER_XATTR_SET_VALUE,
 );
 
-/// Every kernel function the tool may probe; `OPS` is its tail.
-pub const FUNCS: &[FuncHook] = &[
-    FCHOWNAT,
-    SETATTR,
-    COPY_UP_ONE,
-    COPY_UP_END,
-    COPY_UP_FILE,
-    COPY_UP_DATA,
-    XATTR_SET,
-    OTHER_XATTR_SET,
-    // Overlayfs entry points that copy up. Their addresses are taken by inode/file
-    // operation tables, so they are never inlined away.
+/// The overlayfs operations that copy up (open and the directory operations), each
+/// attached wherever the kernel has it. Their addresses are taken by inode/file
+/// operation tables, so they are never inlined away.
+pub const OPS: &[FuncHook] = &[
     op("ovl_open", "op_open", "fe_open", "fx_open"),
     op("ovl_create", "op_create", "fe_create", "fx_create"),
     op(
@@ -176,9 +189,33 @@ pub const FUNCS: &[FuncHook] = &[
     op("ovl_tmpfile", "op_tmpfile", "fe_tmpfile", "fx_tmpfile"),
 ];
 
-/// The overlayfs operations that copy up (open and the directory operations), each
-/// attached wherever the kernel has it.
-pub const OPS: &[FuncHook] = FUNCS.split_at(8).1;
+/// The functions every plan decides on one by one: the syscall, the attribute and xattr
+/// operations, the copy-up and its data copy.
+const CORE: &[FuncHook] = &[
+    FCHOWNAT,
+    SETATTR,
+    COPY_UP_ONE,
+    COPY_UP_END,
+    COPY_UP_FILE,
+    COPY_UP_DATA,
+    XATTR_SET,
+    OTHER_XATTR_SET,
+];
+
+const fn concat<const N: usize>(a: &[FuncHook], b: &[FuncHook]) -> [FuncHook; N] {
+    let mut out = [a[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}
+
+const ALL: [FuncHook; CORE.len() + OPS.len()] = concat(CORE, OPS);
+
+/// Every kernel function the tool may probe: `CORE`, then `OPS`.
+pub const FUNCS: &[FuncHook] = &ALL;
 
 /// The chown-family syscalls' exits: end of a `do_fchownat` call.
 pub const CHOWN_EXIT: TracepointHook = TracepointHook {

@@ -1,12 +1,14 @@
 //! Facts shared by the eBPF programs, user space and the tests: the `#[repr(C)]` records
 //! and per-thread state (the kernel side writes them byte for byte, user space reads them
-//! back), the kernel-side settings (`config`), the probe table (`hooks`) and kernel ABI
-//! constants (`kabi`). No logic lives here beyond what describes those facts.
+//! back), the kernel-side settings (`config`), the probe table (`hooks`), kernel ABI
+//! constants (`kabi`), and kernel releases with the version rules (`kver`). No logic
+//! lives here beyond what describes those facts.
 #![no_std]
 
 pub mod config;
 pub mod hooks;
 pub mod kabi;
+pub mod kver;
 
 pub use config::Config;
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use copyup_trace_common::kabi;
+use copyup_trace_common::{hooks::fentry_arg, kabi};
 
 use crate::{
     config::{arg, conf},
@@ -48,13 +48,15 @@ pub fn copy_data(ctx: ProbeContext) -> u32 {
 /// `ovl_copy_up_file(ofs, dentry, new_file, len[, datasync])`.
 #[fentry(function = "ovl_copy_up_file")]
 pub fn fe_copy_up_file(ctx: FEntryContext) -> u32 {
-    data_enter(ctx.arg::<i64>(3).max(0) as u64)
+    data_enter(ctx.arg::<i64>(fentry_arg::COPY_UP_FILE_LEN as usize).max(0) as u64)
 }
 
 /// `ovl_copy_up_data(c, temp)` (6.1+).
 #[fentry(function = "ovl_copy_up_data")]
 pub fn fe_copy_up_data(ctx: FEntryContext) -> u32 {
-    data_enter(len_from_ctx(ctx.arg::<u64>(0)))
+    data_enter(len_from_ctx(
+        ctx.arg::<u64>(fentry_arg::COPY_UP_DATA_CTX as usize),
+    ))
 }
 
 #[inline(always)]

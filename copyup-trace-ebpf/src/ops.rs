@@ -8,7 +8,9 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use copyup_trace_common::{counter, inflight_key, op, record, OpDoneEvent, OpState};
+use copyup_trace_common::{
+    counter, hooks::fentry_arg, inflight_key, op, record, OpDoneEvent, OpState,
+};
 
 use crate::{
     config::{arg, conf, func_arg},
@@ -194,14 +196,14 @@ pub fn op_xattr(ctx: ProbeContext) -> u32 {
 /// which only `bpf_get_func_arg` reads.
 #[fentry(function = "ovl_xattr_set")]
 pub fn fe_xattr_set(ctx: FEntryContext) -> u32 {
-    xattr_enter(func_arg(&ctx, 3))
+    xattr_enter(func_arg(&ctx, fentry_arg::XATTR_SET_VALUE))
 }
 op_fexit!(fx_xattr_set, "ovl_xattr_set");
 
 /// `ovl_other_xattr_set(handler, idmap, dentry, inode, name, value, ...)`.
 #[fentry(function = "ovl_other_xattr_set")]
 pub fn fe_other_xattr_set(ctx: FEntryContext) -> u32 {
-    xattr_enter(func_arg(&ctx, 5))
+    xattr_enter(func_arg(&ctx, fentry_arg::OTHER_XATTR_SET_VALUE))
 }
 op_fexit!(fx_other_xattr_set, "ovl_other_xattr_set");
 
@@ -227,7 +229,7 @@ pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
 /// `ovl_setattr(idmap, dentry, attr)` (5.12+).
 #[fentry(function = "ovl_setattr")]
 pub fn fe_setattr(ctx: FEntryContext) -> u32 {
-    setattr_enter(ctx.arg::<u64>(2))
+    setattr_enter(ctx.arg::<u64>(fentry_arg::SETATTR_ATTR as usize))
 }
 op_fexit!(fx_setattr, "ovl_setattr");
 

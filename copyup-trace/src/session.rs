@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use aya_log::EbpfLogger;
+use copyup_trace_common::hooks;
 use tokio::{
     io::{unix::AsyncFd, Interest},
     process::{Child, Command},
@@ -25,8 +26,7 @@ use crate::{
     attribution::runtimes::{Roots, Runtimes},
     events::decode::{Decoded, Decoder},
     events::enrich::Enricher,
-    kernel::modwatch::OverlayWatch,
-    kernel::probes::Probes,
+    kernel::{modwatch::OverlayWatch, plan::Attach, probes::Probes},
     options::Options,
     output::aggregate::{Aggregate, Limits},
     output::{
@@ -383,7 +383,7 @@ async fn trace(
     let on_kprobes = probes
         .mechanisms()
         .iter()
-        .any(|(func, m)| func.starts_with("ovl_") && *m == "kprobe");
+        .any(|(func, m)| hooks::in_overlay_module(func) && *m == Attach::Kprobe);
     let mut overlay = on_kprobes.then(OverlayWatch::new).flatten();
     let mut module_tick = tokio::time::interval(Duration::from_secs(1));
 

@@ -68,7 +68,13 @@ struct Line {
     packaging: Packaging,
 }
 
-/// The kernel lines `cargo xtask test` knows. 6.12 comes from bookworm (6.12.N+deb12); the
+/// The series of every line, oldest first: "5.10", "6.1", ...
+pub fn series() -> impl Iterator<Item = &'static str> {
+    LINES.iter().map(|l| l.series)
+}
+
+/// The kernel lines `cargo xtask test` knows, oldest first: 5.10 (bullseye), 6.1 and 6.12
+/// (bookworm), 7.2 (sid), 7.3 (trixie-backports). 6.12 comes from bookworm (6.12.N+deb12); the
 /// private state's trixie builds (+deb13) of it are not used.
 const LINES: &[Line] = &[
     Line {
@@ -458,11 +464,7 @@ fn debian_uri_deb822(text: &str) -> Option<String> {
 
 /// "6.1.0-56" -> "6.1"; "6.12.117+deb12" -> "6.12".
 fn series_of(abi: &str) -> Option<String> {
-    let mut parts = abi.split(|c: char| !c.is_ascii_digit());
-    let (major, minor) = (parts.next()?, parts.next()?);
-    if major.is_empty() || minor.is_empty() {
-        return None;
-    }
+    let (major, minor) = copyup_trace_common::kver::parse(abi)?;
     Some(format!("{major}.{minor}"))
 }
 

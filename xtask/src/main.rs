@@ -134,9 +134,6 @@ impl From<BenchClock> for guest::Clock {
     }
 }
 
-/// The newest Debian build of each line: 5.10 (bullseye), 6.1 and 6.12 (bookworm), 7.2 (sid),
-/// 7.3 (trixie-backports).
-const SERIES: &[&str] = &["5.10", "6.1", "6.12", "7.2", "7.3"];
 const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// A static binary, so the busybox guest needs no libc.
@@ -192,7 +189,7 @@ fn guest_files(tool: &Path) -> Vec<GuestFile> {
 
 fn kernels(series: &[String]) -> Result<Vec<GuestKernel>> {
     let s: Vec<&str> = if series.is_empty() {
-        SERIES.to_vec()
+        kernels::series().collect()
     } else {
         series.iter().map(String::as_str).collect()
     };

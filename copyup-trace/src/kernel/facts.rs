@@ -11,6 +11,7 @@ use btf_rs::{Backend, Btf, Type};
 use copyup_trace_common::{
     config::{entry_at, LowerStack, Offsets, Regs},
     hooks::{self, CHOWN_EXIT, COPY_UP_ONE},
+    kver,
 };
 
 use crate::{
@@ -72,7 +73,7 @@ pub fn facts() -> Result<KernelFacts> {
         .iter()
         .copied()
         .filter(|f| !btf_ids.contains_key(f))
-        .filter(|f| !(f.starts_with("ovl_") && overlay_described))
+        .filter(|f| !(hooks::in_overlay_module(f) && overlay_described))
         .collect();
     let mut attachable: Vec<&str> = btf_ids.keys().copied().collect();
     if !missing.is_empty() {
@@ -89,7 +90,7 @@ pub fn facts() -> Result<KernelFacts> {
 
     let mut funcs = BTreeMap::new();
     for &name in &functions {
-        let module = match (name.starts_with("ovl_"), &overlay) {
+        let module = match (hooks::in_overlay_module(name), &overlay) {
             (true, Some(_)) => Some(OVERLAY_MODULE),
             _ => None,
         };
@@ -269,8 +270,8 @@ fn lower_stack(ix: &Index, release: &str) -> (LowerStack, LayoutFrom) {
     };
     match from_btf() {
         Ok(l) => (l, LayoutFrom::Btf),
-        Err(e) => match crate::kernel::plan::parse_release(release) {
-            Some(v) if ((5, 7)..(6, 5)).contains(&v) => (
+        Err(e) => match kver::parse(release) {
+            Some(v) if (kver::LOWER_STACK_FIXED.0..kver::LOWER_STACK_FIXED.1).contains(&v) => (
                 LowerStack {
                     entry_off: member_offset(ix, "dentry", &["d_fsdata"]).unwrap_or(0),
                     ..ENTRY_BEFORE_6_5

@@ -4,6 +4,7 @@
 
 use std::{fs, path::Path};
 
+use copyup_trace_common::kver;
 use serde::Serialize;
 
 use crate::kernel::{facts, plan};
@@ -231,8 +232,8 @@ pub fn memlock() -> Item {
     };
     let old = facts::release()
         .ok()
-        .and_then(|r| plan::parse_release(&r))
-        .is_some_and(|v| v < (5, 11));
+        .and_then(|r| kver::parse(&r))
+        .is_some_and(|v| v < kver::BPF_MEMCG_ACCOUNTING);
     let fact = format!(
         "soft {}, hard {}; {}",
         show(lim.rlim_cur),
@@ -240,7 +241,7 @@ pub fn memlock() -> Item {
         if old {
             "this kernel charges BPF memory to it: raised at start-up"
         } else {
-            "not used for BPF memory since 5.11"
+            "not used for BPF memory on this kernel"
         }
     );
     item(

@@ -13,6 +13,7 @@ use copyup_trace_common::{
         self, FuncHook, COPY_UP_DATA, COPY_UP_END, COPY_UP_FILE, COPY_UP_ONE, FCHOWNAT,
         OTHER_XATTR_SET, SETATTR, XATTR_SET,
     },
+    kver,
 };
 
 /// What is known about one kernel function.
@@ -58,20 +59,36 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> Attach {
         match self {
-            Mechanism::Fentry(_) => "fentry",
-            Mechanism::Kprobe { .. } => "kprobe",
+            Mechanism::Fentry(_) => Attach::Fentry,
+            Mechanism::Kprobe { .. } => Attach::Kprobe,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 }
 
-/// `bpf_get_func_ret`, which fexit programs read the return value with, came in 5.17.
-pub const FEXIT_RET_SINCE: (u32, u32) = (5, 17);
+/// How a kernel function was attached, as the outputs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// fentry, and fexit where the return matters.
+    Fentry,
+    /// kprobe, and kretprobe where the return matters.
+    Kprobe,
+}
 
-/// `bpf_task_pt_regs`, with which stored state is checked against the syscall in
-/// progress (`CallId`), came in 5.15.
-pub const TASK_PT_REGS_SINCE: (u32, u32) = (5, 15);
+impl Attach {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attach::Fentry => "fentry",
+            Attach::Kprobe => "kprobe",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct KernelFacts {
@@ -188,21 +205,15 @@ impl ProbePlan {
 /// x86 unwinder cannot get past a kretprobe's trampoline, so the frames above a function
 /// with a return probe (`ovl_setattr`, `ovl_open`, ...) are lost.
 pub fn stack_limit(release: &str) -> Option<String> {
-    match parse_release(release) {
-        Some(v) if v < (5, 15) => Some(format!(
-            "kernel {release} cannot unwind through kretprobe trampolines (before 5.15): \
-             kernel stacks end at kretprobe_trampoline above probed overlayfs functions"
+    let (major, minor) = kver::KRETPROBE_UNWIND;
+    match kver::parse(release) {
+        Some(v) if v < kver::KRETPROBE_UNWIND => Some(format!(
+            "kernel {release} cannot unwind through kretprobe trampolines (before \
+             {major}.{minor}): kernel stacks end at kretprobe_trampoline above probed \
+             overlayfs functions"
         )),
         _ => None,
     }
-}
-
-/// `(major, minor)` from a release string such as `6.12.57+deb12-amd64`.
-pub fn parse_release(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    let major = it.next()?.parse().ok()?;
-    let minor = it.next()?.parse().ok()?;
-    Some((major, minor))
 }
 
 impl ProbePlan {
@@ -214,7 +225,10 @@ impl ProbePlan {
     /// why not fentry. `None` when every function takes fentry/fexit, so that a kernel
     /// without kprobes can still be traced.
     pub fn kprobes_needed(&self) -> Option<String> {
-        let (func, m) = self.mechanisms.iter().find(|(_, m)| m.name() == "kprobe")?;
+        let (func, m) = self
+            .mechanisms
+            .iter()
+            .find(|(_, m)| m.kind() == Attach::Kprobe)?;
         Some(match m {
             Mechanism::Kprobe { why_not_fentry } if !why_not_fentry.is_empty() => {
                 format!("{func} cannot take fentry: {why_not_fentry}")
@@ -244,23 +258,27 @@ impl ProbePlan {
 
 /// Whether `hook` can take fentry/fexit on this kernel, and if not, why.
 fn fentry_for(facts: &KernelFacts, plan: &ProbePlan, hook: &FuncHook) -> Result<BtfFunc, String> {
-    match parse_release(&facts.release) {
-        Some(v) if v >= FEXIT_RET_SINCE => {}
+    match kver::parse(&facts.release) {
+        Some(v) if v >= kver::FEXIT_RET => {}
         _ => {
             return Err(format!(
                 "kernel {} is older than {}.{}: fexit cannot read the return value \
                  (no bpf_get_func_ret)",
-                facts.release, FEXIT_RET_SINCE.0, FEXIT_RET_SINCE.1
+                facts.release,
+                kver::FEXIT_RET.0,
+                kver::FEXIT_RET.1
             ))
         }
     }
     let f = facts.funcs.get(hook.func);
     let Some(btf) = f.and_then(|f| f.btf.clone()) else {
-        return Err(if hook.func.starts_with("ovl_") && !facts.overlay_btf {
-            "no overlay module BTF (/sys/kernel/btf/overlay) describes it".to_string()
-        } else {
-            "not in kernel BTF".to_string()
-        });
+        return Err(
+            if hooks::in_overlay_module(hook.func) && !facts.overlay_btf {
+                "no overlay module BTF (/sys/kernel/btf/overlay) describes it".to_string()
+            } else {
+                "not in kernel BTF".to_string()
+            },
+        );
     };
     if let Some((param, index)) = hook.fentry_arg {
         if plan.planned_index(hook) != Some(index) {
@@ -288,7 +306,7 @@ impl KernelFacts {
         if let Some(params) = &func.params {
             return params.iter().position(|p| p == param).map(|i| i as u32);
         }
-        fallback(parse_release(&self.release)?)
+        fallback(kver::parse(&self.release)?)
     }
 }
 
@@ -339,7 +357,9 @@ fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
         // (dentry, attr) before 5.12; (user_ns|idmap, dentry, attr) since.
         Some(f) => Some(
             facts
-                .arg_index(f, "attr", |v| Some(if v < (5, 12) { 1 } else { 2 }))
+                .arg_index(f, "attr", |v| {
+                    Some(if v < kver::SETATTR_USERNS_ARG { 1 } else { 2 })
+                })
                 .ok_or_else(|| {
                     anyhow!(
                         "{} in this kernel's BTF has no `attr` parameter",
@@ -401,8 +421,8 @@ fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
         },
         offsets: facts.offsets,
         lower_stack: facts.lower_stack,
-        regs: match (facts.regs, parse_release(&facts.release)) {
-            (Some(r), Some(v)) if v >= TASK_PT_REGS_SINCE => Regs { enabled: 1, ..r },
+        regs: match (facts.regs, kver::parse(&facts.release)) {
+            (Some(r), Some(v)) if v >= kver::TASK_PT_REGS => Regs { enabled: 1, ..r },
             _ => Regs::default(),
         },
         mechanisms: BTreeMap::new(),
@@ -415,10 +435,17 @@ fn decide_kprobes(facts: &KernelFacts) -> Result<ProbePlan> {
 /// `ovl_other_xattr_set(handler, ns|idmap, dentry, inode, name, value, ...)` where the
 /// former was inlined.
 fn decide_xattr(facts: &KernelFacts) -> Option<(&'static FuncHook, u32)> {
-    for (hook, fallback) in [(&XATTR_SET, 3), (&OTHER_XATTR_SET, 5)] {
+    use hooks::fentry_arg::{OTHER_XATTR_SET_VALUE, XATTR_SET_VALUE};
+    for (hook, fallback) in [
+        (&XATTR_SET, XATTR_SET_VALUE),
+        (&OTHER_XATTR_SET, OTHER_XATTR_SET_VALUE),
+    ] {
         let Some(f) = facts.func(hook) else { continue };
+        // The kernel side knows `value` at these two positions only.
         match facts.arg_index(f, "value", |_| Some(fallback)) {
-            Some(i @ (3 | 5)) => return Some((hook, i)),
+            Some(i) if i == XATTR_SET_VALUE || i == OTHER_XATTR_SET_VALUE => {
+                return Some((hook, i))
+            }
             _ => continue,
         }
     }
@@ -431,7 +458,9 @@ fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
     // the O_TMPFILE and the workdir path.
     if let Some(f) = facts.func(&COPY_UP_FILE) {
         let idx = facts
-            .arg_index(f, "len", |v| Some(if v < (5, 10) { 2 } else { 3 }))
+            .arg_index(f, "len", |v| {
+                Some(if v < kver::COPY_UP_FILE_OFS_ARG { 2 } else { 3 })
+            })
             .ok_or_else(|| anyhow!("{} in BTF has no `len` parameter", COPY_UP_FILE.func))?;
         return Ok(DataProbe {
             hook: &COPY_UP_FILE,
@@ -467,9 +496,9 @@ fn decide_data_probe(facts: &KernelFacts) -> Result<DataProbe> {
             }
             bail!("{data_name} in BTF has neither a `len` nor a `c` parameter");
         }
-        return match parse_release(&facts.release) {
-            Some(v) if v < (5, 10) => Ok(by_arg(2)),
-            Some(v) if v < (6, 1) => Ok(by_arg(3)),
+        return match kver::parse(&facts.release) {
+            Some(v) if v < kver::COPY_UP_FILE_OFS_ARG => Ok(by_arg(2)),
+            Some(v) if v < kver::COPY_UP_DATA_CTX => Ok(by_arg(3)),
             Some(_) => by_ctx(0),
             None => bail!("cannot parse kernel release {:?}", facts.release),
         };
@@ -871,9 +900,9 @@ mod tests {
             })
         );
         let p = decide(&fentry_6_12(), ProbeMode::Fentry).unwrap();
-        assert!(p.mechanisms.values().all(|m| m.name() == "fentry"));
+        assert!(p.mechanisms.values().all(|m| m.kind() == Attach::Fentry));
         let p = decide(&fentry_6_12(), ProbeMode::Kprobe).unwrap();
-        assert!(p.mechanisms.values().all(|m| m.name() == "kprobe"));
+        assert!(p.mechanisms.values().all(|m| m.kind() == Attach::Kprobe));
     }
 
     /// A function that cannot take fentry gets a kprobe, with the reason; the others
@@ -947,7 +976,7 @@ mod tests {
         let mut k = fentry_6_12();
         k.release = "5.15.0-91-generic".into();
         let p = decide(&k, ProbeMode::Auto).unwrap();
-        assert!(p.mechanisms.values().all(|m| m.name() == "kprobe"));
+        assert!(p.mechanisms.values().all(|m| m.kind() == Attach::Kprobe));
         let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
         assert!(err.contains("5.17"), "{err}");
     }
@@ -980,13 +1009,5 @@ mod tests {
         assert!(stack_limit("5.10.0-32-amd64").is_some_and(|m| m.contains("5.10.0-32")));
         assert_eq!(stack_limit("5.15.0"), None);
         assert_eq!(stack_limit("6.12.117+deb12-amd64"), None);
-    }
-
-    #[test]
-    fn release_parsing() {
-        assert_eq!(parse_release("6.12.57+deb12-amd64"), Some((6, 12)));
-        assert_eq!(parse_release("6.1.0-41-amd64"), Some((6, 1)));
-        assert_eq!(parse_release("5.4"), Some((5, 4)));
-        assert_eq!(parse_release("garbage"), None);
     }
 }

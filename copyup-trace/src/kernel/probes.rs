@@ -18,7 +18,7 @@ use copyup_trace_common::{
 };
 use serde::Serialize;
 
-use crate::kernel::plan::{BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
+use crate::kernel::plan::{Attach, BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
 
 /// Events the kernel side could not deliver. Serialized as it is wherever it is shown
 /// (summary and report records), with `lost` (`total`) beside it.
@@ -72,7 +72,7 @@ pub struct Probes {
     /// Per-thread entries removed by `reap_exited`: returns the kernel never reported.
     reaped: u64,
     /// The mechanism each attached function got ("fentry" or "kprobe"), by name.
-    mechanisms: BTreeMap<&'static str, &'static str>,
+    mechanisms: BTreeMap<&'static str, Attach>,
     /// Kernel BTF objects of modules, by name, opened once.
     btf_objects: BTreeMap<String, OwnedFd>,
 }
@@ -183,7 +183,7 @@ impl Probes {
 
     /// The mechanism each attached function got: "fentry" (with fexit where the
     /// return matters) or "kprobe" (with a kretprobe).
-    pub fn mechanisms(&self) -> &BTreeMap<&'static str, &'static str> {
+    pub fn mechanisms(&self) -> &BTreeMap<&'static str, Attach> {
         &self.mechanisms
     }
 
@@ -211,7 +211,7 @@ impl Probes {
                         btf.module.as_deref().unwrap_or("vmlinux"),
                         t0.elapsed().as_micros()
                     );
-                    self.mechanisms.insert(hook.func, "fentry");
+                    self.mechanisms.insert(hook.func, Attach::Fentry);
                     return Ok(());
                 }
                 Err(e) if plan.mode == ProbeMode::Fentry => {
@@ -240,7 +240,7 @@ impl Probes {
             self.ret_probe(hook)?;
         }
         self.kprobe(hook.entry, hook.func)?;
-        self.mechanisms.insert(hook.func, "kprobe");
+        self.mechanisms.insert(hook.func, Attach::Kprobe);
         log::debug!(
             "{}: kprobe loaded and attached in {} us",
             hook.func,

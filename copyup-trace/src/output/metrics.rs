@@ -227,7 +227,12 @@ impl Counts {
 
     pub fn status(&mut self, s: &Status) {
         self.losses.clone_from(&s.losses);
-        let mut mechanisms: Vec<&str> = s.probes.mechanisms().into_values().collect();
+        let mut mechanisms: Vec<&str> = s
+            .probes
+            .mechanisms()
+            .into_values()
+            .map(|m| m.name())
+            .collect();
         mechanisms.sort_unstable();
         mechanisms.dedup();
         self.info[2].1 = mechanisms.join("+");
@@ -665,8 +670,12 @@ mod tests {
             None
         }
 
-        fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
-            BTreeMap::from([("a", "kprobe"), ("b", "fentry"), ("c", "kprobe")])
+        fn mechanisms(&self) -> BTreeMap<&'static str, crate::kernel::plan::Attach> {
+            BTreeMap::from([
+                ("a", crate::kernel::plan::Attach::Kprobe),
+                ("b", crate::kernel::plan::Attach::Fentry),
+                ("c", crate::kernel::plan::Attach::Kprobe),
+            ])
         }
     }
 

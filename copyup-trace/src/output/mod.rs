@@ -184,8 +184,11 @@ mod tests {
             None
         }
 
-        fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
-            BTreeMap::from([("ovl_copy_up_one", "fentry"), ("ovl_open", "kprobe")])
+        fn mechanisms(&self) -> BTreeMap<&'static str, crate::kernel::plan::Attach> {
+            BTreeMap::from([
+                ("ovl_copy_up_one", crate::kernel::plan::Attach::Fentry),
+                ("ovl_open", crate::kernel::plan::Attach::Kprobe),
+            ])
         }
     }
 

@@ -10,7 +10,10 @@ use anyhow::Result;
 
 use crate::{
     events::decode::{CopyUp, OpDone},
-    kernel::probes::{Losses, Probes},
+    kernel::{
+        plan::Attach,
+        probes::{Losses, Probes},
+    },
     output::aggregate::Aggregate,
 };
 
@@ -77,8 +80,8 @@ pub trait Probed {
     fn state_entries(&self) -> Option<usize>;
     /// A recorded stack's instruction pointers, innermost first.
     fn stack_frames(&self, id: i32) -> Option<Vec<u64>>;
-    /// How each probed function was attached ("fentry" or "kprobe"), by name.
-    fn mechanisms(&self) -> BTreeMap<&'static str, &'static str>;
+    /// How each probed function was attached, by name.
+    fn mechanisms(&self) -> BTreeMap<&'static str, Attach>;
 }
 
 impl Probed for Probes {
@@ -90,7 +93,7 @@ impl Probed for Probes {
         Probes::stack_frames(self, id)
     }
 
-    fn mechanisms(&self) -> BTreeMap<&'static str, &'static str> {
+    fn mechanisms(&self) -> BTreeMap<&'static str, Attach> {
         Probes::mechanisms(self).clone()
     }
 }

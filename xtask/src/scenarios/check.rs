@@ -3,7 +3,7 @@
 //! is `mod.rs`'s job.
 
 use anyhow::{anyhow, ensure, Result};
-use copyup_trace_common::hooks;
+use copyup_trace_common::{hooks, kver};
 use serde_json::Value;
 
 use super::{Artifacts, Check};
@@ -53,10 +53,12 @@ fn check_json(a: &Artifacts) -> Result<()> {
     ] {
         ensure!(status(name)? == "ok", "{name}: {}", row(&report, name)?);
     }
-    // Overlay's lower-stack layout from its BTF where the module has one (6.1 on), else
-    // the known layout of its line (5.10, whose overlay module has no BTF).
+    // Overlay's lower-stack layout from its BTF where the module has one (Debian's
+    // builds from 6.1 on), else the known layout of its line (5.10, whose overlay
+    // module has no BTF).
+    const DEBIAN_OVERLAY_BTF: kver::Version = (6, 1);
     let layer = row(&report, "source layer")?;
-    let want = if super::release_at_least(&a.kernel, (6, 1)) {
+    let want = if super::release_at_least(&a.kernel, DEBIAN_OVERLAY_BTF) {
         "layout from overlay BTF"
     } else {
         "the 5.7-6.4 layout"

@@ -4,6 +4,7 @@
 //! `scoping.sh`); reading the artifacts is `mod.rs`'s job.
 
 use anyhow::{ensure, Result};
+use copyup_trace_common::kver;
 use serde_json::{json, Value};
 
 use super::{
@@ -436,7 +437,7 @@ fn stale(a: &Artifacts) -> Result<()> {
     let r = a.run("stale")?;
     ensure!(r.rc == 0, "exit {}: {}", r.rc, a.get("stale.err")?);
     let m = "/tmp/ovl-stale/merged";
-    let checked = super::release_at_least(&a.kernel, (5, 15));
+    let checked = super::release_at_least(&a.kernel, kver::TASK_PT_REGS);
     // Unchecked, the open takes the chown's state, and its filename is read from the
     // chown's argument, memory that may be gone by then: what it reads is not checked.
     let b = if checked {

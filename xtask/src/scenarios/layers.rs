@@ -3,6 +3,7 @@
 //! what `guest/scenarios/layers.sh` saved; reading the artifacts is `mod.rs`'s job.
 
 use anyhow::{ensure, Context, Result};
+use copyup_trace_common::kver;
 use serde_json::{json, Value};
 
 use super::{expect_objects, Artifacts, Check};
@@ -271,7 +272,7 @@ fn metacopy_data(a: &Artifacts) -> Result<()> {
     let mount_rc = a.get("mdata.mount3_rc")?.trim();
     let data_only = mount_rc == "0";
     ensure!(
-        data_only == super::release_at_least(&a.kernel, (6, 5)),
+        data_only == super::release_at_least(&a.kernel, kver::DATA_ONLY_LAYERS),
         "the data-only mount on {}: exit {mount_rc}, {}",
         a.kernel,
         a.get("mdata.mount3_err")?

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use copyup_trace_common::kver;
 use serde_json::Value;
 
 use crate::progs;
@@ -260,10 +261,8 @@ fn check_latencies(run: &Run) -> Result<()> {
 }
 
 /// Whether the guest kernel's release (`6.12.118+deb13-amd64`) is at least `v`.
-fn release_at_least(kernel: &str, v: (u32, u32)) -> bool {
-    let mut it = kernel.split(|c: char| !c.is_ascii_digit());
-    let mut num = || it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-    (num(), num()) >= v
+fn release_at_least(kernel: &str, v: kver::Version) -> bool {
+    kver::at_least(kernel, v)
 }
 
 fn one_line_error(a: &Artifacts, name: &str, rc: i32, needle: &str) -> Result<()> {

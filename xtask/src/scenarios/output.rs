@@ -3,6 +3,7 @@
 //! reading the artifacts is `mod.rs`'s job.
 
 use anyhow::{anyhow, ensure, Context, Result};
+use copyup_trace_common::kver;
 
 use super::{expect_objects, u, Artifacts, Check};
 
@@ -65,8 +66,8 @@ fn stacks(a: &Artifacts) -> Result<()> {
     let r = a.run("stk")?;
     expect_objects(&r, &[("/s1", "file", 7000), ("/s2", "file", 4)])?;
     let folded = a.get("stk.folded")?;
-    // Kernels before 5.15 cannot unwind past a kretprobe trampoline; the tool warns.
-    let old_unwinder = !super::release_at_least(&a.kernel, (5, 15));
+    // Older kernels cannot unwind past a kretprobe trampoline; the tool warns.
+    let old_unwinder = !super::release_at_least(&a.kernel, kver::KRETPROBE_UNWIND);
     let warned = a
         .get("stk.err")?
         .contains("cannot unwind through kretprobe trampolines");

@@ -14,6 +14,7 @@ use bytesize::ByteSize;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
+use crate::kernel::plan::Attach;
 use crate::{
     attribution::cgroups::Container,
     cli::{By, SortKey},
@@ -231,7 +232,7 @@ struct JsonSummary<'a> {
     /// Entries left in the kernel's per-thread maps at the end (0 when idle).
     state_entries: Option<usize>,
     /// How each probed kernel function was attached: "fentry" or "kprobe".
-    probes: &'a BTreeMap<&'static str, &'static str>,
+    probes: &'a BTreeMap<&'static str, Attach>,
 }
 
 pub fn json_summary(
@@ -241,7 +242,7 @@ pub fn json_summary(
     elapsed: Duration,
     command: Option<Duration>,
     state_entries: Option<usize>,
-    probes: &BTreeMap<&'static str, &'static str>,
+    probes: &BTreeMap<&'static str, Attach>,
 ) -> Result<()> {
     let t = agg.total;
     let s = JsonSummary {
@@ -800,7 +801,10 @@ mod tests {
             Duration::from_millis(2),
             None,
             Some(0),
-            &BTreeMap::from([("ovl_copy_up_one", "fentry"), ("do_fchownat", "kprobe")]),
+            &BTreeMap::from([
+                ("ovl_copy_up_one", Attach::Fentry),
+                ("do_fchownat", Attach::Kprobe),
+            ]),
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
