@@ -112,8 +112,6 @@ pub struct Config {
     pub wakeup_bytes: u32,
     /// Offset of `ret` in the `syscalls:sys_exit_*` tracepoint records.
     pub sys_exit_ret_off: u32,
-    /// Offset of `child_pid` in the `sched_process_fork` tracepoint record.
-    pub fork_child_pid_off: u32,
     pub args: Args,
     pub off: Offsets,
     pub lower: LowerStack,

@@ -223,19 +223,27 @@ pub const CHOWN_EXIT: TracepointHook = TracepointHook {
     category: "syscalls",
     events: &["sys_exit_chown", "sys_exit_lchown", "sys_exit_fchownat"],
 };
-/// Follows `-- COMMAND`'s process tree.
-pub const FORK: TracepointHook = TracepointHook {
+pub const TRACEPOINTS: &[TracepointHook] = &[CHOWN_EXIT];
+
+/// A raw tracepoint served by one program: attached by name, with no tracefs, and its
+/// arguments the tracepoint's own (`TP_PROTO`), not a formatted record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTracepointHook {
+    pub program: &'static str,
+    pub event: &'static str,
+}
+
+/// Follows `-- COMMAND`'s process tree: `(parent, child)` tasks.
+pub const FORK: RawTracepointHook = RawTracepointHook {
     program: "sched_process_fork",
-    category: "sched",
-    events: &["sched_process_fork"],
+    event: "sched_process_fork",
 };
-/// A thread's end: its per-thread state goes.
-pub const THREAD_EXIT: TracepointHook = TracepointHook {
+/// A thread's end: its per-thread state goes. It runs in the ending task.
+pub const THREAD_EXIT: RawTracepointHook = RawTracepointHook {
     program: "sched_process_exit",
-    category: "sched",
-    events: &["sched_process_exit"],
+    event: "sched_process_exit",
 };
-pub const TRACEPOINTS: &[TracepointHook] = &[CHOWN_EXIT, FORK, THREAD_EXIT];
+pub const RAW_TRACEPOINTS: &[RawTracepointHook] = &[FORK, THREAD_EXIT];
 
 fn all_names() -> impl Iterator<Item = &'static str> + Clone {
     FUNCS
@@ -247,6 +255,7 @@ fn all_names() -> impl Iterator<Item = &'static str> + Clone {
                 .chain(h.fexit)
         })
         .chain(TRACEPOINTS.iter().map(|t| t.program))
+        .chain(RAW_TRACEPOINTS.iter().map(|t| t.program))
 }
 
 /// Every eBPF program of the tool, each once.

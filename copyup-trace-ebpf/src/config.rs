@@ -19,7 +19,6 @@ pub static CONFIG: Config = Config {
     sees_waits: 0,
     wakeup_bytes: 0,
     sys_exit_ret_off: 0,
-    fork_child_pid_off: 0,
     args: copyup_trace_common::config::Args {
         copy_up_dentry: 0,
         setattr_attr: 0,

@@ -3,14 +3,15 @@
 //! is never taken for the state of a later thread that reuses its tid.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use copyup_trace_common::{counter, inflight_key, MAX_NEST};
 
 use crate::maps::{bump, tid_of, EVENT_SCRATCH, INFLIGHT, OPS, SYSCALLS};
 
-#[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+/// `sched_process_exit(task)`, run in the ending task.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     let _ = SYSCALLS.remove(&tid);
     let _ = OPS.remove(&tid);

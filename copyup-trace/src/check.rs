@@ -6,7 +6,6 @@
 use std::{fs, io::Write, path::Path};
 
 use anyhow::Result;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use copyup_trace_common::hooks;
 use procfs::process::MountInfo;
 use serde::Serialize;
@@ -16,12 +15,13 @@ use crate::{
     escape::escape,
     kernel::facts,
     kernel::host::{
-        item, kprobe_support, lockdown, memlock, overlay, overlay_btf, privileges, stacks,
+        self, item, kprobe_support, lockdown, memlock, overlay, overlay_btf, privileges, stacks,
         vmlinux_btf, Item, Status,
     },
     kernel::plan,
     kernel::plan::{LayoutFrom, Mechanism},
     kernel::probes,
+    output::render::new_table,
 };
 
 #[derive(Debug, Serialize)]
@@ -73,7 +73,7 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
         }
     };
     let plan = plan::decide(&facts, plan::ProbeMode::Auto);
-    let fentry = fentry_attach(plan.as_ref().ok(), can_try);
+    let (fentry, refused) = fentry_attach(plan.as_ref().ok(), can_try, kprobes);
     let fentry_works = fentry.status == Status::Ok;
     for hook in hooks::FUNCS {
         let attachable = facts.funcs.get(hook.func).is_some_and(|f| f.attachable);
@@ -131,6 +131,16 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
         ),
     });
     out.push(match plan {
+        // What a start says when fentry is refused with no kprobes to fall back on.
+        Ok(_) if !kprobes && refused.is_some() => {
+            let (func, e) = refused.unwrap_or_default();
+            item(
+                "probe plan",
+                Status::Missing,
+                format!("{}: {e}", host::no_fallback(func, &host::kprobe_support())),
+                "BTF, /proc/kallsyms, attach",
+            )
+        }
         Ok(_) => item(
             "probe plan",
             Status::Ok,
@@ -150,10 +160,14 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
 /// Loads and attaches fentry and fexit on `do_fchownat` (vmlinux BTF) and
 /// `ovl_copy_up_one` (the overlay module's BTF, where it has its own) where the plan
 /// gives them fentry, then detaches them: tried, not guessed.
-fn fentry_attach(plan: Option<&plan::ProbePlan>, can_try: bool) -> Item {
+fn fentry_attach(
+    plan: Option<&plan::ProbePlan>,
+    can_try: bool,
+    kprobes: bool,
+) -> (Item, Option<(&'static str, String)>) {
     const ROW: &str = "fentry/fexit";
     let Some(plan) = plan else {
-        return item(ROW, Status::Info, "no probe plan", "plan");
+        return (item(ROW, Status::Info, "no probe plan", "plan"), None);
     };
     let mut tried = Vec::new();
     let mut why_not = Vec::new();
@@ -167,12 +181,13 @@ fn fentry_attach(plan: Option<&plan::ProbePlan>, can_try: bool) -> Item {
         }
     }
     if tried.is_empty() {
-        return item(
+        let row = item(
             ROW,
             Status::Info,
             format!("not used: {}; kprobes instead", why_not.join("; ")),
             "BTF, kernel version",
         );
+        return (row, None);
     }
     let names: Vec<String> = tried
         .iter()
@@ -182,7 +197,7 @@ fn fentry_attach(plan: Option<&plan::ProbePlan>, can_try: bool) -> Item {
         })
         .collect();
     if !can_try {
-        return item(
+        let row = item(
             ROW,
             Status::Info,
             format!(
@@ -191,23 +206,35 @@ fn fentry_attach(plan: Option<&plan::ProbePlan>, can_try: bool) -> Item {
             ),
             "attach",
         );
+        return (row, None);
     }
     match probes::Probes::try_fentry(&tried) {
-        Ok(()) => item(
-            ROW,
-            Status::Ok,
-            format!(
-                "fentry and fexit attached to {} and detached",
-                names.join(", ")
-            ),
-            "attach",
-        ),
-        Err(e) => item(
-            ROW,
-            Status::Warn,
-            format!("refused ({e:#}): kprobes are used instead"),
-            "attach",
-        ),
+        Ok(()) => {
+            let row = item(
+                ROW,
+                Status::Ok,
+                format!(
+                    "fentry and fexit attached to {} and detached",
+                    names.join(", ")
+                ),
+                "attach",
+            );
+            (row, None)
+        }
+        Err(e) => {
+            let e = format!("{e:#}");
+            let row = item(
+                ROW,
+                Status::Warn,
+                if kprobes {
+                    format!("refused ({e}): kprobes are used instead")
+                } else {
+                    format!("refused ({e}), and no kprobes to use instead")
+                },
+                "attach",
+            );
+            (row, Some((tried[0].0.func, e)))
+        }
     }
 }
 
@@ -355,9 +382,7 @@ pub fn run() -> Report {
 }
 
 pub fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["CHECK", "RESULT", "FACT", "SOURCE"]);
+    let mut t = new_table(&["CHECK", "RESULT", "FACT", "SOURCE"]);
     for i in &r.items {
         let status = serde_json::to_value(i.status)?;
         t.add_row([

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use copyup_trace_common::hooks::FORK;
 
 use copyup_trace::{
     attribution::cgroups,
@@ -16,7 +15,7 @@ use copyup_trace::{
     kernel::facts,
     kernel::plan,
     kernel::preflight,
-    kernel::probes::{Filter, Probes, TreeFollow},
+    kernel::probes::{Filter, Probes},
     options::Options,
     session::{self, SpawnError},
 };
@@ -65,17 +64,6 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
             }
         }
     }
-    let tree = if opts.command.is_empty() {
-        None
-    } else {
-        Some(TreeFollow {
-            child_pid_offset: facts::tracepoint_field_offset(
-                FORK.category,
-                FORK.events[0],
-                "child_pid",
-            )?,
-        })
-    };
     let filter = Filter {
         tgid: args.pid,
         comm: args.comm.clone(),
@@ -89,7 +77,7 @@ fn start(args: &Args, opts: &Options) -> Result<Probes> {
             )?),
             None => None,
         },
-        tree,
+        tree: !opts.command.is_empty(),
     };
     let probes = Probes::load(&plan, &filter, args.ring_size as u32)?;
     log::info!(

@@ -93,6 +93,33 @@ pub const CHECKS: &[Check] = &[
             one_line(&o, 2, "--events prints text lines")
         },
     ),
+    (
+        "-- COMMAND and check give the same reason nothing can trace here",
+        |tool| {
+            let run = outcome(Command::new(tool).args(["--", "true"]))?;
+            let o = outcome(Command::new(tool).args(["check", "-o", "json"]))?;
+            let report: serde_json::Value = serde_json::from_str(&o.stdout)?;
+            let plan = report["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|i| i["check"] == "probe plan"))
+                .ok_or_else(|| anyhow::anyhow!("no probe plan row: {report}"))?;
+            ensure!(plan["status"] == "missing", "probe plan: {plan}");
+            let why = plan["fact"].as_str().unwrap_or("");
+            ensure!(!why.is_empty(), "{plan}");
+            // The same sentence, whichever way the kernel refused.
+            one_line(&run, 1, why)
+        },
+    ),
+    ("check's table fits COLUMNS=100", |tool| {
+        let o = outcome(Command::new(tool).arg("check").env("COLUMNS", "100"))?;
+        let widest = o.stdout.lines().map(|l| l.chars().count()).max();
+        ensure!(
+            widest.is_some_and(|w| w <= 100),
+            "widest line {widest:?} columns:\n{}",
+            o.stdout
+        );
+        Ok(())
+    }),
     ("unknown option: one line, exit 2", |tool| {
         let o = outcome(Command::new(tool).arg("--frobnicate"))?;
         one_line(&o, 2, "--frobnicate")

@@ -438,7 +438,7 @@ fn chown_exit_ret_offset() -> Option<u32> {
     offsets.windows(2).all(|w| w[0] == w[1]).then(|| offsets[0])
 }
 
-pub fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Result<u32> {
+fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Result<u32> {
     for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         let path = format!("{root}/events/{category}/{event}/format");
         if let Ok(text) = fs::read_to_string(&path) {

@@ -113,6 +113,12 @@ pub fn kprobe_support() -> Item {
     )
 }
 
+/// Why nothing can trace `func` where fentry/fexit was refused and `kprobes` is the
+/// missing kprobe support: the one sentence a start and `check` both give.
+pub fn no_fallback(func: &str, kprobes: &Item) -> String {
+    format!("{func}: fentry refused, and {}", kprobes.fact)
+}
+
 pub fn vmlinux_btf() -> Item {
     let src = facts::VMLINUX_BTF;
     match fs::metadata(src) {

@@ -7,18 +7,21 @@ use std::{collections::BTreeMap, os::fd::OwnedFd};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{kernel_btf_fd, FEntry, FExit, KProbe, TracePoint},
+    programs::{kernel_btf_fd, FEntry, FExit, KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use copyup_trace_common::{
     config::Config,
     counter,
-    hooks::{self, FuncHook, TracepointHook, FCHOWNAT},
+    hooks::{self, FuncHook, RawTracepointHook, TracepointHook, FCHOWNAT},
     inflight_tid, CopyUpEvent, InFlight, OpState, SyscallState, COMM_LEN,
 };
 use serde::Serialize;
 
-use crate::kernel::plan::{Attach, BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan};
+use crate::kernel::{
+    host,
+    plan::{Attach, BtfFunc, ChownExit, Mechanism, ProbeMode, ProbePlan},
+};
 
 /// Events the kernel side could not deliver. Serialized as it is wherever it is shown
 /// (summary and report records), with `lost` (`total`) beside it.
@@ -58,13 +61,7 @@ pub struct Filter {
     /// Only these cgroup ids (a cgroup and its descendants).
     pub cgroups: Option<Vec<u64>>,
     /// Follow a process tree seeded through `Probes::track`.
-    pub tree: Option<TreeFollow>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct TreeFollow {
-    /// Offset of `child_pid` in the `sched_process_fork` record.
-    pub child_pid_offset: u32,
+    pub tree: bool,
 }
 
 pub struct Probes {
@@ -110,7 +107,7 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
     }
     Config {
         filter_tgid: filter.tgid.unwrap_or(0),
-        filter_tracked: filter.tree.is_some() as u32,
+        filter_tracked: filter.tree as u32,
         filter_cgroup: filter.cgroups.is_some() as u32,
         filter_comm_set: filter.comm.is_some() as u32,
         filter_comm,
@@ -121,7 +118,6 @@ fn config(plan: &ProbePlan, filter: &Filter, ring_size: u32) -> Config {
             ChownExit::Tracepoints { ret_offset } => ret_offset,
             ChownExit::Kretprobe => 0,
         },
-        fork_child_pid_off: filter.tree.map_or(0, |t| t.child_pid_offset),
         args: plan.args,
         off: plan.offsets,
         lower: plan.lower_stack,
@@ -153,8 +149,8 @@ impl Probes {
         if let Some(ids) = &filter.cgroups {
             p.set_cgroups(ids)?;
         }
-        if filter.tree.is_some() {
-            p.tracepoint(&hooks::FORK)?;
+        if filter.tree {
+            p.raw_tracepoint(&hooks::FORK)?;
         }
         for hook in plan.hooks() {
             let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
@@ -168,7 +164,7 @@ impl Probes {
         }
         // After the probes, whose failures say more (no kprobes, no fentry); a thread
         // that ends before this leaves its entries to `reap_exited`.
-        p.tracepoint(&hooks::THREAD_EXIT)?;
+        p.raw_tracepoint(&hooks::THREAD_EXIT)?;
         Ok(p)
     }
 
@@ -218,13 +214,10 @@ impl Probes {
                     return Err(e.context("--probes fentry"));
                 }
                 Err(e) => {
-                    let kprobes = crate::kernel::host::kprobe_support();
-                    if kprobes.status == crate::kernel::host::Status::Missing {
+                    let kprobes = host::kprobe_support();
+                    if kprobes.status == host::Status::Missing {
                         // Nothing to fall back on: say both.
-                        return Err(e.context(format!(
-                            "{}: fentry refused, and {}",
-                            hook.func, kprobes.fact
-                        )));
+                        return Err(e.context(host::no_fallback(hook.func, &kprobes)));
                     }
                     log::info!("{}: fentry refused ({e:#}); using a kprobe", hook.func)
                 }
@@ -371,6 +364,15 @@ impl Probes {
             hook.program,
             t0.elapsed().as_micros()
         );
+        Ok(())
+    }
+
+    fn raw_tracepoint(&mut self, hook: &RawTracepointHook) -> Result<()> {
+        let tp: &mut RawTracePoint = self.program(hook.program)?;
+        tp.load()
+            .with_context(|| format!("loading eBPF program {}", hook.program))?;
+        tp.attach(hook.event)
+            .with_context(|| format!("attaching to raw tracepoint {}", hook.event))?;
         Ok(())
     }
 

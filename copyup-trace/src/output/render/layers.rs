@@ -3,28 +3,20 @@
 use std::io::Write;
 
 use anyhow::Result;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use crate::{
     escape::escape,
     output::{
         aggregate::layers::{LayerRow, LayerTotals},
-        render::human_bytes,
+        render::{human_bytes, new_table},
     },
 };
 
 /// `--by layer`: copy-ups, bytes, the layer's size and the share of it copied up.
 pub fn write_table(out: &mut impl Write, totals: &LayerTotals, top: usize) -> Result<()> {
     let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "LAYER",
-        "DIR",
-        "COPY-UPS",
-        "BYTES",
-        "LAYER SIZE",
-        "SHARE",
-    ]);
+    let mut t = new_table(&["LAYER", "DIR", "COPY-UPS", "BYTES", "LAYER SIZE", "SHARE"]);
     let rows = totals.rows();
     start_sizing(&rows, top);
     for r in rows.iter().take(top) {

@@ -7,11 +7,16 @@
 pub mod advice;
 pub mod layers;
 
-use std::{borrow::Cow, collections::BTreeMap, io::Write, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    time::Duration,
+};
 
 use anyhow::Result;
 use bytesize::ByteSize;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::kernel::plan::Attach;
@@ -328,10 +333,19 @@ fn right(s: String) -> Cell {
     Cell::new(s).set_alignment(CellAlignment::Right)
 }
 
-fn new_table(header: &[&str]) -> Table {
+/// A table in the house style that fits the terminal: its width where stdout is one,
+/// else `COLUMNS` where that is set; long cells wrap. Into a file or a pipe without
+/// `COLUMNS`, rows stay whole.
+pub fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
+    if let Some(w) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        if !std::io::stdout().is_terminal() {
+            t.set_width(w);
+        }
+    }
     t
 }
 
