@@ -4,6 +4,7 @@
 //! `render` do), and it does not load the probes (`probes` does).
 
 use std::{
+    collections::VecDeque,
     ffi::OsString,
     io,
     process::ExitStatus,
@@ -23,9 +24,9 @@ use tokio::{
 use crate::{
     attribution::cgroups::{CgroupResolver, CGROUP2_ROOT},
     attribution::mounts::OverlayMounts,
-    attribution::runtimes::{Roots, Runtimes},
-    events::decode::{Decoded, Decoder},
-    events::enrich::Enricher,
+    attribution::runtimes::{Lookups, Roots},
+    events::decode::{CopyUp, Decoded, Decoder, OpDone},
+    events::enrich::{Enricher, LOOKUP_BOUND},
     kernel::{modwatch::OverlayWatch, plan::Attach, probes::Probes},
     options::Options,
     output::aggregate::{Aggregate, Limits},
@@ -83,9 +84,17 @@ struct Records<'o> {
     opts: &'o Options,
     decoder: Decoder,
     enricher: Enricher,
+    /// Records behind one whose container's runtime has not answered yet, in order:
+    /// draining the ring never waits for a runtime, the outputs see records complete.
+    held: VecDeque<Held>,
     /// Totals for the whole run.
     totals: Aggregate,
     outputs: Outputs,
+}
+
+enum Held {
+    CopyUp(Box<CopyUp>),
+    Op(OpDone),
 }
 
 impl<'o> Records<'o> {
@@ -101,7 +110,8 @@ impl<'o> Records<'o> {
                     .ok(),
                 CgroupResolver::new(CGROUP2_ROOT),
             )
-            .with_runtimes(Runtimes::new(Roots::default())),
+            .with_runtimes(Lookups::start(Roots::default()), LOOKUP_BOUND),
+            held: VecDeque::new(),
             // Bounded: the heaviest rows by the report's sort key are kept.
             totals: Aggregate::new(Limits {
                 by: opts.table.sort,
@@ -112,22 +122,61 @@ impl<'o> Records<'o> {
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        self.enricher.poll(Instant::now());
+        self.release()?;
         while let Some(item) = ring.next() {
             match self.decoder.decode(&item)? {
                 Decoded::CopyUp(c) => {
                     if !self.opts.keeps(c) {
                         continue;
                     }
-                    self.enricher.enrich(c);
-                    self.outputs.copy_up(c)?;
-                    self.totals.add(c);
+                    let ready = self.enricher.enrich(c);
+                    if ready && self.held.is_empty() {
+                        self.outputs.copy_up(c)?;
+                        self.totals.add(c);
+                    } else {
+                        self.held.push_back(Held::CopyUp(Box::new(c.clone())));
+                    }
                 }
-                Decoded::OpDone(d) => {
+                Decoded::OpDone(d) if self.held.is_empty() => {
                     self.outputs.op(&d)?;
                     self.totals.add_op(&d);
                 }
+                Decoded::OpDone(d) => self.held.push_back(Held::Op(d)),
             }
         }
+        self.outputs.flush()
+    }
+
+    /// Hands on the held records, in order, up to the first still waiting.
+    fn release(&mut self) -> Result<()> {
+        while let Some(front) = self.held.front_mut() {
+            if let Held::CopyUp(c) = front {
+                if !self.enricher.complete(c) {
+                    break;
+                }
+            }
+            match self.held.pop_front() {
+                Some(Held::CopyUp(c)) => {
+                    self.outputs.copy_up(&c)?;
+                    self.totals.add(&c);
+                }
+                Some(Held::Op(d)) => {
+                    self.outputs.op(&d)?;
+                    self.totals.add_op(&d);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The last records: what the ring holds, and those held for a runtime, which gets
+    /// what is left of its bound to answer.
+    fn drain_last(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        self.drain(ring)?;
+        self.enricher.settle();
+        self.release()?;
         self.outputs.flush()
     }
 
@@ -294,7 +343,7 @@ pub async fn run(opts: &Options, mut probes: Probes, mut signals: Signals) -> Re
     };
     // Copy-ups complete before the syscall that caused them returns, so everything the
     // command caused is already in the ring.
-    records.drain(streams.ring.get_mut())?;
+    records.drain_last(streams.ring.get_mut())?;
     let exit_code = match child.as_mut().map(|c| c.try_wait()) {
         Some(Ok(Some(status))) => status_code(status),
         _ => stop.exit_code,

@@ -78,7 +78,7 @@ pub const CHECKS: &[Check] = &[
         ensure!(
             table
                 .stdout
-                .contains("This host cannot be traced: missing kprobe support."),
+                .contains("This host cannot be traced: missing kprobe support, probe plan."),
             "{}",
             table.stdout
         );

@@ -5,13 +5,15 @@
 //!
 //! A store is read when an id it has not seen is asked for (once per container: `enrich`
 //! caches per cgroup), never per copy-up. A runtime whose store cannot be read is reported
-//! once on stderr; its containers keep their runtime and id.
+//! once on stderr; its containers keep their runtime and id. While tracing, the questions
+//! go to `Lookups`, a thread of its own, so that the event loop never waits on a runtime.
 
 use std::{
     collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
-    time::SystemTime,
+    sync::mpsc,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +89,8 @@ pub struct Runtimes {
     podman: PodmanStore,
     docker: HashMap<String, Details>,
     containerd: HashMap<String, Details>,
+    /// One client for the whole run, connected on first use.
+    containerd_client: Option<Containerd>,
     /// Runtimes already reported as unreadable.
     warned: HashSet<&'static str>,
 }
@@ -98,6 +102,7 @@ impl Runtimes {
             podman: PodmanStore::default(),
             docker: HashMap::new(),
             containerd: HashMap::new(),
+            containerd_client: None,
             warned: HashSet::new(),
         }
     }
@@ -127,7 +132,18 @@ impl Runtimes {
         if let Some(d) = self.containerd.get(id) {
             return Ok(Some(d.clone()));
         }
-        let found = containerd_get(&self.roots.containerd, id)?;
+        let client = match &mut self.containerd_client {
+            Some(c) => c,
+            None => self
+                .containerd_client
+                .insert(Containerd::new(&self.roots.containerd)?),
+        };
+        let found = client.get(id);
+        if found.is_err() {
+            // Connected afresh next time: containerd may have restarted.
+            client.channel = None;
+        }
+        let found = found?;
         if let Some(d) = &found {
             self.containerd.insert(id.to_string(), d.clone());
         }
@@ -141,6 +157,87 @@ impl Runtimes {
         let d = read_docker(&self.roots.docker, id)?;
         self.docker.insert(id.to_string(), d.clone());
         Ok(Some(d))
+    }
+}
+
+/// What a runtime answered about one container; `details` is `None` where it does not
+/// know it or could not be asked.
+#[derive(Debug)]
+pub struct Answer {
+    pub runtime: &'static str,
+    pub id: String,
+    pub details: Option<Details>,
+}
+
+/// Runtime questions answered beside the event loop: a thread per runtime (started on
+/// its first question) owns a `Runtimes` for it, and so its one containerd client, takes
+/// questions in order and sends back answers, which the event loop collects without
+/// waiting. One runtime that does not answer holds up no other.
+pub struct Lookups {
+    roots: Roots,
+    ask: std::cell::RefCell<HashMap<&'static str, mpsc::Sender<String>>>,
+    send: mpsc::Sender<Answer>,
+    answers: mpsc::Receiver<Answer>,
+}
+
+impl Lookups {
+    pub fn start(roots: Roots) -> Lookups {
+        let (send, answers) = mpsc::channel();
+        Lookups {
+            roots,
+            ask: Default::default(),
+            send,
+            answers,
+        }
+    }
+
+    /// Asks `runtime` about container `id`; the answer comes through `answered`. A
+    /// runtime whose thread cannot start is answered at once, without details.
+    pub fn ask(&self, runtime: &'static str, id: &str) {
+        let mut threads = self.ask.borrow_mut();
+        let thread = threads.entry(runtime).or_insert_with(|| {
+            let (ask, questions) = mpsc::channel::<String>();
+            let (roots, send) = (self.roots.clone(), self.send.clone());
+            let started = std::thread::Builder::new()
+                .name(format!("{runtime}-lookups"))
+                .spawn(move || {
+                    let mut runtimes = Runtimes::new(roots);
+                    for id in questions {
+                        let details = runtimes.details(runtime, &id);
+                        if send
+                            .send(Answer {
+                                runtime,
+                                id,
+                                details,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            if let Err(e) = started {
+                log::warn!("{runtime} containers are reported by id only: {e}");
+            }
+            ask
+        });
+        if thread.send(id.to_string()).is_err() {
+            let _ = self.send.send(Answer {
+                runtime,
+                id: id.to_string(),
+                details: None,
+            });
+        }
+    }
+
+    /// The answers that have come, without waiting.
+    pub fn answered(&self) -> impl Iterator<Item = Answer> + '_ {
+        self.answers.try_iter()
+    }
+
+    /// The next answer, waiting at most `bound`.
+    pub fn wait(&self, bound: Duration) -> Option<Answer> {
+        self.answers.recv_timeout(bound).ok()
     }
 }
 
@@ -191,44 +288,71 @@ pub fn filter_cgroups(
     Ok(ids)
 }
 
-/// How long one question to containerd may take: it is asked on the first copy-up of
-/// each new container, while events wait.
-const CONTAINERD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long one question to containerd may take.
+const CONTAINERD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Container `id` from containerd, in whichever of its namespaces holds it (`k8s.io` for
-/// Kubernetes, `moby` for docker, `default` for ctr). The client is async: it runs on a
-/// thread of its own, since the caller is inside the tool's (single-threaded) runtime.
-fn containerd_get(socket: &Path, id: &str) -> Result<Option<Details>> {
-    let socket = socket.to_path_buf();
-    let id = id.to_string();
-    let asked = std::thread::spawn(move || -> Result<Option<Details>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            tokio::time::timeout(CONTAINERD_TIMEOUT, containerd_ask(&socket, &id))
-                .await
-                .with_context(|| format!("{} did not answer in time", socket.display()))?
-        })
-    });
-    asked
-        .join()
-        .map_err(|_| anyhow::anyhow!("the containerd client failed"))?
+/// containerd's API, through one connection kept for the run. The client is async; it
+/// has a small runtime of its own, so that it can be asked from plain code (the lookup
+/// thread, or the start-up before the event loop runs).
+struct Containerd {
+    socket: PathBuf,
+    rt: tokio::runtime::Runtime,
+    channel: Option<tonic::transport::Channel>,
 }
 
-async fn containerd_ask(socket: &Path, id: &str) -> Result<Option<Details>> {
-    use containerd_client::services::v1::{
-        containers_client::ContainersClient, namespaces_client::NamespacesClient,
-        GetContainerRequest, ListNamespacesRequest,
-    };
+impl Containerd {
+    fn new(socket: &Path) -> Result<Containerd> {
+        Ok(Containerd {
+            socket: socket.to_path_buf(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            channel: None,
+        })
+    }
+
+    /// Container `id`, in whichever namespace holds it (`k8s.io` for Kubernetes, `moby`
+    /// for docker, `default` for ctr).
+    fn get(&mut self, id: &str) -> Result<Option<Details>> {
+        let Containerd {
+            socket,
+            rt,
+            channel,
+        } = self;
+        rt.block_on(async {
+            tokio::time::timeout(CONTAINERD_TIMEOUT, async {
+                let ch = match channel {
+                    Some(c) => c.clone(),
+                    None => channel.insert(containerd_connect(socket).await?).clone(),
+                };
+                containerd_ask(socket, ch, id).await
+            })
+            .await
+            .with_context(|| format!("{} did not answer in time", socket.display()))?
+        })
+    }
+}
+
+async fn containerd_connect(socket: &Path) -> Result<tonic::transport::Channel> {
     // The transport's error repeats its cause at each level: say the innermost once.
-    let channel = containerd_client::connect(socket).await.map_err(|e| {
+    containerd_client::connect(socket).await.map_err(|e| {
         let mut cause: &dyn std::error::Error = &e;
         while let Some(next) = cause.source() {
             cause = next;
         }
         anyhow::anyhow!("connecting to {}: {cause}", socket.display())
-    })?;
+    })
+}
+
+async fn containerd_ask(
+    socket: &Path,
+    channel: tonic::transport::Channel,
+    id: &str,
+) -> Result<Option<Details>> {
+    use containerd_client::services::v1::{
+        containers_client::ContainersClient, namespaces_client::NamespacesClient,
+        GetContainerRequest, ListNamespacesRequest,
+    };
     let namespaces = NamespacesClient::new(channel.clone())
         .list(ListNamespacesRequest::default())
         .await

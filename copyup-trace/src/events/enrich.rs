@@ -1,11 +1,17 @@
 //! Adds to a decoded copy-up what only user space knows: the overlay's mount point, its
 //! options and lower stack (`layers`; the kernel side told which layer of it), the cgroup path and the container
 //! it names, with its name and image from its runtime (`runtimes`). Results are shared
-//! (`Arc`) and cached per
-//! device and cgroup id, so a stream of copy-ups costs a hash lookup each, not an
-//! allocation or a parse.
+//! (`Arc`) and cached per device and cgroup id, so a stream of copy-ups costs a hash
+//! lookup each, not an allocation or a parse. A runtime is asked beside the event loop
+//! (`Lookups`): a copy-up of a container whose runtime has not answered yet is marked
+//! waiting (`enrich` says so), completed by `complete` once the answer is in, and after
+//! `LOOKUP_BOUND` without one, its container is marked unresolved.
 
-use std::{os::unix::ffi::OsStrExt, sync::Arc};
+use std::{
+    os::unix::ffi::OsStrExt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rustc_hash::FxHashMap;
 
@@ -13,11 +19,24 @@ use crate::{
     attribution::cgroups::{self, CgroupResolver, Container},
     attribution::layers::{Layers, ModuleDefaults, OverlayInfo},
     attribution::mounts::OverlayMounts,
-    attribution::runtimes::Runtimes,
+    attribution::runtimes::{Answer, Lookups},
     events::decode::CopyUp,
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
+
+/// How long a copy-up may wait for its container's runtime to answer: after this, it
+/// goes out with the container marked unresolved.
+pub const LOOKUP_BOUND: Duration = Duration::from_secs(5);
+
+/// A question to a runtime that has not been answered.
+struct Asked {
+    since: Instant,
+    /// The cgroups whose container it is.
+    cgroups: Vec<u64>,
+    /// Past `LOOKUP_BOUND`: its containers are marked unresolved until it is answered.
+    expired: bool,
+}
 
 pub struct Enricher {
     /// `None` when mountinfo could not be read: paths stay relative to the overlay.
@@ -28,8 +47,11 @@ pub struct Enricher {
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
     by_cgroup: FxHashMap<u64, CgroupInfo>,
     layers: Layers,
-    /// Asked once per new cgroup; `None`: containers keep only runtime and id.
-    runtimes: Option<Runtimes>,
+    /// Asked once per new container; `None`: containers keep only runtime and id.
+    runtimes: Option<Lookups>,
+    /// Questions not answered yet, by (runtime, container id).
+    asked: FxHashMap<(&'static str, Arc<str>), Asked>,
+    bound: Duration,
 }
 
 impl Enricher {
@@ -41,16 +63,22 @@ impl Enricher {
             by_cgroup: FxHashMap::default(),
             layers: Layers::new(ModuleDefaults::load()),
             runtimes: None,
+            asked: FxHashMap::default(),
+            bound: LOOKUP_BOUND,
         }
     }
 
-    /// Containers get their names and images from `runtimes`.
-    pub fn with_runtimes(mut self, runtimes: Runtimes) -> Enricher {
-        self.runtimes = Some(runtimes);
+    /// Containers get their names and images from their runtimes, asked through
+    /// `lookups`; a copy-up waits at most `bound` for the answer.
+    pub fn with_runtimes(mut self, lookups: Lookups, bound: Duration) -> Enricher {
+        self.runtimes = Some(lookups);
+        self.bound = bound;
         self
     }
 
-    pub fn enrich(&mut self, c: &mut CopyUp) {
+    /// Adds mount, layers, cgroup and container to `c`. False while its container's
+    /// runtime is still to answer: `complete` it later.
+    pub fn enrich(&mut self, c: &mut CopyUp) -> bool {
         c.mount = self.mount_point(c.dev);
         c.overlay = self.overlay(c);
         // An index the mount does not list (a mount table read before a remount) is
@@ -68,6 +96,98 @@ impl Enricher {
         };
         c.cgroup = cgroup;
         c.container = container;
+        !self.waits(c)
+    }
+
+    /// Whether `c`'s container is still to be answered for, within the bound.
+    fn waits(&self, c: &CopyUp) -> bool {
+        c.container.as_ref().is_some_and(|k| {
+            self.asked
+                .get(&(k.runtime, Arc::from(k.id.as_str())))
+                .is_some_and(|a| !a.expired)
+        })
+    }
+
+    /// Takes in the answers that have come and marks the questions past the bound; then
+    /// a waiting copy-up can be `complete`d.
+    pub fn poll(&mut self, now: Instant) {
+        let answers: Vec<Answer> = match &self.runtimes {
+            Some(l) => l.answered().collect(),
+            None => return,
+        };
+        for a in answers {
+            self.answered(a);
+        }
+        let bound = self.bound;
+        let mut late = Vec::new();
+        for ((runtime, id), q) in &mut self.asked {
+            if !q.expired && now.duration_since(q.since) >= bound {
+                q.expired = true;
+                late.push((*runtime, id.clone(), q.cgroups.clone()));
+            }
+        }
+        for (runtime, id, cgroups) in late {
+            log::warn!(
+                "{runtime} did not answer for container {id} within {bound:?}: its copy-ups \
+                 are reported by id, marked unresolved, until it does"
+            );
+            self.update(&cgroups, |k| Container {
+                unresolved: true,
+                ..k.clone()
+            });
+        }
+    }
+
+    /// Waits, at most until the oldest question is past the bound, for every answer:
+    /// for the end of a run.
+    pub fn settle(&mut self) {
+        while let Some(since) = self
+            .asked
+            .values()
+            .filter(|q| !q.expired)
+            .map(|q| q.since)
+            .min()
+        {
+            let left = self.bound.saturating_sub(since.elapsed());
+            match self.runtimes.as_ref().and_then(|l| l.wait(left)) {
+                Some(a) => self.answered(a),
+                None => self.poll(Instant::now() + self.bound),
+            }
+        }
+    }
+
+    fn answered(&mut self, a: Answer) {
+        let Some(q) = self.asked.remove(&(a.runtime, Arc::from(a.id.as_str()))) else {
+            return;
+        };
+        let details = a.details;
+        self.update(&q.cgroups, |k| {
+            let bare = Container {
+                unresolved: false,
+                ..k.clone()
+            };
+            match &details {
+                Some(d) => bare.with_details(d.clone()),
+                None => bare,
+            }
+        });
+    }
+
+    /// Replaces the container of `cgroups` with `f` of it.
+    fn update(&mut self, cgroups: &[u64], f: impl Fn(&Container) -> Container) {
+        for id in cgroups {
+            if let Some((_, Some(k))) = self.by_cgroup.get_mut(id) {
+                *k = Arc::new(f(k));
+            }
+        }
+    }
+
+    /// Brings a copy-up that `enrich` left waiting up to date; false while it still waits.
+    pub fn complete(&self, c: &mut CopyUp) -> bool {
+        if let Some((_, container)) = self.by_cgroup.get(&c.cgroup_id) {
+            c.container = container.clone();
+        }
+        !self.waits(c)
     }
 
     fn mount_point(&mut self, dev: u32) -> Option<Arc<[u8]>> {
@@ -97,15 +217,21 @@ impl Enricher {
         if !self.by_cgroup.contains_key(&id) {
             // Unknown ids are not cached: a later rescan may find them.
             let path = self.cgroups.resolve(id)?;
-            let runtimes = &mut self.runtimes;
-            let container = cgroups::container_of(path).map(|c| {
-                let details = runtimes.as_mut().and_then(|r| r.details(c.runtime, &c.id));
-                Arc::new(match details {
-                    Some(d) => c.with_details(d),
-                    None => c,
-                })
-            });
-            self.by_cgroup.insert(id, (Arc::from(path), container));
+            let container = cgroups::container_of(path);
+            if let (Some(k), Some(lookups)) = (&container, &self.runtimes) {
+                let key = (k.runtime, Arc::from(k.id.as_str()));
+                let q = self.asked.entry(key).or_insert_with(|| {
+                    lookups.ask(k.runtime, &k.id);
+                    Asked {
+                        since: Instant::now(),
+                        cgroups: Vec::new(),
+                        expired: false,
+                    }
+                });
+                q.cgroups.push(id);
+            }
+            self.by_cgroup
+                .insert(id, (Arc::from(path), container.map(Arc::new)));
         }
         self.by_cgroup.get(&id)
     }
@@ -116,6 +242,7 @@ mod tests {
     use std::{fs, os::unix::fs::MetadataExt};
 
     use super::*;
+    use crate::attribution::runtimes::Roots;
 
     /// An overlay from a mountinfo file: the copy-up gets the mount's options and
     /// stack, in which the kernel's layer index names a directory.
@@ -195,5 +322,109 @@ mod tests {
         c.cgroup_id = ino + 1_000_000;
         e.enrich(&mut c);
         assert!(c.cgroup.is_none() && c.container.is_none(), "unknown id");
+    }
+
+    fn container_cgroup(root: &std::path::Path, dir: &str) -> u64 {
+        let path = root.join(dir);
+        fs::create_dir_all(&path).unwrap();
+        fs::metadata(&path).unwrap().ino()
+    }
+
+    fn roots(dir: &std::path::Path) -> Roots {
+        Roots {
+            storage: dir.join("storage"),
+            docker: dir.join("docker"),
+            containerd: dir.join("containerd.sock"),
+        }
+    }
+
+    /// The runtime is asked beside the caller: the copy-up waits until the answer is
+    /// taken in, then carries the container's name and image.
+    #[test]
+    fn a_copy_up_waits_for_its_runtime_then_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "e".repeat(64);
+        let img = "f".repeat(64);
+        let s = dir.path().join("storage");
+        fs::create_dir_all(s.join("overlay-containers")).unwrap();
+        fs::create_dir_all(s.join("overlay-images")).unwrap();
+        fs::write(
+            s.join("overlay-containers/containers.json"),
+            format!(r#"[{{"id":"{id}","names":["web"],"image":"{img}"}}]"#),
+        )
+        .unwrap();
+        fs::write(
+            s.join("overlay-images/images.json"),
+            format!(r#"[{{"id":"{img}","names":["localhost/app:2"]}}]"#),
+        )
+        .unwrap();
+        let cg = dir.path().join("cgroup");
+        let ino = container_cgroup(&cg, &format!("machine.slice/libpod-{id}.scope"));
+        let mut e = Enricher::new(None, CgroupResolver::new(&cg))
+            .with_runtimes(Lookups::start(roots(dir.path())), Duration::from_secs(30));
+        let mut c = CopyUp {
+            cgroup_id: ino,
+            ..Default::default()
+        };
+        assert!(!e.enrich(&mut c), "waits until the answer is taken in");
+        let t0 = Instant::now();
+        while !e.complete(&mut c) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no answer");
+            std::thread::sleep(Duration::from_millis(5));
+            e.poll(Instant::now());
+        }
+        let k = c.container.as_deref().unwrap();
+        assert_eq!(
+            (
+                k.runtime,
+                k.name.as_deref(),
+                k.image.as_deref(),
+                k.unresolved
+            ),
+            ("podman", Some("web"), Some("localhost/app:2"), false)
+        );
+        // A later copy-up of that container is ready at once.
+        let mut d = CopyUp {
+            cgroup_id: ino,
+            ..Default::default()
+        };
+        assert!(e.enrich(&mut d));
+        assert_eq!(d.container.as_deref().unwrap().name.as_deref(), Some("web"));
+    }
+
+    /// A runtime that never answers (a socket that accepts and stays silent) holds a
+    /// copy-up no longer than the bound; then its container is marked unresolved.
+    #[test]
+    fn a_silent_runtime_is_given_up_on_after_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let _silent =
+            std::os::unix::net::UnixListener::bind(dir.path().join("containerd.sock")).unwrap();
+        let id = "a".repeat(64);
+        let cg = dir.path().join("cgroup");
+        let ino = container_cgroup(&cg, &format!("system.slice/cri-containerd-{id}.scope"));
+        let bound = Duration::from_millis(200);
+        let mut e = Enricher::new(None, CgroupResolver::new(&cg))
+            .with_runtimes(Lookups::start(roots(dir.path())), bound);
+        let mut c = CopyUp {
+            cgroup_id: ino,
+            ..Default::default()
+        };
+        assert!(!e.enrich(&mut c));
+        // Asked before this instant.
+        let t0 = Instant::now();
+        e.poll(t0 + bound / 2);
+        assert!(!e.complete(&mut c), "within the bound it waits");
+        e.poll(t0 + bound);
+        assert!(e.complete(&mut c), "past the bound it goes");
+        let k = c.container.as_deref().unwrap();
+        assert_eq!(
+            (k.runtime, &*k.id, k.unresolved),
+            ("containerd", &*id, true)
+        );
+        assert_eq!(k.name, None);
+        // The end of a run does not wait for it again.
+        let t1 = Instant::now();
+        e.settle();
+        assert!(t1.elapsed() < bound);
     }
 }

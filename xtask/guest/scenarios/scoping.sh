@@ -79,3 +79,38 @@ emit cg.err $OUT/cg.err
 emit cg.rc $OUT/cg.rc
 upper cg
 
+# --- containers: a runtime that never answers holds up nothing ------------------------
+# containerd's socket takes connections and never answers. Three containerd containers
+# (by their cgroups) each chown -R 300 files at once, through a 64 KiB ring: draining
+# must not wait for containerd, so no copy-up is lost, and each is reported with its
+# container marked unresolved once the lookup bound has passed.
+newovl slowrt
+for n in 1 2 3; do
+    $G mkfiles $D/lower/c$n 300 0
+done
+mountovl
+mkdir -p /run/containerd
+$G silent-socket /run/containerd/containerd.sock &
+SP=$!
+rm -f /tmp/go
+PIDS=
+for n in 1 2 3; do
+    CG=/sys/fs/cgroup/system.slice/cri-containerd-$(printf '%064d' $n).scope
+    mkdir -p $CG
+    sh -c "echo \$\$ > $CG/cgroup.procs; while [ ! -e /tmp/go ]; do sleep 0.1; done; chown -R 1000 $D/merged/c$n" &
+    PIDS="$PIDS $!"
+done
+"$T" -o json --ring-size 64K >$OUT/slowrt.out 2>$OUT/slowrt.err &
+TP=$!
+wait_ready $OUT/slowrt.err
+touch /tmp/go
+# shellcheck disable=SC2086 # PIDS is a list
+wait $PIDS
+kill -INT $TP
+wait $TP
+echo $? >$OUT/slowrt.rc
+kill $SP
+rm -f /run/containerd/containerd.sock
+emit slowrt.out $OUT/slowrt.out
+emit slowrt.err $OUT/slowrt.err
+emit slowrt.rc $OUT/slowrt.rc

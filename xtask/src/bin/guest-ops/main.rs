@@ -1,8 +1,8 @@
 //! Runs inside the test guests: performs one filesystem operation through the exact
 //! syscall a test needs (busybox has no fchown, truncate(2) or xattr tools), or many
 //! concurrent copy-ups from separate threads, or an operation under a chosen pid; lists
-//! and probes what BPF the kernel has, and counts a map's entries. It only acts and
-//! prints; the host judges.
+//! and probes what BPF the kernel has, and counts a map's entries; stands in for a
+//! runtime that never answers. It only acts and prints; the host judges.
 
 mod fexit_probe;
 
@@ -115,6 +115,15 @@ fn run(args: &[String]) -> Result<(), String> {
                 eprintln!("{tid} {p} {rc}");
             }
             Ok(())
+        }
+        // silent-socket PATH: a unix socket that takes connections and never answers (a
+        // runtime that hangs), until killed.
+        "silent-socket" => {
+            let _listener =
+                std::os::unix::net::UnixListener::bind(arg(1)?).map_err(|e| e.to_string())?;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
         }
         // mkfiles DIR N SIZE [STEP]: N files, f<i> of SIZE + i * STEP bytes, without a
         // process per file.
