@@ -77,38 +77,8 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
     let fentry_works = fentry.status == Status::Ok;
     for hook in hooks::FUNCS {
         let attachable = facts.funcs.get(hook.func).is_some_and(|f| f.attachable);
-        let kprobe = match hook.ret {
-            Some(_) => "kprobe + kretprobe",
-            None => "kprobe",
-        };
-        let fentry_name = match hook.fexit {
-            Some(_) => "fentry + fexit",
-            None => "fentry",
-        };
         let mechanism = plan.as_ref().ok().and_then(|p| p.mechanisms.get(hook.func));
-        let (status, fact) = match (attachable, mechanism) {
-            (true, Some(Mechanism::Fentry(_))) if fentry_works => {
-                (Status::Ok, fentry_name.to_string())
-            }
-            (true, Some(Mechanism::Fentry(_))) if kprobes => (
-                Status::Ok,
-                format!("{kprobe} (fentry refused here, see fentry/fexit)"),
-            ),
-            (true, Some(Mechanism::Kprobe { why_not_fentry })) if kprobes => (
-                Status::Ok,
-                format!("{kprobe} (not fentry: {why_not_fentry})"),
-            ),
-            (true, Some(_)) => (
-                Status::Warn,
-                format!("would get a {kprobe}, but this kernel has no kprobes"),
-            ),
-            (true, None) => (Status::Info, "present, not needed here".to_string()),
-            (false, _) => (
-                Status::Info,
-                "absent (inlined, renamed or not loaded)".to_string(),
-            ),
-        };
-        out.push(item(hook.func, status, fact, "/proc/kallsyms, BTF"));
+        out.push(hook_row(hook, attachable, mechanism, fentry_works, kprobes));
     }
     out.push(match facts.lower_stack_from {
         LayoutFrom::Btf => item(
@@ -155,6 +125,45 @@ fn probe_targets(kprobes: bool, can_try: bool, out: &mut Vec<Item>) {
         ),
     });
     out.push(fentry);
+}
+
+/// One probe target's row: whether it exists, and the mechanism it gets here.
+fn hook_row(
+    hook: &hooks::FuncHook,
+    attachable: bool,
+    mechanism: Option<&Mechanism>,
+    fentry_works: bool,
+    kprobes: bool,
+) -> Item {
+    let kprobe = match hook.ret {
+        Some(_) => "kprobe + kretprobe",
+        None => "kprobe",
+    };
+    let fentry_name = match hook.fexit {
+        Some(_) => "fentry + fexit",
+        None => "fentry",
+    };
+    let (status, fact) = match (attachable, mechanism) {
+        (true, Some(Mechanism::Fentry(_))) if fentry_works => (Status::Ok, fentry_name.to_string()),
+        (true, Some(Mechanism::Fentry(_))) if kprobes => (
+            Status::Ok,
+            format!("{kprobe} (fentry refused here, see fentry/fexit)"),
+        ),
+        (true, Some(Mechanism::Kprobe { why_not_fentry })) if kprobes => (
+            Status::Ok,
+            format!("{kprobe} (not fentry: {why_not_fentry})"),
+        ),
+        (true, Some(_)) => (
+            Status::Warn,
+            format!("would get a {kprobe}, but this kernel has no kprobes"),
+        ),
+        (true, None) => (Status::Info, "present, not needed here".to_string()),
+        (false, _) => (
+            Status::Info,
+            "absent (inlined, renamed or not loaded)".to_string(),
+        ),
+    };
+    item(hook.func, status, fact, "/proc/kallsyms, BTF")
 }
 
 /// Loads and attaches fentry and fexit on `do_fchownat` (vmlinux BTF) and

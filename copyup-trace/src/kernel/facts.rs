@@ -57,10 +57,36 @@ pub fn facts() -> Result<KernelFacts> {
         t1.elapsed().as_micros()
     );
 
+    let funcs = func_facts(&index, &functions, overlay.is_some())?;
+    let (offsets, ctx_stat) = offsets(&index)?;
+    let release = release()?;
+    let (lower_stack, lower_stack_from) = lower_stack(&index, &release);
+    let regs = regs(&index);
+
+    Ok(KernelFacts {
+        regs,
+        lower_stack,
+        lower_stack_from,
+        release,
+        funcs,
+        offsets,
+        ctx_stat,
+        chown_exit_ret_offset: chown_exit_ret_offset(),
+        overlay_btf: overlay.is_some(),
+    })
+}
+
+/// Which probe targets exist and can be attached to, with their BTF ids and parameter
+/// names where BTF has them.
+fn func_facts(
+    index: &Index,
+    functions: &[&'static str],
+    overlay_btf: bool,
+) -> Result<BTreeMap<String, FuncFacts>> {
     let t2 = std::time::Instant::now();
     let btf_ids: BTreeMap<&str, u32> = functions
         .iter()
-        .filter_map(|&f| Some((f, func_id(&index, f)?)))
+        .filter_map(|&f| Some((f, func_id(index, f)?)))
         .collect();
     // The BTF encoder (pahole) describes every function that ftrace can attach to under
     // exactly that name, and only those. So where BTF describes overlay at all (module
@@ -89,16 +115,16 @@ pub fn facts() -> Result<KernelFacts> {
     );
 
     let mut funcs = BTreeMap::new();
-    for &name in &functions {
-        let module = match (hooks::in_overlay_module(name), &overlay) {
-            (true, Some(_)) => Some(OVERLAY_MODULE),
+    for &name in functions {
+        let module = match (hooks::in_overlay_module(name), overlay_btf) {
+            (true, true) => Some(OVERLAY_MODULE),
             _ => None,
         };
         funcs.insert(
             name.to_string(),
             FuncFacts {
                 attachable: attachable.contains(&name),
-                params: func_params(&index, name),
+                params: func_params(index, name),
                 btf: btf_ids.get(name).map(|&id| BtfFunc {
                     id,
                     module: module.map(String::from),
@@ -107,7 +133,12 @@ pub fn facts() -> Result<KernelFacts> {
         );
     }
 
-    let ix = &index;
+    Ok(funcs)
+}
+
+/// The struct offsets the kernel side reads, and where `ovl_copy_up_ctx` keeps the
+/// file's size and mode where BTF describes it.
+fn offsets(ix: &Index) -> Result<(Offsets, Option<CtxStat>)> {
     let ctx_stat = member_offset(ix, "ovl_copy_up_ctx", &["stat"]).ok();
     let offsets = Offsets {
         dentry_parent: member_offset(ix, "dentry", &["d_parent"])?,
@@ -129,30 +160,17 @@ pub fn facts() -> Result<KernelFacts> {
         })
     });
 
-    let release = release()?;
-    let (lower_stack, lower_stack_from) = lower_stack(ix, &release);
+    Ok((offsets, ctx_stat))
+}
 
-    // x86-64's names; `CallId` is read where all three are found.
-    let regs = (|| -> Result<Regs> {
-        Ok(Regs {
-            enabled: 0,
-            nr: member_offset(ix, "pt_regs", &["orig_ax"])?,
-            ip: member_offset(ix, "pt_regs", &["ip"])?,
-            sp: member_offset(ix, "pt_regs", &["sp"])?,
-        })
-    })()
-    .ok();
-
-    Ok(KernelFacts {
-        regs,
-        lower_stack,
-        lower_stack_from,
-        release,
-        funcs,
-        offsets,
-        ctx_stat,
-        chown_exit_ret_offset: chown_exit_ret_offset(),
-        overlay_btf: overlay.is_some(),
+/// `pt_regs` offsets of the syscall number and the user ip and sp, x86-64's names;
+/// `CallId` is read where all three are found.
+fn regs(ix: &Index) -> Option<Regs> {
+    Some(Regs {
+        enabled: 0,
+        nr: member_offset(ix, "pt_regs", &["orig_ax"]).ok()?,
+        ip: member_offset(ix, "pt_regs", &["ip"]).ok()?,
+        sp: member_offset(ix, "pt_regs", &["sp"]).ok()?,
     })
 }
 
