@@ -422,9 +422,9 @@ async fn trace(
     // a trickle of events promptly.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(25));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Lost events and missed returns live in a kernel map: read them for --metrics.
-    let mut status_tick = opts.metrics.is_some().then(|| {
-        let mut t = tokio::time::interval(Duration::from_secs(1));
+    // The kernel side's counters, for the outputs that show them while tracing.
+    let mut status_tick = records.outputs.status_every().map(|every| {
+        let mut t = tokio::time::interval(every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });

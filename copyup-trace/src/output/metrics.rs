@@ -449,6 +449,12 @@ impl Sink for MetricsSink {
         lock(&self.counts).status(s);
         Ok(())
     }
+
+    /// Lost events and missed returns live in a kernel map: a scrape sees them at most
+    /// this old.
+    fn status_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(1))
+    }
 }
 
 #[cfg(test)]

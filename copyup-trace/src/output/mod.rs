@@ -120,6 +120,10 @@ impl Sink for Outputs {
     fn status(&mut self, st: &Status) -> Result<()> {
         self.sinks.iter_mut().try_for_each(|s| s.status(st))
     }
+
+    fn status_every(&self) -> Option<std::time::Duration> {
+        self.sinks.iter().filter_map(|s| s.status_every()).min()
+    }
 }
 
 /// What stdout holds back when it is not a terminal: Rust's stdout is line-buffered

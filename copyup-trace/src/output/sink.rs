@@ -42,10 +42,16 @@ pub trait Sink {
         Ok(())
     }
 
-    /// What only the kernel side counts, at the start, every second while `--metrics`
-    /// serves, and at the end.
+    /// What only the kernel side counts: at the start, every `status_every` while the
+    /// run lasts, and at the end.
     fn status(&mut self, _s: &Status) -> Result<()> {
         Ok(())
+    }
+
+    /// How often this output wants `status` while tracing; `None`: only at the start
+    /// and the end.
+    fn status_every(&self) -> Option<Duration> {
+        None
     }
 }
 
