@@ -116,11 +116,22 @@ done
 # --- faults: more threads copying up at once than the scratch map has entries (1024) ---
 # Each record is built in an entry keyed by its own thread, held only while it is built:
 # none can be handed to another thread (as an LRU map hands its oldest entry to a new
-# key when full) and none is left after. File f<i> has 1000 + i bytes.
+# key when full) and none is left after, counted while the tracer still runs. File f<i>
+# has 1000 + i bytes.
 newovl many
 $G mkfiles $D/lower 1100 1000 1
 mountovl
-run many -o json -- $G threads 1100 $D/merged/f
+"$T" -o json >$OUT/many.out 2>$OUT/many.err &
+TP=$!
+wait_ready $OUT/many.err
+$G threads 1100 $D/merged/f 2>$OUT/many.threads
+$G bpf-map-count EVENT_SCRATCH >$OUT/many.scratch_left 2>&1
+kill -INT $TP
+wait $TP
+echo $? >$OUT/many.rc
+for f in out err rc threads scratch_left; do
+    emit many.$f $OUT/many.$f
+done
 
 # --- faults: the overlay module removed while tracing ---------------------------------
 # fentry/fexit links pin the module, so rmmod fails while tracing; kprobes go with it,
