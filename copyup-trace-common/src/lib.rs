@@ -12,6 +12,10 @@ pub mod kver;
 
 pub use config::Config;
 
+/// The port the deploy files and examples serve `--metrics` on: outside Prometheus' full
+/// exporter range (9100-9999, where 9435 is ebpf_exporter's).
+pub const METRICS_PORT: u16 = 29435;
+
 /// Bytes of a task's comm (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = kabi::TASK_COMM_LEN;
 /// Bytes kept of the syscall's filename argument (user memory, NUL-terminated).

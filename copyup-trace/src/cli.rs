@@ -127,7 +127,7 @@ pub struct Args {
     pub report: Option<std::path::PathBuf>,
 
     /// Serve Prometheus metrics (text format, or OpenMetrics when asked) on
-    /// http://ADDR/metrics, and /healthz, while tracing: 0.0.0.0:9435, 127.0.0.1:9435.
+    /// http://ADDR/metrics, and /healthz, while tracing: 0.0.0.0:29435, 127.0.0.1:29435.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 

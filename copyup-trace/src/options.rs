@@ -207,14 +207,14 @@ mod tests {
         assert!(o.metrics.is_none() && o.timeline.is_none());
         let o = options(&[
             "--metrics",
-            "127.0.0.1:9435",
+            "127.0.0.1:29435",
             "--metrics-labels",
             "kind",
             "--timeline",
             "/tmp/t.json",
         ]);
         let m = o.metrics.unwrap();
-        assert_eq!(m.addr, "127.0.0.1:9435".parse().unwrap());
+        assert_eq!(m.addr, "127.0.0.1:29435".parse().unwrap());
         assert_eq!(m.labels.0.len(), 1);
         assert_eq!(m.max_series, crate::output::labels::DEFAULT_MAX_SERIES);
         assert_eq!(

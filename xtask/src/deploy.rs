@@ -1,6 +1,7 @@
 //! Checks of the deployment files under `deploy/`: the Kubernetes manifest against the
 //! Kubernetes API schema (kubernetes-validate from PyPI, in a cached virtualenv) and the
-//! systemd unit with `systemd-analyze verify`. The files themselves are the operator's;
+//! systemd unit with `systemd-analyze verify`, and that they serve metrics on `METRICS_PORT`.
+//! The files themselves are the operator's;
 //! running them in a cluster or under systemd is not checked here.
 
 use std::{path::Path, process::Command};
@@ -49,6 +50,22 @@ pub fn manifest(_tool: &Path) -> Result<()> {
             "{}",
             o.stdout
         );
+    }
+    Ok(())
+}
+
+/// Every file that names the metrics port names `METRICS_PORT`, and no file names the
+/// port the tool used before, which Cloudflare's ebpf_exporter has.
+pub fn port(_tool: &Path) -> Result<()> {
+    let port = copyup_trace_common::METRICS_PORT.to_string();
+    for file in [MANIFEST, UNIT, "Containerfile", "README.md"] {
+        let text = std::fs::read_to_string(workspace_root().join(file))?;
+        ensure!(text.contains(&port), "{file} does not name port {port}");
+        let stale: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(":9435") || l.contains("\"9435\"") || l.contains("port 9435"))
+            .collect();
+        ensure!(stale.is_empty(), "{file} still serves on 9435: {stale:?}");
     }
     Ok(())
 }

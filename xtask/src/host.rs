@@ -133,6 +133,10 @@ pub const CHECKS: &[Check] = &[
         crate::deploy::unit,
     ),
     (
+        "deploy files, Containerfile and README serve metrics on METRICS_PORT only",
+        crate::deploy::port,
+    ),
+    (
         "--metrics without an address, bad --metrics-labels: one line, exit 2",
         |tool| {
             let o = outcome(Command::new(tool).args(["--metrics", "nowhere:port"]))?;

@@ -20,11 +20,11 @@ emit tl.json $OUT/tl.json
 # The guest boots with loopback down.
 ifconfig lo 127.0.0.1 up
 KL=/sys/kernel/debug/kprobes/list
-MURL=http://127.0.0.1:9435
+MURL=http://127.0.0.1:29435
 newovl met
 $G mkfiles $D/lower/m 10 3000
 mountovl
-"$T" --metrics 127.0.0.1:9435 -o json >$OUT/met.out 2>$OUT/met.err &
+"$T" --metrics 127.0.0.1:29435 -o json >$OUT/met.out 2>$OUT/met.err &
 TP=$!
 wait_ready $OUT/met.err
 wget -q -O $OUT/met.healthz $MURL/healthz
@@ -34,7 +34,7 @@ chown -R 1000:1000 $D/merged/m
 sleep 1
 wget -q -O $OUT/met.after $MURL/metrics
 # A second endpoint on the same port: a one-line error, nothing else changes.
-"$T" --metrics 127.0.0.1:9435 -d 5 >$OUT/busy.out 2>$OUT/busy.err
+"$T" --metrics 127.0.0.1:29435 -d 5 >$OUT/busy.out 2>$OUT/busy.err
 echo $? >$OUT/busy.rc
 wget -q -O $OUT/met.openmetrics --header 'Accept: application/openmetrics-text;version=1.0.0' $MURL/metrics
 grep -c ovl_ $KL >$OUT/met.kprobes_during
@@ -61,7 +61,7 @@ global:
 scrape_configs:
   - job_name: copyup-trace
     static_configs:
-      - targets: ['127.0.0.1:9435']
+      - targets: ['127.0.0.1:29435']
 YML
 # query FILE PROMQL: the JSON answer of an instant query through Prometheus' HTTP API (a
 # form POST: no URL encoding needed).
@@ -97,7 +97,7 @@ newovl prom
 $G mkfiles $D/lower/a 10 3000
 $G mkfiles $D/lower/b 5 1000
 mountovl
-"$T" --metrics 127.0.0.1:9435 -o json >$OUT/prom1.out 2>$OUT/prom1.err &
+"$T" --metrics 127.0.0.1:29435 -o json >$OUT/prom1.out 2>$OUT/prom1.err &
 TP=$!
 wait_ready $OUT/prom1.err
 /usr/bin/prometheus --config.file=$OUT/prom.yml --storage.tsdb.path=/tmp/promdb \
@@ -121,7 +121,7 @@ kill -TERM $TP
 wait $TP
 echo $? >$OUT/prom1.rc
 # The tool again: its counters start from zero, which Prometheus sees as a reset.
-"$T" --metrics 127.0.0.1:9435 -o json >$OUT/prom2.out 2>$OUT/prom2.err &
+"$T" --metrics 127.0.0.1:29435 -o json >$OUT/prom2.out 2>$OUT/prom2.err &
 TP=$!
 wait_ready $OUT/prom2.err
 scraped_twice

@@ -34,7 +34,7 @@ podman run -d --name tracer --privileged --pid=host --network none \
     -v /var/lib/containers/storage:/var/lib/containers/storage:ro \
     -v /var/lib/docker:/var/lib/docker:ro \
     localhost/copyup-trace:test \
-    --metrics 0.0.0.0:9435 --metrics-labels trigger,kind,container -o json \
+    --metrics 0.0.0.0:29435 --metrics-labels trigger,kind,container -o json \
     >/dev/null 2>$OUT/image.run_err || cat $OUT/image.run_err
 i=0
 until podman logs tracer 2>&1 | grep -q Tracing; do

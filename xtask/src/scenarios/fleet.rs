@@ -28,7 +28,7 @@ pub const CHECKS: &[Check] = &[
         prometheus,
     ),
     ("--metrics on a port in use: one line, exit 1", |a| {
-        one_line_error(a, "busy", 1, "--metrics 127.0.0.1:9435: cannot listen")
+        one_line_error(a, "busy", 1, "--metrics 127.0.0.1:29435: cannot listen")
     }),
 ];
 

@@ -26,7 +26,7 @@ fn build(a: &Artifacts) -> Result<()> {
     );
     let config = a.get("image.config")?.trim();
     ensure!(
-        config == "[/copyup-trace] [--metrics 0.0.0.0:9435]",
+        config == "[/copyup-trace] [--metrics 0.0.0.0:29435]",
         "entrypoint and command {config:?}"
     );
     Ok(())
