@@ -20,6 +20,13 @@ pub struct Offsets {
     pub task_real_parent: u32,
     pub task_tgid: u32,
     pub iattr_valid: u32,
+    /// `iattr.ia_uid`, `ia_gid`, `ia_mode` (what a setattr asks for) and `inode.i_uid`,
+    /// `i_gid` (what the file has): a chown or chmod to what it has is a no-op copy-up.
+    pub iattr_uid: u32,
+    pub iattr_gid: u32,
+    pub iattr_mode: u32,
+    pub inode_uid: u32,
+    pub inode_gid: u32,
 }
 
 /// How `struct ovl_entry *` is reached from an overlay dentry (`LowerStack::entry_at`).

@@ -90,6 +90,9 @@ pub mod flags {
     /// it was sent when its syscall returned, so `copy_ns` runs to that return and `ret`
     /// is the syscall's.
     pub const RETURN_MISSED: u32 = 1 << 5;
+    /// Caused by a chown or chmod to the owner and mode the file already had: a copy-up
+    /// for nothing.
+    pub const NOOP: u32 = 1 << 6;
 }
 
 /// The fixed part of a copy-up record: every copy-up record starts with it.
@@ -201,6 +204,10 @@ pub struct SyscallState {
     /// The user-space filename argument: read only when a copy-up is reported, while
     /// the syscall is still in progress.
     pub filename: u64,
+    /// Non-zero: its setattr asked for the owner the file already had
+    /// (`kabi::setattr_is_noop`).
+    pub noop: u32,
+    pub _pad: u32,
 }
 
 /// Per-thread state of a copy-up in flight: small, because it is copied into a hash map
@@ -254,7 +261,8 @@ pub struct OpState {
     /// under this operation (reading a lower layer that is an overlay): they leave this
     /// state as it is.
     pub nested: u32,
-    pub _pad: u32,
+    /// Non-zero: a SETATTR that asked for the owner and mode the file already had.
+    pub noop: u32,
 }
 
 /// Sent when a syscall or operation that caused copy-ups returns: its own latency.

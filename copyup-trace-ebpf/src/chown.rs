@@ -40,6 +40,8 @@ fn fchownat_enter(flag: u32, filename: u64) -> Option<u32> {
         copy_ups: 0,
         flag,
         filename,
+        noop: 0,
+        _pad: 0,
     };
     let _ = SYSCALLS.insert(&tid_of(pid_tgid), &st, 0);
     Some(0)

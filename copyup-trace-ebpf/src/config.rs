@@ -39,6 +39,11 @@ pub static CONFIG: Config = Config {
         task_real_parent: 0,
         task_tgid: 0,
         iattr_valid: 0,
+        iattr_uid: 0,
+        iattr_gid: 0,
+        iattr_mode: 0,
+        inode_uid: 0,
+        inode_gid: 0,
     },
     lower: copyup_trace_common::config::LowerStack {
         entry_at: 0,

@@ -9,14 +9,14 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use copyup_trace_common::{
-    counter, hooks::fentry_arg, inflight_key, op, record, OpDoneEvent, OpState,
+    counter, hooks::fentry_arg, inflight_key, kabi, op, record, OpDoneEvent, OpState,
 };
 
 use crate::{
     config::{arg, conf, func_arg},
     copy_up::flush_missed,
     maps::{
-        bump, current_call, notify_flags, now, op_state, read_or_zero, return_skipped,
+        bump, current_call, notify_flags, now, op_state, read_or_zero, read_ptr, return_skipped,
         syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT, OPS,
     },
 };
@@ -53,7 +53,7 @@ pub fn op_done(pid_tgid: u64, d: Done) {
 }
 
 #[inline(always)]
-fn op_enter(op: u32, ia_valid: u32) -> u32 {
+fn op_enter(op: u32, ia_valid: u32, noop: bool) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Inside chown the syscall's own state names the trigger and carries the latency.
     // SAFETY: lookup only.
@@ -86,7 +86,7 @@ fn op_enter(op: u32, ia_valid: u32) -> u32 {
         copy_ups: 0,
         copy_flags: 0,
         nested: 0,
-        _pad: 0,
+        noop: noop as u32,
     };
     let _ = OPS.insert(&tid, &st, 0);
     0
@@ -156,12 +156,12 @@ macro_rules! op_probe {
         $(#[$doc])*
         #[kprobe]
         pub fn $name(_ctx: ProbeContext) -> u32 {
-            op_enter($op, 0)
+            op_enter($op, 0, false)
         }
         $(
             #[fentry(function = $func)]
             pub fn $fentry(_ctx: FEntryContext) -> u32 {
-                op_enter($op, 0)
+                op_enter($op, 0, false)
             }
             op_fexit!($fexit, $func);
         )+
@@ -216,6 +216,7 @@ fn xattr_enter(value: u64) -> u32 {
             op::SETXATTR
         },
         0,
+        false,
     )
 }
 
@@ -223,19 +224,45 @@ fn xattr_enter(value: u64) -> u32 {
 /// `(user_ns | idmap, dentry, attr)` since.
 #[kprobe]
 pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
-    setattr_enter(arg(&ctx, conf!(args.setattr_attr)).unwrap_or(0))
+    let at = conf!(args.setattr_attr);
+    let dentry = arg(&ctx, at.wrapping_sub(1)).unwrap_or(0);
+    setattr_enter(dentry, arg(&ctx, at).unwrap_or(0))
 }
 
 /// `ovl_setattr(idmap, dentry, attr)` (5.12+).
 #[fentry(function = "ovl_setattr")]
 pub fn fe_setattr(ctx: FEntryContext) -> u32 {
-    setattr_enter(ctx.arg::<u64>(fentry_arg::SETATTR_ATTR as usize))
+    let at = fentry_arg::SETATTR_ATTR as usize;
+    setattr_enter(ctx.arg::<u64>(at - 1), ctx.arg::<u64>(at))
 }
 op_fexit!(fx_setattr, "ovl_setattr");
 
+/// `dentry` is the argument before `attr` in every form of `ovl_setattr`.
 #[inline(always)]
-fn setattr_enter(attr: u64) -> u32 {
-    // SAFETY: bounded kernel read of an int.
-    let valid: u32 = unsafe { read_or_zero(attr as *const u8, conf!(off.iattr_valid)) };
-    op_enter(op::SETATTR, valid)
+fn setattr_enter(dentry: u64, attr: u64) -> u32 {
+    let attr = attr as *const u8;
+    // SAFETY: bounded kernel reads of ints.
+    let (valid, noop) = unsafe {
+        let valid: u32 = read_or_zero(attr, conf!(off.iattr_valid));
+        let inode =
+            read_ptr(dentry as *const u8, conf!(off.dentry_inode)).unwrap_or(core::ptr::null());
+        let noop = !inode.is_null()
+            && kabi::setattr_is_noop(
+                valid,
+                read_or_zero(attr, conf!(off.iattr_uid)),
+                read_or_zero(attr, conf!(off.iattr_gid)),
+                read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
+                read_or_zero(inode, conf!(off.inode_uid)),
+                read_or_zero(inode, conf!(off.inode_gid)),
+                read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
+            );
+        (valid, noop)
+    };
+    // Inside chown the syscall's state is the cause: it carries the answer.
+    let tid = tid_of(bpf_get_current_pid_tgid());
+    if let Some(s) = syscall_state(tid, &current_call()) {
+        // SAFETY: this thread's own state, updated in place.
+        unsafe { (*s).noop = noop as u32 };
+    }
+    op_enter(op::SETATTR, valid, noop)
 }

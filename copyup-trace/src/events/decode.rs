@@ -183,6 +183,9 @@ pub struct CopyUp {
     /// Only metadata was copied (`metacopy=on`): data stays in the lower layer until
     /// the first write-open.
     pub metacopy: bool,
+    /// Caused by a chown or chmod to the owner and mode the file already had: a copy-up
+    /// that changed nothing but cost its copy.
+    pub noop: bool,
     /// Nesting depth: 0, or n for a copy-up another overlay's copy-up (of depth n - 1)
     /// made on the same thread; it carries that one's trigger and cause.
     pub nest: u32,
@@ -405,6 +408,7 @@ fn fill(c: &mut CopyUp, spare_filename: &mut Vec<u8>, ev: &CopyUpHeader, names: 
     }
     c.waited = ev.flags & flags::WAITED != 0;
     c.return_missed = ev.flags & flags::RETURN_MISSED != 0;
+    c.noop = ev.flags & flags::NOOP != 0;
     c.nest = ev.nest;
     c.metacopy = c.kind == Kind::File
         && ev.bytes == 0

@@ -152,6 +152,11 @@ fn offsets(ix: &Index) -> Result<(Offsets, Option<CtxStat>)> {
         task_real_parent: member_offset(ix, "task_struct", &["real_parent"])?,
         task_tgid: member_offset(ix, "task_struct", &["tgid"])?,
         iattr_valid: member_offset(ix, "iattr", &["ia_valid"])?,
+        iattr_uid: member_offset(ix, "iattr", &["ia_uid"])?,
+        iattr_gid: member_offset(ix, "iattr", &["ia_gid"])?,
+        iattr_mode: member_offset(ix, "iattr", &["ia_mode"])?,
+        inode_uid: member_offset(ix, "inode", &["i_uid"])?,
+        inode_gid: member_offset(ix, "inode", &["i_gid"])?,
     };
     let ctx_stat = ctx_stat.and_then(|s| {
         Some(CtxStat {

@@ -57,6 +57,10 @@ pub struct MountAdvice {
     pub metacopy_blocked_by: Option<String>,
     pub chown_copy_ups: u64,
     pub chown_r_shaped: bool,
+    /// Copy-ups by a chown or chmod to the owner and mode the file already had: copied
+    /// for nothing, avoided by changing only what differs.
+    pub noop_copy_ups: u64,
+    pub noop_bytes: u64,
 }
 
 impl MountRow {
@@ -84,6 +88,8 @@ impl MountRow {
             chown_copy_ups: self.chown_copy_ups,
             chown_r_shaped: self.chown_copy_ups >= CHOWN_R_MIN
                 && self.chown_copy_ups * 2 >= self.copy_ups,
+            noop_copy_ups: self.noop_copy_ups,
+            noop_bytes: self.noop_bytes,
         }
     }
 }

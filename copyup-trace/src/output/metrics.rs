@@ -90,6 +90,9 @@ struct Series {
     values: Box<[Box<str>]>,
     copy_ups: u64,
     bytes: u64,
+    /// Of those, by a chown or chmod to what the file already had.
+    noop_copy_ups: u64,
+    noop_bytes: u64,
     duration: Hist,
 }
 
@@ -195,6 +198,8 @@ impl Counts {
                     values,
                     copy_ups: 0,
                     bytes: 0,
+                    noop_copy_ups: 0,
+                    noop_bytes: 0,
                     duration: Hist::default(),
                 });
                 self.series.last_mut().expect("just pushed")
@@ -207,12 +212,18 @@ impl Counts {
                     values: (0..n).map(|_| Box::from(OTHER)).collect(),
                     copy_ups: 0,
                     bytes: 0,
+                    noop_copy_ups: 0,
+                    noop_bytes: 0,
                     duration: Hist::default(),
                 })
             }
         };
         series.copy_ups += 1;
         series.bytes += c.bytes;
+        if c.noop {
+            series.noop_copy_ups += 1;
+            series.noop_bytes += c.bytes;
+        }
         series.duration.add(c.copy_ns);
     }
 
@@ -268,6 +279,24 @@ impl Counts {
         )?;
         for s in all() {
             ConstCounter::new(s.bytes).encode(m.encode_family(&set(&self.names, s))?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "copyup_trace_noop_copy_ups",
+            "Of the copy-ups, those by a chown or chmod to the owner and mode the file already had",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in all() {
+            ConstCounter::new(s.noop_copy_ups).encode(m.encode_family(&set(&self.names, s))?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "copyup_trace_noop_copied",
+            "File data those copy-ups copied for nothing",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        for s in all() {
+            ConstCounter::new(s.noop_bytes).encode(m.encode_family(&set(&self.names, s))?)?;
         }
         let mut m = enc.encode_descriptor(
             "copyup_trace_copy_up_duration",
@@ -495,6 +524,27 @@ mod tests {
     fn text(counts: Counts, openmetrics: bool) -> String {
         let r = registry(Arc::new(Mutex::new(counts)));
         exposition(&r, openmetrics).0
+    }
+
+    /// Copy-ups to the owner a file already had count in their own series, beside the
+    /// copy-ups they are part of.
+    #[test]
+    fn noop_copy_ups_are_a_series() {
+        let mut c = Counts::new(&labels("trigger"), 10, "k".into());
+        c.add(&cu(Trigger::Chown, Kind::File, None, 100, 1));
+        c.add(&CopyUp {
+            noop: true,
+            ..cu(Trigger::Chown, Kind::File, None, 40, 1)
+        });
+        let t = text(c, false);
+        for line in [
+            r#"copyup_trace_copy_ups_total{trigger="chown"} 2"#,
+            r#"copyup_trace_copied_bytes_total{trigger="chown"} 140"#,
+            r#"copyup_trace_noop_copy_ups_total{trigger="chown"} 1"#,
+            r#"copyup_trace_noop_copied_bytes_total{trigger="chown"} 40"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} not in\n{t}");
+        }
     }
 
     #[test]

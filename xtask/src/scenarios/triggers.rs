@@ -13,7 +13,52 @@ pub const CHECKS: &[Check] = &[
         "each call that copied up reports its own latency",
         op_latency,
     ),
+    (
+        "chown, lchown, fchown and chmod to what the file has: no-op, exactly those",
+        noop,
+    ),
 ];
+
+/// Each copy-up is marked no-op exactly when its call asked for the owner or mode the
+/// file already had (the lower files are root's, mode 644); the summary counts them and
+/// their bytes.
+fn noop(a: &Artifacts) -> Result<()> {
+    let r = a.run("noop")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let mut got: Vec<(String, String, u64, bool)> = r
+        .events
+        .iter()
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["trigger"]).to_string(),
+                u(&e["bytes"]),
+                e["noop"] == true,
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String, u64, bool)> = [
+        ("/fother", "fchown", 6000, false),
+        ("/fsame", "fchown", 5000, true),
+        ("/lsame", "lchown", 0, true),
+        ("/mode", "chmod", 3000, true),
+        ("/other", "chown", 2000, false),
+        ("/othermode", "chmod", 4000, false),
+        ("/same", "chown", 1000, true),
+    ]
+    .iter()
+    .map(|(p, t, b, n)| (p.to_string(), t.to_string(), *b, *n))
+    .collect();
+    want.sort();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    ensure!(
+        r.summary["noop_copy_ups"] == 4 && r.summary["noop_bytes"] == 1000 + 3000 + 5000,
+        "summary: {}",
+        r.summary
+    );
+    Ok(())
+}
 
 pub(super) fn every_trigger(a: &Artifacts) -> Result<()> {
     let r = a.run("trig")?;

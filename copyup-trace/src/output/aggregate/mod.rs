@@ -37,6 +37,10 @@ pub struct Stats {
     pub errors: u64,
     /// Times a thread found another thread's copy-up in progress and waited for it.
     pub waits: u64,
+    /// Copy-ups by a chown or chmod to the owner and mode the file already had, and
+    /// their bytes: copied for nothing.
+    pub noop_copy_ups: u64,
+    pub noop_bytes: u64,
 }
 
 impl Stats {
@@ -49,6 +53,8 @@ impl Stats {
         self.data_ns += o.data_ns;
         self.errors += o.errors;
         self.waits += o.waits;
+        self.noop_copy_ups += o.noop_copy_ups;
+        self.noop_bytes += o.noop_bytes;
     }
 
     fn add(&mut self, c: &CopyUp) {
@@ -64,6 +70,10 @@ impl Stats {
         self.data_ns += c.data_ns;
         if c.ret != 0 {
             self.errors += 1;
+        }
+        if c.noop {
+            self.noop_copy_ups += 1;
+            self.noop_bytes += c.bytes;
         }
     }
 }
@@ -564,6 +574,7 @@ pub mod tests {
             waited: false,
             return_missed: false,
             metacopy: false,
+            noop: false,
             nest: 0,
             size: bytes,
             dev: 0,

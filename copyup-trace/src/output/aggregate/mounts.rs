@@ -41,6 +41,9 @@ pub struct MountRow {
     /// Copy-ups that were metadata-only (`metacopy=on` at work).
     pub metacopies: u64,
     pub chown_copy_ups: u64,
+    /// Copy-ups by a chown or chmod to what the file already had, and their bytes.
+    pub noop_copy_ups: u64,
+    pub noop_bytes: u64,
     /// Data bytes per metadata-only trigger, in `METADATA_ONLY` order.
     pub by_trigger: FxHashMap<Trigger, u64>,
 }
@@ -68,6 +71,8 @@ impl MountTotals {
                 meta_trigger_bytes: 0,
                 metacopies: 0,
                 chown_copy_ups: 0,
+                noop_copy_ups: 0,
+                noop_bytes: 0,
                 by_trigger: FxHashMap::default(),
             });
         if !Arc::ptr_eq(&row.info, info) {
@@ -77,6 +82,10 @@ impl MountTotals {
         row.bytes += c.bytes;
         row.metacopies += c.metacopy as u64;
         row.chown_copy_ups += CHOWN.contains(&c.trigger) as u64;
+        if c.noop {
+            row.noop_copy_ups += 1;
+            row.noop_bytes += c.bytes;
+        }
         if METADATA_ONLY.contains(&c.trigger) && !c.metacopy && c.bytes > 0 {
             row.meta_trigger_copy_ups += 1;
             row.meta_trigger_bytes += c.bytes;

@@ -63,6 +63,18 @@ pub fn write_text(out: &mut impl Write, mounts: &MountTotals) -> Result<()> {
                 a.metacopies
             )?;
         }
+        if a.noop_copy_ups > 0 {
+            writeln!(
+                out,
+                "  {} copy-ups copied {} ({} bytes) to set an owner or mode the file already \
+                 had: change only what differs (find DIR ! -user U -exec chown U:G {{}} +, \
+                 or ! -perm M for chmod), or set it when the image is built (COPY --chown, \
+                 or a chown in the same build step)",
+                a.noop_copy_ups,
+                human_bytes(a.noop_bytes),
+                a.noop_bytes
+            )?;
+        }
         if a.chown_r_shaped {
             writeln!(
                 out,

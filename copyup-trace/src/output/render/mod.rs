@@ -122,6 +122,9 @@ struct CopyUpRecord<'a> {
     /// Made by another overlay's copy-up, at this depth (0 when not nested).
     nested: bool,
     nest_depth: u32,
+    /// A chown or chmod to the owner and mode the file already had. Last, so that the
+    /// CSV columns before it keep their places.
+    noop: bool,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -173,6 +176,7 @@ impl<'a> CopyUpRecord<'a> {
             }),
             nested: c.nest > 0,
             nest_depth: c.nest,
+            noop: c.noop,
         }
     }
 }
@@ -228,6 +232,9 @@ struct JsonSummary<'a> {
     data_ns: u64,
     errors: u64,
     waits: u64,
+    /// Copy-ups by a chown or chmod to the owner and mode the file already had.
+    noop_copy_ups: u64,
+    noop_bytes: u64,
     lost: u64,
     #[serde(flatten)]
     losses: &'a Losses,
@@ -260,6 +267,8 @@ pub fn json_summary(
         data_ns: t.data_ns,
         errors: t.errors,
         waits: t.waits,
+        noop_copy_ups: t.noop_copy_ups,
+        noop_bytes: t.noop_bytes,
         lost: losses.total(),
         losses,
         duration_ns: elapsed.as_nanos() as u64,
@@ -306,6 +315,7 @@ const CSV_HEADER: &[&str] = &[
     "layer_id",
     "nested",
     "nest_depth",
+    "noop",
 ];
 
 /// A CSV writer whose header is already written: a run without copy-ups still prints
@@ -408,13 +418,22 @@ pub fn tables(
     let t = agg.total;
     writeln!(
         out,
-        "{} copy-ups, {} copied, {} in copy-up ({} copying data){}{}{}",
+        "{} copy-ups, {} copied, {} in copy-up ({} copying data){}{}{}{}",
         t.copy_ups,
         human_bytes(t.bytes),
         human_ns(t.copy_ns),
         human_ns(t.data_ns),
         if t.metacopies > 0 {
             format!(", {} metadata-only", t.metacopies)
+        } else {
+            String::new()
+        },
+        if t.noop_copy_ups > 0 {
+            format!(
+                ", {} for nothing ({}: owner or mode set to what the file had)",
+                t.noop_copy_ups,
+                human_bytes(t.noop_bytes)
+            )
         } else {
             String::new()
         },
@@ -478,10 +497,19 @@ pub fn tables(
     }
 
     if opts.wants(By::Process) {
-        let mut table = new_table(&with_row_header(&["PID", "COMM"]));
+        // Copy-ups of a chown or chmod to what the file already had, where any were.
+        let noops = agg.total.noop_copy_ups > 0;
+        let mut header = with_row_header(&["PID", "COMM"]);
+        if noops {
+            header.push("NO-OP");
+        }
+        let mut table = new_table(&header);
         for p in agg.processes(opts.sort).iter().take(opts.top) {
             let mut cells = vec![right(p.pid.to_string()), Cell::new(escape(&p.comm))];
             cells.extend(row_cells(&p.row));
+            if noops {
+                cells.push(right(p.row.stats.noop_copy_ups.to_string()));
+            }
             table.add_row(cells);
         }
         writeln!(out, "\nCopy-ups by process ({order}):\n{table}")?;
@@ -730,6 +758,7 @@ mod tests {
             waited: false,
             return_missed: false,
             metacopy: false,
+            noop: false,
             nest: 0,
             size: 8 << 20,
             dev: 0,
@@ -867,6 +896,7 @@ mod tests {
             return_missed: true,
             ret: -5,
             nest: 2,
+            noop: true,
             ..evil()
         }
     }
@@ -879,7 +909,7 @@ mod tests {
         let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
                       path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
                       cause_ts_ns,mount,cgroup,container_runtime,container_id,host_path,\
-                      layer_index,layer_dir,layer_id,nested,nest_depth\n";
+                      layer_index,layer_dir,layer_id,nested,nest_depth,noop\n";
         // The header comes first, even when no copy-up follows.
         assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
         let mut w = csv_writer(Vec::new()).unwrap();
@@ -890,9 +920,9 @@ mod tests {
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
             r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
             r"/system.slice/docker-abc.scope,docker,abc,/merged/dir/evil\n\x1b[2Jname\xff,,,,",
-            "false,0\n",
+            "false,0,false\n",
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
-            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,,true,2\n",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,,true,2,true\n",
         ];
         assert_eq!(text, format!("{header}{}", rows.concat()));
     }
@@ -912,7 +942,7 @@ mod tests {
             r#""cause_ts_ns":4,"mount":"/merged","cgroup":"/system.slice/docker-abc.scope","#,
             r#""container":{"runtime":"docker","id":"abc"},"#,
             r#""host_path":"/merged/dir/evil\\n\\x1b[2Jname\\xff","layer":null,"data_layer":null,"nested":false,"#,
-            r#""nest_depth":0}"#,
+            r#""nest_depth":0,"noop":false}"#,
             "\n",
             r#"{"type":"copy_up","schema":1,"ts_ns":5,"pid":100,"tid":101,"ppid":1,"#,
             r#""comm":"ch\\x1b]0;own","cgroup_id":7,"trigger":"chown","#,
@@ -920,7 +950,7 @@ mod tests {
             r#""filename":null,"bytes":8388608,"copy_ns":2500000,"data_ns":2000000,"#,
             r#""ret":-5,"waited":true,"metacopy":false,"return_missed":true,"size":8388608,"#,
             r#""cause_ts_ns":4,"mount":null,"cgroup":null,"container":null,"host_path":null,"#,
-            r#""layer":null,"data_layer":null,"nested":true,"nest_depth":2}"#,
+            r#""layer":null,"data_layer":null,"nested":true,"nest_depth":2,"noop":true}"#,
             "\n",
         ];
         assert_eq!(String::from_utf8(buf).unwrap(), lines.concat());
@@ -976,7 +1006,7 @@ mod tests {
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert!(
             text.ends_with(
-                ",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc,false,0\n"
+                ",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc,false,0,false\n"
             ),
             "{text}"
         );

@@ -45,10 +45,17 @@ fn run(args: &[String]) -> Result<(), String> {
             .ok_or_else(|| "missing argument".to_string())
     };
     match arg(0)? {
-        // fchown(2) on a read-only descriptor: no do_fchownat on this path.
+        // fchown PATH [UID GID]: fchown(2) (to 1000:1000 by default) on a read-only
+        // descriptor: no do_fchownat on this path.
         "fchown" => {
             let f = File::open(arg(1)?).map_err(|e| e.to_string())?;
-            fchown(&f, Some(1000), Some(1000)).map_err(|e| e.to_string())
+            let id = |i: usize| -> Result<u32, String> {
+                match args.get(i) {
+                    Some(v) => v.parse().map_err(|_| format!("bad id {v:?}")),
+                    None => Ok(1000),
+                }
+            };
+            fchown(&f, Some(id(2)?), Some(id(3)?)).map_err(|e| e.to_string())
         }
         // truncate(2) by path: setattr with ATTR_SIZE.
         "truncate" => {
