@@ -1,6 +1,8 @@
 //! Names and images of containers, read where their runtimes keep them: podman's
-//! containers/storage (`containers.json`, `images.json`), docker's per-container
-//! `config.v2.json`, containerd's API (its socket, through `containerd-client`). It ends at those stores: which cgroup is which
+//! containers/storage (`containers.json`, `images.json`), CRI-O's container config in
+//! the same storage (`userdata/config.json`, its `io.kubernetes.*` annotations), docker's
+//! per-container `config.v2.json`, containerd's API (its socket, through
+//! `containerd-client`). It ends at those stores: which cgroup is which
 //! container is `cgroups`', putting the details on copy-ups `enrich`'s.
 //!
 //! A store is read when an id it has not seen is asked for (once per container: `enrich`
@@ -88,6 +90,7 @@ pub struct Runtimes {
     roots: Roots,
     podman: PodmanStore,
     docker: HashMap<String, Details>,
+    crio: HashMap<String, Details>,
     containerd: HashMap<String, Details>,
     /// One client for the whole run, connected on first use.
     containerd_client: Option<Containerd>,
@@ -101,6 +104,7 @@ impl Runtimes {
             roots,
             podman: PodmanStore::default(),
             docker: HashMap::new(),
+            crio: HashMap::new(),
             containerd: HashMap::new(),
             containerd_client: None,
             warned: HashSet::new(),
@@ -113,6 +117,7 @@ impl Runtimes {
         let (name, found) = match runtime {
             "podman" => ("podman", self.podman.lookup(&self.roots.storage, id)),
             "docker" => ("docker", self.docker_lookup(id)),
+            "cri-o" => ("cri-o", self.crio_lookup(id)),
             // Kubelet's cgroupfs layout does not name the runtime: containerd is asked.
             "containerd" | "kubernetes" => ("containerd", self.containerd_lookup(id)),
             _ => return None,
@@ -148,6 +153,15 @@ impl Runtimes {
             self.containerd.insert(id.to_string(), d.clone());
         }
         Ok(found)
+    }
+
+    fn crio_lookup(&mut self, id: &str) -> Result<Option<Details>> {
+        if let Some(d) = self.crio.get(id) {
+            return Ok(Some(d.clone()));
+        }
+        let d = read_crio(&self.roots.storage, id)?;
+        self.crio.insert(id.to_string(), d.clone());
+        Ok(Some(d))
     }
 
     fn docker_lookup(&mut self, id: &str) -> Result<Option<Details>> {
@@ -504,6 +518,35 @@ struct DockerConfig {
     labels: Option<HashMap<String, String>>,
 }
 
+/// The part of an OCI runtime config CRI-O writes that names the container.
+#[derive(Deserialize)]
+struct OciConfig {
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+/// CRI-O's annotations for the image, as the pod asked for it and as it resolved.
+const CRIO_IMAGE_NAME: &str = "io.kubernetes.cri-o.ImageName";
+const CRIO_IMAGE_REF: &str = "io.kubernetes.cri-o.ImageRef";
+
+/// A CRI-O container: the OCI config CRI-O keeps in the container's containers/storage
+/// directory, whose annotations carry kubelet's labels and the image.
+fn read_crio(storage: &Path, id: &str) -> Result<Details> {
+    let path = storage
+        .join("overlay-containers")
+        .join(id)
+        .join("userdata/config.json");
+    let c: OciConfig = read_json(&path)?;
+    let get = |k: &str| c.annotations.get(k).filter(|v| !v.is_empty()).cloned();
+    let mut d = Details {
+        image: get(CRIO_IMAGE_NAME),
+        image_id: get(CRIO_IMAGE_REF).map(|r| strip_digest(&r)),
+        ..Default::default()
+    };
+    d.apply_labels(&c.annotations);
+    Ok(d)
+}
+
 fn read_docker(root: &Path, id: &str) -> Result<Details> {
     let path = root.join("containers").join(id).join("config.v2.json");
     let c: DockerConfigV2 = read_json(&path)?;
@@ -546,6 +589,43 @@ mod tests {
             format!(r#"[{{"id":"{IMG}","names":["localhost/app:2"]}}]"#),
         )
         .unwrap();
+    }
+
+    /// A CRI-O container's config, as CRI-O writes it into containers/storage.
+    #[test]
+    fn crio_annotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = dir
+            .path()
+            .join("storage/overlay-containers")
+            .join(ID)
+            .join("userdata");
+        fs::create_dir_all(&u).unwrap();
+        fs::write(
+            u.join("config.json"),
+            format!(
+                r#"{{"ociVersion":"1.0.2","annotations":{{
+                    "io.kubernetes.container.name":"api","io.kubernetes.pod.name":"shop-0",
+                    "io.kubernetes.pod.namespace":"prod",
+                    "io.kubernetes.cri-o.ImageName":"quay.io/acme/api:1",
+                    "io.kubernetes.cri-o.ImageRef":"sha256:{IMG}",
+                    "io.kubernetes.cri-o.ContainerType":"container"}}}}"#
+            ),
+        )
+        .unwrap();
+        let mut r = Runtimes::new(roots(dir.path()));
+        assert_eq!(
+            r.details("cri-o", ID),
+            Some(Details {
+                name: Some("api".into()),
+                image: Some("quay.io/acme/api:1".into()),
+                image_id: Some(IMG.into()),
+                pod: Some("shop-0".into()),
+                namespace: Some("prod".into()),
+                runtime: None,
+            })
+        );
+        assert!(r.warned.is_empty());
     }
 
     #[test]

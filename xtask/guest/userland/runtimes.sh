@@ -59,6 +59,28 @@ wait_gone guest-ops
 trace_stop podman-broken $TP
 cp /tmp/containers.json.saved $CJ
 
+# --- CRI-O: a container of containers/storage with the config CRI-O writes ----------
+# No CRI-O package is in the Debian suites here. podman creates a container in
+# containers/storage; its userdata/config.json is then what CRI-O writes there (kubelet's
+# io.kubernetes.* labels and CRI-O's image annotations), and a process in the cgroup
+# CRI-O gives it (crio-<id>.scope) fchowns /data/a through the container's rootfs.
+CID=$(podman create --name crio1 --network none localhost/app:1 /guest-ops)
+IMG=$(podman inspect -f '{{.Image}}' crio1)
+echo "$CID $IMG" >$OUT/crio.ids
+emit crio.ids $OUT/crio.ids
+ROOT=$(podman mount $CID)
+mkdir -p /var/lib/containers/storage/overlay-containers/$CID/userdata
+printf '%s' "{\"ociVersion\":\"1.0.2\",\"annotations\":{\"io.kubernetes.container.name\":\"api\",\"io.kubernetes.pod.name\":\"shop-0\",\"io.kubernetes.pod.namespace\":\"prod\",\"io.kubernetes.cri-o.ImageName\":\"localhost/app:1\",\"io.kubernetes.cri-o.ImageRef\":\"sha256:$IMG\",\"io.kubernetes.cri-o.ContainerType\":\"container\"}}" \
+    >/var/lib/containers/storage/overlay-containers/$CID/userdata/config.json
+CG=/sys/fs/cgroup/system.slice/crio-$CID.scope
+mkdir -p $CG
+trace_start crio -o json
+sh -c "echo \$\$ > $CG/cgroup.procs; exec /bin/guest-ops fchown $ROOT/data/a"
+trace_stop crio $TP
+rmdir $CG
+podman umount $CID >/dev/null
+podman rm $CID >/dev/null
+
 # --- docker (dockerd on containerd): the same, names and images from docker ----------
 start_containerd
 start_dockerd

@@ -14,6 +14,10 @@ pub const CHECKS: &[Check] = &[
     ("podman: --container NAME keeps one container", podman_one),
     ("podman: --by image", podman_images),
     ("podman: store unreadable: ids, one warning", podman_broken),
+    (
+        "CRI-O: name, pod, namespace and image from its config in containers/storage",
+        crio,
+    ),
     ("docker: name, image and id of two containers", docker),
     ("docker: --container NAME keeps one container", docker_one),
     ("docker: --by container, --by image tables", docker_table),
@@ -234,6 +238,23 @@ fn podman_broken(a: &Artifacts) -> Result<()> {
 const CID: &str = "4f1c0a9e2b7d43c58e6a1f0b9c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
 const CID2: &str = "5a2d1b0f3c8e54d69f7b2a1c0d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
 const CID3: &str = "6b3e2c1a4d9f65e7a08c3b2d1e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f";
+
+/// The container a CRI-O config names: kubelet's labels and CRI-O's image annotations,
+/// the id and image id as podman created them.
+fn crio(a: &Artifacts) -> Result<()> {
+    let r = a.run("crio")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let ids = a.get("crio.ids")?;
+    let (id, image_id) = ids
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("crio.ids: {ids:?}"))?;
+    let want = json!({
+        "runtime": "cri-o", "id": id.trim(), "name": "api", "image": "localhost/app:1",
+        "image_id": image_id.trim().trim_start_matches("sha256:"), "pod": "shop-0",
+        "namespace": "prod",
+    });
+    expect(&r, &[(want, 0)])
+}
 
 fn cri(a: &Artifacts) -> Result<()> {
     let r = a.run("cri")?;
