@@ -225,7 +225,7 @@ mod tests {
         let m = options(&["--metrics", "[::1]:1", "--metrics-max-series", "7"])
             .metrics
             .unwrap();
-        assert_eq!(m.labels.0.len(), 3);
+        assert_eq!(m.labels.0.len(), 5);
         assert_eq!(m.max_series, 7);
     }
 

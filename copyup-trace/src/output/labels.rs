@@ -60,7 +60,9 @@ pub const LABELS: &[Label] = &[
     },
 ];
 
-pub const DEFAULT_LABELS: &str = "trigger,kind,container";
+/// A Kubernetes pod's containers are named inside their pod: namespace and pod keep
+/// the series of two pods apart (empty, so absent to Prometheus, off Kubernetes).
+pub const DEFAULT_LABELS: &str = "trigger,kind,namespace,pod,container";
 pub const DEFAULT_MAX_SERIES: usize = 2000;
 /// The value of every label of the series that takes what is past the cap.
 pub const OTHER: &str = "_other_";

@@ -29,6 +29,7 @@ use prometheus_client::{
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::{
+    attribution::cgroups::CGROUP2_ROOT,
     escape::escape,
     events::decode::{CopyUp, OpDone},
     kernel::probes::Losses,
@@ -88,6 +89,9 @@ impl Hist {
 #[derive(Debug)]
 struct Series {
     values: Box<[Box<str>]>,
+    /// The cgroups of the containers whose copy-ups it counts: when every one is gone,
+    /// so is the series (and its place under `--metrics-max-series`).
+    cgroups: Vec<Arc<str>>,
     copy_ups: u64,
     bytes: u64,
     /// Of those, by a chown or chmod to what the file already had.
@@ -104,10 +108,13 @@ struct LabelSet<'a> {
 
 impl encoding::EncodeLabelSet for LabelSet<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> std::fmt::Result {
+        // An empty value is an absent label to Prometheus: left out (a container's pod
+        // and namespace off Kubernetes, the container of a copy-up in none).
         let pairs: Vec<(&str, &str)> = self
             .names
             .iter()
             .zip(self.values.iter())
+            .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| (*n, &**v))
             .collect();
         encoding::EncodeLabelSet::encode(&pairs.as_slice(), encoder)
@@ -196,6 +203,7 @@ impl Counts {
                     .insert(self.key.as_str().into(), self.series.len());
                 self.series.push(Series {
                     values,
+                    cgroups: Vec::new(),
                     copy_ups: 0,
                     bytes: 0,
                     noop_copy_ups: 0,
@@ -210,6 +218,7 @@ impl Counts {
                 let n = self.labels.len();
                 self.other.get_or_insert_with(|| Series {
                     values: (0..n).map(|_| Box::from(OTHER)).collect(),
+                    cgroups: Vec::new(),
                     copy_ups: 0,
                     bytes: 0,
                     noop_copy_ups: 0,
@@ -218,6 +227,11 @@ impl Counts {
                 })
             }
         };
+        if let (Some(_), Some(cg)) = (&c.container, &c.cgroup) {
+            if !series.cgroups.iter().any(|k| Arc::ptr_eq(k, cg) || k == cg) {
+                series.cgroups.push(cg.clone());
+            }
+        }
         series.copy_ups += 1;
         series.bytes += c.bytes;
         if c.noop {
@@ -247,6 +261,23 @@ impl Counts {
         mechanisms.sort_unstable();
         mechanisms.dedup();
         self.info[2].1 = mechanisms.join("+");
+    }
+
+    /// Drops the series whose containers are all gone (`gone` says of a cgroup path);
+    /// their places go to new label sets. The `_other_` series stays.
+    pub fn expire(&mut self, gone: impl Fn(&str) -> bool) -> usize {
+        let before = self.series.len();
+        self.series
+            .retain(|s| s.cgroups.is_empty() || !s.cgroups.iter().all(|c| gone(c)));
+        if self.series.len() != before {
+            self.index = self
+                .series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.values.join("\0").into(), i))
+                .collect();
+        }
+        before - self.series.len()
     }
 
     /// Label sets kept apart, and those folded into `_other_`.
@@ -474,8 +505,15 @@ impl Sink for MetricsSink {
         Ok(())
     }
 
+    /// Also where series of containers that are gone (their cgroup removed) expire.
     fn status(&mut self, s: &Status) -> Result<()> {
-        lock(&self.counts).status(s);
+        let mut counts = lock(&self.counts);
+        counts.status(s);
+        let root = std::path::Path::new(CGROUP2_ROOT);
+        let gone = counts.expire(|cg| !root.join(cg.trim_start_matches('/')).exists());
+        if gone > 0 {
+            log::debug!("metrics: {gone} series of containers that are gone expired");
+        }
         Ok(())
     }
 
@@ -606,7 +644,7 @@ mod tests {
             "# TYPE copyup_trace_copy_ups_total counter",
             r#"copyup_trace_copy_ups_total{trigger="chown",kind="file",container="abc"} 2"#,
             r#"copyup_trace_copied_bytes_total{trigger="chown",kind="file",container="abc"} 4196"#,
-            r#"copyup_trace_copied_bytes_total{trigger="mkdir",kind="dir",container=""} 0"#,
+            r#"copyup_trace_copied_bytes_total{trigger="mkdir",kind="dir"} 0"#,
             "# TYPE copyup_trace_copy_up_duration_seconds histogram",
             r#"copyup_trace_copy_up_duration_seconds_bucket{trigger="chown",kind="file",container="abc",le="1.024e-06"} 1"#,
             r#"copyup_trace_copy_up_duration_seconds_bucket{trigger="chown",kind="file",container="abc",le="4.096e-06"} 2"#,
@@ -645,6 +683,62 @@ mod tests {
             "{om}"
         );
         assert!(om.contains("# TYPE copyup_trace info\n"), "{om}");
+    }
+
+    /// A copy-up of container `id` in cgroup `/c/<id>`, of pod `pod` when given.
+    fn in_cgroup(id: &str, pod: Option<(&str, &str)>) -> CopyUp {
+        let mut c = cu(Trigger::Chown, Kind::File, Some(id), 1, 1);
+        c.cgroup = Some(Arc::from(format!("/c/{id}").as_str()));
+        if let Some((ns, p)) = pod {
+            c.container = Some(Arc::new(Container {
+                runtime: "containerd",
+                id: format!("{id}-{p}"),
+                name: Some(id.into()),
+                namespace: Some(ns.into()),
+                pod: Some(p.into()),
+                ..Default::default()
+            }));
+        }
+        c
+    }
+
+    /// The series of a container that is gone goes, and its place under the cap goes to
+    /// a new one; the `_other_` series and those of live containers stay.
+    #[test]
+    fn series_of_gone_containers_expire() {
+        let mut c = Counts::new(&labels("container"), 2, "k".into());
+        for id in ["a", "b", "c"] {
+            c.add(&in_cgroup(id, None));
+        }
+        assert_eq!(c.series(), (2, 1), "c folded");
+        assert_eq!(c.expire(|cg| cg == "/c/x"), 0, "all alive");
+        assert_eq!(c.expire(|cg| cg == "/c/a"), 1);
+        c.add(&in_cgroup("d", None));
+        c.add(&in_cgroup("b", None));
+        let t = text(c, false);
+        for line in [
+            r#"copyup_trace_copy_ups_total{container="b"} 2"#,
+            r#"copyup_trace_copy_ups_total{container="d"} 1"#,
+            r#"copyup_trace_copy_ups_total{container="_other_"} 1"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
+        }
+        assert!(!t.contains(r#"container="a""#), "{t}");
+    }
+
+    /// By default two pods' containers of one name are two series.
+    #[test]
+    fn pods_are_kept_apart_by_default() {
+        let mut c = Counts::new(&labels(DEFAULT_LABELS), 10, "k".into());
+        c.add(&in_cgroup("web", Some(("shop", "web-0"))));
+        c.add(&in_cgroup("web", Some(("shop", "web-1"))));
+        let t = text(c, false);
+        for pod in ["web-0", "web-1"] {
+            let line = format!(
+                r#"copyup_trace_copy_ups_total{{trigger="chown",kind="file",namespace="shop",pod="{pod}",container="web"}} 1"#
+            );
+            assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
+        }
     }
 
     #[test]
@@ -693,7 +787,7 @@ mod tests {
     fn labels_option() {
         let l = labels(DEFAULT_LABELS);
         let names: Vec<&str> = l.0.iter().map(|l| l.name).collect();
-        assert_eq!(names, ["trigger", "kind", "container"]);
+        assert_eq!(names, ["trigger", "kind", "namespace", "pod", "container"]);
         assert!(labels("").0.is_empty());
         assert!(parse_labels("path")
             .unwrap_err()
