@@ -7,12 +7,69 @@
 use serde::Serialize;
 
 use crate::{
-    attribution::layers::OverlayOptions, escape::escape, output::aggregate::mounts::MountRow,
+    attribution::layers::{OverlayInfo, OverlayOptions},
+    escape::escape,
+    output::aggregate::mounts::MountRow,
 };
 
 /// A workload is `chown -R`-shaped when at least this many copy-ups of one mount, and at
 /// least half of them, come from chown: then idmapped mounts are the better answer.
 const CHOWN_R_MIN: u64 = 16;
+
+/// The store that set up an overlay (`RuntimeLayer::store`: `docker`,
+/// `containers-storage`, `containerd`), from its layers' directories.
+pub fn store_of(info: &OverlayInfo) -> Option<&'static str> {
+    info.lowers
+        .iter()
+        .find_map(|l| l.runtime.as_ref().map(|r| r.store))
+}
+
+/// How to have the mounts of `store` made with `metacopy=on`: each runtime's own
+/// setting, or why it has none.
+pub fn metacopy_how(store: Option<&str>) -> &'static str {
+    match store {
+        Some("containers-storage") => {
+            "set mountopt = \"metacopy=on\" under [storage.options.overlay] in \
+             /etc/containers/storage.conf (podman, CRI-O, buildah)"
+        }
+        Some("containerd") => {
+            "set mount_options = [\"metacopy=on\"] for containerd's overlayfs snapshotter \
+             ([plugins.\"io.containerd.snapshotter.v1.overlayfs\"] in \
+             /etc/containerd/config.toml)"
+        }
+        Some("docker") => {
+            "turn on the overlay module's default (options overlay metacopy=Y in \
+             /etc/modprobe.d: for every overlay on the host), since docker's overlay2 driver \
+             takes no mount options (overlay2.size only), or move docker to its containerd \
+             image store and set containerd's overlayfs snapshotter mount_options = \
+             [\"metacopy=on\"]"
+        }
+        _ => "mount with metacopy=on (and redirect_dir=on)",
+    }
+}
+
+/// What avoids a `chown -R` of a container's tree on the mounts of `store`: ids given by
+/// the runtime instead, and where that still chowns.
+pub fn chown_how(store: Option<&str>) -> &'static str {
+    match store {
+        Some("containers-storage") => {
+            "podman --userns=auto (or keep-id) maps the ids with an idmapped mount where the \
+             kernel can idmap the layers' filesystem (copyup-trace check says), else it \
+             makes a chowned copy of the image once per mapping"
+        }
+        Some("containerd") => {
+            "Kubernetes hostUsers: false maps the ids with an idmapped rootfs where the \
+             kernel can idmap the layers' filesystem (copyup-trace check says); where it \
+             cannot, containerd chowns the whole rootfs, which copies it up"
+        }
+        Some("docker") => {
+            "docker's userns-remap chowns a copy of every image layer, once per remapped \
+             root; give the files their owner in the image instead (COPY --chown, or a \
+             chown in the build step that adds them)"
+        }
+        _ => "give the container its ids with an idmapped mount (a user namespace) instead",
+    }
+}
 
 /// Why `metacopy=on` cannot help this mount, if it cannot.
 pub fn metacopy_blocker(o: &OverlayOptions) -> Option<String> {
@@ -61,6 +118,12 @@ pub struct MountAdvice {
     /// for nothing, avoided by changing only what differs.
     pub noop_copy_ups: u64,
     pub noop_bytes: u64,
+    /// The store that set up the overlay, where its layers say.
+    pub store: Option<&'static str>,
+    /// How to have this store's mounts made with `metacopy=on`.
+    pub metacopy_how: &'static str,
+    /// What avoids a `chown -R` here.
+    pub chown_how: &'static str,
 }
 
 impl MountRow {
@@ -90,6 +153,9 @@ impl MountRow {
                 && self.chown_copy_ups * 2 >= self.copy_ups,
             noop_copy_ups: self.noop_copy_ups,
             noop_bytes: self.noop_bytes,
+            store: store_of(&self.info),
+            metacopy_how: metacopy_how(store_of(&self.info)),
+            chown_how: chown_how(store_of(&self.info)),
         }
     }
 }

@@ -49,10 +49,10 @@ pub fn write_text(out: &mut impl Write, mounts: &MountTotals) -> Result<()> {
             match &a.metacopy_blocked_by {
                 None => writeln!(
                     out,
-                    "  advice: mount with metacopy=on (and redirect_dir=on) to copy only their \
-                     metadata: {} bytes less, unless a file's data is written later; use it \
-                     only with trusted lower and upper directories",
-                    a.metacopy_would_avoid
+                    "  advice: {}, to copy only their metadata: {} bytes less, unless a file's \
+                     data is written later; use it only with trusted lower and upper \
+                     directories",
+                    a.metacopy_how, a.metacopy_would_avoid
                 )?,
                 Some(why) => writeln!(out, "  metacopy=on cannot help: {why}")?,
             }
@@ -79,10 +79,8 @@ pub fn write_text(out: &mut impl Write, mounts: &MountTotals) -> Result<()> {
             writeln!(
                 out,
                 "  {} of the {} copy-ups came from chown: for a chown -R over a container's \
-                 tree, give the container its ids with an idmapped mount or a user \
-                 namespace (docker/podman --userns, Kubernetes hostUsers: false) instead: \
-                 nothing is copied up at all",
-                a.chown_copy_ups, a.copy_ups
+                 tree, {}",
+                a.chown_copy_ups, a.copy_ups, a.chown_how
             )?;
         }
     }

@@ -15,6 +15,10 @@ pub const CHECKS: &[Check] = &[
     ("podman: --by image", podman_images),
     ("podman: store unreadable: ids, one warning", podman_broken),
     (
+        "advice names each runtime's own metacopy setting (podman, docker, containerd)",
+        runtime_advice,
+    ),
+    (
         "CRI-O: name, pod, namespace and image from its config in containers/storage",
         crio,
     ),
@@ -134,6 +138,43 @@ fn podman_one(a: &Artifacts) -> Result<()> {
 
 fn docker_one(a: &Artifacts) -> Result<()> {
     one(a, "docker-one", "docker", "docker", "app:1", 1)
+}
+
+/// Each report's advice for the containers' overlays names the store that mounted them
+/// and that runtime's own way to metacopy=on: containers-storage's storage.conf,
+/// containerd's snapshotter option, and for docker's overlay2, which takes none, the
+/// module default.
+fn runtime_advice(a: &Artifacts) -> Result<()> {
+    for (run, store, needle) in [
+        (
+            "podman",
+            "containers-storage",
+            "/etc/containers/storage.conf",
+        ),
+        (
+            "docker",
+            "docker",
+            "docker's overlay2 driver takes no mount options",
+        ),
+        (
+            "cri",
+            "containerd",
+            "io.containerd.snapshotter.v1.overlayfs",
+        ),
+    ] {
+        let report: Value = serde_json::from_str(a.get(&format!("{run}.report"))?)?;
+        let advice = report["advice"]
+            .as_array()
+            .ok_or_else(|| anyhow!("{run}: no advice in {report}"))?;
+        ensure!(!advice.is_empty(), "{run}: no mount advised");
+        for m in advice {
+            ensure!(
+                m["store"] == store && s(&m["metacopy_how"]).contains(needle),
+                "{run}: advice {m}"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The report's image rows: one image, two containers, four copy-ups, 8000 bytes.
