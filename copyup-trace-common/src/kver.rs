@@ -40,6 +40,10 @@ pub const COPY_UP_DATA_CTX: Version = (6, 1);
 /// `struct ovl_entry`'s lower stack, as the kernel side reads it without the overlay
 /// module's BTF (5.10's): `numlower` then `lowerstack[]`, from `d_fsdata`.
 pub const LOWER_STACK_FIXED: (Version, Version) = ((5, 7), (6, 5));
+/// Idmapped mounts (`mount_setattr(MOUNT_ATTR_IDMAP)`).
+pub const IDMAPPED_MOUNTS: Version = (5, 12);
+/// tmpfs takes idmapped mounts.
+pub const TMPFS_IDMAP: Version = (6, 3);
 /// Data-only lower layers (`lowerdir=a::b`), and the lower stack held by the overlay
 /// inode rather than `d_fsdata`.
 pub const DATA_ONLY_LAYERS: Version = (6, 5);

@@ -20,7 +20,7 @@ use crate::{
     },
     kernel::plan,
     kernel::plan::{LayoutFrom, Mechanism},
-    kernel::probes,
+    kernel::{idmap, probes},
     output::render::new_table,
 };
 
@@ -319,7 +319,7 @@ fn overlay_mounts(mounts: &[MountInfo], out: &mut Vec<Item>) {
     if overlays.is_empty() {
         out.push(item("overlay mounts", Status::Info, "none", MOUNTINFO));
     }
-    for m in overlays {
+    for m in &overlays {
         let opts: Vec<String> = OPTS
             .iter()
             .filter_map(|o| match m.super_options.get(*o) {
@@ -341,6 +341,62 @@ fn overlay_mounts(mounts: &[MountInfo], out: &mut Vec<Item>) {
             Status::Info,
             escape(fact.as_bytes()),
             MOUNTINFO,
+        ));
+    }
+    layer_idmap(mounts, &overlays, out);
+}
+
+/// Whether the kernel can idmap the filesystems the overlays' layers are on: where it
+/// can, a container given its own ids (podman --userns=auto, Kubernetes hostUsers:
+/// false) is idmapped; where it cannot, its runtime chowns, which copies everything up.
+fn layer_idmap(mounts: &[MountInfo], overlays: &[&MountInfo], out: &mut Vec<Item>) {
+    use std::os::unix::fs::MetadataExt;
+    // One row per filesystem (device) that holds an upper or the top lower layer.
+    let mut seen = std::collections::BTreeMap::new();
+    for m in overlays {
+        let dirs = ["upperdir", "lowerdir"].into_iter().filter_map(|k| {
+            let v = m.super_options.get(k)?.as_deref()?;
+            v.split(':').next().filter(|d| d.starts_with('/'))
+        });
+        for dir in dirs {
+            let Ok(md) = fs::metadata(dir) else { continue };
+            let dev = md.dev();
+            let (major, minor) = (libc::major(dev), libc::minor(dev));
+            let Some(fs_mount) = mounts
+                .iter()
+                .find(|x| x.majmin == format!("{major}:{minor}") && x.fs_type != "overlay")
+            else {
+                continue;
+            };
+            seen.entry(dev)
+                .or_insert((dir.to_string(), fs_mount.fs_type.clone()));
+        }
+    }
+    let dirs: Vec<(String, String)> = seen.into_values().collect();
+    let paths: Vec<&Path> = dirs.iter().map(|(d, _)| Path::new(d.as_str())).collect();
+    for ((dir, fs_type), answer) in dirs.iter().zip(idmap::idmappable(&paths)) {
+        let (status, fact) = match answer {
+            Ok(idmap::Idmap::Yes) => (
+                Status::Ok,
+                format!(
+                    "{fs_type}: the kernel idmaps it, so a container given its own ids \
+                     (podman --userns=auto, Kubernetes hostUsers: false) is not chowned"
+                ),
+            ),
+            Ok(idmap::Idmap::No(why)) => (
+                Status::Info,
+                format!(
+                    "{fs_type}: {why}; a container given its own ids is chowned by its \
+                     runtime instead, which copies every file up"
+                ),
+            ),
+            Err(e) => (Status::Info, format!("{fs_type}: not tried: {e}")),
+        };
+        out.push(item(
+            &format!("idmap {}", escape(dir.as_bytes())),
+            status,
+            escape(fact.as_bytes()),
+            "open_tree + mount_setattr(MOUNT_ATTR_IDMAP) on a detached copy",
         ));
     }
 }

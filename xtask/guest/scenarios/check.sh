@@ -2,8 +2,17 @@
 # check on a kernel that can be traced, and a reader that goes away mid-run.
 
 # --- check: this kernel can be traced, and how ---------------------------------------
+# With an overlay whose layers are on a tmpfs of their own: whether the kernel idmaps it.
+mkdir -p /tmp/idm
+mount -t tmpfs tmpfs /tmp/idm
+mkdir -p /tmp/idm/l /tmp/idm/u /tmp/idm/w /tmp/idm/m
+mount -t overlay overlay -o lowerdir=/tmp/idm/l,upperdir=/tmp/idm/u,workdir=/tmp/idm/w /tmp/idm/m
 run check_json check -o json
 run check_table check
+umount /tmp/idm/m
+umount /tmp/idm
+grep -c " /tmp/idm" /proc/self/mountinfo >$OUT/check.idm_left
+emit check.idm_left $OUT/check.idm_left
 grep -c ovl_ /sys/kernel/debug/kprobes/list >$OUT/check.kprobes_after
 emit check.kprobes_after $OUT/check.kprobes_after
 

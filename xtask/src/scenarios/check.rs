@@ -18,6 +18,10 @@ pub const CHECKS: &[Check] = &[
         check_table,
     ),
     (
+        "check: whether the kernel idmaps the layers' tmpfs, tried (6.3 on), nothing left",
+        check_idmap,
+    ),
+    (
         "closed pipe (-o json | head -1): exit 0, quiet, nothing left",
         closed_pipe,
     ),
@@ -29,6 +33,33 @@ fn row<'a>(report: &'a Value, name: &str) -> Result<&'a Value> {
         .as_array()
         .and_then(|items| items.iter().find(|i| i["check"] == name))
         .ok_or_else(|| anyhow!("check has no row {name:?}: {report}"))
+}
+
+/// The overlay on a tmpfs of its own: idmapped for real from 6.3; before, the kernel's
+/// refusal named (no idmapped mounts before 5.12, no idmapped tmpfs before 6.3). The
+/// detached copy it tried leaves no mount.
+fn check_idmap(a: &Artifacts) -> Result<()> {
+    let report: Value = serde_json::from_str(a.get("check_json.out")?)?;
+    let r = row(&report, "idmap /tmp/idm/u")?;
+    let fact = r["fact"].as_str().unwrap_or("");
+    let k = &a.kernel;
+    let (status, needle) = if super::release_at_least(k, kver::TMPFS_IDMAP) {
+        ("ok", "tmpfs: the kernel idmaps it")
+    } else if super::release_at_least(k, kver::IDMAPPED_MOUNTS) {
+        ("info", "tmpfs: the kernel does not idmap this filesystem")
+    } else {
+        (
+            "info",
+            "tmpfs: this kernel has no idmapped mounts (mount_setattr, 5.12)",
+        )
+    };
+    ensure!(
+        r["status"] == status && fact.contains(needle),
+        "on {k}: {r}, want {status} {needle:?}"
+    );
+    let left = a.get("check.idm_left")?.trim();
+    ensure!(left == "0", "{left} /tmp/idm mounts left");
+    Ok(())
 }
 
 fn check_json(a: &Artifacts) -> Result<()> {
