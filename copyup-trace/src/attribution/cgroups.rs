@@ -226,8 +226,8 @@ pub struct Container {
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Its runtime did not answer in time (`enrich::LOOKUP_BOUND`): name, image and pod
-    /// are unknown, not absent.
+    /// Its runtime could not be asked, or did not answer in time
+    /// (`enrich::LOOKUP_BOUND`): name, image and pod are unknown, not absent.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unresolved: bool,
 }

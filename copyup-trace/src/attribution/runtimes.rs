@@ -114,23 +114,25 @@ impl Runtimes {
     /// What `runtime` knows of container `id`; `None` when it does not know it or its
     /// store cannot be read (then said once on stderr).
     pub fn details(&mut self, runtime: &str, id: &str) -> Option<Details> {
+        self.ask(runtime, id).ok().flatten()
+    }
+
+    /// `details`, telling a runtime that does not know the container (`Ok(None)`) from
+    /// one that could not be asked (`Err`, said once on stderr).
+    fn ask(&mut self, runtime: &str, id: &str) -> Result<Option<Details>, ()> {
         let (name, found) = match runtime {
             "podman" => ("podman", self.podman.lookup(&self.roots.storage, id)),
             "docker" => ("docker", self.docker_lookup(id)),
             "cri-o" => ("cri-o", self.crio_lookup(id)),
             // Kubelet's cgroupfs layout does not name the runtime: containerd is asked.
             "containerd" | "kubernetes" => ("containerd", self.containerd_lookup(id)),
-            _ => return None,
+            _ => return Ok(None),
         };
-        match found {
-            Ok(d) => d,
-            Err(e) => {
-                if self.warned.insert(name) {
-                    log::warn!("{name} containers are reported by id only: {e:#}");
-                }
-                None
+        found.map_err(|e| {
+            if self.warned.insert(name) {
+                log::warn!("{name} containers are reported by id only: {e:#}");
             }
-        }
+        })
     }
 
     fn containerd_lookup(&mut self, id: &str) -> Result<Option<Details>> {
@@ -181,6 +183,8 @@ pub struct Answer {
     pub runtime: &'static str,
     pub id: String,
     pub details: Option<Details>,
+    /// The runtime could not be asked (down, unreadable, or no answer in time).
+    pub failed: bool,
 }
 
 /// Runtime questions answered beside the event loop: a thread per runtime (started on
@@ -217,15 +221,14 @@ impl Lookups {
                 .spawn(move || {
                     let mut runtimes = Runtimes::new(roots);
                     for id in questions {
-                        let details = runtimes.details(runtime, &id);
-                        if send
-                            .send(Answer {
-                                runtime,
-                                id,
-                                details,
-                            })
-                            .is_err()
-                        {
+                        let asked = runtimes.ask(runtime, &id);
+                        let answer = Answer {
+                            runtime,
+                            id,
+                            failed: asked.is_err(),
+                            details: asked.ok().flatten(),
+                        };
+                        if send.send(answer).is_err() {
                             return;
                         }
                     }
@@ -240,6 +243,7 @@ impl Lookups {
                 runtime,
                 id: id.to_string(),
                 details: None,
+                failed: true,
             });
         }
     }

@@ -28,7 +28,7 @@ wait $W
 echo $? >$OUT/${PFX}kill.workload_rc
 sleep 0.5
 grep -c ovl_ $KL >$OUT/${PFX}kill.kprobes_after
-$G bpf-objects >$OUT/${PFX}kill.progs_after
+$G bpf-objects settled >$OUT/${PFX}kill.progs_after
 ls $D/upper/many | wc -l >$OUT/${PFX}kill.upper_count
 for f in out err rc workload_rc kprobes_during kprobes_after progs_during progs_after upper_count; do
     emit ${PFX}kill.$f $OUT/${PFX}kill.$f
@@ -75,7 +75,7 @@ else
     echo $? >$OUT/early.rc
 fi
 grep -c ovl_ $KL >$OUT/early.kprobes_after
-$G bpf-objects >$OUT/early.progs_after
+$G bpf-objects settled >$OUT/early.progs_after
 for f in out err rc attached_before kprobes_after progs_after; do
     emit early.$f $OUT/early.$f
 done
@@ -151,7 +151,7 @@ for mode in fentry kprobe; do
     wait $TP
     echo $? >$OUT/rmmod.$mode.rc
     grep -c ovl_ $KL >$OUT/rmmod.$mode.kprobes_after
-    $G bpf-objects >$OUT/rmmod.$mode.progs_after
+    $G bpf-objects settled >$OUT/rmmod.$mode.progs_after
     grep -c "^overlay " /proc/modules >$OUT/rmmod.$mode.loaded_after
     grep -q "^overlay " /proc/modules || insmod /lib/overlay.ko
     for f in out err rc rmmod_rc kprobes_after progs_during progs_after loaded_after; do

@@ -44,7 +44,7 @@ wait $TP
 echo $? >$OUT/met.rc
 sleep 0.5
 grep -c ovl_ $KL >$OUT/met.kprobes_after
-$G bpf-objects >$OUT/met.progs_after
+$G bpf-objects settled >$OUT/met.progs_after
 wget -q -O $OUT/met.gone $MURL/healthz 2>/dev/null
 echo $? >$OUT/met.gone_rc
 for f in out err rc healthz before after openmetrics kprobes_during kprobes_after progs_during progs_after gone_rc; do

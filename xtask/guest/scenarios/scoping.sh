@@ -36,7 +36,7 @@ wait $TP
 echo $? >$OUT/pid.rc
 grep -c ovl_ /sys/kernel/debug/kprobes/list >$OUT/pid.kprobes_after
 emit pid.kprobes_after $OUT/pid.kprobes_after
-$G bpf-objects >$OUT/pid.progs_after
+$G bpf-objects settled >$OUT/pid.progs_after
 emit pid.progs_during $OUT/pid.progs_during
 emit pid.progs_after $OUT/pid.progs_after
 emit pid.pid $OUT/pid.pid

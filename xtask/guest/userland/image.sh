@@ -62,7 +62,7 @@ podman wait copier >/dev/null
 podman stop -t 20 tracer >/dev/null
 podman inspect -f '{{.State.ExitCode}}' tracer >$OUT/image.rc
 podman logs tracer >$OUT/image.out 2>$OUT/image.err
-/bin/guest-ops bpf-objects >$OUT/image.progs_after
+/bin/guest-ops bpf-objects settled >$OUT/image.progs_after
 emit image.build $OUT/image.build
 emit image.build_rc $OUT/image.build_rc
 emit image.out $OUT/image.out

@@ -218,9 +218,28 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        // Every BPF program (`prog ID NAME`) and link (`link ID PROG_ID`) in the kernel,
-        // one a line; the host picks out ours by name and counts them by id.
+        // bpf-objects [settled]: every BPF program (`prog ID NAME`) and link (`link ID
+        // PROG_ID`) in the kernel, one a line; the host picks out ours by name and counts
+        // them by id. `settled`: after a tracer has exited, first wait (at most 10 s) for
+        // none of ours to be listed: the kernel frees a raw tracepoint's program after a
+        // grace period, not when its last descriptor closes.
         "bpf-objects" => {
+            if args.get(1).map(String::as_str) == Some("settled") {
+                let ours = |name: &[u8]| {
+                    copyup_trace_common::hooks::programs().any(|p| {
+                        let cut = copyup_trace_common::kabi::BPF_OBJ_NAME_LEN - 1;
+                        p.as_bytes()[..p.len().min(cut)] == *name
+                    })
+                };
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < std::time::Duration::from_secs(10)
+                    && aya::programs::loaded_programs()
+                        .filter_map(Result::ok)
+                        .any(|p| ours(p.name()))
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
             for info in aya::programs::loaded_programs() {
                 match info {
                     Ok(p) => println!("prog {} {}", p.id(), String::from_utf8_lossy(p.name())),
