@@ -293,41 +293,39 @@ impl Counts {
                 values: &s.values,
             }
         }
-        let mut m = enc.encode_descriptor(
-            "copyup_trace_copy_ups",
-            "Copy-ups of overlay objects (files, directories, symlinks) to the upper layer",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in all() {
-            ConstCounter::new(s.copy_ups).encode(m.encode_family(&set(&self.names, s))?)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "copyup_trace_copied",
-            "File data copied to the upper layer by copy-ups",
-            Some(&Unit::Bytes),
-            MetricType::Counter,
-        )?;
-        for s in all() {
-            ConstCounter::new(s.bytes).encode(m.encode_family(&set(&self.names, s))?)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "copyup_trace_noop_copy_ups",
-            "Of the copy-ups, those by a chown or chmod to the owner and mode the file already had",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in all() {
-            ConstCounter::new(s.noop_copy_ups).encode(m.encode_family(&set(&self.names, s))?)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "copyup_trace_noop_copied",
-            "File data those copy-ups copied for nothing",
-            Some(&Unit::Bytes),
-            MetricType::Counter,
-        )?;
-        for s in all() {
-            ConstCounter::new(s.noop_bytes).encode(m.encode_family(&set(&self.names, s))?)?;
+        // The counter families of the copy-up series: name, help, unit, value.
+        type Value = fn(&Series) -> u64;
+        let counters: [(&str, &str, Option<Unit>, Value); 4] = [
+            (
+                "copyup_trace_copy_ups",
+                "Copy-ups of overlay objects (files, directories, symlinks) to the upper layer",
+                None,
+                |s| s.copy_ups,
+            ),
+            (
+                "copyup_trace_copied",
+                "File data copied to the upper layer by copy-ups",
+                Some(Unit::Bytes),
+                |s| s.bytes,
+            ),
+            (
+                "copyup_trace_noop_copy_ups",
+                "Of the copy-ups, those by a chown or chmod to the owner and mode the file already had",
+                None,
+                |s| s.noop_copy_ups,
+            ),
+            (
+                "copyup_trace_noop_copied",
+                "File data those copy-ups copied for nothing",
+                Some(Unit::Bytes),
+                |s| s.noop_bytes,
+            ),
+        ];
+        for (name, help, unit, value) in counters {
+            let mut m = enc.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
+            for s in all() {
+                ConstCounter::new(value(s)).encode(m.encode_family(&set(&self.names, s))?)?;
+            }
         }
         let mut m = enc.encode_descriptor(
             "copyup_trace_copy_up_duration",
