@@ -67,13 +67,108 @@ pub fn has_caps(eff: u64) -> bool {
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
+pub const CAP_SYS_RESOURCE: u32 = 24;
+const PERF_EVENT_PARANOID: &str = "/proc/sys/kernel/perf_event_paranoid";
+
+/// What this host asks of the capabilities besides CAP_BPF + CAP_PERFMON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asks {
+    /// Overlay is a module with BTF of its own: fentry on its functions needs the
+    /// module's BTF object, which only CAP_SYS_ADMIN may look up (BPF_BTF_GET_NEXT_ID).
+    pub overlay_module_btf: bool,
+    /// `kernel.perf_event_paranoid`: above 2 (Debian's and Ubuntu's default, a patch
+    /// of theirs), perf events, kprobes included, need CAP_SYS_ADMIN.
+    pub perf_event_paranoid: Option<i32>,
+    /// The kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11) and the limit is
+    /// not lifted: lifting it needs CAP_SYS_RESOURCE.
+    pub memlock_low: bool,
+}
+
+/// Why the effective capabilities `eff` cannot trace on a host that `asks` this, if
+/// they cannot.
+pub fn lacking(eff: u64, asks: Asks) -> Option<String> {
+    let has = |c: u32| eff & (1u64 << c) != 0;
+    if !has_caps(eff) {
+        return Some(format!(
+            "permission denied: copyup-trace loads eBPF programs and needs root (or \
+             CAP_BPF and CAP_PERFMON); try sudo (CapEff {eff:016x})"
+        ));
+    }
+    if !has(CAP_SYS_ADMIN) && asks.overlay_module_btf && asks.perf_event_paranoid > Some(2) {
+        return Some(format!(
+            "CAP_BPF + CAP_PERFMON are not enough here, add CAP_SYS_ADMIN: fentry on the \
+             overlay module's functions needs its BTF object, which only CAP_SYS_ADMIN may \
+             look up (BPF_BTF_GET_NEXT_ID), and kernel.perf_event_paranoid={} refuses \
+             kprobes without it (CapEff {eff:016x})",
+            asks.perf_event_paranoid.unwrap_or_default()
+        ));
+    }
+    if !has(CAP_SYS_RESOURCE) && asks.memlock_low {
+        return Some(format!(
+            "this kernel charges BPF memory to RLIMIT_MEMLOCK, which is too low here, and \
+             raising it needs CAP_SYS_RESOURCE (CapEff {eff:016x})"
+        ));
+    }
+    None
+}
+
+/// Why kprobes cannot be used by this process, where kernel.perf_event_paranoid above 2
+/// (Debian's and Ubuntu's patch) reserves perf events to CAP_SYS_ADMIN.
+pub fn kprobes_refused() -> Option<String> {
+    let status = fs::read_to_string(STATUS).unwrap_or_default();
+    let admin = cap_eff(&status).is_some_and(|e| e & (1u64 << CAP_SYS_ADMIN) != 0);
+    let paranoid = asks().perf_event_paranoid?;
+    (!admin && paranoid > 2).then(|| {
+        format!(
+            "kernel.perf_event_paranoid={paranoid} refuses kprobes without CAP_SYS_ADMIN, \
+             which this process lacks"
+        )
+    })
+}
+
+/// What this host asks of the tool's capabilities.
+fn asks() -> Asks {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to a local.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    let old = facts::release()
+        .ok()
+        .and_then(|r| kver::parse(&r))
+        .is_some_and(|v| v < kver::BPF_MEMCG_ACCOUNTING);
+    Asks {
+        overlay_module_btf: Path::new(OVERLAY_BTF).exists(),
+        perf_event_paranoid: fs::read_to_string(PERF_EVENT_PARANOID)
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        // The maps take tens of MiB: the tool lifts the limit (aya does), or cannot.
+        memlock_low: old && lim.rlim_cur != libc::RLIM_INFINITY,
+    }
+}
+
 pub fn privileges() -> Item {
     let status = fs::read_to_string(STATUS).unwrap_or_default();
+    let asks = asks();
     match cap_eff(&status) {
-        Some(eff) if has_caps(eff) => item(
+        Some(eff) if lacking(eff, asks).is_none() => item(
             "privileges",
             Status::Ok,
-            format!("CapEff {eff:016x}: CAP_SYS_ADMIN or CAP_BPF + CAP_PERFMON"),
+            format!(
+                "CapEff {eff:016x}: {}",
+                if eff & (1u64 << CAP_SYS_ADMIN) != 0 {
+                    "CAP_SYS_ADMIN"
+                } else {
+                    "CAP_BPF + CAP_PERFMON"
+                }
+            ),
+            STATUS,
+        ),
+        Some(eff) => item(
+            "privileges",
+            Status::Missing,
+            lacking(eff, asks).unwrap_or_default(),
             STATUS,
         ),
         eff => item(
@@ -275,6 +370,41 @@ pub fn stacks() -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each capability set lacks where: found by running the tool as a user with
+    /// only those capabilities in the guests (Debian's perf_event_paranoid is 3).
+    #[test]
+    fn what_capabilities_lack() {
+        let caps = |c: &[u32]| c.iter().fold(0u64, |b, c| b | 1 << c);
+        let debian = Asks {
+            overlay_module_btf: true,
+            perf_event_paranoid: Some(3),
+            memlock_low: false,
+        };
+        let bpf = caps(&[CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE]);
+        let e = lacking(bpf, debian).unwrap();
+        assert!(
+            e.contains("add CAP_SYS_ADMIN") && e.contains("perf_event_paranoid=3"),
+            "{e}"
+        );
+        assert_eq!(lacking(caps(&[CAP_SYS_ADMIN]), debian), None);
+        // Where kprobes are allowed, CAP_BPF + CAP_PERFMON are enough.
+        let upstream = Asks {
+            perf_event_paranoid: Some(2),
+            ..debian
+        };
+        assert_eq!(lacking(bpf, upstream), None);
+        // Before 5.11, with the limit not lifted: CAP_SYS_RESOURCE.
+        let old = Asks {
+            overlay_module_btf: false,
+            perf_event_paranoid: Some(3),
+            memlock_low: true,
+        };
+        let e = lacking(caps(&[CAP_SYS_ADMIN]), old).unwrap();
+        assert!(e.contains("CAP_SYS_RESOURCE"), "{e}");
+        assert_eq!(lacking(caps(&[CAP_SYS_ADMIN, CAP_SYS_RESOURCE]), old), None);
+        assert!(lacking(0, upstream).unwrap().contains("needs root"));
+    }
 
     #[test]
     fn capability_rules() {

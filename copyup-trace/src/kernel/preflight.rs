@@ -29,5 +29,8 @@ pub fn kprobes(plan: &ProbePlan) -> Result<()> {
     if item.status == Status::Missing {
         bail!("{} ({why})", item.fact);
     }
+    if let Some(refused) = host::kprobes_refused() {
+        bail!("{refused} ({why})");
+    }
     Ok(())
 }

@@ -300,6 +300,75 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Err(format!("pid {want} not had in 20 forks"))
         }
+        // as-user UID CAP[,CAP...] CMD ARGS...: exec CMD as UID (and gid UID, no
+        // supplementary groups) holding only the capabilities named by number, in every
+        // set including the ambient one, so that CMD keeps them across its exec.
+        "as-user" => {
+            let uid: libc::uid_t = arg(1)?.parse().map_err(|_| "bad uid")?;
+            let caps: Vec<u32> = arg(2)?
+                .split(',')
+                .map(|c| c.parse().map_err(|_| format!("bad capability {c:?}")))
+                .collect::<Result<_, String>>()?;
+            let cmd = args.get(3).ok_or("missing command")?;
+            let bits: u64 = caps.iter().fold(0, |b, c| b | 1 << c);
+            // _LINUX_CAPABILITY_VERSION_3: two 32-bit halves.
+            #[repr(C)]
+            struct Header {
+                version: u32,
+                pid: i32,
+            }
+            #[repr(C)]
+            #[derive(Clone, Copy)]
+            struct Data {
+                effective: u32,
+                permitted: u32,
+                inheritable: u32,
+            }
+            let data = [
+                Data {
+                    effective: bits as u32,
+                    permitted: bits as u32,
+                    inheritable: bits as u32,
+                },
+                Data {
+                    effective: (bits >> 32) as u32,
+                    permitted: (bits >> 32) as u32,
+                    inheritable: (bits >> 32) as u32,
+                },
+            ];
+            let header = Header {
+                version: 0x2008_0522,
+                pid: 0,
+            };
+            // SAFETY: plain system calls on values that live through each call.
+            unsafe {
+                check("keepcaps", libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+                check("setgroups", libc::setgroups(0, std::ptr::null()))?;
+                check("setresgid", libc::setresgid(uid, uid, uid))?;
+                check("setresuid", libc::setresuid(uid, uid, uid))?;
+                check(
+                    "capset",
+                    libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as i32,
+                )?;
+                for c in &caps {
+                    check(
+                        "ambient",
+                        libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                            *c as libc::c_ulong,
+                            0,
+                            0,
+                        ),
+                    )?;
+                }
+            }
+            use std::os::unix::process::CommandExt;
+            Err(std::process::Command::new(cmd)
+                .args(&args[4..])
+                .exec()
+                .to_string())
+        }
         // bpf-map-count NAME: how many keys the loaded map NAME holds.
         "bpf-map-count" => {
             let info = aya::maps::loaded_maps()
