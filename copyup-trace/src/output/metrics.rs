@@ -86,7 +86,7 @@ impl Hist {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Series {
     values: Box<[Box<str>]>,
     /// The cgroups of the containers whose copy-ups it counts: when every one is gone,
@@ -203,12 +203,7 @@ impl Counts {
                     .insert(self.key.as_str().into(), self.series.len());
                 self.series.push(Series {
                     values,
-                    cgroups: Vec::new(),
-                    copy_ups: 0,
-                    bytes: 0,
-                    noop_copy_ups: 0,
-                    noop_bytes: 0,
-                    duration: Hist::default(),
+                    ..Series::default()
                 });
                 self.series.last_mut().expect("just pushed")
             }
@@ -218,12 +213,7 @@ impl Counts {
                 let n = self.labels.len();
                 self.other.get_or_insert_with(|| Series {
                     values: (0..n).map(|_| Box::from(OTHER)).collect(),
-                    cgroups: Vec::new(),
-                    copy_ups: 0,
-                    bytes: 0,
-                    noop_copy_ups: 0,
-                    noop_bytes: 0,
-                    duration: Hist::default(),
+                    ..Series::default()
                 })
             }
         };
@@ -360,27 +350,27 @@ impl Counts {
         ] {
             ConstCounter::new(n).encode(m.encode_family(&[("reason", reason)])?)?;
         }
-        let m = enc.encode_descriptor(
-            "copyup_trace_missed_returns",
-            "Copy-ups whose return probe the kernel skipped (all kretprobe instances in use)",
-            None,
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(self.losses.missed_returns).encode(m)?;
-        let m = enc.encode_descriptor(
-            "copyup_trace_skipped_runs",
-            "Runs of our BPF programs the kernel skipped because another run was in progress on that CPU",
-            None,
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(self.losses.skipped_runs).encode(m)?;
-        let m = enc.encode_descriptor(
-            "copyup_trace_folded_series",
-            "Label sets past --metrics-max-series, counted once each, whose copy-ups went to the _other_ series",
-            None,
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(self.folded.len() as u64).encode(m)?;
+        // Counters of the run as a whole, without labels.
+        for (name, help, value) in [
+            (
+                "copyup_trace_missed_returns",
+                "Copy-ups whose return probe the kernel skipped (all kretprobe instances in use)",
+                self.losses.missed_returns,
+            ),
+            (
+                "copyup_trace_skipped_runs",
+                "Runs of our BPF programs the kernel skipped because another run was in progress on that CPU",
+                self.losses.skipped_runs,
+            ),
+            (
+                "copyup_trace_folded_series",
+                "Label sets past --metrics-max-series, counted once each, whose copy-ups went to the _other_ series",
+                self.folded.len() as u64,
+            ),
+        ] {
+            let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(m)?;
+        }
         let mut m = enc.encode_descriptor(
             "copyup_trace",
             "The tool's version, the kernel release and the probe mechanisms in use",
