@@ -52,14 +52,24 @@ pub fn op_done(pid_tgid: u64, d: Done) {
     }
 }
 
+/// `noop` says whether a SETATTR asks for what the file already has; it is asked only
+/// for a traced task.
 #[inline(always)]
-fn op_enter(op: u32, ia_valid: u32, noop: bool) -> u32 {
+fn op_enter(op: u32, ia_valid: u32, noop: impl FnOnce() -> bool) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Inside chown the syscall's own state names the trigger and carries the latency.
-    // SAFETY: lookup only.
+    if !traced(pid_tgid) {
+        return 0;
+    }
     let tid = tid_of(pid_tgid);
     let call = current_call();
-    if syscall_state(tid, &call).is_some() || !traced(pid_tgid) {
+    let noop = op == op::SETATTR && noop();
+    // Inside chown the syscall's own state names the trigger and carries the latency,
+    // and the answer to `noop`.
+    if let Some(s) = syscall_state(tid, &call) {
+        if op == op::SETATTR {
+            // SAFETY: this thread's own state, updated in place.
+            unsafe { (*s).noop = noop as u32 };
+        }
         return 0;
     }
     // An operation of another overlay inside a copy-up under an operation (opening the
@@ -156,12 +166,12 @@ macro_rules! op_probe {
         $(#[$doc])*
         #[kprobe]
         pub fn $name(_ctx: ProbeContext) -> u32 {
-            op_enter($op, 0, false)
+            op_enter($op, 0, || false)
         }
         $(
             #[fentry(function = $func)]
             pub fn $fentry(_ctx: FEntryContext) -> u32 {
-                op_enter($op, 0, false)
+                op_enter($op, 0, || false)
             }
             op_fexit!($fexit, $func);
         )+
@@ -216,7 +226,7 @@ fn xattr_enter(value: u64) -> u32 {
             op::SETXATTR
         },
         0,
-        false,
+        || false,
     )
 }
 
@@ -241,28 +251,24 @@ op_fexit!(fx_setattr, "ovl_setattr");
 #[inline(always)]
 fn setattr_enter(dentry: u64, attr: u64) -> u32 {
     let attr = attr as *const u8;
-    // SAFETY: bounded kernel reads of ints.
-    let (valid, noop) = unsafe {
-        let valid: u32 = read_or_zero(attr, conf!(off.iattr_valid));
-        let inode =
-            read_ptr(dentry as *const u8, conf!(off.dentry_inode)).unwrap_or(core::ptr::null());
-        let noop = !inode.is_null()
-            && kabi::setattr_is_noop(
-                valid,
-                read_or_zero(attr, conf!(off.iattr_uid)),
-                read_or_zero(attr, conf!(off.iattr_gid)),
-                read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
-                read_or_zero(inode, conf!(off.inode_uid)),
-                read_or_zero(inode, conf!(off.inode_gid)),
-                read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
-            );
-        (valid, noop)
-    };
-    // Inside chown the syscall's state is the cause: it carries the answer.
-    let tid = tid_of(bpf_get_current_pid_tgid());
-    if let Some(s) = syscall_state(tid, &current_call()) {
-        // SAFETY: this thread's own state, updated in place.
-        unsafe { (*s).noop = noop as u32 };
-    }
-    op_enter(op::SETATTR, valid, noop)
+    // SAFETY: bounded kernel read of an int.
+    let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
+    op_enter(op::SETATTR, valid, || {
+        // SAFETY: bounded kernel reads of ints.
+        unsafe {
+            let Some(inode) = read_ptr(dentry as *const u8, conf!(off.dentry_inode)) else {
+                return false;
+            };
+            !inode.is_null()
+                && kabi::setattr_is_noop(
+                    valid,
+                    read_or_zero(attr, conf!(off.iattr_uid)),
+                    read_or_zero(attr, conf!(off.iattr_gid)),
+                    read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
+                    read_or_zero(inode, conf!(off.inode_uid)),
+                    read_or_zero(inode, conf!(off.inode_gid)),
+                    read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
+                )
+        }
+    })
 }
