@@ -222,6 +222,7 @@ impl Lookups {
                     let mut runtimes = Runtimes::new(roots);
                     for id in questions {
                         let asked = runtimes.ask(runtime, &id);
+                        log::debug!("{runtime} answered for {id}: {asked:?}");
                         let answer = Answer {
                             runtime,
                             id,

@@ -160,10 +160,10 @@ impl Enricher {
         let Some(q) = self.asked.remove(&(a.runtime, Arc::from(a.id.as_str()))) else {
             return;
         };
-        let details = a.details;
+        let (details, failed) = (a.details, a.failed);
         self.update(&q.cgroups, |k| {
             let bare = Container {
-                unresolved: false,
+                unresolved: failed,
                 ..k.clone()
             };
             match &details {
@@ -390,6 +390,44 @@ mod tests {
         };
         assert!(e.enrich(&mut d));
         assert_eq!(d.container.as_deref().unwrap().name.as_deref(), Some("web"));
+    }
+
+    /// A runtime that cannot be asked (no socket) answers at once, and its containers
+    /// are marked unresolved: their names are unknown, not absent.
+    #[test]
+    fn a_runtime_that_cannot_be_asked_leaves_its_containers_unresolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = dir.path().join("cgroup");
+        let mut inos = Vec::new();
+        for i in 1..=3 {
+            let scope = format!("system.slice/cri-containerd-{i:064}.scope");
+            inos.push(container_cgroup(&cg, &scope));
+        }
+        let mut e = Enricher::new(None, CgroupResolver::new(&cg))
+            .with_runtimes(Lookups::start(roots(dir.path())), Duration::from_secs(30));
+        let mut copy_ups: Vec<CopyUp> = inos
+            .iter()
+            .map(|&cgroup_id| CopyUp {
+                cgroup_id,
+                ..Default::default()
+            })
+            .collect();
+        for c in &mut copy_ups {
+            assert!(!e.enrich(c));
+        }
+        let t0 = Instant::now();
+        for c in &mut copy_ups {
+            while !e.complete(c) {
+                assert!(t0.elapsed() < Duration::from_secs(10), "no answer");
+                std::thread::sleep(Duration::from_millis(5));
+                e.poll(Instant::now());
+            }
+            let k = c.container.as_deref().unwrap();
+            assert_eq!(
+                (k.runtime, k.unresolved, &k.name),
+                ("containerd", true, &None)
+            );
+        }
     }
 
     /// A runtime that never answers (a socket that accepts and stays silent) holds a

@@ -275,6 +275,8 @@ fn samples(text: &str) -> Result<Vec<Sample>> {
 }
 
 /// The sum of `name` over the samples whose labels include `with`.
+/// The sum of `name`'s samples whose labels are `with`; an empty value matches an
+/// absent label, as in Prometheus.
 fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
     samples
         .iter()
@@ -282,7 +284,7 @@ fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
             n == name
                 && with
                     .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                    .all(|(k, v)| l.get(*k).map_or("", String::as_str) == *v)
         })
         .map(|(_, _, v)| v)
         .sum()

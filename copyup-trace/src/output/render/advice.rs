@@ -49,7 +49,7 @@ pub fn write_text(out: &mut impl Write, mounts: &MountTotals) -> Result<()> {
             match &a.metacopy_blocked_by {
                 None => writeln!(
                     out,
-                    "  advice: {}, to copy only their metadata: {} bytes less, unless a file's \
+                    "  advice: {} to copy only their metadata: {} bytes less, unless a file's \
                      data is written later; use it only with trusted lower and upper \
                      directories",
                     a.metacopy_how, a.metacopy_would_avoid
