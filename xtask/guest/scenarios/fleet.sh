@@ -140,22 +140,23 @@ echo $? >$OUT/prom2.rc
 # --- series of containers that are gone expire, and their places go to new ones -------
 # Series by container, at most 2: A (a directory and a file) and B get theirs, C folds
 # into _other_. A's cgroup goes; once the tool has looked (every second), D gets A's place.
+# The containers' cgroups exist before the tool starts.
 newovl exp
 $G mkfiles $D/lower/f 4 100
 mountovl
-"$T" --metrics 127.0.0.1:29435 --metrics-labels container --metrics-max-series 2 \
-    -o json >$OUT/exp.out 2>$OUT/exp.err &
-TP=$!
-wait_ready $OUT/exp.err
 # in_container ID FILE: chown FILE from a process in docker container ID's cgroup.
 in_container() {
-    mkdir -p /sys/fs/cgroup/system.slice/docker-$1.scope
     sh -c "echo \$\$ > /sys/fs/cgroup/system.slice/docker-$1.scope/cgroup.procs; exec chown 1000 $2"
 }
 CA=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 CB=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 CC=cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
 CD=dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd
+for c in $CA $CB $CC $CD; do mkdir -p /sys/fs/cgroup/system.slice/docker-$c.scope; done
+"$T" --metrics 127.0.0.1:29435 --metrics-labels container --metrics-max-series 2 \
+    -o json >$OUT/exp.out 2>$OUT/exp.err &
+TP=$!
+wait_ready $OUT/exp.err
 in_container $CA $D/merged/f/f0
 in_container $CB $D/merged/f/f1
 in_container $CC $D/merged/f/f2
