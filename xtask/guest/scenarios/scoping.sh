@@ -81,12 +81,13 @@ upper cg
 
 # --- containers: a runtime that never answers holds up nothing ------------------------
 # containerd's socket takes connections and never answers. Three containerd containers
-# (by their cgroups) each chown -R 300 files at once, through a 64 KiB ring: draining
-# must not wait for containerd, so no copy-up is lost, and each is reported with its
-# container marked unresolved once the lookup bound has passed.
+# (by their cgroups) each chown -R 1000 files at once, through a 256 KiB ring (about a
+# third of their records): draining must not wait for containerd (2 s a question, one
+# after the other), so no copy-up is lost, and each is reported with its container
+# marked unresolved.
 newovl slowrt
 for n in 1 2 3; do
-    $G mkfiles $D/lower/c$n 300 0
+    $G mkfiles $D/lower/c$n 1000 0
 done
 mountovl
 mkdir -p /run/containerd
@@ -100,7 +101,7 @@ for n in 1 2 3; do
     sh -c "echo \$\$ > $CG/cgroup.procs; while [ ! -e /tmp/go ]; do sleep 0.1; done; chown -R 1000 $D/merged/c$n" &
     PIDS="$PIDS $!"
 done
-"$T" -o json --ring-size 64K >$OUT/slowrt.out 2>$OUT/slowrt.err &
+"$T" -o json --ring-size 256K >$OUT/slowrt.out 2>$OUT/slowrt.err &
 TP=$!
 wait_ready $OUT/slowrt.err
 touch /tmp/go
