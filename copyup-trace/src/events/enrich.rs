@@ -52,7 +52,13 @@ pub struct Enricher {
     /// Questions not answered yet, by (runtime, container id).
     asked: FxHashMap<(&'static str, Arc<str>), Asked>,
     bound: Duration,
+    /// Cgroup ids not found yet, and when first seen: the resolver rescans at most once a
+    /// second, so a cgroup made just after a rescan is found by the next one.
+    unseen: FxHashMap<u64, Instant>,
 }
+
+/// How long a copy-up from a cgroup not found yet waits for the resolver's next rescan.
+const CGROUP_WAIT: Duration = Duration::from_millis(1500);
 
 impl Enricher {
     pub fn new(mounts: Option<OverlayMounts>, cgroups: CgroupResolver) -> Enricher {
@@ -65,6 +71,7 @@ impl Enricher {
             runtimes: None,
             asked: FxHashMap::default(),
             bound: LOOKUP_BOUND,
+            unseen: FxHashMap::default(),
         }
     }
 
@@ -94,18 +101,28 @@ impl Enricher {
             Some((path, container)) => (Some(path.clone()), container.clone()),
             None => (None, None),
         };
+        if cgroup.is_none() && c.cgroup_id != 0 {
+            self.unseen.entry(c.cgroup_id).or_insert_with(Instant::now);
+        }
         c.cgroup = cgroup;
         c.container = container;
         !self.waits(c)
     }
 
-    /// Whether `c`'s container is still to be answered for, within the bound.
+    /// Whether `c` still waits: for its cgroup to be found (at most `CGROUP_WAIT`), or for
+    /// its container's runtime to answer (within the bound).
     fn waits(&self, c: &CopyUp) -> bool {
-        c.container.as_ref().is_some_and(|k| {
-            self.asked
-                .get(&(k.runtime, Arc::from(k.id.as_str())))
-                .is_some_and(|a| !a.expired)
-        })
+        let cgroup_unseen = c.cgroup.is_none()
+            && self
+                .unseen
+                .get(&c.cgroup_id)
+                .is_some_and(|t| t.elapsed() < CGROUP_WAIT);
+        cgroup_unseen
+            || c.container.as_ref().is_some_and(|k| {
+                self.asked
+                    .get(&(k.runtime, Arc::from(k.id.as_str())))
+                    .is_some_and(|a| !a.expired)
+            })
     }
 
     /// Takes in the answers that have come and marks the questions past the bound; then
@@ -183,7 +200,14 @@ impl Enricher {
     }
 
     /// Brings a copy-up that `enrich` left waiting up to date; false while it still waits.
-    pub fn complete(&self, c: &mut CopyUp) -> bool {
+    pub fn complete(&mut self, c: &mut CopyUp) -> bool {
+        if c.cgroup.is_none() && self.unseen.contains_key(&c.cgroup_id) {
+            // Found by a rescan since (this asks the resolver again).
+            if let Some((path, _)) = self.cgroup(c.cgroup_id) {
+                c.cgroup = Some(path.clone());
+                self.unseen.remove(&c.cgroup_id);
+            }
+        }
         if let Some((_, container)) = self.by_cgroup.get(&c.cgroup_id) {
             c.container = container.clone();
         }
@@ -390,6 +414,37 @@ mod tests {
         };
         assert!(e.enrich(&mut d));
         assert_eq!(d.container.as_deref().unwrap().name.as_deref(), Some("web"));
+    }
+
+    /// A cgroup made just after the resolver's scan: its copy-up waits for the next
+    /// rescan and then carries its cgroup and container.
+    #[test]
+    fn a_cgroup_made_after_a_scan_is_found_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = dir.path().join("cgroup");
+        let first = container_cgroup(&cg, "system.slice/first.scope");
+        let resolver = CgroupResolver::new(&cg).with_rescan_interval(Duration::from_millis(50));
+        let mut e = Enricher::new(None, resolver);
+        let mut c = CopyUp {
+            cgroup_id: first,
+            ..Default::default()
+        };
+        assert!(e.enrich(&mut c), "found by the first scan");
+        let id = "b".repeat(64);
+        let late = container_cgroup(&cg, &format!("system.slice/docker-{id}.scope"));
+        let mut c = CopyUp {
+            cgroup_id: late,
+            ..Default::default()
+        };
+        assert!(!e.enrich(&mut c), "not found yet: waits");
+        assert!(c.cgroup.is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(e.complete(&mut c));
+        assert_eq!(
+            c.cgroup.as_deref(),
+            Some(&*format!("/system.slice/docker-{id}.scope"))
+        );
+        assert_eq!(c.container.as_deref().unwrap().id, id);
     }
 
     /// A runtime that cannot be asked (no socket) answers at once, and its containers
