@@ -171,7 +171,10 @@ mkf $D/lower/b 2000
 mkf $D/lower/c 3000
 mountovl
 N=${PFX}stale
-SP=$1
+# A pid no process holds, well ahead of the next one the kernel hands out (which the
+# tracer started below takes): a long run may have wrapped pids past $1.
+SP=$(( ($(cat /proc/sys/kernel/ns_last_pid) + $1 - 29000) % 30000 + 1000 ))
+while [ -e /proc/$SP ]; do SP=$((SP + 1)); done
 # shellcheck disable=SC2086 # PROBES is empty or one option and its value
 COPYUP_TRACE_SKIP_RETURNS_OF=$SP "$T" $PROBES -o json >$OUT/$N.out 2>$OUT/$N.err &
 TP=$!
