@@ -27,10 +27,6 @@ pub const CHECKS: &[Check] = &[
         "Prometheus scraping --metrics every second: PromQL values exact, a restart is a reset",
         prometheus,
     ),
-    (
-        "--metrics: a gone container's series expires, a new container takes its place",
-        series_expire,
-    ),
     ("--metrics on a port in use: one line, exit 1", |a| {
         one_line_error(a, "busy", 1, "--metrics 127.0.0.1:29435: cannot listen")
     }),
@@ -429,52 +425,6 @@ fn promql(a: &Artifacts, name: &str) -> Result<String> {
         result.len()
     );
     Ok(s(&result[0]["value"][1]).to_string())
-}
-
-/// Series by container, at most two: after container A's cgroup went, Prometheus and the
-/// endpoint show B and D (which took A's place), C folded into `_other_`, and no A.
-fn series_expire(a: &Artifacts) -> Result<()> {
-    let r = a.run("exp")?;
-    ensure!(r.rc == 0, "exit {}", r.rc);
-    let id = |c: char| c.to_string().repeat(64);
-    let text = a.get("prom.exp")?;
-    let v: Value = serde_json::from_str(text.lines().next().unwrap_or(""))
-        .with_context(|| format!("not a Prometheus answer: {text:?}"))?;
-    ensure!(v["status"] == "success", "{v}");
-    let mut got: Vec<(String, String)> = v["data"]["result"]
-        .as_array()
-        .ok_or_else(|| anyhow!("{v}"))?
-        .iter()
-        .map(|r| {
-            (
-                s(&r["metric"]["container"]).to_string(),
-                s(&r["value"][1]).to_string(),
-            )
-        })
-        .collect();
-    got.sort();
-    let mut want = vec![
-        ("_other_".to_string(), "1".to_string()),
-        (id('b'), "1".to_string()),
-        (id('d'), "1".to_string()),
-    ];
-    want.sort();
-    ensure!(
-        got == want,
-        "PromQL series\n  got  {got:?}\n  want {want:?}"
-    );
-    let metrics = a.get("exp.metrics")?;
-    ensure!(
-        !metrics.contains(&id('a')),
-        "the gone container's series is still served:\n{metrics}"
-    );
-    ensure!(
-        metrics
-            .lines()
-            .any(|l| l == "copyup_trace_folded_series_total 1"),
-        "{metrics}"
-    );
-    Ok(())
 }
 
 fn prometheus(a: &Artifacts) -> Result<()> {
