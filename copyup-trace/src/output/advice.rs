@@ -129,6 +129,7 @@ pub struct MountAdvice {
 impl MountRow {
     pub fn advice(&self) -> MountAdvice {
         let blocker = metacopy_blocker(&self.info.options);
+        let store = store_of(&self.info);
         MountAdvice {
             mount: escape(&self.info.mount_point),
             options: self.info.options.clone(),
@@ -153,9 +154,9 @@ impl MountRow {
                 && self.chown_copy_ups * 2 >= self.copy_ups,
             noop_copy_ups: self.noop_copy_ups,
             noop_bytes: self.noop_bytes,
-            store: store_of(&self.info),
-            metacopy_how: metacopy_how(store_of(&self.info)),
-            chown_how: chown_how(store_of(&self.info)),
+            store,
+            metacopy_how: metacopy_how(store),
+            chown_how: chown_how(store),
         }
     }
 }
