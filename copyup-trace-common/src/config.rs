@@ -27,6 +27,12 @@ pub struct Offsets {
     pub iattr_mode: u32,
     pub inode_uid: u32,
     pub inode_gid: u32,
+    /// `cgroup.kn`, `kernfs_node.id` (a cgroup's id), `cgroup.root` and
+    /// `cgroup_root.hierarchy_id` (0: the unified hierarchy).
+    pub cgroup_kn: u32,
+    pub kernfs_id: u32,
+    pub cgroup_root: u32,
+    pub root_hierarchy_id: u32,
 }
 
 /// How `struct ovl_entry *` is reached from an overlay dentry (`LowerStack::entry_at`).

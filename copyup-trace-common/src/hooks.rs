@@ -243,7 +243,12 @@ pub const THREAD_EXIT: RawTracepointHook = RawTracepointHook {
     program: "sched_process_exit",
     event: "sched_process_exit",
 };
-pub const RAW_TRACEPOINTS: &[RawTracepointHook] = &[FORK, THREAD_EXIT];
+/// A cgroup made: its id and path go to user space (`CgroupEvent`).
+pub const CGROUP_MKDIR: RawTracepointHook = RawTracepointHook {
+    program: "cgroup_mkdir",
+    event: "cgroup_mkdir",
+};
+pub const RAW_TRACEPOINTS: &[RawTracepointHook] = &[FORK, THREAD_EXIT, CGROUP_MKDIR];
 
 fn all_names() -> impl Iterator<Item = &'static str> + Clone {
     FUNCS

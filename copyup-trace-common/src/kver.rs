@@ -2,7 +2,7 @@
 //! once: user space plans by them (`plan`, `check`), the guest checks expect by them.
 //! Where BTF can answer a question instead, the answer comes from BTF; a rule here is
 //! for what BTF cannot tell (a helper's arrival, an unwinder fix) or the fallback where
-//! a module has no BTF.
+//! a module has no BTF. A rule that differs by CPU architecture is `arch`'s.
 
 /// `(major, minor)` of a kernel release.
 pub type Version = (u32, u32);
@@ -30,9 +30,6 @@ pub const SETATTR_USERNS_ARG: Version = (5, 12);
 /// `bpf_task_pt_regs`, with which stored state is checked against the syscall in
 /// progress (`CallId`).
 pub const TASK_PT_REGS: Version = (5, 15);
-/// The x86 unwinder gets past a kretprobe's trampoline: whole kernel stacks under
-/// return probes.
-pub const KRETPROBE_UNWIND: Version = (5, 15);
 /// `bpf_get_func_ret`, with which fexit programs read the return value.
 pub const FEXIT_RET: Version = (5, 17);
 /// `ovl_copy_up_data` takes the copy-up context (`c, temp`), the length inside it.

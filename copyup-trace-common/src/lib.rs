@@ -1,10 +1,12 @@
 //! Facts shared by the eBPF programs, user space and the tests: the `#[repr(C)]` records
 //! and per-thread state (the kernel side writes them byte for byte, user space reads them
 //! back), the kernel-side settings (`config`), the probe table (`hooks`), kernel ABI
-//! constants (`kabi`), and kernel releases with the version rules (`kver`). No logic
+//! constants (`kabi`), kernel releases with the version rules (`kver`), and what differs
+//! between the CPU architectures (`arch`). No logic
 //! lives here beyond what describes those facts.
 #![no_std]
 
+pub mod arch;
 pub mod config;
 pub mod hooks;
 pub mod kabi;
@@ -53,6 +55,27 @@ pub const fn inflight_tid(key: u64) -> u32 {
 pub mod record {
     pub const COPY_UP: u32 = 1;
     pub const OP_DONE: u32 = 2;
+    pub const CGROUP: u32 = 3;
+}
+
+/// Bytes of a cgroup's path a `CgroupEvent` carries, its NUL included (the kernel formats
+/// up to 1024 for the tracepoint; a longer path is cut, and named by the next scan).
+pub const CGROUP_PATH_LEN: usize = 512;
+
+/// Sent when a cgroup of the unified hierarchy is made: its id (what
+/// `bpf_get_current_cgroup_id` gives its tasks) and path, so that user space can name a
+/// copy-up's cgroup even when the cgroup is gone before the copy-up's record is read. It
+/// goes through the ring before any record of its tasks.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupEvent {
+    /// `record::CGROUP`.
+    pub record: u32,
+    /// Bytes of `path` before its NUL.
+    pub path_len: u32,
+    pub id: u64,
+    /// From the hierarchy's root, `/` first, NUL-terminated.
+    pub path: [u8; CGROUP_PATH_LEN],
 }
 
 /// The overlayfs operation (or syscall) a thread is in when it copies up.
@@ -305,4 +328,5 @@ mod user {
     unsafe impl aya::Pod for super::OpState {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::OpDoneEvent {}
+    unsafe impl aya::Pod for super::CgroupEvent {}
 }

@@ -44,6 +44,10 @@ pub static CONFIG: Config = Config {
         iattr_mode: 0,
         inode_uid: 0,
         inode_gid: 0,
+        cgroup_kn: 0,
+        kernfs_id: 0,
+        cgroup_root: 0,
+        root_hierarchy_id: 0,
     },
     lower: copyup_trace_common::config::LowerStack {
         entry_at: 0,
@@ -78,15 +82,18 @@ pub fn read<T: Copy>(field: &'static T) -> T {
     unsafe { read_volatile(field) }
 }
 
-/// Argument `n` of a kprobe (x86-64 calling convention), where `n` comes from `CONFIG`.
-/// The verifier refuses a load through a context pointer moved by a register, which is
-/// what a `match` on `n` compiles to. So all six argument registers are loaded at their
-/// constant offsets (volatile: none is merged away) and `n`, a constant to the verifier,
-/// picks one.
+/// Argument `n` of a kprobe, where `n` comes from `CONFIG`: the first six argument
+/// registers of the architecture the object is built for (`bpf_target_arch`, which
+/// aya-build sets from the user-space target): x86-64's rdi, rsi, rdx, rcx, r8, r9;
+/// arm64's x0-x5. The verifier refuses a load through a context pointer moved by a
+/// register, which is what a `match` on `n` compiles to. So all six are loaded at their
+/// constant offsets (volatile: none is merged away) and `n`, a constant to the
+/// verifier, picks one.
 #[inline(always)]
 pub fn arg(ctx: &ProbeContext, n: u32) -> Option<u64> {
     let regs = ctx.regs;
     // SAFETY: `regs` is the kprobe's register context, valid for the program's run.
+    #[cfg(bpf_target_arch = "x86_64")]
     let args = unsafe {
         [
             read_volatile(&raw const (*regs).rdi),
@@ -97,8 +104,23 @@ pub fn arg(ctx: &ProbeContext, n: u32) -> Option<u64> {
             read_volatile(&raw const (*regs).r9),
         ]
     };
+    // SAFETY: as above.
+    #[cfg(bpf_target_arch = "aarch64")]
+    let args = unsafe {
+        [
+            read_volatile(&raw const (*regs).regs[0]),
+            read_volatile(&raw const (*regs).regs[1]),
+            read_volatile(&raw const (*regs).regs[2]),
+            read_volatile(&raw const (*regs).regs[3]),
+            read_volatile(&raw const (*regs).regs[4]),
+            read_volatile(&raw const (*regs).regs[5]),
+        ]
+    };
     args.get(n as usize).copied()
 }
+
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+compile_error!("copyup-trace's kernel side is built for x86_64 and aarch64 only (bpf_target_arch)");
 
 /// Argument `n` of an fentry/fexit program through `bpf_get_func_arg` (5.17+, as is
 /// fexit's `bpf_get_func_ret`). A typed context read is refused for some argument

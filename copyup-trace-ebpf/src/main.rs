@@ -13,6 +13,7 @@
 // Map values are passed by reference, as the map API takes them.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod cgroup;
 mod chown;
 mod config;
 mod copy_up;

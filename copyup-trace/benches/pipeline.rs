@@ -380,6 +380,7 @@ fn check(s: &Stream, enricher: &mut Enricher) {
                 copy_ups += 1;
             }
             Record::OpDone(_) => ops += 1,
+            Record::Cgroup(_) => {}
         }
     }
     assert_eq!(copy_ups, COPY_UPS);
@@ -412,6 +413,9 @@ fn pipeline(c: &mut Criterion) {
                     Decoded::OpDone(d) => {
                         black_box(d);
                     }
+                    Decoded::Cgroup(m) => {
+                        black_box(m);
+                    }
                 }
             }
         })
@@ -424,6 +428,7 @@ fn pipeline(c: &mut Criterion) {
                 match decoder.decode(black_box(raw)).expect("decodes") {
                     Decoded::CopyUp(c) => agg.add(c),
                     Decoded::OpDone(d) => agg.add_op(&d),
+                    Decoded::Cgroup(_) => {}
                 }
             }
             black_box(agg)
@@ -446,6 +451,7 @@ fn pipeline(c: &mut Criterion) {
                         render::json_op(&mut out, &d).expect("renders");
                         agg.add_op(&d);
                     }
+                    Decoded::Cgroup(_) => {}
                 }
                 black_box(&out);
             }
@@ -465,6 +471,7 @@ fn pipeline(c: &mut Criterion) {
                         agg.add(c);
                     }
                     Decoded::OpDone(d) => agg.add_op(&d),
+                    Decoded::Cgroup(_) => {}
                 }
             }
             black_box(agg)

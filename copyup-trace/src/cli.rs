@@ -2,7 +2,7 @@
 
 use std::{ffi::OsString, time::Duration};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub use crate::kernel::plan::ProbeMode;
 
@@ -143,6 +143,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub metrics_max_series: u32,
 
+    /// How long the series of a container that is gone (its cgroup removed) stay before
+    /// they go, so that Prometheus scrapes their last values (at least two scrape
+    /// intervals); their places under --metrics-max-series go with them.
+    #[arg(long, value_name = "TIME", default_value = "5m", value_parser = parse_duration)]
+    pub metrics_expire_after: Duration,
+
     /// Write copy-ups, their data copies and the calls that caused them as Chrome
     /// trace-event JSON (open in Perfetto or chrome://tracing) to this file.
     #[arg(long, value_name = "FILE")]
@@ -161,6 +167,13 @@ pub struct Args {
     /// The command to run and trace, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// The command line as clap builds it from [`Args`]: the one definition that parses the
+/// arguments, and that the man page and the shell completions are generated from
+/// (`examples/dist-docs.rs`, run by `cargo xtask dist`).
+pub fn command() -> clap::Command {
+    Args::command()
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +263,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("copyup-trace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_is_consistent() {
+        // clap's own checks of the definition (duplicate flags, bad defaults...).
+        command().debug_assert();
+        let check = command();
+        let check = check
+            .find_subcommand("check")
+            .expect("the check subcommand");
+        assert_eq!(check.get_name(), "check");
     }
 
     #[test]

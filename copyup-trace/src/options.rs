@@ -109,6 +109,7 @@ impl Options {
                 addr,
                 labels: args.metrics_labels.clone(),
                 max_series: args.metrics_max_series as usize,
+                expire_after: args.metrics_expire_after,
             }),
             timeline: args.timeline.clone(),
         })

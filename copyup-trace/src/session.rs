@@ -108,7 +108,7 @@ impl<'o> Records<'o> {
                 OverlayMounts::load()
                     .map_err(|e| log::warn!("mount points unknown: {e:#}"))
                     .ok(),
-                CgroupResolver::new(CGROUP2_ROOT),
+                CgroupResolver::new(CGROUP2_ROOT).scanned(),
             )
             .with_runtimes(Lookups::start(Roots::default()), LOOKUP_BOUND),
             held: VecDeque::new(),
@@ -143,6 +143,8 @@ impl<'o> Records<'o> {
                     self.totals.add_op(&d);
                 }
                 Decoded::OpDone(d) => self.held.push_back(Held::Op(d)),
+                // Learnt at once: it comes before any record of its tasks.
+                Decoded::Cgroup(m) => self.enricher.cgroup_made(m.id, m.path),
             }
         }
         self.outputs.flush()

@@ -1,8 +1,8 @@
 //! Checks of the deployment files under `deploy/`: the Kubernetes manifest against the
 //! Kubernetes API schema (kubernetes-validate from PyPI, in a cached virtualenv) and the
 //! systemd unit with `systemd-analyze verify`, and that they serve metrics on `METRICS_PORT`.
-//! The files themselves are the operator's;
-//! running them in a cluster or under systemd is not checked here.
+//! The files themselves are the operator's; running them in a cluster is not checked
+//! here, and the unit runs under systemd in the userland guest (`scenarios::userland::deb`).
 
 use std::{path::Path, process::Command};
 

@@ -3,7 +3,11 @@
 //! printed. Getting the kernel is `kernels`' job; what
 //! the script does and what its output means is the callers' (`scenarios`, `guestbench`).
 //!
-//! ttyS0 carries the kernel console; ttyS1 carries only the script's output followed by a
+//! The guest is an x86-64 PC (`qemu-system-x86_64`) or, for arm64 kernels, an arm64
+//! `virt` board (`qemu-system-aarch64 -M virt -cpu max`), [`Board`]. One serial port
+//! carries the kernel console (ttyS0 on the PC, the PL011 ttyAMA0 on `virt`); a second
+//! (ttyS1 on the PC, a PCI 16550 that is ttyS0 on `virt`, which has one UART of its own)
+//! carries only the script's output followed by a
 //! `@@GUEST-DONE rc=<status> taint=<before>,<after>` line, so results never mix with
 //! kernel messages. A kernel report on the console (oops, BUG, panic, WARN) or a taint
 //! flag the kernel gained while the script ran fails the run ([`Fault`]).
@@ -22,6 +26,7 @@ use crate::cmd::tail;
 use crate::kernels::{cache_dir, GuestKernel};
 use crate::progress::Step;
 use crate::userland::Rootfs;
+use copyup_trace_common::arch::Arch;
 
 /// What the guest boots into.
 #[derive(Clone, Copy)]
@@ -53,7 +58,7 @@ pub struct GuestFile {
 }
 
 pub struct GuestRun {
-    /// Everything the guest kernel printed on ttyS0.
+    /// Everything the guest kernel printed on its console.
     pub console: String,
     /// Everything the script wrote (stdout+stderr), without the final marker line.
     pub results: String,
@@ -88,8 +93,56 @@ pub enum Clock {
 
 const DONE_MARKER: &str = "@@GUEST-DONE rc=";
 
-/// Debian's busybox-static; the dynamic /usr/bin/busybox would need a libc in the guest.
-const BUSYBOX: &str = "/bin/busybox";
+/// How a guest of one architecture is booted, and its serial ports.
+struct Board {
+    qemu: &'static str,
+    /// The Debian package that has `qemu`.
+    package: &'static str,
+    /// Machine options: board and CPU.
+    machine: &'static [&'static str],
+    /// The kernel console's device (`console=`).
+    console: &'static str,
+    /// The port that carries the script's output: its qemu options, given the log file,
+    /// and its device in the guest.
+    results: fn(&Path) -> Vec<String>,
+    results_tty: &'static str,
+}
+
+fn board(arch: Arch) -> Board {
+    match arch {
+        Arch::X86_64 => Board {
+            qemu: "qemu-system-x86_64",
+            package: "qemu-system-x86",
+            machine: &[],
+            console: "ttyS0",
+            // The second -serial is ttyS1.
+            results: |log| vec!["-serial".into(), format!("file:{}", log.display())],
+            results_tty: "/dev/ttyS1",
+        },
+        // `virt` has one UART (the PL011, ttyAMA0) for the console; the results go to a
+        // 16550 on its PCI bus, which the 8250 driver (built in) names ttyS0. `max` has
+        // every feature TCG emulates; `pauth-impdef` swaps pointer authentication's QARMA
+        // for a cheap hash, which costs TCG far less and changes nothing the kernel sees.
+        Arch::Aarch64 => Board {
+            qemu: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+            machine: &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+            console: "ttyAMA0",
+            results: |log| {
+                vec![
+                    "-chardev".into(),
+                    format!("file,id=results,path={}", log.display()),
+                    "-device".into(),
+                    "pci-serial,chardev=results".into(),
+                ]
+            },
+            results_tty: "/dev/ttyS0",
+        },
+    }
+}
+
+/// Where /init writes the script's output: replaced by the board's `results_tty`.
+const RESULTS_TTY: &str = "@RESULTS_TTY@";
 
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -109,15 +162,15 @@ insmod /lib/overlay.ko || echo "init: insmod overlay.ko failed"
 # Taint flags before and after the script (an unsigned module taints as it loads).
 taint0=$(cat /proc/sys/kernel/tainted)
 # Raw mode: no \n -> \r\n translation and no echo of anything qemu might feed back.
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
+stty -F @RESULTS_TTY@ raw -echo 2>/dev/null
 cd /
 echo "init: running /script.sh"
-sh /script.sh </dev/null >/dev/ttyS1 2>&1
+sh /script.sh </dev/null >@RESULTS_TTY@ 2>&1
 rc=$?
 echo "init: /script.sh exited with $rc"
 taint1=$(cat /proc/sys/kernel/tainted)
 # The last close of the tty waits until its output has left the UART.
-echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >/dev/ttyS1
+echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >@RESULTS_TTY@
 poweroff -f
 echo o >/proc/sysrq-trigger
 "#;
@@ -132,6 +185,9 @@ if [ "$1" != stage2 ]; then
     echo "init: could not move / onto a mount of its own"
 fi
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+# A boot whose files bring a PID 1 of their own (scenarios::userland::deb: systemd) hands
+# over to it here; it runs /script.sh and reports as below.
+[ -x /usr/lib/copyup-guest/boot ] && exec /usr/lib/copyup-guest/boot
 m() { mount "$@" || echo "init: mount $* failed"; }
 m -t proc proc /proc
 m -t sysfs sysfs /sys
@@ -154,7 +210,7 @@ printf '[engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 ' >/etc/containers/containers.conf
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
+stty -F @RESULTS_TTY@ raw -echo 2>/dev/null
 cd /
 echo "init: running /script.sh"
 # The script's output goes to a file and reaches ttyS1 only once the script is done: the
@@ -164,8 +220,8 @@ sh /script.sh </dev/null >/run/script.out 2>&1
 rc=$?
 echo "init: /script.sh exited with $rc"
 taint1=$(cat /proc/sys/kernel/tainted)
-cat /run/script.out >/dev/ttyS1
-echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >/dev/ttyS1
+cat /run/script.out >@RESULTS_TTY@
+echo "@@GUEST-DONE rc=$rc taint=$taint0,$taint1" >@RESULTS_TTY@
 echo o >/proc/sysrq-trigger
 sleep 10
 "#;
@@ -340,7 +396,9 @@ fn run_in(
     let qemu_log = dir.join("qemu.log");
     let qemu_out_file =
         File::create(&qemu_log).with_context(|| format!("creating {}", qemu_log.display()))?;
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let board = board(kernel.arch);
+    let mut cmd = Command::new(board.qemu);
+    cmd.args(board.machine);
     // Multi-threaded TCG can run code that another vCPU is patching without seeing the
     // patch complete: as the kernel patched its static keys for the tracer, it once hit
     // a stale int3 in trace_syscall_exit (7.3), and once a chown spun in a soft lockup
@@ -357,7 +415,9 @@ fn run_in(
     // in kmem_cache_alloc on every boot) and once under the userland's allocation load
     // (an int3 oops there while podman made a cgroup): without cx16 SLUB takes its
     // locked path, the same for every mode measured.
-    if clock == Clock::Icount || matches!(image, Image::Userland(_)) {
+    if kernel.arch == Arch::X86_64
+        && (clock == Clock::Icount || matches!(image, Image::Userland(_)))
+    {
         cmd.args(["-cpu", "qemu64,-cx16"]);
     }
     cmd.args([
@@ -374,19 +434,22 @@ fn run_in(
     .arg(&initrd)
     // The console prints messages more severe than loglevel: 5 lets KERN_WARNING (4)
     // through, so WARN splats reach ttyS0, while boot's info and notice lines stay out.
-    .args(["-append", "console=ttyS0 panic=-1 loglevel=5 rdinit=/init"])
-    // First -serial is ttyS0, the second ttyS1.
+    .arg("-append")
+    .arg(format!(
+        "console={} panic=-1 loglevel=5 rdinit=/init",
+        board.console
+    ))
+    // The board's first serial port (the console).
     .arg("-serial")
     .arg(format!("file:{}", console_log.display()))
-    .arg("-serial")
-    .arg(format!("file:{}", results_log.display()))
+    .args((board.results)(&results_log))
     .stdin(Stdio::null())
     .stdout(qemu_out_file.try_clone()?)
     .stderr(qemu_out_file);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
-        .context("starting qemu-system-x86_64 (package qemu-system-x86)")?;
+        .with_context(|| format!("starting {} (package {})", board.qemu, board.package))?;
 
     let mut marker_seen_at: Option<Instant> = None;
     let mut fault_seen_at: Option<Instant> = None;
@@ -518,6 +581,10 @@ fn begins_report(msg: &str) -> bool {
         "Oops",
         "general protection fault",
         "Kernel panic",
+        // arm64's faults: `Unable to handle kernel paging request at ...`, then
+        // `Internal error: Oops: 0000000096000005 [#1] SMP`.
+        "Unable to handle kernel",
+        "Internal error:",
         // Soft and hard lockups.
         "watchdog: BUG:",
         "watchdog: Watchdog detected hard LOCKUP",
@@ -652,7 +719,7 @@ fn find_fault(console: &str, taint: Option<(u64, u64)>) -> Option<Fault> {
     }
 }
 
-/// What ttyS1 carried up to the done marker.
+/// What the results port carried up to the done marker.
 struct Done {
     results: String,
     exit_code: i32,
@@ -724,7 +791,15 @@ fn build_initramfs(
             .collect();
         let mut w = Cpio::new(BufWriter::new(file));
         w.host_file("/usr/lib/overlay.ko", &kernel.overlay_ko, 0o644)?;
-        w.data_file("/init", USERLAND_INIT.as_bytes(), 0o755)?;
+        if kernel.arch != Arch::X86_64 {
+            bail!(
+                "the Debian userland guest is built for amd64 only, not for {} kernel {}",
+                kernel.arch.debian(),
+                kernel.version
+            );
+        }
+        let init = USERLAND_INIT.replace(RESULTS_TTY, board(kernel.arch).results_tty);
+        w.data_file("/init", init.as_bytes(), 0o755)?;
         w.data_file("/script.sh", script.as_bytes(), 0o755)?;
         add_files(&mut w, &files)?;
         return w.finish();
@@ -738,10 +813,13 @@ fn build_initramfs(
     // The kernel opens /dev/console for /init before anything is mounted.
     w.char_dev("/dev/console", 0o600, 5, 1)?;
     w.char_dev("/dev/null", 0o666, 1, 3)?;
-    w.host_file("/bin/busybox", Path::new(BUSYBOX), 0o755)
+    // Debian's busybox-static; the dynamic /usr/bin/busybox would need a libc in the guest.
+    let busybox = crate::kernels::busybox(kernel.arch)?;
+    w.host_file("/bin/busybox", &busybox, 0o755)
         .context("busybox-static is needed in the guest (apt-get install busybox-static)")?;
     w.host_file("/lib/overlay.ko", &kernel.overlay_ko, 0o644)?;
-    w.data_file("/init", INIT.as_bytes(), 0o755)?;
+    let init = INIT.replace(RESULTS_TTY, board(kernel.arch).results_tty);
+    w.data_file("/init", init.as_bytes(), 0o755)?;
     w.data_file("/script.sh", script.as_bytes(), 0o755)?;
     add_files(&mut w, files)?;
     w.finish()
@@ -904,7 +982,7 @@ mkdir -p /tmp/l /tmp/u /tmp/w /tmp/m &&
 /// a new taint fails the run.
 pub fn selftest() -> Result<()> {
     crate::setup::ensure_host_tools()?;
-    let kernels = crate::kernels::ensure_kernels(&["6.1", "6.12"])?;
+    let kernels = crate::kernels::ensure_kernels(&["6.1", "6.12"], Arch::X86_64)?;
     let dir = new_run_dir()?;
     let injected = dir.join("selftest-file");
     fs::write(&injected, "injected-file-ok\n")?;

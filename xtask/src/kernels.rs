@@ -1,10 +1,14 @@
 //! Debian guest kernels for the qemu tests, downloaded once into a cache. Booting them is
 //! `guest`'s job.
 //!
-//! Five kernel lines ([`LINES`]): 6.1 and 6.12 from the machine's own apt sources
-//! (bookworm), 5.10 (bullseye), 7.2 (sid) and 7.3 (trixie-backports) from a private apt state
-//! under the cache (`apt/`) that points at the machine's own Debian mirror; the machine's
-//! apt configuration is never changed. The newest build of each line is chosen at run time.
+//! Five kernel lines ([`LINES`]): for amd64, 6.1 and 6.12 from the machine's own apt
+//! sources (bookworm), 5.10 (bullseye), 7.2 (sid) and 7.3 (trixie-backports) from a private
+//! apt state under the cache (`apt/`) that points at the machine's own Debian mirror; for
+//! arm64, every line from a second private state (`apt-arm64/`, `arch=arm64` sources and
+//! `APT::Architectures=arm64`), where 6.12 is trixie's build. The machine's apt
+//! configuration and dpkg architectures are never changed. The newest build of each line
+//! is chosen at run time. The arm64 guest's busybox (`busybox-static:arm64`) comes from
+//! the same arm64 state ([`busybox`]).
 //!
 //! Cache layout (under [`cache_dir`]), one directory per `uname -r`:
 //!   kernels/<version>/vmlinuz       the kernel image
@@ -12,6 +16,8 @@
 //!   kernels/<version>/config        the kernel's config, to check kernel options
 //!   kernels/<version>/.complete     written last; a directory without it is redone
 //!   apt/sources.list, apt/lists/, apt/cache/, apt/updated   the private apt state
+//!   apt-arm64/...                   the same for arm64
+//!   busybox/<version>-arm64/busybox the arm64 guest's static busybox
 //! The rest of the packages (hundreds of MB of modules) is not kept.
 
 use std::cmp::Ordering;
@@ -23,6 +29,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use copyup_trace_common::arch::Arch;
+
 use crate::{
     cmd::{capture, capture_bytes, run_quiet},
     progress::Step,
@@ -32,8 +40,10 @@ use crate::{
 pub struct GuestKernel {
     /// "5.10", "6.1", "6.12", "7.2" or "7.3".
     pub series: String,
-    /// `uname -r` inside the guest, e.g. "6.1.0-41-amd64" or "7.3.4+deb13-amd64".
+    /// `uname -r` inside the guest, e.g. "6.1.0-41-amd64" or "7.3.4+deb13-arm64".
     pub version: String,
+    /// The guest's CPU architecture, which the kernel is built for.
+    pub arch: Arch,
     pub vmlinuz: PathBuf,
     /// An uncompressed overlay.ko ready for insmod.
     pub overlay_ko: PathBuf,
@@ -50,15 +60,26 @@ enum Archive {
     Private,
 }
 
+impl Archive {
+    /// Where `line`'s kernels for `arch` come from: the machine's own sources serve only
+    /// its own architecture.
+    fn of(line: &Line, arch: Arch) -> Archive {
+        match arch {
+            Arch::X86_64 => line.archive,
+            Arch::Aarch64 => Archive::Private,
+        }
+    }
+}
+
 /// How a kernel line is packaged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Packaging {
-    /// `linux-image-<abi>-amd64-unsigned`: boot/vmlinuz-<version>, boot/config-<version> and
-    /// the modules under lib/modules/<version>.
+    /// `linux-image-<abi>-<arch>-unsigned` (`amd64`, `arm64`): boot/vmlinuz-<version>,
+    /// boot/config-<version> and the modules under lib/modules/<version>.
     Unsigned,
-    /// From 7.x `linux-image-<abi>-amd64` is a meta package: the kernel is in
-    /// `linux-binary-<abi>-amd64` (usr/lib/modules/<version>/vmlinuz), the modules in
-    /// `linux-modules-<abi>-amd64`, the config in `linux-base-<abi>-amd64`.
+    /// From 7.x `linux-image-<abi>-<arch>` is a meta package: the kernel is in
+    /// `linux-binary-<abi>-<arch>` (usr/lib/modules/<version>/vmlinuz), the modules in
+    /// `linux-modules-<abi>-<arch>`, the config in `linux-base-<abi>-<arch>`.
     Split,
 }
 
@@ -141,13 +162,13 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/copyup-trace"))
 }
 
-/// For each series ("5.10", "6.1", "6.12", "7.2", "7.3") makes sure the newest amd64 kernel
-/// apt knows of is in the cache, downloading and extracting it if needed.
-pub fn ensure_kernels(series: &[&str]) -> Result<Vec<GuestKernel>> {
+/// For each series ("5.10", "6.1", "6.12", "7.2", "7.3") makes sure the newest `arch`
+/// kernel apt knows of is in the cache, downloading and extracting it if needed.
+pub fn ensure_kernels(series: &[&str], arch: Arch) -> Result<Vec<GuestKernel>> {
     let cache = cache_dir()?;
     let dir = cache.join("kernels");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut host = Apt::host();
+    let mut host = Apt::host(arch);
     let mut private: Option<Apt> = None;
     let mut out = Vec::new();
     for &s in series {
@@ -155,11 +176,11 @@ pub fn ensure_kernels(series: &[&str]) -> Result<Vec<GuestKernel>> {
             let known: Vec<&str> = LINES.iter().map(|l| l.series).collect();
             anyhow!("unknown kernel line {s:?}; known: {}", known.join(", "))
         })?;
-        let apt = match line.archive {
+        let apt = match Archive::of(line, arch) {
             Archive::Host => &mut host,
             Archive::Private => match private {
                 Some(ref mut a) => a,
-                None => private.insert(Apt::private(&cache.join("apt"))?),
+                None => private.insert(Apt::private(&cache, arch)?),
             },
         };
         out.push(apt.ensure(&dir, line)?);
@@ -167,31 +188,102 @@ pub fn ensure_kernels(series: &[&str]) -> Result<Vec<GuestKernel>> {
     Ok(out)
 }
 
+/// The version of `pkg` installed on this machine.
+pub fn host_version(pkg: &str) -> Result<String> {
+    let v = capture(Command::new("dpkg-query").args(["-W", "-f=${Version}", pkg]))
+        .with_context(|| format!("the machine's {pkg} version (is it installed?)"))?;
+    Ok(v.trim().to_string())
+}
+
+/// The static busybox of the `arch` guest: the machine's own (`busybox-static`, which
+/// setup installs) for amd64; for another architecture the same version of Debian's
+/// `busybox-static` for it ([`foreign_debs`]).
+pub fn busybox(arch: Arch) -> Result<PathBuf> {
+    if arch == Arch::X86_64 {
+        return Ok(PathBuf::from("/bin/busybox"));
+    }
+    let version = host_version("busybox-static")?;
+    let root = foreign_debs(arch, "busybox", &[format!("busybox-static={version}")])?;
+    Ok(root.join("bin/busybox"))
+}
+
+/// `pkgs` (`name=version`) of another architecture than the machine's, downloaded once
+/// through that architecture's private apt state and unpacked together into
+/// `foreign/<name>-<versions>-<arch>/` under the cache, which is returned. Nothing is
+/// installed.
+pub fn foreign_debs(arch: Arch, name: &str, pkgs: &[String]) -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let versions: Vec<&str> = pkgs
+        .iter()
+        .map(|p| p.split_once('=').map_or("", |(_, v)| v))
+        .collect();
+    let dir = cache.join("foreign").join(format!(
+        "{name}-{}-{}",
+        versions.join("-").replace([':', '/'], "_"),
+        arch.debian()
+    ));
+    if is_complete(&dir, &[MARKER]) {
+        return Ok(dir);
+    }
+    let apt = Apt::private(&cache, arch)?;
+    let work = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    let dl = work.join(".download");
+    fs::create_dir_all(&dl).with_context(|| format!("creating {}", dl.display()))?;
+    download(&apt, pkgs, &dl)
+        .with_context(|| format!("downloading {} for {}", pkgs.join(" "), arch.debian()))?;
+    for e in fs::read_dir(&dl)? {
+        let deb = e?.path();
+        if deb.extension().is_some_and(|x| x == "deb") {
+            run_quiet(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&work))
+                .with_context(|| format!("extracting {}", deb.display()))?;
+        }
+    }
+    fs::remove_dir_all(&dl)?;
+    fs::write(work.join(MARKER), pkgs.join("\n") + "\n")?;
+    // Another run may have finished first; either copy is the same packages.
+    if fs::rename(&work, &dir).is_err() {
+        let _ = fs::remove_dir_all(&work);
+    }
+    if !is_complete(&dir, &[MARKER]) {
+        bail!("could not move {} to {}", work.display(), dir.display());
+    }
+    Ok(dir)
+}
+
 /// apt-get and apt-cache with either the machine's configuration or the private one.
 struct Apt {
     /// The private state's directory; `None` for the machine's own configuration.
     private: Option<PathBuf>,
+    /// The architecture of the packages it looks up.
+    arch: Arch,
     /// The lists were refreshed in this run; a failure is not retried again.
     refreshed: bool,
 }
 
 impl Apt {
-    fn host() -> Self {
+    fn host(arch: Arch) -> Self {
         Apt {
             private: None,
+            arch,
             refreshed: false,
         }
     }
 
-    /// The private state in `dir`, with its lists refreshed if they are missing, older than a
-    /// day, or made for other sources.
-    fn private(dir: &Path) -> Result<Self> {
+    /// The private state for `arch` under `cache` (`apt/` for amd64, `apt-arm64/`), with
+    /// its lists refreshed if they are missing, older than a day, or made for other
+    /// sources.
+    fn private(cache: &Path, arch: Arch) -> Result<Self> {
+        let dir = &match arch {
+            Arch::X86_64 => cache.join("apt"),
+            _ => cache.join(format!("apt-{}", arch.debian())),
+        };
         for sub in ["lists/partial", "cache/archives/partial"] {
             let d = dir.join(sub);
             fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
         let uri = host_debian_uri()?;
-        let sources = private_sources(&uri);
+        let sources = private_sources(&uri, arch);
         let sources_file = dir.join("sources.list");
         let stamp = dir.join("updated");
         if fs::read_to_string(&sources_file).ok().as_deref() != Some(sources.as_str()) {
@@ -201,6 +293,7 @@ impl Apt {
         }
         let mut apt = Apt {
             private: Some(dir.to_path_buf()),
+            arch,
             refreshed: false,
         };
         let fresh = fs::metadata(&stamp)
@@ -235,6 +328,13 @@ impl Apt {
                 "APT::Sandbox::User=root".to_owned(),
             ] {
                 cmd.arg("-o").arg(o);
+            }
+            // Another architecture's packages, looked up and downloaded only: dpkg's own
+            // architectures stay as they are.
+            if self.arch != Arch::X86_64 {
+                let a = self.arch.debian();
+                cmd.args(["-o", &format!("APT::Architecture={a}")]);
+                cmd.args(["-o", &format!("APT::Architectures::={a}")]);
             }
         }
         cmd
@@ -287,7 +387,7 @@ impl Apt {
                     } else {
                         "the machine's sources"
                     },
-                    search_pattern(line.packaging)
+                    search_pattern(line.packaging, self.arch)
                 );
             }
             self.refresh()?;
@@ -298,20 +398,24 @@ impl Apt {
         let listing = capture(self.command("apt-cache").args([
             "search",
             "--names-only",
-            search_pattern(packaging),
+            &search_pattern(packaging, self.arch),
         ]))?;
+        let a = self.arch.debian();
         Ok(match packaging {
-            Packaging::Unsigned => abis_from_listing(&listing, "linux-image-", "-amd64-unsigned"),
-            Packaging::Split => abis_from_listing(&listing, "linux-binary-", "-amd64"),
+            Packaging::Unsigned => {
+                abis_from_listing(&listing, "linux-image-", &format!("-{a}-unsigned"))
+            }
+            Packaging::Split => abis_from_listing(&listing, "linux-binary-", &format!("-{a}")),
         })
     }
 
     /// The packages to download for one build.
     fn packages(&self, packaging: Packaging, abi: &str) -> Result<Vec<String>> {
+        let a = self.arch.debian();
         match packaging {
-            Packaging::Unsigned => Ok(vec![format!("linux-image-{abi}-amd64-unsigned")]),
+            Packaging::Unsigned => Ok(vec![format!("linux-image-{abi}-{a}-unsigned")]),
             Packaging::Split => {
-                let meta = format!("linux-image-{abi}-amd64");
+                let meta = format!("linux-image-{abi}-{a}");
                 let show = capture(self.command("apt-cache").args(["show", &meta]))?;
                 split_packages(&show).with_context(|| format!("in `apt-cache show {meta}`"))
             }
@@ -319,10 +423,11 @@ impl Apt {
     }
 }
 
-fn search_pattern(packaging: Packaging) -> &'static str {
+fn search_pattern(packaging: Packaging, arch: Arch) -> String {
+    let a = arch.debian();
     match packaging {
-        Packaging::Unsigned => "^linux-image-.*-amd64-unsigned$",
-        Packaging::Split => "^linux-binary-.*-amd64$",
+        Packaging::Unsigned => format!("^linux-image-.*-{a}-unsigned$"),
+        Packaging::Split => format!("^linux-binary-.*-{a}$"),
     }
 }
 
@@ -373,11 +478,16 @@ fn split_packages(show: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The sources file of the private apt state.
-fn private_sources(uri: &str) -> String {
+/// The sources file of the private apt state for `arch` (amd64's names no architecture,
+/// as it always has).
+fn private_sources(uri: &str, arch: Arch) -> String {
+    let opts = match arch {
+        Arch::X86_64 => "trusted=yes".to_owned(),
+        _ => format!("trusted=yes arch={}", arch.debian()),
+    };
     PRIVATE_SUITES
         .iter()
-        .map(|s| format!("deb [trusted=yes] {uri} {s} main\n"))
+        .map(|s| format!("deb [{opts}] {uri} {s} main\n"))
         .collect()
 }
 
@@ -519,9 +629,9 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
 }
 
 fn ensure_one(dir: &Path, apt: &Apt, line: &Line, abi: &str) -> Result<GuestKernel> {
-    let version = format!("{abi}-amd64");
+    let version = format!("{abi}-{}", apt.arch.debian());
     let final_dir = dir.join(&version);
-    if !is_complete(&final_dir) {
+    if !is_complete(&final_dir, KERNEL_FILES) {
         // Work in a private directory and rename it into place at the end, so an interrupted
         // or concurrent run never leaves a half-extracted kernel that looks complete.
         let work = dir.join(format!(".{version}.tmp-{}", std::process::id()));
@@ -539,7 +649,7 @@ fn ensure_one(dir: &Path, apt: &Apt, line: &Line, abi: &str) -> Result<GuestKern
         if fs::rename(&work, &final_dir).is_err() {
             // Another run finished the same kernel first; keep theirs.
             let _ = fs::remove_dir_all(&work);
-            if !is_complete(&final_dir) {
+            if !is_complete(&final_dir, KERNEL_FILES) {
                 bail!(
                     "could not move {} to {}",
                     work.display(),
@@ -550,17 +660,19 @@ fn ensure_one(dir: &Path, apt: &Apt, line: &Line, abi: &str) -> Result<GuestKern
     }
     Ok(GuestKernel {
         series: line.series.to_owned(),
+        arch: apt.arch,
         vmlinuz: final_dir.join("vmlinuz"),
         overlay_ko: final_dir.join("overlay.ko"),
         version,
     })
 }
 
-fn is_complete(dir: &Path) -> bool {
-    [MARKER, "vmlinuz", "overlay.ko"]
-        .iter()
-        .all(|f| dir.join(f).is_file())
+fn is_complete(dir: &Path, files: &[&str]) -> bool {
+    files.iter().all(|f| dir.join(f).is_file())
 }
+
+/// What a complete kernel directory holds.
+const KERNEL_FILES: &[&str] = &[MARKER, "vmlinuz", "overlay.ko"];
 
 /// Where a package puts `what` ("vmlinuz", "config" or the overlayfs module directory) for
 /// kernel `version`: boot/ and lib/modules/ up to 6.x, usr/lib/modules/ from 7.x.
@@ -882,7 +994,7 @@ Signed-By:
             None
         );
         assert_eq!(
-            private_sources("http://m.example/debian")
+            private_sources("http://m.example/debian", Arch::X86_64)
                 .lines()
                 .collect::<Vec<_>>(),
             [
@@ -892,6 +1004,12 @@ Signed-By:
                 "deb [trusted=yes] http://m.example/debian trixie-backports main",
                 "deb [trusted=yes] http://m.example/debian sid main",
             ]
+        );
+        assert_eq!(
+            private_sources("http://m.example/debian", Arch::Aarch64)
+                .lines()
+                .nth(1),
+            Some("deb [trusted=yes arch=arm64] http://m.example/debian bookworm main")
         );
     }
 }

@@ -1,11 +1,14 @@
 //! Debian's Prometheus server for the guest test that scrapes `--metrics` with the real
 //! thing: the `prometheus` package of the machine's own apt sources, downloaded once into
-//! the cache (keyed by its version) and unpacked, plus the libc it links to. What the
-//! guest does with it is `guest/scenarios/fleet.sh`'s.
+//! the cache (keyed by its version) and unpacked, plus the libc it links to; for an arm64
+//! guest the same versions of `prometheus` and `libc6` for arm64. What the guest does
+//! with it is `guest/scenarios/fleet.sh`'s.
 
 use std::{fs, path::PathBuf, process::Command};
 
 use anyhow::{anyhow, Context, Result};
+
+use copyup_trace_common::arch::Arch;
 
 use crate::{
     cmd::{capture, run_quiet},
@@ -74,8 +77,13 @@ fn binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The server and the shared libraries it needs (Debian builds it against glibc).
-pub fn guest_files() -> Result<Vec<GuestFile>> {
+/// The server and the shared libraries it needs (Debian builds it against glibc), for a
+/// guest of `arch`.
+pub fn guest_files(arch: Arch) -> Result<Vec<GuestFile>> {
+    if arch != Arch::X86_64 {
+        return foreign_guest_files(arch)
+            .with_context(|| format!("Debian's prometheus for the {} guest", arch.debian()));
+    }
     let bin = binary().context("Debian's prometheus for the guest")?;
     let mut files = vec![GuestFile {
         guest_path: GUEST_PATH.into(),
@@ -84,4 +92,42 @@ pub fn guest_files() -> Result<Vec<GuestFile>> {
     }];
     files.extend(crate::guest::shared_libs(&bin)?);
     Ok(files)
+}
+
+/// Another architecture's server: the machine's version of `prometheus`, and of `libc6`
+/// for its loader and libc (the only libraries it links to, as `ldd` shows on amd64;
+/// this machine's `ldd` cannot run another architecture's loader).
+fn foreign_guest_files(arch: Arch) -> Result<Vec<GuestFile>> {
+    let pkgs = [
+        format!("prometheus={}", candidate_version()?),
+        format!("libc6={}", crate::kernels::host_version("libc6")?),
+    ];
+    let root = crate::kernels::foreign_debs(arch, "prometheus", &pkgs)?;
+    let triplet = format!("{}-linux-gnu", arch.name());
+    let loader = match arch {
+        Arch::Aarch64 => "ld-linux-aarch64.so.1",
+        Arch::X86_64 => "ld-linux-x86-64.so.2",
+    };
+    let file = |guest: String, rel: String, mode| -> Result<GuestFile> {
+        let host = root.join(&rel);
+        Ok(GuestFile {
+            guest_path: guest,
+            host_path: fs::canonicalize(&host)
+                .with_context(|| format!("{} is not in {}", rel, pkgs.join(" ")))?,
+            mode,
+        })
+    };
+    Ok(vec![
+        file(GUEST_PATH.into(), "usr/bin/prometheus".into(), 0o755)?,
+        file(
+            format!("/lib/{loader}"),
+            format!("lib/{triplet}/{loader}"),
+            0o755,
+        )?,
+        file(
+            format!("/lib/{triplet}/libc.so.6"),
+            format!("lib/{triplet}/libc.so.6"),
+            0o755,
+        )?,
+    ])
 }

@@ -5,17 +5,20 @@
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use copyup_trace_common::arch::Arch;
 
 use crate::{
     cmd::{capture, outcome, run_quiet},
     progress::step,
 };
 
-/// Debian packages the guest harness needs on the host: qemu, the busybox guest's
-/// busybox, mmdebstrap for the userland guest's tree (`userland`), and protoc, which
+/// Debian packages the guest harness needs on the host: qemu for amd64 and arm64
+/// guests, the busybox guest's busybox (amd64's; arm64's is downloaded, `kernels`),
+/// mmdebstrap for the userland guest's tree (`userland`), and protoc, which
 /// the containerd client's build compiles containerd's API with.
 const DEB_PACKAGES: &[&str] = &[
     "qemu-system-x86",
+    "qemu-system-arm",
     "busybox-static",
     "cpio",
     "xz-utils",
@@ -25,8 +28,6 @@ const DEB_PACKAGES: &[&str] = &[
 
 /// bpf-linker 0.10.4 links against rustc's own LLVM; newer releases need a system LLVM.
 const BPF_LINKER_VERSION: &str = "0.10.4";
-
-const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Idempotently installs what the guest tests and the eBPF build need, skipping anything
 /// already present. Shows a step (progress) for each thing actually installed.
@@ -117,12 +118,15 @@ fn ensure_rust_toolchains() -> Result<()> {
     }
 
     // The loader runs inside a busybox guest with no libc, so it is linked statically with
-    // musl. No --toolchain: this follows whatever toolchain builds the workspace.
+    // musl, for each architecture (aarch64 with rust-lld: .cargo/config.toml). No
+    // --toolchain: this follows whatever toolchain builds the workspace.
     let targets = capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if !targets.lines().any(|l| l.trim() == MUSL_TARGET) {
-        step(format!("installing the Rust target {MUSL_TARGET}"), || {
-            run_quiet(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
-        })?;
+    for target in Arch::ALL.map(Arch::musl_target) {
+        if !targets.lines().any(|l| l.trim() == target) {
+            step(format!("installing the Rust target {target}"), || {
+                run_quiet(Command::new("rustup").args(["target", "add", target]))
+            })?;
+        }
     }
     Ok(())
 }

@@ -23,7 +23,9 @@ const SUITE: &str = "bookworm";
 
 /// Packages on top of minbase. podman, docker and containerd are the runtimes whose
 /// containers are traced; prometheus and curl are for scraping the tool's metrics; kmod
-/// loads overlay.ko; iproute2 brings up loopback.
+/// loads overlay.ko; iproute2 brings up loopback; systemd is PID 1 in the boot that runs
+/// the packaged service as shipped (the `deb` family; the other families' boot does not
+/// start it).
 pub const PACKAGES: &[&str] = &[
     "podman",
     "crun",
@@ -33,6 +35,7 @@ pub const PACKAGES: &[&str] = &[
     "curl",
     "kmod",
     "iproute2",
+    "systemd",
 ];
 
 /// Paths left out of the tree (dpkg `path-exclude` patterns): documentation, and the

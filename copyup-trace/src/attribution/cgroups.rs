@@ -42,6 +42,13 @@ impl CgroupResolver {
         }
     }
 
+    /// Scans the hierarchy now: cgroups that exist when tracing starts are known before
+    /// their first copy-up, even if they are gone by the time it is read.
+    pub fn scanned(mut self) -> Self {
+        self.scan();
+        self
+    }
+
     #[cfg(test)]
     /// Sets the minimum time between two scans of the hierarchy (1 s by default).
     pub fn with_rescan_interval(mut self, interval: Duration) -> Self {
@@ -62,6 +69,14 @@ impl CgroupResolver {
             }
         }
         self.cache.get(&id).map(String::as_str)
+    }
+
+    /// The path of cgroup `id`, as the kernel named it when it was made: known even if
+    /// the cgroup is gone before a scan could see it.
+    pub fn learn(&mut self, id: u64, path: String) {
+        if id != 0 && !path.is_empty() {
+            self.cache.entry(id).or_insert(path);
+        }
     }
 
     /// Walks the hierarchy and adds every directory to the cache. Entries of removed cgroups
@@ -540,6 +555,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(r.resolve(u64::MAX), None);
         assert_eq!(r.resolve(late_ino), Some("/late.scope"));
+    }
+
+    #[test]
+    fn cgroups_the_kernel_named_need_no_scan() {
+        let tmp = temp_dir("learn");
+        let mut r = CgroupResolver::new(tmp.path()).with_rescan_interval(Duration::from_secs(3600));
+        assert_eq!(r.resolve(ino(tmp.path())), Some("/"));
+        // Made and removed between two scans: only the kernel's record names it.
+        r.learn(777_000, "/kubepods/pod1/abc".into());
+        assert_eq!(r.resolve(777_000), Some("/kubepods/pod1/abc"));
+        // A scan's name is not replaced, and nonsense is not learnt.
+        r.learn(ino(tmp.path()), "/other".into());
+        assert_eq!(r.resolve(ino(tmp.path())), Some("/"));
+        r.learn(0, "/zero".into());
+        r.learn(5, String::new());
+        assert_eq!(r.resolve(0), None);
+        assert_eq!(r.resolve(5), None);
     }
 
     #[test]

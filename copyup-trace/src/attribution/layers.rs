@@ -5,6 +5,7 @@
 //! layer are `output::aggregate::layers`', advice from the options `output::advice`'s.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     ffi::OsStr,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
@@ -16,7 +17,7 @@ use std::{
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::attribution::mounts::unescape_octal;
+use crate::{attribution::mounts::unescape_octal, escape::escape_cow};
 
 /// Where the overlay module keeps the defaults that mountinfo leaves out.
 pub const MODULE_PARAMETERS: &str = "/sys/module/overlay/parameters";
@@ -342,6 +343,45 @@ pub struct Layer {
     pub runtime: Option<RuntimeLayer>,
     pub data_only: bool,
     pub size: LayerSize,
+    /// The image step that created the layer (its history's `created_by`), where the
+    /// runtime's store says; shared by every mount that stacks the directory, and filled
+    /// in later for a layer only a runtime's answer names (containerd's).
+    pub created_by: LayerStep,
+}
+
+/// The image step that created a layer directory, once known.
+#[derive(Clone, Default)]
+pub struct LayerStep(Arc<OnceLock<Arc<str>>>);
+
+impl LayerStep {
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(|s| &s[..])
+    }
+
+    fn set(&self, step: &str) {
+        let _ = self.0.set(Arc::from(step));
+    }
+
+    #[cfg(test)]
+    pub fn known(step: &str) -> LayerStep {
+        let s = LayerStep::default();
+        s.set(step);
+        s
+    }
+}
+
+impl PartialEq for LayerStep {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LayerStep {}
+
+impl std::fmt::Debug for LayerStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LayerStep({:?})", self.get())
+    }
 }
 
 /// An overlay mount: where it is, its options and its lower stack.
@@ -376,6 +416,9 @@ pub struct Layers {
     /// By device, with the mount point it was built for.
     by_dev: FxHashMap<u32, Arc<OverlayInfo>>,
     sizes: HashMap<Vec<u8>, LayerSize>,
+    /// Image steps, by directory: a layer's never changes. One not found is asked again
+    /// for the next mount that stacks it (its image may not have been written yet).
+    steps: HashMap<Vec<u8>, LayerStep>,
 }
 
 impl Layers {
@@ -384,6 +427,7 @@ impl Layers {
             defaults,
             by_dev: FxHashMap::default(),
             sizes: HashMap::new(),
+            steps: HashMap::new(),
         }
     }
 
@@ -424,9 +468,18 @@ impl Layers {
                 .map(|p| p.as_os_str().as_bytes().to_vec())
                 .unwrap_or_else(|| l.dir.clone());
             let size = self.sizes.entry(resolved.clone()).or_default().clone();
+            let runtime = runtime_layer(&resolved);
+            let created_by = self.steps.entry(resolved.clone()).or_default().clone();
+            if let (None, Some(r)) = (created_by.get(), &runtime) {
+                let dir = Path::new(OsStr::from_bytes(&resolved));
+                if let Some(found) = crate::attribution::history::created_by(dir, r) {
+                    created_by.set(&found);
+                }
+            }
             lowers.push(Arc::new(Layer {
                 index: i as u32,
-                runtime: runtime_layer(&resolved),
+                runtime,
+                created_by,
                 dir: l.dir.clone(),
                 resolved,
                 data_only: l.data_only,
@@ -439,30 +492,40 @@ impl Layers {
             lowers,
         }
     }
+    /// The image step of the layer directory `dir`, as a runtime's answer names it: for
+    /// the mounts that stack it now and later. `dir` is resolved as the mounts' are.
+    pub fn learn_step(&mut self, dir: &Path, step: &str) {
+        let resolved = std::fs::canonicalize(dir)
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .unwrap_or_else(|_| dir.as_os_str().as_bytes().to_vec());
+        self.steps.entry(resolved).or_default().set(step);
+    }
 }
 
 /// A copy-up's layer as JSON records show it: `{"index","dir","store","id"}`, the last
 /// two only for a runtime's layer.
 #[derive(Debug, Serialize)]
-pub struct LayerRecord {
+pub struct LayerRecord<'a> {
     pub index: u32,
-    pub dir: String,
+    pub dir: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
+    /// The image step that created the layer, as its history says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Cow<'a, str>>,
 }
 
 impl Layer {
-    pub fn record(&self) -> LayerRecord {
+    /// Borrowed where nothing needs escaping, as most layers: no allocation per record.
+    pub fn record(&self) -> LayerRecord<'_> {
         LayerRecord {
             index: self.index,
-            dir: crate::escape::escape(&self.resolved),
+            dir: escape_cow(&self.resolved),
             store: self.runtime.as_ref().map(|r| r.store),
-            id: self
-                .runtime
-                .as_ref()
-                .map(|r| crate::escape::escape(r.id.as_bytes())),
+            id: self.runtime.as_ref().map(|r| escape_cow(r.id.as_bytes())),
+            created_by: self.created_by.get().map(|s| escape_cow(s.as_bytes())),
         }
     }
 

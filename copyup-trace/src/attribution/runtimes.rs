@@ -38,6 +38,9 @@ pub struct Details {
     /// The runtime, where the cgroup path could not tell it (a Kubernetes pod's container
     /// under the cgroupfs driver).
     pub runtime: Option<&'static str>,
+    /// The image step that created each lower layer directory of the container's rootfs,
+    /// where only the runtime's API can pair them (containerd's snapshots).
+    pub layer_steps: Vec<(PathBuf, String)>,
 }
 
 /// The labels kubelet sets on the containers of a pod (CRI).
@@ -378,7 +381,7 @@ async fn containerd_ask(
         .with_context(|| format!("listing namespaces at {}", socket.display()))?
         .into_inner()
         .namespaces;
-    let mut containers = ContainersClient::new(channel);
+    let mut containers = ContainersClient::new(channel.clone());
     for ns in namespaces {
         let mut req = tonic::Request::new(GetContainerRequest { id: id.to_string() });
         let Ok(value) = ns.name.parse() else {
@@ -390,9 +393,15 @@ async fn containerd_ask(
                 let Some(c) = r.into_inner().container else {
                     continue;
                 };
+                // Without the steps the container is still named: they are asked after.
+                let layer_steps = containerd_steps(&channel, &ns.name, &c)
+                    .await
+                    .map_err(|e| log::debug!("image steps of container {id}: {e:#}"))
+                    .unwrap_or_default();
                 let mut d = Details {
                     image: (!c.image.is_empty()).then_some(c.image),
                     runtime: Some("containerd"),
+                    layer_steps,
                     ..Default::default()
                 };
                 d.apply_labels(&c.labels.into_iter().collect());
@@ -403,6 +412,154 @@ async fn containerd_ask(
         }
     }
     Ok(None)
+}
+
+/// A request in containerd namespace `ns`.
+fn in_namespace<T>(ns: &str, message: T) -> Result<tonic::Request<T>> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut().insert(
+        "containerd-namespace",
+        ns.parse().context("namespace name")?,
+    );
+    Ok(req)
+}
+
+/// The image step that created each lower layer of container `c`'s snapshot: its mounts'
+/// `lowerdir` (topmost first) paired with the history of its image's config.
+async fn containerd_steps(
+    channel: &tonic::transport::Channel,
+    ns: &str,
+    c: &containerd_client::services::v1::Container,
+) -> Result<Vec<(PathBuf, String)>> {
+    use containerd_client::services::v1::{
+        images_client::ImagesClient,
+        snapshots::{snapshots_client::SnapshotsClient, MountsRequest},
+        GetImageRequest,
+    };
+    let mounts = SnapshotsClient::new(channel.clone())
+        .mounts(in_namespace(
+            ns,
+            MountsRequest {
+                snapshotter: c.snapshotter.clone(),
+                key: c.snapshot_key.clone(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .mounts;
+    let lowers: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|m| m.r#type == "overlay")
+        .flat_map(|m| &m.options)
+        .filter_map(|o| o.strip_prefix("lowerdir="))
+        .flat_map(|v| v.split(':'))
+        .map(PathBuf::from)
+        .collect();
+    let target = ImagesClient::new(channel.clone())
+        .get(in_namespace(
+            ns,
+            GetImageRequest {
+                name: c.image.clone(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .image
+        .and_then(|i| i.target)
+        .context("the image has no target")?;
+    let config = containerd_image_config(channel, ns, target.digest).await?;
+    let steps = crate::attribution::history::stack_steps(&config, lowers.len())
+        .context("the image's layers are not the container's lower stack")?;
+    Ok(lowers
+        .into_iter()
+        .zip(steps)
+        .filter_map(|(dir, step)| Some((dir, step?)))
+        .collect())
+}
+
+/// This machine's architecture as image platforms name it.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The config of the image whose manifest (or index: this machine's platform, else its
+/// first manifest) is `digest`, from containerd's content store.
+async fn containerd_image_config(
+    channel: &tonic::transport::Channel,
+    ns: &str,
+    mut digest: String,
+) -> Result<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        config: Option<Descriptor>,
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    #[derive(Deserialize)]
+    struct Descriptor {
+        digest: String,
+        platform: Option<Platform>,
+    }
+    #[derive(Deserialize)]
+    struct Platform {
+        os: String,
+        architecture: String,
+    }
+    // An index of indexes is allowed; a few levels are all images have.
+    for _ in 0..4 {
+        let m: Manifest = serde_json::from_slice(&containerd_blob(channel, ns, &digest).await?)
+            .with_context(|| format!("manifest {digest}"))?;
+        if let Some(config) = m.config {
+            return containerd_blob(channel, ns, &config.digest).await;
+        }
+        let ours = m.manifests.iter().find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == oci_arch())
+        });
+        digest = ours
+            .or(m.manifests.first())
+            .context("an index without manifests")?
+            .digest
+            .clone();
+    }
+    anyhow::bail!("no image config within 4 levels of indexes")
+}
+
+/// Manifests and configs are small; anything larger is not one.
+const BLOB_LIMIT: usize = 4 << 20;
+
+/// One blob of containerd's content store.
+async fn containerd_blob(
+    channel: &tonic::transport::Channel,
+    ns: &str,
+    digest: &str,
+) -> Result<Vec<u8>> {
+    use containerd_client::services::v1::{content_client::ContentClient, ReadContentRequest};
+    let mut stream = ContentClient::new(channel.clone())
+        .read(in_namespace(
+            ns,
+            ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            },
+        )?)
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.data);
+        anyhow::ensure!(
+            out.len() <= BLOB_LIMIT,
+            "blob {digest} is over {BLOB_LIMIT} bytes"
+        );
+    }
+    Ok(out)
 }
 
 /// containers/storage's record of one container (`containers.json`).
@@ -627,7 +784,7 @@ mod tests {
                 image_id: Some(IMG.into()),
                 pod: Some("shop-0".into()),
                 namespace: Some("prod".into()),
-                runtime: None,
+                ..Default::default()
             })
         );
         assert!(r.warned.is_empty());

@@ -9,7 +9,8 @@ use copyup_trace_common::{
         ATTR_ATIME, ATTR_GID, ATTR_MODE, ATTR_MTIME, ATTR_SIZE, ATTR_UID, AT_SYMLINK_NOFOLLOW,
         O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
     },
-    op, record, CopyUpEvent, CopyUpHeader, OpDoneEvent, COPY_UP_HEADER_LEN, MAX_PATH_DEPTH,
+    op, record, CgroupEvent, CopyUpEvent, CopyUpHeader, OpDoneEvent, COPY_UP_HEADER_LEN,
+    MAX_PATH_DEPTH,
 };
 use serde::Serialize;
 
@@ -267,6 +268,16 @@ pub struct OpDone {
 pub enum Record {
     CopyUp(CopyUp),
     OpDone(OpDone),
+    Cgroup(CgroupMade),
+}
+
+/// A cgroup of the unified hierarchy made while tracing (`CgroupEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMade {
+    pub id: u64,
+    /// From the hierarchy's root, as the scan of `/sys/fs/cgroup` names it (names that
+    /// are not UTF-8 with U+FFFD).
+    pub path: String,
 }
 
 /// The bytes before the first NUL (all of them if there is none). The memchr crate's
@@ -317,6 +328,7 @@ fn read<T: Copy>(raw: &[u8]) -> Result<T> {
 pub enum Decoded<'a> {
     CopyUp(&'a mut CopyUp),
     OpDone(OpDone),
+    Cgroup(CgroupMade),
 }
 
 /// Decodes records into one reused `CopyUp`, so that a steady stream costs no allocation
@@ -371,6 +383,14 @@ impl Decoder {
                     tid: ev.tid,
                     copy_ups: ev.copy_ups,
                     ret: ev.ret,
+                }))
+            }
+            record::CGROUP => {
+                let ev: CgroupEvent = read(raw)?;
+                let len = (ev.path_len as usize).min(ev.path.len());
+                Ok(Decoded::Cgroup(CgroupMade {
+                    id: ev.id,
+                    path: String::from_utf8_lossy(&ev.path[..len]).into_owned(),
                 }))
             }
             other => bail!("unknown record type {other}"),
@@ -440,6 +460,7 @@ pub fn decode(raw: &[u8]) -> Result<Record> {
     Ok(match Decoder::default().decode(raw)? {
         Decoded::CopyUp(c) => Record::CopyUp(std::mem::take(c)),
         Decoded::OpDone(d) => Record::OpDone(d),
+        Decoded::Cgroup(m) => Record::Cgroup(m),
     })
 }
 
@@ -525,6 +546,45 @@ pub mod tests {
             assert_eq!((&c.path[..], &c.comm[..]), (&b"/x"[..], &b"sh"[..]));
             assert_eq!((c.filename.is_none(), c.mount.is_none()), (true, true));
         }
+    }
+
+    /// A cgroup record's bytes as the ring carries them, decoded.
+    fn decode_cgroup(ev: &CgroupEvent) -> Result<CgroupMade> {
+        // SAFETY: plain old data, read as bytes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const CgroupEvent).cast::<u8>(),
+                std::mem::size_of::<CgroupEvent>(),
+            )
+        };
+        assert!(decode(&raw[..100]).is_err(), "a short record is refused");
+        match decode(raw)? {
+            Record::Cgroup(m) => Ok(m),
+            _ => bail!("not a cgroup"),
+        }
+    }
+
+    #[test]
+    fn cgroup_records() {
+        let mut ev = CgroupEvent {
+            record: record::CGROUP,
+            path_len: 8,
+            id: 4242,
+            path: [0; copyup_trace_common::CGROUP_PATH_LEN],
+        };
+        ev.path[..9].copy_from_slice(b"/a/b\xffc.x\0");
+        assert_eq!(
+            decode_cgroup(&ev).unwrap(),
+            CgroupMade {
+                id: 4242,
+                path: "/a/b\u{fffd}c.x".into()
+            }
+        );
+        // A length past the buffer is cut to it.
+        ev.path_len = u32::MAX;
+        ev.path = [b'a'; copyup_trace_common::CGROUP_PATH_LEN];
+        let m = decode_cgroup(&ev).unwrap();
+        assert_eq!(m.path.len(), copyup_trace_common::CGROUP_PATH_LEN);
     }
 
     #[test]

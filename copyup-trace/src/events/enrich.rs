@@ -178,6 +178,9 @@ impl Enricher {
             return;
         };
         let (details, failed) = (a.details, a.failed);
+        for (dir, step) in details.iter().flat_map(|d| &d.layer_steps) {
+            self.layers.learn_step(dir, step);
+        }
         self.update(&q.cgroups, |k| {
             let bare = Container {
                 unresolved: failed,
@@ -197,6 +200,11 @@ impl Enricher {
                 *k = Arc::new(f(k));
             }
         }
+    }
+
+    /// A cgroup made while tracing, as the kernel side reported it.
+    pub fn cgroup_made(&mut self, id: u64, path: String) {
+        self.cgroups.learn(id, path);
     }
 
     /// Brings a copy-up that `enrich` left waiting up to date; false while it still waits.

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
 
 use copyup_trace_common::{
+    arch,
     config::{entry_at, LowerStack, Offsets, Regs},
     hooks::{self, CHOWN_EXIT, COPY_UP_ONE},
     kver,
@@ -157,6 +158,10 @@ fn offsets(ix: &Index) -> Result<(Offsets, Option<CtxStat>)> {
         iattr_mode: member_offset(ix, "iattr", &["ia_mode"])?,
         inode_uid: member_offset(ix, "inode", &["i_uid"])?,
         inode_gid: member_offset(ix, "inode", &["i_gid"])?,
+        cgroup_kn: member_offset(ix, "cgroup", &["kn"])?,
+        kernfs_id: member_offset(ix, "kernfs_node", &["id"])?,
+        cgroup_root: member_offset(ix, "cgroup", &["root"])?,
+        root_hierarchy_id: member_offset(ix, "cgroup_root", &["hierarchy_id"])?,
     };
     let ctx_stat = ctx_stat.and_then(|s| {
         Some(CtxStat {
@@ -168,14 +173,15 @@ fn offsets(ix: &Index) -> Result<(Offsets, Option<CtxStat>)> {
     Ok((offsets, ctx_stat))
 }
 
-/// `pt_regs` offsets of the syscall number and the user ip and sp, x86-64's names;
-/// `CallId` is read where all three are found.
+/// `pt_regs` offsets of the syscall number and the user ip and sp, by this
+/// architecture's names (`arch`); `CallId` is read where all three are found.
 fn regs(ix: &Index) -> Option<Regs> {
+    let names = arch::NATIVE.syscall_regs();
     Some(Regs {
         enabled: 0,
-        nr: member_offset(ix, "pt_regs", &["orig_ax"]).ok()?,
-        ip: member_offset(ix, "pt_regs", &["ip"]).ok()?,
-        sp: member_offset(ix, "pt_regs", &["sp"]).ok()?,
+        nr: member_offset(ix, "pt_regs", &[names.nr]).ok()?,
+        ip: member_offset(ix, "pt_regs", &[names.ip]).ok()?,
+        sp: member_offset(ix, "pt_regs", &[names.sp]).ok()?,
     })
 }
 
@@ -241,6 +247,9 @@ const STRUCTS: &[&str] = &[
     "ovl_layer",
     "ovl_inode",
     "pt_regs",
+    "cgroup",
+    "cgroup_root",
+    "kernfs_node",
 ];
 
 /// The layout of `struct ovl_entry`, `ovl_path` and `ovl_layer` on the kernels from 5.7

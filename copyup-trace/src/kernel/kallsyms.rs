@@ -52,6 +52,22 @@ pub fn for_each(mut text: impl BufRead, mut each: impl FnMut(Symbol<'_>)) -> io:
     }
 }
 
+/// Whether `text` shows addresses: its first text symbol's is not 0. With
+/// `kernel.kptr_restrict`, or `perf_event_paranoid` above 1 without CAP_SYSLOG, every
+/// address reads as 0. Stops at that first symbol.
+pub fn shows_addresses(mut text: impl BufRead) -> io::Result<bool> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if text.read_until(b'\n', &mut line)? == 0 {
+            return Ok(false);
+        }
+        if let Some(s) = parse_line(&line).filter(|s| matches!(s.kind, 't' | 'T')) {
+            return Ok(s.addr != 0);
+        }
+    }
+}
+
 fn parse_line(line: &[u8]) -> Option<Symbol<'_>> {
     let mut cols = std::str::from_utf8(line).ok()?.split_whitespace();
     let addr = u64::from_str_radix(cols.next()?, 16).ok()?;
@@ -74,6 +90,15 @@ fn parse_line(line: &[u8]) -> Option<Symbol<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_addresses_are_told() {
+        let shown = b"0000000000000000 A fixed_percpu_data\nffffffff81000000 T _stext\n";
+        assert!(shows_addresses(&shown[..]).unwrap());
+        let hidden = b"0000000000000000 A fixed_percpu_data\n0000000000000000 T _stext\n";
+        assert!(!shows_addresses(&hidden[..]).unwrap());
+        assert!(!shows_addresses(&b""[..]).unwrap());
+    }
 
     fn all(text: &[u8]) -> Vec<(u64, char, String, Option<String>)> {
         let mut out = Vec::new();

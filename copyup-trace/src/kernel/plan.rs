@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 use copyup_trace_common::{
+    arch,
     config::{Args, LowerStack, Offsets, Regs},
     hooks::{
         self, FuncHook, COPY_UP_DATA, COPY_UP_END, COPY_UP_FILE, COPY_UP_ONE, FCHOWNAT,
@@ -201,13 +202,15 @@ impl ProbePlan {
     }
 }
 
-/// Why kernel stacks recorded on this kernel stop short, if they do: before 5.15 the
-/// x86 unwinder cannot get past a kretprobe's trampoline, so the frames above a function
-/// with a return probe (`ovl_setattr`, `ovl_open`, ...) are lost.
+/// Why kernel stacks recorded on this kernel stop short, if they do: before 5.15 (x86)
+/// or 5.16 (arm64, `arch::Arch::kretprobe_unwind`) the unwinder cannot get past a
+/// kretprobe's trampoline, so the frames above a function with a return probe
+/// (`ovl_setattr`, `ovl_open`, ...) are lost.
 pub fn stack_limit(release: &str) -> Option<String> {
-    let (major, minor) = kver::KRETPROBE_UNWIND;
+    let fixed = arch::NATIVE.kretprobe_unwind();
+    let (major, minor) = fixed;
     match kver::parse(release) {
-        Some(v) if v < kver::KRETPROBE_UNWIND => Some(format!(
+        Some(v) if v < fixed => Some(format!(
             "kernel {release} cannot unwind through kretprobe trampolines (before \
              {major}.{minor}): kernel stacks end at kretprobe_trampoline above probed \
              overlayfs functions"

@@ -165,6 +165,7 @@ impl Probes {
         // After the probes, whose failures say more (no kprobes, no fentry); a thread
         // that ends before this leaves its entries to `reap_exited`.
         p.raw_tracepoint(&hooks::THREAD_EXIT)?;
+        p.raw_tracepoint(&hooks::CGROUP_MKDIR)?;
         Ok(p)
     }
 

@@ -96,4 +96,6 @@ pub struct MetricsOpts {
     pub labels: Labels,
     /// Label sets of the copy-up series kept apart; later ones fold into `_other_`.
     pub max_series: usize,
+    /// How long a gone container's series stay, to be scraped once more.
+    pub expire_after: std::time::Duration,
 }

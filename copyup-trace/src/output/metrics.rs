@@ -90,8 +90,10 @@ impl Hist {
 struct Series {
     values: Box<[Box<str>]>,
     /// The cgroups of the containers whose copy-ups it counts: when every one is gone,
-    /// so is the series (and its place under `--metrics-max-series`).
+    /// so is the series (and its place under `--metrics-max-series`), once
+    /// `--metrics-expire-after` has passed since (`gone_since`).
     cgroups: Vec<Arc<str>>,
+    gone_since: Option<std::time::Instant>,
     copy_ups: u64,
     bytes: u64,
     /// Of those, by a chown or chmod to what the file already had.
@@ -253,12 +255,25 @@ impl Counts {
         self.info[2].1 = mechanisms.join("+");
     }
 
-    /// Drops the series whose containers are all gone (`gone` says of a cgroup path);
-    /// their places go to new label sets. The `_other_` series stays.
-    pub fn expire(&mut self, gone: impl Fn(&str) -> bool) -> usize {
+    /// Drops the series whose containers have all been gone (`gone` says of a cgroup
+    /// path) for `after` at `now`; their places go to new label sets. The `_other_`
+    /// series stays. A series whose container comes back (a new one with the same
+    /// labels) is kept.
+    pub fn expire(
+        &mut self,
+        gone: impl Fn(&str) -> bool,
+        now: std::time::Instant,
+        after: std::time::Duration,
+    ) -> usize {
         let before = self.series.len();
-        self.series
-            .retain(|s| s.cgroups.is_empty() || !s.cgroups.iter().all(|c| gone(c)));
+        self.series.retain_mut(|s| {
+            if s.cgroups.is_empty() || !s.cgroups.iter().all(|c| gone(c)) {
+                s.gone_since = None;
+                return true;
+            }
+            let since = *s.gone_since.get_or_insert(now);
+            now.duration_since(since) < after
+        });
         if self.series.len() != before {
             self.index = self
                 .series
@@ -465,6 +480,7 @@ pub fn serve(opts: &MetricsOpts, counts: Arc<Mutex<Counts>>) -> Result<SocketAdd
 /// The sink that counts for the endpoint.
 pub struct MetricsSink {
     counts: Arc<Mutex<Counts>>,
+    expire_after: std::time::Duration,
 }
 
 impl MetricsSink {
@@ -478,7 +494,10 @@ impl MetricsSink {
         )));
         let bound = serve(opts, counts.clone())?;
         eprintln!("Serving metrics on http://{bound}/metrics");
-        Ok(MetricsSink { counts })
+        Ok(MetricsSink {
+            counts,
+            expire_after: opts.expire_after,
+        })
     }
 }
 
@@ -498,7 +517,11 @@ impl Sink for MetricsSink {
         let mut counts = lock(&self.counts);
         counts.status(s);
         let root = std::path::Path::new(CGROUP2_ROOT);
-        let gone = counts.expire(|cg| !root.join(cg.trim_start_matches('/')).exists());
+        let gone = counts.expire(
+            |cg| !root.join(cg.trim_start_matches('/')).exists(),
+            std::time::Instant::now(),
+            self.expire_after,
+        );
         if gone > 0 {
             log::debug!("metrics: {gone} series of containers that are gone expired");
         }
@@ -699,8 +722,15 @@ mod tests {
             c.add(&in_cgroup(id, None));
         }
         assert_eq!(c.series(), (2, 1), "c folded");
-        assert_eq!(c.expire(|cg| cg == "/c/x"), 0, "all alive");
-        assert_eq!(c.expire(|cg| cg == "/c/a"), 1);
+        let (t0, after) = (
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(300),
+        );
+        assert_eq!(c.expire(|cg| cg == "/c/x", t0, after), 0, "all alive");
+        // Gone, but kept to be scraped once more until `after` has passed.
+        assert_eq!(c.expire(|cg| cg == "/c/a", t0, after), 0);
+        assert_eq!(c.expire(|cg| cg == "/c/a", t0 + after / 2, after), 0);
+        assert_eq!(c.expire(|cg| cg == "/c/a", t0 + after, after), 1);
         c.add(&in_cgroup("d", None));
         c.add(&in_cgroup("b", None));
         let t = text(c, false);

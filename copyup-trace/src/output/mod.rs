@@ -75,6 +75,18 @@ impl Outputs {
             sinks.push(Box::new(Heartbeat));
         }
         if let Some(to) = &opts.stacks {
+            // Kernel frames are named at the end: a kallsyms that shows no addresses is
+            // said now, not after the whole run.
+            let shown = crate::kernel::kallsyms::open()
+                .and_then(|t| Ok(crate::kernel::kallsyms::shows_addresses(t)?))
+                .map_err(|e| e.context("--stacks"))?;
+            if !shown {
+                anyhow::bail!(
+                    "--stacks: {} shows no addresses (kernel.kptr_restrict, or no CAP_SYSLOG \
+                     where kernel.perf_event_paranoid is above 1): kernel frames could not be named",
+                    crate::kernel::kallsyms::PATH
+                );
+            }
             sinks.push(Box::new(StackFiles {
                 collector: StackCollector::default(),
                 to: to.clone(),

@@ -28,3 +28,7 @@ for c in bpf:38,39,24 admin:21,24; do
     echo $? >$OUT/$n.rc
     for f in out err rc; do emit $n.$f $OUT/$n.$f; done
 done
+# --stacks without CAP_SYSLOG: kallsyms shows only zeros (paranoid 3), said at start.
+$G as-user 1000 21,24 "$T" --stacks /tmp/caps.folded -- true >$OUT/capsstk.out 2>$OUT/capsstk.err
+echo $? >$OUT/capsstk.rc
+for f in out err rc; do emit capsstk.$f $OUT/capsstk.$f; done

@@ -137,6 +137,63 @@ kill -TERM $TP
 wait $TP
 echo $? >$OUT/prom2.rc
 
+# --- series of containers that are gone expire, and their places go to new ones -------
+# Series by container, at most 2: A (a directory and a file) and B get theirs, C folds
+# into _other_. A's cgroup goes; a second after the tool has seen that (it looks every
+# second; --metrics-expire-after 1s), D gets A's place.
+# The containers' cgroups exist before the tool starts.
+newovl exp
+$G mkfiles $D/lower/f 4 100
+mountovl
+# in_container ID FILE: chown FILE from a process in docker container ID's cgroup.
+in_container() {
+    sh -c "echo \$\$ > /sys/fs/cgroup/system.slice/docker-$1.scope/cgroup.procs; exec chown 1000 $2"
+}
+CA=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+CB=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
+CC=cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
+CD=dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd
+for c in $CA $CB $CC $CD; do mkdir -p /sys/fs/cgroup/system.slice/docker-$c.scope; done
+"$T" --metrics 127.0.0.1:29435 --metrics-labels container --metrics-max-series 2 --metrics-expire-after 1s \
+    -o json >$OUT/exp.out 2>$OUT/exp.err &
+TP=$!
+wait_ready $OUT/exp.err
+in_container $CA $D/merged/f/f0
+in_container $CB $D/merged/f/f1
+in_container $CC $D/merged/f/f2
+rmdir /sys/fs/cgroup/system.slice/docker-$CA.scope
+sleep 3.5
+in_container $CD $D/merged/f/f3
+scraped_twice
+promql exp 'copyup_trace_copy_ups_total'
+wget -q -O $OUT/exp.metrics $MURL/metrics
+emit exp.metrics $OUT/exp.metrics
+kill -TERM $TP
+wait $TP
+echo $? >$OUT/exp.rc
+for f in out err rc; do emit exp.$f $OUT/exp.$f; done
+for c in $CB $CC $CD; do rmdir /sys/fs/cgroup/system.slice/docker-$c.scope; done
+
+# --- containers made while tracing and gone at once --------------------------------------
+# Three cgroups, each made, chowning one file and removed within a second: a scan (at most
+# one a second) cannot see the second and third; the kernel's record of each mkdir names
+# them.
+newovl short
+$G mkfiles $D/lower/f 3 100
+mountovl
+"$T" -o json >$OUT/short.out 2>$OUT/short.err &
+TP=$!
+wait_ready $OUT/short.err
+for i in 1 2 3; do
+    c=$(printf "e$i%.0s" $(seq 32))
+    mkdir /sys/fs/cgroup/system.slice/docker-$c.scope
+    in_container $c $D/merged/f/f$((i - 1))
+    rmdir /sys/fs/cgroup/system.slice/docker-$c.scope
+done
+kill -TERM $TP
+wait $TP
+echo $? >$OUT/short.rc
+for f in out err rc; do emit short.$f $OUT/short.$f; done
 kill -TERM $PP
 wait $PP
 for f in prom.waits prom1.out prom1.err prom1.rc prom2.out prom2.err prom2.rc; do emit $f $OUT/$f; done

@@ -22,6 +22,8 @@ mkimage /tmp/files
 printf 'FROM scratch\nCOPY . /\n' >/tmp/files.Containerfile
 podman build -t localhost/files:1 -f /tmp/files.Containerfile /tmp/files >$OUT/files.build 2>&1 ||
     cat $OUT/files.build
+podman image inspect --format '{{json .History}}' localhost/files:1 >$OUT/image.history
+emit image.history $OUT/image.history
 
 # The DaemonSet's volumes (sockets of runtimes that are not running are left out, as
 # kubelet's empty-typed hostPath would leave them empty) and its arguments, plus JSON on

@@ -3,9 +3,10 @@
 # a real 3-layer image built by podman (and docker): which layer each copy-up came from, as
 # the runtime's store names it, and --by layer's bytes, sizes and shares. Layers, bottom
 # up: the base of mkimage (/data/a, /data/b, /guest-ops); /mid/m (2000 bytes) and /both
-# (1000); /top/t (4000) and /both again (1500: the topmost copy wins). A container waits
-# forever; `exec` fchowns one file of each layer, one after the other. Artifacts are named
-# img-* (one script with the other families: names must not meet).
+# (1000); /top/t (4000) and /both again (1500: the topmost copy wins), with an ENV step
+# (an empty layer in the history) between them. A container waits forever; `exec` fchowns
+# one file of each layer, one after the other, /both to the owner it already has (root).
+# Artifacts are named img-* (one script with the other families: names must not meet).
 
 mkdir -p /tmp/ctx/mid/mid /tmp/ctx/top/top
 head -c 2000 /dev/zero | tr '\0' m >/tmp/ctx/mid/mid/m
@@ -16,7 +17,7 @@ stat -c %s /bin/guest-ops >$OUT/img-guest-ops.size
 emit img-guest-ops.size $OUT/img-guest-ops.size
 # layered_build TOOL BASE TAG: base, then one layer per COPY.
 layered_build() {
-    printf 'FROM %s\nCOPY mid/ /\nCOPY top/ /\n' "$2" >/tmp/ctx/Containerfile
+    printf 'FROM %s\nCOPY mid/ /\nENV STEP=2\nCOPY top/ /\n' "$2" >/tmp/ctx/Containerfile
     $1 build -q -f /tmp/ctx/Containerfile -t $3 /tmp/ctx >$OUT/img-$1-build.out 2>&1 ||
         cat $OUT/img-$1-build.out
 }
@@ -27,14 +28,22 @@ layered_run() {
     $tool image inspect --format '{{json .RootFS.Layers}}' $3 >$OUT/img-$tool.rootfs
     $tool image inspect --format '{{json .GraphDriver}}' $3 >$OUT/img-$tool.image-driver
     $tool inspect --format '{{json .GraphDriver}}' $ctn >$OUT/img-$tool.driver
-    for f in rootfs image-driver driver; do emit img-$tool.$f $OUT/img-$tool.$f; done
+    # The image's history as the runtime shows it: podman's inspect has the config's
+    # entries with `empty_layer`; docker's history lists them newest first with sizes.
+    if [ $tool = podman ]; then
+        podman image inspect --format '{{json .History}}' $3 >$OUT/img-$tool.history
+    else
+        docker history --no-trunc --format '{{json .}}' $3 >$OUT/img-$tool.history
+    fi
+    for f in rootfs image-driver driver history; do emit img-$tool.$f $OUT/img-$tool.$f; done
     trace_start img-$tool-layers -o json --by layer --report $OUT/img-$tool-layers.report
     TA=$TP
-    trace_start img-$tool-table --by layer
+    trace_start img-$tool-table --by layer --by process
     TB=$TP
-    for f in /data/a /mid/m /top/t /both; do
+    for f in /data/a /mid/m /top/t; do
         $tool exec $ctn /guest-ops fchown $f
     done
+    $tool exec $ctn /guest-ops fchown /both 0 0
     trace_stop img-$tool-layers $TA
     trace_stop img-$tool-table $TB
     emit img-$tool-layers.report $OUT/img-$tool-layers.report
@@ -60,6 +69,30 @@ for l in /var/lib/docker/image/overlay2/layerdb/sha256/*/; do
 done >$OUT/img-docker.layers
 emit img-docker.layers $OUT/img-docker.layers
 layered_run docker dimg1 layered:1
+
+# --- containerd: podman's image imported, a container of a pod (kubelet's cgroupfs
+# layout, so that containerd is asked); its rootfs mount as the guest lists it -----------
+podman save --format oci-archive -o /tmp/layered.tar localhost/layered:1 >/dev/null 2>&1
+ctr -n k8s.io images import /tmp/layered.tar >/dev/null
+CIMG=8d5f4e3c2b1a09f8e7d6c5b4a3928170f6e5d4c3b2a19080f7e6d5c4b3a29180
+ctr -n k8s.io run -d --cgroup /kubepods/besteffort/pod2e0c7a41-5b3d-4c2e-9f1a-0b9c8d7e6f5a/$CIMG \
+    localhost/layered:1 $CIMG /guest-ops await /never fchown /data/a >/dev/null
+grep " /run/containerd/io.containerd.runtime.v2.task/k8s.io/$CIMG/rootfs " /proc/self/mountinfo \
+    >$OUT/img-containerd.mount
+emit img-containerd.mount $OUT/img-containerd.mount
+trace_start img-containerd-layers -o json --by layer --report $OUT/img-containerd-layers.report
+TA=$TP
+n=0
+for f in /data/a /mid/m /top/t; do
+    n=$((n + 1))
+    ctr -n k8s.io task exec --exec-id e$n $CIMG /guest-ops fchown $f
+done
+ctr -n k8s.io task exec --exec-id e0 $CIMG /guest-ops fchown /both 0 0
+trace_stop img-containerd-layers $TA
+emit img-containerd-layers.report $OUT/img-containerd-layers.report
+ctr -n k8s.io task kill -s KILL $CIMG >/dev/null 2>&1
+ctr -n k8s.io task rm -f $CIMG >/dev/null 2>&1
+ctr -n k8s.io containers rm $CIMG >/dev/null 2>&1
 kill $DOCKERD
 wait $DOCKERD
 kill $CTRD

@@ -136,9 +136,11 @@ ctr_run $CID go a --label io.kubernetes.pod.name=web-0 \
 CP=$!
 ctr_run $CID2 go2 a
 ctr_run $CID3 go3 b
-trace_start cri -o json --report $OUT/cri.report
+trace_start cri -o json --report $OUT/cri.report --metrics 127.0.0.1:29435
 touch $SIG/go
 wait $CP
+curl -s http://127.0.0.1:29435/metrics >$OUT/cri.metrics
+emit cri.metrics $OUT/cri.metrics
 # The exited container and its snapshot removed while traced.
 # `ctr run` deleted the task as it ended; the container and its snapshot remain.
 ctr -n k8s.io containers rm $CID >$OUT/cri.rm 2>&1

@@ -16,6 +16,10 @@ pub const CHECKS: &[Check] = &[
         "as a user with capabilities: CAP_SYS_ADMIN + CAP_SYS_RESOURCE trace, without SYS_ADMIN one line",
         capabilities,
     ),
+    (
+        "--stacks where kallsyms shows no addresses (no CAP_SYSLOG): one line at start, exit 1",
+        stacks_without_syslog,
+    ),
 ];
 
 /// Run by uid 1000 with capabilities only. CAP_SYS_ADMIN and CAP_SYS_RESOURCE trace
@@ -61,4 +65,28 @@ fn exit_status(a: &Artifacts) -> Result<()> {
 
 fn bad_flag(a: &Artifacts) -> Result<()> {
     one_line_error(a, "bad_flag", 2, "lots")
+}
+
+/// `--stacks` as uid 1000 without CAP_SYSLOG: exit 1 at start with one line, after only
+/// the warning `--stacks` gets on kernels whose unwinder stops at kretprobe trampolines
+/// (5.10).
+fn stacks_without_syslog(a: &Artifacts) -> Result<()> {
+    let (rc, err) = (a.rc("capsstk")?, a.get("capsstk.err")?);
+    ensure!(rc == 1, "exit {rc}, want 1; stderr {err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    let Some((last, before)) = lines.split_last() else {
+        anyhow::bail!("no error on stderr");
+    };
+    ensure!(
+        before.len() <= 1
+            && before
+                .iter()
+                .all(|l| l.contains("cannot unwind through kretprobe trampolines")),
+        "stderr is not one line (after the unwinder's warning): {err:?}"
+    );
+    ensure!(
+        last.starts_with("copyup-trace: --stacks: /proc/kallsyms shows no addresses"),
+        "{err:?}"
+    );
+    Ok(())
 }

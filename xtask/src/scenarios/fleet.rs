@@ -27,6 +27,14 @@ pub const CHECKS: &[Check] = &[
         "Prometheus scraping --metrics every second: PromQL values exact, a restart is a reset",
         prometheus,
     ),
+    (
+        "--metrics: a gone container's series expires, a new container takes its place",
+        series_expire,
+    ),
+    (
+        "containers made while tracing and gone at once: each copy-up names its cgroup and container",
+        short_lived,
+    ),
     ("--metrics on a port in use: one line, exit 1", |a| {
         one_line_error(a, "busy", 1, "--metrics 127.0.0.1:29435: cannot listen")
     }),
@@ -237,10 +245,10 @@ fn timeline(a: &Artifacts) -> Result<()> {
 }
 
 /// One sample of an exposition: metric name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub(crate) type Sample = (String, BTreeMap<String, String>, f64);
 
 /// The samples of a Prometheus text exposition.
-fn samples(text: &str) -> Result<Vec<Sample>> {
+pub(crate) fn samples(text: &str) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     for line in text
         .lines()
@@ -270,10 +278,9 @@ fn samples(text: &str) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
-/// The sum of `name` over the samples whose labels include `with`.
 /// The sum of `name`'s samples whose labels are `with`; an empty value matches an
 /// absent label, as in Prometheus.
-fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
+pub(crate) fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
@@ -425,6 +432,83 @@ fn promql(a: &Artifacts, name: &str) -> Result<String> {
         result.len()
     );
     Ok(s(&result[0]["value"][1]).to_string())
+}
+
+/// Series by container, at most two: after container A's cgroup went, Prometheus and the
+/// endpoint show B and D (which took A's place), C folded into `_other_`, and no A.
+fn series_expire(a: &Artifacts) -> Result<()> {
+    let r = a.run("exp")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let id = |c: char| c.to_string().repeat(64);
+    let text = a.get("prom.exp")?;
+    let v: Value = serde_json::from_str(text.lines().next().unwrap_or(""))
+        .with_context(|| format!("not a Prometheus answer: {text:?}"))?;
+    ensure!(v["status"] == "success", "{v}");
+    let mut got: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{v}"))?
+        .iter()
+        .map(|r| {
+            (
+                s(&r["metric"]["container"]).to_string(),
+                s(&r["value"][1]).to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        ("_other_".to_string(), "1".to_string()),
+        (id('b'), "1".to_string()),
+        (id('d'), "1".to_string()),
+    ];
+    want.sort();
+    ensure!(
+        got == want,
+        "PromQL series\n  got  {got:?}\n  want {want:?}"
+    );
+    let metrics = a.get("exp.metrics")?;
+    ensure!(
+        !metrics.contains(&id('a')),
+        "the gone container's series is still served:\n{metrics}"
+    );
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l == "copyup_trace_folded_series_total 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+/// Three docker containers' cgroups, each made, chowning `f<i-1>` (100 bytes) and removed:
+/// every record names its own.
+fn short_lived(a: &Artifacts) -> Result<()> {
+    let r = a.run("short")?;
+    ensure!(r.rc == 0, "exit {}", r.rc);
+    let got: Vec<(String, String, String)> = r
+        .events
+        .iter()
+        .filter(|e| s(&e["kind"]) == "file")
+        .map(|e| {
+            (
+                s(&e["path"]).to_string(),
+                s(&e["cgroup"]).to_string(),
+                s(&e["container"]["id"]).to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = (1..=3)
+        .map(|i| {
+            let id = format!("e{i}").repeat(32);
+            (
+                format!("/f/f{}", i - 1),
+                format!("/system.slice/docker-{id}.scope"),
+                id,
+            )
+        })
+        .collect();
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
+    Ok(())
 }
 
 fn prometheus(a: &Artifacts) -> Result<()> {

@@ -310,7 +310,12 @@ macro_rules! families {
             "exit 0\n",
         );
 
-        const FAMILIES: &[&[Check]] = &[$($family::CHECKS),*];
+        /// Each family: its name, guest part and checks.
+        const FAMILIES: &[(&str, &str, &[Check])] = &[$((
+            stringify!($family),
+            include_str!(concat!("../../guest/scenarios/", stringify!($family), ".sh")),
+            $family::CHECKS,
+        )),*];
     };
 }
 
@@ -318,7 +323,39 @@ families!(errors, copyup, scoping, triggers, output, fleet, faults, nested, chec
 
 /// Every check, family by family.
 pub fn checks() -> impl Iterator<Item = &'static Check> {
-    FAMILIES.iter().flat_map(|f| f.iter())
+    FAMILIES.iter().flat_map(|f| f.2.iter())
+}
+
+/// The names of the families, in the order they run.
+pub fn family_names() -> impl Iterator<Item = &'static str> {
+    FAMILIES.iter().map(|f| f.0)
+}
+
+/// The guest script and the checks of only the families named (all when none is), in
+/// their usual order; an unknown name is an error that lists the known ones.
+pub fn selected(names: &[String]) -> Result<(String, Vec<&'static Check>)> {
+    if names.is_empty() {
+        return Ok((SCRIPT.to_string(), checks().collect()));
+    }
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !family_names().any(|f| f == n.as_str()))
+    {
+        bail!(
+            "unknown scenario family {bad:?}; known: {}",
+            family_names().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let chosen: Vec<_> = FAMILIES
+        .iter()
+        .filter(|f| names.iter().any(|n| n == f.0))
+        .collect();
+    let mut script = include_str!("../../guest/scenarios/lib.sh").to_string();
+    for f in &chosen {
+        script.push_str(f.1);
+    }
+    script.push_str("exit 0\n");
+    Ok((script, chosen.iter().flat_map(|f| f.2.iter()).collect()))
 }
 
 #[cfg(test)]
@@ -382,6 +419,20 @@ mod tests {
         assert!(Artifacts::new("6.12", "")
             .programs_left("k", "SIGINT")
             .is_err());
+    }
+
+    #[test]
+    fn families_select_their_part_and_checks() {
+        let (all, every) = selected(&[]).unwrap();
+        assert_eq!(all, SCRIPT);
+        assert_eq!(every.len(), checks().count());
+        let (script, some) = selected(&["copyup".into(), "errors".into()]).unwrap();
+        // In the usual order, whatever order they were named in.
+        let (errors, copyup) = (FAMILIES[0], FAMILIES[1]);
+        assert!(script.ends_with(&format!("{}{}exit 0\n", errors.1, copyup.1)));
+        assert_eq!(some.len(), errors.2.len() + copyup.2.len());
+        let e = selected(&["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("layers"), "{e}");
     }
 
     #[test]

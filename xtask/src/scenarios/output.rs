@@ -3,7 +3,7 @@
 //! reading the artifacts is `mod.rs`'s job.
 
 use anyhow::{anyhow, ensure, Context, Result};
-use copyup_trace_common::kver;
+use copyup_trace_common::arch::Arch;
 
 use super::{expect_objects, u, Artifacts, Check};
 
@@ -67,7 +67,9 @@ fn stacks(a: &Artifacts) -> Result<()> {
     expect_objects(&r, &[("/s1", "file", 7000), ("/s2", "file", 4)])?;
     let folded = a.get("stk.folded")?;
     // Older kernels cannot unwind past a kretprobe trampoline; the tool warns.
-    let old_unwinder = !super::release_at_least(&a.kernel, kver::KRETPROBE_UNWIND);
+    let arch = Arch::of_release(&a.kernel)
+        .ok_or_else(|| anyhow!("kernel {}: no architecture in its release", a.kernel))?;
+    let old_unwinder = !super::release_at_least(&a.kernel, arch.kretprobe_unwind());
     let warned = a
         .get("stk.err")?
         .contains("cannot unwind through kretprobe trampolines");

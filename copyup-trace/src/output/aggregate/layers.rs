@@ -44,6 +44,11 @@ impl LayerRow {
         (size, share)
     }
 
+    /// The image step that created the layer, escaped.
+    pub fn created_by(&self) -> Option<String> {
+        self.layer.created_by.get().map(|s| escape(s.as_bytes()))
+    }
+
     /// The runtime's name of the layer, else its directory.
     pub fn name(&self) -> String {
         match &self.layer.runtime {

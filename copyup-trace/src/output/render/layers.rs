@@ -13,10 +13,19 @@ use crate::{
     },
 };
 
-/// `--by layer`: copy-ups, bytes, the layer's size and the share of it copied up.
+/// `--by layer`: copy-ups, bytes, the layer's size, the share of it copied up and the
+/// image step that created it.
 pub fn write_table(out: &mut impl Write, totals: &LayerTotals, top: usize) -> Result<()> {
     let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let mut t = new_table(&["LAYER", "DIR", "COPY-UPS", "BYTES", "LAYER SIZE", "SHARE"]);
+    let mut t = new_table(&[
+        "LAYER",
+        "DIR",
+        "COPY-UPS",
+        "BYTES",
+        "LAYER SIZE",
+        "SHARE",
+        "CREATED BY",
+    ]);
     let rows = totals.rows();
     start_sizing(&rows, top);
     for r in rows.iter().take(top) {
@@ -32,6 +41,7 @@ pub fn write_table(out: &mut impl Write, totals: &LayerTotals, top: usize) -> Re
                     .map(|s| format!("{:.1}%", s * 100.0))
                     .unwrap_or_else(|| "-".into()),
             ),
+            Cell::new(r.created_by().unwrap_or_default()),
         ]);
     }
     if totals.unknown.copy_ups > 0 {
@@ -42,6 +52,7 @@ pub fn write_table(out: &mut impl Write, totals: &LayerTotals, top: usize) -> Re
             right(human_bytes(totals.unknown.bytes)),
             right(String::new()),
             right(String::new()),
+            Cell::new(""),
         ]);
     }
     writeln!(
@@ -81,6 +92,7 @@ pub fn report_rows(totals: &LayerTotals, top: usize) -> serde_json::Value {
                 "bytes": r.count.bytes,
                 "layer_bytes": size,
                 "share": share,
+                "created_by": r.created_by(),
             })
         })
         .collect();

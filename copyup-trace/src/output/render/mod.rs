@@ -105,14 +105,14 @@ struct CopyUpRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container_id: Option<Option<Cow<'a, str>>>,
     /// `mount` + `path`, when the mount point is known.
-    host_path: Option<String>,
+    host_path: Option<HostPath<'a>>,
     /// JSON: `{"index","dir","store","id"}` or null; CSV: the columns below.
     #[serde(skip_serializing_if = "Option::is_none")]
-    layer: Option<Option<crate::attribution::layers::LayerRecord>>,
+    layer: Option<Option<crate::attribution::layers::LayerRecord<'a>>>,
     /// JSON: the layer that held the data when it is another one (a metacopy file's),
     /// else null.
     #[serde(skip_serializing_if = "Option::is_none")]
-    data_layer: Option<Option<crate::attribution::layers::LayerRecord>>,
+    data_layer: Option<Option<crate::attribution::layers::LayerRecord<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_index: Option<Option<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,9 +122,12 @@ struct CopyUpRecord<'a> {
     /// Made by another overlay's copy-up, at this depth (0 when not nested).
     nested: bool,
     nest_depth: u32,
-    /// A chown or chmod to the owner and mode the file already had. Last, so that the
-    /// CSV columns before it keep their places.
+    /// A chown or chmod to the owner and mode the file already had.
     noop: bool,
+    /// CSV: the image step that created the lower layer (in JSON, `layer.created_by`).
+    /// New columns go last, so that the columns before them keep their places.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_created_by: Option<Option<String>>,
 }
 
 impl<'a> CopyUpRecord<'a> {
@@ -160,7 +163,7 @@ impl<'a> CopyUpRecord<'a> {
             container: is_json.then_some(c.container.as_deref()),
             container_runtime: is_csv.then(|| c.container.as_ref().map(|k| k.runtime)),
             container_id: is_csv.then(|| c.container.as_ref().map(|k| escape_cow(k.id.as_bytes()))),
-            host_path: c.mount.as_ref().map(|_| escape(&c.display_path())),
+            host_path: c.mount.as_ref().map(|_| HostPath(c)),
             layer: is_json.then(|| c.lower_layer().map(|l| l.record())),
             data_layer: is_json.then(|| {
                 c.data_layer
@@ -177,14 +180,51 @@ impl<'a> CopyUpRecord<'a> {
             nested: c.nest > 0,
             nest_depth: c.nest,
             noop: c.noop,
+            layer_created_by: is_csv.then(|| {
+                c.lower_layer()
+                    .and_then(|l| l.created_by.get())
+                    .map(|s| escape(s.as_bytes()))
+            }),
         }
     }
 }
 
+/// A copy-up's `mount` + `path`, escaped, joined in a reused buffer as it is written.
+struct HostPath<'a>(&'a CopyUp);
+
+thread_local! {
+    static HOST_PATH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Serialize for HostPath<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        HOST_PATH.with_borrow_mut(|joined| {
+            self.0.display_path_into(joined);
+            s.serialize_str(&escape_cow(joined))
+        })
+    }
+}
+
+thread_local! {
+    /// The line being written: reused, so a record costs no allocation of its own.
+    static JSON_LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One JSON line per streamed record. sonic-rs escapes strings with SIMD where
+/// serde_json goes byte by byte: most of a record's bytes are paths and names, and this
+/// is the cost `-o json` adds per copy-up (`BENCHMARKS.md`).
+fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
+    JSON_LINE.with_borrow_mut(|line| -> Result<()> {
+        line.clear();
+        sonic_rs::to_writer(&mut *line, value)?;
+        line.push(b'\n');
+        out.write_all(line)?;
+        Ok(())
+    })
+}
+
 pub fn json_event(out: &mut impl Write, c: &CopyUp) -> Result<()> {
-    serde_json::to_writer(&mut *out, &CopyUpRecord::new(c, Layout::Json))?;
-    out.write_all(b"\n")?;
-    Ok(())
+    json_line(out, &CopyUpRecord::new(c, Layout::Json))
 }
 
 #[derive(Serialize)]
@@ -215,9 +255,7 @@ pub fn json_op(out: &mut impl Write, d: &OpDone) -> Result<()> {
         copy_ups: d.copy_ups,
         ret: d.ret,
     };
-    serde_json::to_writer(&mut *out, &rec)?;
-    out.write_all(b"\n")?;
-    Ok(())
+    json_line(out, &rec)
 }
 
 #[derive(Serialize)]
@@ -316,6 +354,7 @@ const CSV_HEADER: &[&str] = &[
     "nested",
     "nest_depth",
     "noop",
+    "layer_created_by",
 ];
 
 /// A CSV writer whose header is already written: a run without copy-ups still prints
@@ -909,7 +948,7 @@ mod tests {
         let header = "schema,ts_ns,pid,tid,ppid,comm,cgroup_id,trigger,kind,path,\
                       path_truncated,filename,bytes,copy_ns,data_ns,ret,waited,metacopy,size,\
                       cause_ts_ns,mount,cgroup,container_runtime,container_id,host_path,\
-                      layer_index,layer_dir,layer_id,nested,nest_depth,noop\n";
+                      layer_index,layer_dir,layer_id,nested,nest_depth,noop,layer_created_by\n";
         // The header comes first, even when no copy-up follows.
         assert_eq!(String::from_utf8(w.into_inner().unwrap()).unwrap(), header);
         let mut w = csv_writer(Vec::new()).unwrap();
@@ -920,9 +959,9 @@ mod tests {
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,",
             r"/merged/dir/evil\n,8388608,2500000,2000000,0,false,false,8388608,4,/merged,",
             r"/system.slice/docker-abc.scope,docker,abc,/merged/dir/evil\n\x1b[2Jname\xff,,,,",
-            "false,0,false\n",
+            "false,0,false,\n",
             r"1,5,100,101,1,ch\x1b]0;own,7,chown,file,/dir/evil\n\x1b[2Jname\xff,false,,",
-            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,,true,2,true\n",
+            "8388608,2500000,2000000,-5,true,false,8388608,4,,,,,,,,,true,2,true,\n",
         ];
         assert_eq!(text, format!("{header}{}", rows.concat()));
     }
@@ -959,7 +998,7 @@ mod tests {
     /// A copy-up from a docker layer: the JSON `layer` object and the CSV columns.
     #[test]
     fn layer_fields() {
-        use crate::attribution::layers::{Layer, LayerSize, OverlayInfo, RuntimeLayer};
+        use crate::attribution::layers::{Layer, LayerSize, LayerStep, OverlayInfo, RuntimeLayer};
         let dir = b"/var/lib/docker/overlay2/abc/diff".to_vec();
         let info = OverlayInfo {
             mount_point: std::sync::Arc::from(&b"/merged"[..]),
@@ -972,6 +1011,7 @@ mod tests {
                     runtime: None,
                     data_only: false,
                     size: LayerSize::default(),
+                    created_by: LayerStep::default(),
                 }),
                 std::sync::Arc::new(Layer {
                     index: 1,
@@ -983,6 +1023,7 @@ mod tests {
                     }),
                     data_only: false,
                     size: LayerSize::default(),
+                    created_by: LayerStep::known("COPY app /app\n"),
                 }),
             ],
         };
@@ -999,14 +1040,15 @@ mod tests {
         assert_eq!(
             v["layer"],
             serde_json::json!({"index": 1, "dir": "/var/lib/docker/overlay2/abc/diff",
-                               "store": "docker", "id": "abc"})
+                               "store": "docker", "id": "abc",
+                               "created_by": "COPY app /app\\n"})
         );
         let mut w = csv_writer(Vec::new()).unwrap();
         csv_event(&mut w, &c).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert!(
             text.ends_with(
-                ",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc,false,0,false\n"
+                ",/merged/etc/passwd,1,/var/lib/docker/overlay2/abc/diff,docker:abc,false,0,false,COPY app /app\\n\n"
             ),
             "{text}"
         );

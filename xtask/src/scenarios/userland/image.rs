@@ -54,8 +54,13 @@ fn traces(a: &Artifacts) -> Result<()> {
         .strip_prefix("/var/lib/containers/storage/overlay/")
         .and_then(|l| l.strip_suffix("/diff"))
         .ok_or_else(|| anyhow!("lower dir {lower:?}"))?;
+    let steps = super::imglayers::history_steps(a.get("image.history")?, "podman")?;
+    let [Some(step)] = &steps[..] else {
+        return Err(anyhow!("podman history of the one-layer image: {steps:?}"));
+    };
     let layer = json!({
         "index": 0, "dir": lower, "store": "containers-storage", "id": layer_id,
+        "created_by": step,
     });
     let container = json!({
         "runtime": "podman", "id": id, "name": name, "image": "localhost/files:1",

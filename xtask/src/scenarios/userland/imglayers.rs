@@ -1,8 +1,8 @@
 //! Checks of layer attribution in a real 3-layer image built by podman and by docker:
-//! each copy-up's layer index and id as the runtime's store names it, and `--by layer`'s
-//! bytes, layer sizes and shares. The expected ids come from the runtime in the guest
-//! (`inspect`'s GraphDriver, its layer store), never from here. It judges what
-//! `guest/userland/imglayers.sh` saved.
+//! each copy-up's layer index, id as the runtime's store names it and the image step that
+//! created it, and `--by layer`'s bytes, layer sizes, shares and steps. The expected ids
+//! and steps come from the runtime in the guest (`inspect`'s GraphDriver, its layer store,
+//! its `history`), never from here. It judges what `guest/userland/imglayers.sh` saved.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
@@ -11,12 +11,16 @@ use super::super::{s, sorted, u, Artifacts, Check};
 
 pub const CHECKS: &[Check] = &[
     (
-        "podman 3-layer image: layer index and containers-storage id of each copy-up, bytes and shares per layer",
+        "podman 3-layer image: layer index, containers-storage id and image step of each copy-up, bytes and shares per layer",
         podman,
     ),
     (
-        "docker 3-layer image: layer index and overlay2 id of each copy-up, bytes and shares per layer",
+        "docker 3-layer image: layer index, overlay2 id and image step of each copy-up, bytes and shares per layer",
         docker,
+    ),
+    (
+        "containerd, the same image imported: snapshot and image step (from containerd's API) of each copy-up, bytes and shares per layer",
+        containerd,
     ),
 ];
 
@@ -26,7 +30,8 @@ const MID: usize = 1;
 const TOP: usize = 2;
 
 /// What the container copies up (path, kind, bytes, image layer it comes from): /both is
-/// in the middle (1000 bytes) and the top layer (1500), and the top one wins.
+/// in the middle (1000 bytes) and the top layer (1500), and the top one wins. /both is
+/// fchowned to the owner it has (a no-op chown); the others to 1000:1000.
 const COPY_UPS: [(&str, &str, u64, usize); 7] = [
     ("/data", "dir", 0, BASE),
     ("/data/a", "file", 3000, BASE),
@@ -79,17 +84,63 @@ fn image_layers(a: &Artifacts, tool: &str, extra: usize) -> Result<(Vec<String>,
     Ok((dirs, stack))
 }
 
-/// The checks both runtimes share: `ids[l]` is image layer l's id as the store names it,
-/// bottom up, already tied to `RootFS.Layers` by the caller.
-fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -> Result<()> {
-    let run = format!("img-{tool}-layers");
-    let r = a.run(&run)?;
+/// The image step of each layer, bottom up, from the runtime's own history: the entries
+/// that made a layer (podman: not `empty_layer`; docker's `history`, newest first: a size
+/// other than 0B, which each of this image's layers has), their `created_by` (null where
+/// empty, as for an imported base).
+fn steps(a: &Artifacts, tool: &str) -> Result<Vec<Option<String>>> {
+    let made = history_steps(a.get(&format!("img-{tool}.history"))?, tool)?;
     ensure!(
-        r.rc == 0,
-        "exit {}: {}",
-        r.rc,
-        a.get(&format!("{run}.err"))?
+        made.len() == 3,
+        "{tool} history has {} layers: {made:?}",
+        made.len()
     );
+    Ok(made)
+}
+
+/// The steps that made a layer, bottom up, from `tool`'s history output (see `steps`).
+pub(super) fn history_steps(text: &str, tool: &str) -> Result<Vec<Option<String>>> {
+    let made: Vec<String> = if tool == "podman" {
+        let v: Value = serde_json::from_str(text.trim()).context("podman history")?;
+        v.as_array()
+            .ok_or_else(|| anyhow!("podman history: {v}"))?
+            .iter()
+            .filter(|h| h["empty_layer"] != true)
+            .map(|h| s(&h["created_by"]).to_string())
+            .collect()
+    } else {
+        let mut rows = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str::<Value>(l).context("docker history"))
+            .collect::<Result<Vec<Value>>>()?;
+        rows.reverse();
+        rows.iter()
+            .filter(|h| s(&h["Size"]) != "0B")
+            .map(|h| s(&h["CreatedBy"]).to_string())
+            .collect()
+    };
+    Ok(made
+        .into_iter()
+        .map(|c| (!c.is_empty()).then_some(c))
+        .collect())
+}
+
+/// The image's layers in one container, as the runtime shows them.
+struct Stack {
+    /// The image's layer directories, bottom up.
+    dirs: Vec<String>,
+    /// The container's lower stack, topmost first.
+    stack: Vec<String>,
+    /// Each image layer's id as the store names it, bottom up.
+    ids: Vec<String>,
+    /// The image step that made each layer, bottom up.
+    steps: Vec<Option<String>>,
+}
+
+/// podman's and docker's stacks: directories from `inspect`'s GraphDriver, each tied to
+/// the id its store gives it (`ids`, bottom up, tied to `RootFS.Layers` by the caller).
+fn graph_stack(a: &Artifacts, tool: &str, extra: usize, ids: Vec<String>) -> Result<Stack> {
     let (dirs, stack) = image_layers(a, tool, extra)?;
     for (l, dir) in dirs.iter().enumerate() {
         ensure!(
@@ -98,11 +149,44 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
             ids[l]
         );
     }
+    Ok(Stack {
+        dirs,
+        stack,
+        ids,
+        steps: steps(a, tool)?,
+    })
+}
+
+/// The checks the runtimes share, of the run `img-{tool}-layers`; returns the `--by
+/// layer` rows its report has.
+fn check(a: &Artifacts, tool: &str, store: &str, st: &Stack) -> Result<Vec<Value>> {
+    let run = format!("img-{tool}-layers");
+    let r = a.run(&run)?;
+    ensure!(
+        r.rc == 0,
+        "exit {}: {}",
+        r.rc,
+        a.get(&format!("{run}.err"))?
+    );
+    let Stack {
+        dirs,
+        stack,
+        ids,
+        steps,
+    } = st;
+    ensure!(
+        steps[MID].is_some() && steps[TOP].is_some(),
+        "{tool}: the COPY steps have no created_by: {steps:?}"
+    );
     let layer = |l: usize| {
         let index = stack.len() - 1 - l;
-        json!({"index": index, "dir": stack[index], "store": store, "id": ids[l]})
+        let mut v = json!({"index": index, "dir": stack[index], "store": store, "id": ids[l]});
+        if let Some(step) = &steps[l] {
+            v["created_by"] = json!(step);
+        }
+        v
     };
-    let got: Vec<(String, String, u64, String)> = sorted(
+    let got: Vec<(String, String, u64, String, bool)> = sorted(
         &r.events
             .iter()
             .map(|e| {
@@ -111,14 +195,18 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
                     s(&e["kind"]).to_string(),
                     u(&e["bytes"]),
                     e["layer"].to_string(),
+                    e["noop"] == true,
                 )
             })
             .collect::<Vec<_>>(),
     );
-    let want: Vec<(String, String, u64, String)> = sorted(
+    let want: Vec<(String, String, u64, String, bool)> = sorted(
         &COPY_UPS
             .iter()
-            .map(|&(p, k, b, l)| (p.to_string(), k.to_string(), b, layer(l).to_string()))
+            .map(|&(p, k, b, l)| {
+                let noop = p == "/both";
+                (p.to_string(), k.to_string(), b, layer(l).to_string(), noop)
+            })
             .collect::<Vec<_>>(),
     );
     ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
@@ -138,7 +226,8 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
             copy_ups,
             bytes,
             size[l],
-            bytes as f64 / size[l] as f64
+            bytes as f64 / size[l] as f64,
+            steps[l]
         ])
     };
     let report = json_of(a, &format!("{run}.report"))?;
@@ -153,14 +242,15 @@ fn check(a: &Artifacts, tool: &str, store: &str, extra: usize, ids: &[String]) -
                 l["copy_ups"],
                 l["bytes"],
                 l["layer_bytes"],
-                l["share"]
+                l["share"],
+                l["created_by"]
             ])
         })
         .collect();
     // Most bytes first: top 5500, base 3000, middle 2000.
     let want = vec![row(TOP), row(BASE), row(MID)];
     ensure!(rows == want, "layers\n  got  {rows:?}\n  want {want:?}");
-    table(a, tool, &want)
+    Ok(want)
 }
 
 /// The `--by layer` table of the run beside: the report's rows, sizes in IEC units
@@ -176,6 +266,8 @@ fn table(a: &Artifacts, tool: &str, report_rows: &[Value]) -> Result<()> {
         .ok_or_else(|| anyhow!("no layer table in {out}"))?;
     let rows: Vec<Vec<String>> = section
         .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
         .filter(|l| l.starts_with('│'))
         .skip(1) // the header
         .map(|l| {
@@ -196,6 +288,7 @@ fn table(a: &Artifacts, tool: &str, report_rows: &[Value]) -> Result<()> {
                 bytes.to_string(),
                 size.unwrap_or("").to_string(),
                 format!("{:.1}%", r[5].as_f64().unwrap_or(f64::NAN) * 100.0),
+                r[6].as_str().unwrap_or("").trim().to_string(),
             ]
         })
         .collect();
@@ -249,7 +342,13 @@ fn podman(a: &Artifacts) -> Result<()> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    check(a, "podman", "containers-storage", 0, &ids)
+    let want = check(
+        a,
+        "podman",
+        "containers-storage",
+        &graph_stack(a, "podman", 0, ids)?,
+    )?;
+    table(a, "podman", &want)
 }
 
 /// docker's overlay2 ids: the `cache-id` of the layer whose `diff` is the diff id at that
@@ -272,5 +371,40 @@ fn docker(a: &Artifacts) -> Result<()> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    check(a, "docker", "docker", 1, &ids)
+    let want = check(a, "docker", "docker", &graph_stack(a, "docker", 1, ids)?)?;
+    table(a, "docker", &want)
+}
+
+/// containerd's snapshots: the container's rootfs mount as the guest's mountinfo lists it
+/// (`lowerdir=` of `.../snapshots/<n>/fs`, topmost first); the image is podman's, imported,
+/// so its steps are those of podman's history.
+fn containerd(a: &Artifacts) -> Result<()> {
+    let line = a.get("img-containerd.mount")?;
+    let lowerdir = line
+        .split_whitespace()
+        .last()
+        .into_iter()
+        .flat_map(|o| o.split(','))
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .ok_or_else(|| anyhow!("no lowerdir in the container's mount: {line:?}"))?;
+    let stack: Vec<String> = lowerdir.split(':').map(str::to_string).collect();
+    ensure!(stack.len() == 3, "containerd stack {stack:?}");
+    let dirs: Vec<String> = stack.iter().rev().cloned().collect();
+    let ids = dirs
+        .iter()
+        .map(|d| {
+            d.strip_suffix("/fs")
+                .and_then(|d| d.rsplit_once("/snapshots/"))
+                .map(|(_, n)| n.to_string())
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| anyhow!("not a containerd snapshot: {d:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let st = Stack {
+        dirs,
+        stack,
+        ids,
+        steps: steps(a, "podman")?,
+    };
+    check(a, "containerd", "containerd", &st).map(|_| ())
 }

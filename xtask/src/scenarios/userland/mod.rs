@@ -4,10 +4,12 @@
 //! module per family. Parsing artifacts is the parent module's (`Artifacts`).
 //!
 //! A new family: write `guest/userland/NAME.sh` (it saves artifacts with `emit`), a
-//! module `NAME.rs` here with its `CHECKS`, and add NAME to `families!` below.
+//! module `NAME.rs` here with its `CHECKS`, and add NAME to `families!` below. `deb` is
+//! the exception: it needs systemd as PID 1, so it boots on its own (`deb::SCRIPT`).
 
 use super::Check;
 
+pub mod deb;
 mod image;
 mod imglayers;
 mod runtimes;

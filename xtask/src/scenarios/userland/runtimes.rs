@@ -312,9 +312,30 @@ fn cri(a: &Artifacts) -> Result<()> {
         "pod": "web-0", "namespace": "shop",
     });
     expect(&r, &[(pod, 0)])?;
+    // Series are keyed by namespace and pod by default, with the values containerd has.
+    let samples = super::super::fleet::samples(a.get("cri.metrics")?)?;
+    let copy_ups = r
+        .events
+        .iter()
+        .filter(|e| e["container"]["id"] == CID)
+        .count() as f64;
+    let keyed = super::super::fleet::sum(
+        &samples,
+        "copyup_trace_copy_ups_total",
+        &[
+            ("namespace", "shop"),
+            ("pod", "web-0"),
+            ("container", "nginx"),
+        ],
+    );
+    ensure!(
+        copy_ups > 0.0 && keyed == copy_ups,
+        "copyup_trace_copy_ups_total of shop/web-0/nginx: {keyed}, {copy_ups} copy-ups"
+    );
     let err = a.get("cri.err")?;
     ensure!(
-        err.lines().all(|l| l.starts_with("Tracing")),
+        err.lines()
+            .all(|l| l.starts_with("Tracing") || l.starts_with("Serving metrics")),
         "stderr {err:?}"
     );
     Ok(())
