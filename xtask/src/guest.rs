@@ -490,7 +490,10 @@ fn run_in(
     let qemu_out = read_serial(&qemu_log);
     let tails = || {
         format!(
-            "--- console (last 40 lines) ---\n{}\n--- results (last 40 lines) ---\n{}{}",
+            "{}--- console (last 40 lines) ---\n{}\n--- results (last 40 lines) ---\n{}{}",
+            stall_report(&console)
+                .map(|r| format!("--- the guest's report of a stall ---\n{r}\n"))
+                .unwrap_or_default(),
             tail(&console, 40),
             tail(&raw_results, 40),
             if qemu_out.trim().is_empty() {
@@ -1108,9 +1111,33 @@ pub fn selftest() -> Result<()> {
     Ok(())
 }
 
+/// The last report of a stall the scenarios' watchdog (`guest/scenarios/lib.sh`) wrote to
+/// the console: every process's kernel stack and the kernel's last messages, at most
+/// 200 lines.
+fn stall_report(console: &str) -> Option<String> {
+    let start = console.rfind("@@STALLED ")?;
+    let report = &console[start..];
+    let report = report
+        .find("@@STALLED-END")
+        .map_or(report, |end| &report[..end]);
+    Some(report.lines().take(200).collect::<Vec<_>>().join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_stall_is_shown() {
+        assert_eq!(stall_report("boot\ninit: running /script.sh\n"), None);
+        let console = "x\n@@STALLED no artifact for 240s\nold\n@@STALLED-END\n\
+                       @@STALLED no artifact for 260s\n== 7 (sh) S wchan=do_wait\n\
+                       @@STALLED-END\n[ 9.0] later\n";
+        assert_eq!(
+            stall_report(console).unwrap(),
+            "@@STALLED no artifact for 260s\n== 7 (sh) S wchan=do_wait"
+        );
+    }
 
     /// A 6.12 boot at loglevel=5 as it reaches ttyS0: warnings that are not splats.
     const BOOT: &str = "\

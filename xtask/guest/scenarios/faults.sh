@@ -80,16 +80,7 @@ for f in out err rc attached_before kprobes_after progs_after; do
     emit early.$f $OUT/early.$f
 done
 
-sc_thr() {
-newovl thr
-i=0
-while [ $i -lt 16 ]; do
-    echo $i >$D/lower/t$i
-    i=$((i + 1))
-done
-mountovl
-run thr -o json -- $G threads 16 $D/merged/t
-}
+# --- 16 threads copying up at once (shared.sh) -------------------------------------
 sc_thr
 
 

@@ -27,27 +27,27 @@ mountovl
 "$T" --metrics 127.0.0.1:29435 -o json >$OUT/met.out 2>$OUT/met.err &
 TP=$!
 wait_ready $OUT/met.err
-wget -q -O $OUT/met.healthz $MURL/healthz
-wget -q -O $OUT/met.before $MURL/metrics
+fetch $OUT/met.healthz $MURL/healthz || diag $TP >>$OUT/met.hung
+fetch $OUT/met.before $MURL/metrics || diag $TP >>$OUT/met.hung
 chown -R 1000:1000 $D/merged/m
 # Records reach the counters within the 25 ms drain interval.
 sleep 1
-wget -q -O $OUT/met.after $MURL/metrics
+fetch $OUT/met.after $MURL/metrics || diag $TP >>$OUT/met.hung
 # A second endpoint on the same port: a one-line error, nothing else changes.
 "$T" --metrics 127.0.0.1:29435 -d 5 >$OUT/busy.out 2>$OUT/busy.err
 echo $? >$OUT/busy.rc
-wget -q -O $OUT/met.openmetrics --header 'Accept: application/openmetrics-text;version=1.0.0' $MURL/metrics
+fetch $OUT/met.openmetrics $MURL/metrics --header 'Accept: application/openmetrics-text;version=1.0.0' ||
+    diag $TP >>$OUT/met.hung
 grep -c ovl_ $KL >$OUT/met.kprobes_during
 $G bpf-objects >$OUT/met.progs_during
-kill -TERM $TP
-wait $TP
+stop_tool $TP met
 echo $? >$OUT/met.rc
 sleep 0.5
 grep -c ovl_ $KL >$OUT/met.kprobes_after
 $G bpf-objects settled >$OUT/met.progs_after
-wget -q -O $OUT/met.gone $MURL/healthz 2>/dev/null
+fetch $OUT/met.gone $MURL/healthz 2>/dev/null
 echo $? >$OUT/met.gone_rc
-for f in out err rc healthz before after openmetrics kprobes_during kprobes_after progs_during progs_after gone_rc; do
+for f in out err rc hung healthz before after openmetrics kprobes_during kprobes_after progs_during progs_after gone_rc; do
     emit met.$f $OUT/met.$f
 done
 for f in out err rc; do emit busy.$f $OUT/busy.$f; done
@@ -66,7 +66,7 @@ YML
 # query FILE PROMQL: the JSON answer of an instant query through Prometheus' HTTP API (a
 # form POST: no URL encoding needed).
 query() {
-    wget -q -O "$1" --post-data "query=$2" $PURL/api/v1/query
+    fetch "$1" $PURL/api/v1/query --post-data "query=$2"
 }
 # promql NAME PROMQL: the same, handed to the host.
 promql() {
@@ -104,7 +104,7 @@ wait_ready $OUT/prom1.err
     --web.listen-address=127.0.0.1:9090 >$OUT/prom.log 2>&1 &
 PP=$!
 i=0
-until wget -q -O /dev/null $PURL/-/ready 2>/dev/null; do
+until fetch /dev/null $PURL/-/ready 2>/dev/null; do
     sleep 0.5
     i=$((i + 1))
     [ $i -gt 240 ] && break
@@ -117,8 +117,7 @@ promql bytes1 'sum(copyup_trace_copied_bytes_total)'
 promql count1 'sum(copyup_trace_copy_ups_total)'
 promql hist1 'sum(copyup_trace_copy_up_duration_seconds_count)'
 promql files1 'sum(copyup_trace_copy_ups_total{kind="file"})'
-kill -TERM $TP
-wait $TP
+stop_tool $TP prom1
 echo $? >$OUT/prom1.rc
 # The tool again: its counters start from zero, which Prometheus sees as a reset.
 "$T" --metrics 127.0.0.1:29435 -o json >$OUT/prom2.out 2>$OUT/prom2.err &
@@ -133,8 +132,7 @@ promql count2 'sum(copyup_trace_copy_ups_total)'
 promql resets 'sum(resets(copyup_trace_copy_ups_total[10m]))'
 promql bytes_resets 'sum(resets(copyup_trace_copied_bytes_total[10m]))'
 promql up 'up'
-kill -TERM $TP
-wait $TP
+stop_tool $TP prom2
 echo $? >$OUT/prom2.rc
 
 # --- series of containers that are gone expire, and their places go to new ones -------
@@ -166,12 +164,11 @@ sleep 3.5
 in_container $CD $D/merged/f/f3
 scraped_twice
 promql exp 'copyup_trace_copy_ups_total'
-wget -q -O $OUT/exp.metrics $MURL/metrics
+fetch $OUT/exp.metrics $MURL/metrics || diag $TP >>$OUT/exp.hung
 emit exp.metrics $OUT/exp.metrics
-kill -TERM $TP
-wait $TP
+stop_tool $TP exp
 echo $? >$OUT/exp.rc
-for f in out err rc; do emit exp.$f $OUT/exp.$f; done
+for f in out err rc hung; do emit exp.$f $OUT/exp.$f; done
 for c in $CB $CC $CD; do rmdir /sys/fs/cgroup/system.slice/docker-$c.scope; done
 
 # --- containers made while tracing and gone at once --------------------------------------
@@ -190,12 +187,11 @@ for i in 1 2 3; do
     in_container $c $D/merged/f/f$((i - 1))
     rmdir /sys/fs/cgroup/system.slice/docker-$c.scope
 done
-kill -TERM $TP
-wait $TP
+stop_tool $TP short
 echo $? >$OUT/short.rc
-for f in out err rc; do emit short.$f $OUT/short.$f; done
+for f in out err rc hung; do emit short.$f $OUT/short.$f; done
 kill -TERM $PP
 wait $PP
-for f in prom.waits prom1.out prom1.err prom1.rc prom2.out prom2.err prom2.rc; do emit $f $OUT/$f; done
+for f in prom.waits prom1.out prom1.err prom1.rc prom1.hung prom2.out prom2.err prom2.rc prom2.hung; do emit $f $OUT/$f; done
 tail -5 $OUT/prom.log >$OUT/prom.logtail
 emit prom.logtail $OUT/prom.logtail

@@ -1,5 +1,6 @@
-# Guest-side half of the kernel test matrix: this file's helpers, then one part per
-# family of scenarios (errors.sh, copyup.sh, ...), concatenated by
+# Guest-side half of the kernel test matrix: this file's helpers, then the scenarios
+# several families run (shared.sh), then one part per family of scenarios (errors.sh,
+# copyup.sh, ...), concatenated by
 # xtask/src/scenarios/mod.rs into the one script that runs under busybox sh inside a
 # Debian kernel booted by `cargo xtask test`. Each scenario builds its own overlay, runs
 # copyup-trace, and saves raw artifacts; the host side (xtask/src/scenarios/<family>.rs)
@@ -17,7 +18,40 @@ emit() {
     cat "$2" 2>/dev/null
     echo
     echo "@@EOF"
+    touch $OUT/.progress
 }
+
+# A scenario that emits nothing for STALL_S seconds has most likely hung: what every
+# process is doing and the kernel's last messages go to the console (not the results,
+# which they would interleave with), between @@STALLED and @@STALLED-END, for the host
+# to show when the boot runs out of time. Once per stall; nothing here fails a check.
+STALL_S=240
+touch $OUT/.progress
+(
+    said=0
+    while sleep 20; do
+        idle=$(($(date +%s) - $(stat -c %Y $OUT/.progress)))
+        if [ $idle -lt $STALL_S ]; then
+            said=0
+        elif [ $said = 0 ]; then
+            said=1
+            {
+                echo "@@STALLED no artifact for ${idle}s"
+                ps -o pid,ppid,stat,args | grep -v ' \[.*\]$'
+                # User processes only (kernel threads have no command line).
+                for p in /proc/[0-9]*; do
+                    [ "$(head -c 1 $p/cmdline 2>/dev/null | wc -c)" = 1 ] || continue
+                    for t in $p/task/*; do
+                        echo "== ${p#/proc/}/${t##*/} $(cut -d' ' -f2,3 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+                        cat $t/stack 2>/dev/null
+                    done
+                done
+                dmesg | tail -30
+                echo "@@STALLED-END"
+            } >/dev/console 2>&1
+        fi
+    done
+) </dev/null >/dev/null 2>&1 &
 
 # Whether this kernel takes fexit on ovl_copy_up_one with the helpers the tool needs
 # (`ok` or `no: ...`): the host's expectation of --probes fentry.
@@ -28,6 +62,46 @@ emit fexit_probe $OUT/fexit_probe
 # artifact names, PROBES is passed to copyup-trace.
 PFX=
 PROBES=
+
+# fetch FILE URL [WGET OPTIONS...]: busybox wget, whose read timeout is otherwise 900 s,
+# given 20 s: an endpoint that stops answering fails its checks instead of the whole
+# boot. Bounded by `timeout`: busybox 1.35's own `wget -T` dies of a NULL write on every
+# request.
+fetch() {
+    f=$1
+    u=$2
+    shift 2
+    timeout 20 wget -q -O "$f" "$@" "$u"
+}
+
+# diag PID: what a process that did not end is doing: each thread's state, wait channel
+# and kernel stack, and the TCP sockets.
+diag() {
+    for t in /proc/$1/task/*; do
+        echo "== $t $(cut -d' ' -f2,3 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+        cat $t/stack 2>/dev/null
+    done
+    netstat -tn 2>/dev/null
+}
+
+# stop_tool PID NAME: SIGTERM, then up to 30 s for it to end; its exit status is this
+# function's. One still running is described in NAME.hung (which the caller emits; the
+# host fails NAME's exit status on it) and killed, so that a hang fails its own checks,
+# with what it was doing, instead of the whole boot.
+stop_tool() {
+    kill -TERM $1 2>/dev/null
+    i=0
+    while kill -0 $1 2>/dev/null && [ $i -lt 300 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 $1 2>/dev/null; then
+        echo "still running 30 s after SIGTERM" >>$OUT/$2.hung
+        diag $1 >>$OUT/$2.hung
+        kill -9 $1
+    fi
+    wait $1
+}
 
 # newovl NAME: fresh lower/upper/work dirs; the caller fills lower, then mountovl. A
 # scenario run again gets the same paths, emptied.

@@ -100,7 +100,15 @@ impl Artifacts {
             .ok_or_else(|| anyhow!("guest produced no artifact {name}"))
     }
 
+    /// A run's exit status; an error where the guest found it hanging (`stop_tool`,
+    /// `fetch` in guest/scenarios/lib.sh), with what it was doing.
     fn rc(&self, name: &str) -> Result<i32> {
+        if let Some(hung) = self.files.get(&format!("{name}.hung")) {
+            anyhow::ensure!(
+                hung.trim().is_empty(),
+                "{name} did not answer or end:\n{hung}"
+            );
+        }
         let t = self.get(&format!("{name}.rc"))?;
         t.trim()
             .parse()
@@ -174,7 +182,8 @@ enum Missing {
     /// Its bytes: a run of the data copy's programs.
     Bytes,
     /// The `op` latency record of the call that caused it: any run of that call's
-    /// programs, entry or return.
+    /// programs, entry or return, or of `ovl_copy_up_end`'s, without which the copy-up
+    /// reads as a wait for another thread's and does not count to its call.
     Op,
 }
 
@@ -200,6 +209,7 @@ fn skipped_runs_of(run: &Run, what: Missing) -> u64 {
             .flat_map(all)
             .collect(),
         Missing::Op => calls()
+            .chain(std::iter::once(&hooks::COPY_UP_END))
             .flat_map(all)
             .chain([hooks::CHOWN_EXIT.program])
             .collect(),
@@ -306,6 +316,7 @@ macro_rules! families {
         /// scenarios in the order given.
         pub const SCRIPT: &str = concat!(
             include_str!("../../guest/scenarios/lib.sh"),
+            include_str!("../../guest/scenarios/shared.sh"),
             $(include_str!(concat!("../../guest/scenarios/", stringify!($family), ".sh")),)*
             "exit 0\n",
         );
@@ -318,6 +329,9 @@ macro_rules! families {
         )),*];
     };
 }
+
+/// Scenarios more than one family runs (`probes` runs the others' again).
+const SHARED: &str = include_str!("../../guest/scenarios/shared.sh");
 
 families!(errors, copyup, scoping, triggers, output, fleet, faults, nested, check, probes, layers);
 
@@ -351,6 +365,7 @@ pub fn selected(names: &[String]) -> Result<(String, Vec<&'static Check>)> {
         .filter(|f| names.iter().any(|n| n == f.0))
         .collect();
     let mut script = include_str!("../../guest/scenarios/lib.sh").to_string();
+    script.push_str(SHARED);
     for f in &chosen {
         script.push_str(f.1);
     }
@@ -362,6 +377,27 @@ pub fn selected(names: &[String]) -> Result<(String, Vec<&'static Check>)> {
 mod tests {
     use super::*;
 
+    /// Each `sc_NAME` a family calls is defined where every selection finds it: in the
+    /// shared part or in the family itself, never only in another family.
+    #[test]
+    fn every_family_runs_alone() {
+        let defined_in = |text: &str, name: &str| text.contains(&format!("\n{name}() {{"));
+        for (family, text, _) in FAMILIES {
+            let calls = text.lines().map(str::trim).filter(|l| {
+                l.starts_with("sc_") && l.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+            });
+            for name in calls {
+                assert!(
+                    defined_in(SHARED, name) || defined_in(text, name),
+                    "family {family} calls {name}, defined in neither it nor shared.sh"
+                );
+            }
+        }
+        assert!(defined_in(SHARED, "sc_thr"));
+        let (alone, _) = selected(&["probes".to_string()]).unwrap();
+        assert!(alone.contains("\nsc_thr() {"));
+    }
+
     #[test]
     fn artifacts_are_split() {
         let text = "noise\n@@FILE a.out\nline1\nline2\n\n@@EOF\n@@FILE a.rc\n0\n\n@@EOF\n";
@@ -369,6 +405,19 @@ mod tests {
         assert_eq!(a["a.out"], "line1\nline2");
         assert_eq!(a["a.rc"], "0");
         assert_eq!(a.len(), 2);
+    }
+
+    /// A run the guest found hanging fails on its exit status, whatever that is.
+    #[test]
+    fn a_hung_run_fails_its_status() {
+        let ok = "@@FILE m.rc\n0\n@@EOF\n@@FILE m.hung\n\n@@EOF\n";
+        assert_eq!(Artifacts::new("k", ok).rc("m").unwrap(), 0);
+        let hung = "@@FILE m.rc\n137\n@@EOF\n@@FILE m.hung\nstill running\n@@EOF\n";
+        let err = Artifacts::new("k", hung).rc("m").unwrap_err().to_string();
+        assert!(
+            err.contains("did not answer or end") && err.contains("still running"),
+            "{err}"
+        );
     }
 
     /// Each kind of gap in a record is covered only by skipped runs of programs on its
