@@ -156,7 +156,6 @@ done
 # same pid opens `c` (PFX, PROBES as in probes.sh) ------------------------------------------
 sc_stale() {
 newovl stale
-mkf() { dd if=/dev/zero of="$1" bs="$2" count=1 2>/dev/null; }
 mkf $D/lower/a 1000
 mkf $D/lower/b 2000
 mkf $D/lower/c 3000

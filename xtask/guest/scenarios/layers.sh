@@ -1,11 +1,6 @@
 # Scenarios of the family `layers` (checked in xtask/src/scenarios/layers.rs): which
 # lower layer each copy-up came from, and what metacopy=on would have saved.
 
-# mkf FILE BYTES: a file of that many zero bytes.
-mkf() {
-    dd if=/dev/zero of="$1" bs="$2" count=1 2>/dev/null
-}
-
 # --- three lower layers, named as docker (through an l/ link), as a plain directory with
 # a space (escaped in mountinfo) and as a containerd snapshot ----------------------------
 sc_layers() {
@@ -77,60 +72,8 @@ run chownr -o json --report $OUT/chownr.report -- chown -R 1000:1000 $D/merged/t
 emit chownr.report $OUT/chownr.report
 
 
-# --- teardown while tracing: each layer a mount of its own, and several lowers inside one
-# mount; copy-ups from every layer, then the overlays and every layer mount unmounted
-# while the tool still runs (PFX, PROBES as in probes.sh) --------------------------------
-sc_teardown() {
-D=/tmp/ovl-teardown
-for m in merged merged2 low mid stack up; do
-    if grep -q " $D/$m " /proc/mounts; then umount $D/$m; fi
-done
-rm -rf $D
-mkdir -p $D/low $D/mid $D/stack $D/up $D/merged $D/merged2
-for m in low mid stack up; do mount -t tmpfs tmpfs $D/$m; done
-mkdir -p $D/low/d $D/stack/a $D/stack/b $D/stack/c $D/up/u $D/up/w $D/up/u2 $D/up/w2
-mkf $D/mid/m 2000
-mkf $D/low/l 1000
-mkf $D/low/d/deep 3000
-mkf $D/stack/a/fa 100
-mkf $D/stack/b/fb 200
-mkf $D/stack/c/fc 300
-mount -t overlay overlay -o lowerdir=$D/mid:$D/low,upperdir=$D/up/u,workdir=$D/up/w $D/merged
-mount -t overlay overlay -o lowerdir=$D/stack/a:$D/stack/b:$D/stack/c,upperdir=$D/up/u2,workdir=$D/up/w2 $D/merged2
-N=${PFX}teardown
-# shellcheck disable=SC2086 # PROBES is empty or one option and its value
-"$T" $PROBES -o json >$OUT/$N.out 2>$OUT/$N.err &
-TP=$!
-# Until it has attached, or has refused to start (--probes fentry on an old kernel).
-while ! grep -q Tracing $OUT/$N.err && kill -0 $TP 2>/dev/null; do sleep 0.1; done
-chown 1000 $D/merged/m $D/merged/l $D/merged/d/deep $D/merged2/fa $D/merged2/fb $D/merged2/fc
-# The tool has seen every copy-up (and named its layer) before anything is unmounted.
-i=0
-while [ "$(grep -c '"copy_up"' $OUT/$N.out)" -lt 7 ] && [ $i -lt 100 ] && kill -0 $TP 2>/dev/null; do
-    sleep 0.1
-    i=$((i + 1))
-done
-: >$OUT/$N.umounts
-for m in merged merged2 mid low stack up; do
-    umount $D/$m 2>>$OUT/$N.umount_err
-    echo "$m $?" >>$OUT/$N.umounts
-done
-grep -c " $D/" /proc/mounts >$OUT/$N.left
-kill -INT $TP 2>/dev/null
-wait $TP
-echo $? >$OUT/$N.rc
-for f in out err rc umounts umount_err left; do
-    emit $N.$f $OUT/$N.$f
-done
-}
+# --- teardown while tracing: every layer mount unmounted under the tool (shared.sh) ---
 sc_teardown
-for mode in fentry kprobe; do
-    PFX=$mode.
-    PROBES="--probes $mode"
-    sc_teardown
-done
-PFX=
-PROBES=
 
 # --- a renamed directory (redirect_dir): the kernel copies its content up from the lower
 # layer under its old name ----------------------------------------------------------------

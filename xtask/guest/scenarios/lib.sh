@@ -103,6 +103,11 @@ stop_tool() {
     wait $1
 }
 
+# mkf FILE BYTES: a file of that many zero bytes.
+mkf() {
+    dd if=/dev/zero of="$1" bs="$2" count=1 2>/dev/null
+}
+
 # newovl NAME: fresh lower/upper/work dirs; the caller fills lower, then mountovl. A
 # scenario run again gets the same paths, emptied.
 newovl() {

@@ -1,6 +1,7 @@
 # Scenarios of the family `probes` (checked in xtask/src/scenarios/probes.rs): the key
-# scenarios of copyup.sh, triggers.sh, faults.sh and nested.sh again, with each function
-# forced onto fentry/fexit and then onto kprobes. Same paths, artifacts named MODE.NAME.
+# scenarios of copyup, triggers, faults, nested and layers again (from shared.sh), with
+# each function forced onto fentry/fexit and then onto kprobes. Same paths, artifacts
+# named MODE.NAME.
 
 for mode in fentry kprobe; do
     PFX=$mode.
@@ -10,6 +11,7 @@ for mode in fentry kprobe; do
     sc_trig
     sc_thr
     sc_nest
+    sc_teardown
 done
 PFX=
 PROBES=

@@ -398,6 +398,30 @@ mod tests {
         assert!(alone.contains("\nsc_thr() {"));
     }
 
+    /// One definition per shell function across the whole script: a family's copy would
+    /// silently replace another's for every family after it.
+    #[test]
+    fn each_shell_function_is_defined_once() {
+        let lib = include_str!("../../guest/scenarios/lib.sh");
+        let parts = [lib, SHARED]
+            .into_iter()
+            .chain(FAMILIES.iter().map(|f| f.1));
+        let mut seen = std::collections::BTreeMap::new();
+        for text in parts {
+            for name in text
+                .lines()
+                .filter_map(|l| l.split_once("() {").map(|d| d.0))
+            {
+                if name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+                    *seen.entry(name).or_insert(0) += 1;
+                }
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+        assert!(twice.is_empty(), "defined more than once: {twice:?}");
+        assert!(seen.contains_key("mkf") && seen.contains_key("sc_teardown"));
+    }
+
     #[test]
     fn artifacts_are_split() {
         let text = "noise\n@@FILE a.out\nline1\nline2\n\n@@EOF\n@@FILE a.rc\n0\n\n@@EOF\n";
