@@ -9,6 +9,7 @@ use super::{expect_objects, s, skipped_runs_of, u, Artifacts, Check, Missing};
 pub const CHECKS: &[Check] = &[
     ("-- COMMAND: only the command's process tree", command_tree),
     ("--pid: only that process; SIGINT prints the summary", pid),
+    ("SIGINT: report printed, probes detached", sigint_detaches),
     ("--comm: only tasks with that name", comm),
     ("container id and cgroup; --cgroup keeps only it", cgroup),
     (
@@ -111,5 +112,16 @@ fn silent_runtime(a: &Artifacts) -> Result<()> {
     let err = a.get("slowrt.err")?;
     let said = err.lines().filter(|l| l.contains("did not answer")).count();
     ensure!((1..=4).contains(&said), "stderr: {err}");
+    Ok(())
+}
+
+fn sigint_detaches(a: &Artifacts) -> Result<()> {
+    // Our programs (kprobe or fentry) were loaded while tracing, and are gone after.
+    a.programs_detached("pid", "SIGINT")?;
+    let n = a.get("pid.kprobes_after")?.trim().to_string();
+    ensure!(
+        n == "0",
+        "{n} overlay kprobes still registered after SIGINT"
+    );
     Ok(())
 }
