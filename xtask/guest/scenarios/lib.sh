@@ -21,6 +21,14 @@ emit() {
     touch $OUT/.progress
 }
 
+# stacks PID: each thread of a process: its state, wait channel and kernel stack.
+stacks() {
+    for t in /proc/$1/task/*; do
+        echo "== $1/${t##*/} $(cut -d' ' -f2,3 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+        cat $t/stack 2>/dev/null
+    done
+}
+
 # A scenario that emits nothing for STALL_S seconds has most likely hung: what every
 # process is doing and the kernel's last messages go to the console (not the results,
 # which they would interleave with), between @@STALLED and @@STALLED-END, for the host
@@ -40,11 +48,7 @@ touch $OUT/.progress
                 ps -o pid,ppid,stat,args | grep -v ' \[.*\]$'
                 # User processes only (kernel threads have no command line).
                 for p in /proc/[0-9]*; do
-                    [ "$(head -c 1 $p/cmdline 2>/dev/null | wc -c)" = 1 ] || continue
-                    for t in $p/task/*; do
-                        echo "== ${p#/proc/}/${t##*/} $(cut -d' ' -f2,3 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
-                        cat $t/stack 2>/dev/null
-                    done
+                    [ "$(head -c 1 $p/cmdline 2>/dev/null | wc -c)" = 1 ] && stacks ${p#/proc/}
                 done
                 dmesg | tail -30
                 echo "@@STALLED-END"
@@ -74,13 +78,10 @@ fetch() {
     timeout 20 wget -q -O "$f" "$@" "$u"
 }
 
-# diag PID: what a process that did not end is doing: each thread's state, wait channel
-# and kernel stack, and the TCP sockets.
+# diag PID: what a process that did not end is doing: its threads (`stacks`) and the
+# TCP sockets.
 diag() {
-    for t in /proc/$1/task/*; do
-        echo "== $t $(cut -d' ' -f2,3 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
-        cat $t/stack 2>/dev/null
-    done
+    stacks $1
     netstat -tn 2>/dev/null
 }
 
