@@ -11,6 +11,7 @@ mod guestbench;
 mod host;
 mod imports;
 mod kernels;
+mod pod;
 mod progress;
 mod progs;
 mod prometheus;
@@ -225,6 +226,19 @@ fn guest_files(tool: &Path) -> Vec<GuestFile> {
             mode: 0o644,
         },
     ]
+}
+
+/// The DaemonSet's pod as `run_pod` (`pod.rs`), which the image family runs.
+fn pod_file() -> Result<GuestFile> {
+    let dir = workspace_root().join("target/guest-files");
+    std::fs::create_dir_all(&dir)?;
+    let host_path = dir.join("pod.sh");
+    pod::write_shell(&workspace_root(), &host_path)?;
+    Ok(GuestFile {
+        guest_path: "/src/pod.sh".into(),
+        host_path,
+        mode: 0o644,
+    })
 }
 
 fn kernels(series: &[String], arch: Arch) -> Result<Vec<GuestKernel>> {
@@ -506,13 +520,9 @@ fn test(plan: &TestPlan) -> Result<()> {
                 let name = format!("guest {} (userland)", k.version);
                 let image = guest::Image::Userland(rootfs);
                 let script = scenarios::userland::SCRIPT;
-                let r = match boot_in(
-                    &k,
-                    image,
-                    &guest_files(tool),
-                    script,
-                    Duration::from_secs(1200),
-                ) {
+                let mut files = guest_files(tool);
+                files.push(pod_file()?);
+                let r = match boot_in(&k, image, &files, script, Duration::from_secs(1200)) {
                     Ok(r) => r,
                     Err(e) => {
                         record(&format!("{name}: boot and scenarios"), Err(e));

@@ -169,11 +169,33 @@ impl OverlayMounts {
 /// and a relative path of `/` (or empty) is the mount point itself.
 /// Whether pid 1 runs in another mount namespace than this process.
 fn other_mount_namespace() -> bool {
-    match (
-        std::fs::read_link("/proc/self/ns/mnt"),
-        std::fs::read_link("/proc/1/ns/mnt"),
-    ) {
-        (Ok(own), Ok(init)) => own != init,
+    let tables = || {
+        Some((
+            std::fs::read(MOUNTINFO).ok()?,
+            std::fs::read(HOST_MOUNTINFO).ok()?,
+        ))
+    };
+    namespaces_differ(
+        std::fs::read_link("/proc/self/ns/mnt").ok(),
+        std::fs::read_link("/proc/1/ns/mnt").ok(),
+        tables,
+    )
+}
+
+/// Whether our mount namespace is not PID 1's, from the two `ns/mnt` links, or, where PID
+/// 1's is closed to us (a process with fewer capabilities than PID 1 and no
+/// CAP_SYS_PTRACE, as a pod with only the capabilities tracing needs), from the two
+/// mount tables, which stay readable: one namespace lists the same mounts with the same
+/// ids. Tables that differ are read again once, in case a mount came or went between
+/// the two reads.
+fn namespaces_differ(
+    own: Option<PathBuf>,
+    init: Option<PathBuf>,
+    mut tables: impl FnMut() -> Option<(Vec<u8>, Vec<u8>)>,
+) -> bool {
+    match (own, init) {
+        (Some(own), Some(init)) => own != init,
+        (Some(_), None) => (0..2).all(|_| tables().is_some_and(|(a, b)| a != b)),
         _ => false,
     }
 }
@@ -524,5 +546,38 @@ mod tests {
         assert_eq!(j("/merged/", b"a"), b"/merged/a");
         assert_eq!(j("/merged", b"//a//"), b"/merged/a");
         assert_eq!(j("/merged", b"/caf\xe9"), b"/merged/caf\xe9");
+    }
+
+    #[test]
+    fn namespace_from_links_or_from_tables() {
+        let link = |s: &str| Some(PathBuf::from(s));
+        let never = || -> Option<(Vec<u8>, Vec<u8>)> { panic!("tables read") };
+        assert!(!namespaces_differ(link("mnt:[1]"), link("mnt:[1]"), never));
+        assert!(namespaces_differ(link("mnt:[2]"), link("mnt:[1]"), never));
+        let same = || Some((b"22 1 0:1 / / rw\n".to_vec(), b"22 1 0:1 / / rw\n".to_vec()));
+        assert!(!namespaces_differ(link("mnt:[2]"), None, same));
+        let other = || {
+            Some((
+                b"900 899 0:1 / / rw\n".to_vec(),
+                b"22 1 0:1 / / rw\n".to_vec(),
+            ))
+        };
+        assert!(namespaces_differ(link("mnt:[2]"), None, other));
+        // A mount between the two reads of one namespace's table.
+        let mut reads = 0;
+        let once = || {
+            reads += 1;
+            let extra: &[u8] = if reads == 1 {
+                b"23 22 0:2 / /x rw\n"
+            } else {
+                b""
+            };
+            Some((
+                [b"22 1 0:1 / / rw\n", extra].concat(),
+                b"22 1 0:1 / / rw\n".to_vec(),
+            ))
+        };
+        assert!(!namespaces_differ(link("mnt:[2]"), None, once));
+        assert!(!namespaces_differ(link("mnt:[2]"), None, || None));
     }
 }

@@ -1,12 +1,12 @@
 # Scenarios of the family `image` (checked in xtask/src/scenarios/userland/image.rs): the
-# repository's Containerfile built with podman, run as a container the way
-# deploy/kubernetes/daemonset.yaml runs it (host pid namespace, the same host paths, read
-# only), tracing another container's copy-ups; then stopped as kubelet stops it (SIGTERM).
+# repository's Containerfile built with podman and run as deploy/kubernetes/daemonset.yaml's
+# pod as written (`run_pod`, which xtask generates from the manifest), tracing another
+# container's copy-ups; an overlay unmounted on the host leaves no mount in the pod;
+# then the pod is stopped as kubelet stops it (SIGTERM, its grace period).
 
 # The build context as the repository has it: the Containerfile at the root, the static
 # binary where `cargo xtask build` puts it (/bin/copyup-trace is that binary).
 CTX=/tmp/ctx
-mkdir -p /var/lib/docker
 mkdir -p $CTX/target/x86_64-unknown-linux-musl/release
 cp /src/Containerfile $CTX/Containerfile
 cp /bin/copyup-trace $CTX/target/x86_64-unknown-linux-musl/release/copyup-trace
@@ -25,30 +25,36 @@ podman build -t localhost/files:1 -f /tmp/files.Containerfile /tmp/files >$OUT/f
 podman image inspect --format '{{json .History}}' localhost/files:1 >$OUT/image.history
 emit image.history $OUT/image.history
 
-# The DaemonSet's volumes (sockets of runtimes that are not running are left out, as
-# kubelet's empty-typed hostPath would leave them empty) and its arguments, plus JSON on
-# stdout.
-podman run -d --name tracer --privileged --pid=host --network none \
-    -v /sys/kernel/btf:/sys/kernel/btf:ro \
-    -v /sys/kernel/tracing:/sys/kernel/tracing:ro \
-    -v /sys/kernel/debug:/sys/kernel/debug:ro \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
-    -v /var/lib/containers/storage:/var/lib/containers/storage:ro \
-    -v /var/lib/docker:/var/lib/docker:ro \
-    localhost/copyup-trace:test \
-    --metrics 0.0.0.0:29435 --metrics-labels trigger,kind,container -o json \
-    >/dev/null 2>$OUT/image.run_err || cat $OUT/image.run_err
+# Mounts shared, as systemd makes every host's (and as containerd requires of a
+# HostToContainer hostPath's mount); this guest's own init leaves them private.
+mount --make-rshared /
+# An overlay mounted under /var/lib before the pod starts, as a runtime's container
+# overlay is: unmounted on the host later, it must be gone from the pod's mount table too.
+SIG=/tmp/sig
+mkdir -p $SIG
+rm -f $SIG/img
+EARLY=/var/lib/early/m
+mkdir -p /var/lib/early/l /var/lib/early/u /var/lib/early/w $EARLY
+mount -t overlay overlay \
+    -o lowerdir=/var/lib/early/l,upperdir=/var/lib/early/u,workdir=/var/lib/early/w $EARLY
+
+# The DaemonSet's pod as written (run_pod, generated from the manifest by xtask's
+# pod.rs: its capabilities, read-only root, mounts and arguments), plus JSON on stdout.
+. /src/pod.sh
+run_pod tracer localhost/copyup-trace:test -o json >/dev/null 2>$OUT/image.run_err
+echo $? >$OUT/image.run_rc
+emit image.run_rc $OUT/image.run_rc
+emit image.run_err $OUT/image.run_err
 i=0
 until podman logs tracer 2>&1 | grep -q Tracing; do
     sleep 0.2
     i=$((i + 1))
     [ $i -gt 300 ] && echo "tracer did not start" && podman logs tracer && break
 done
+TPID=$(podman inspect -f '{{.State.Pid}}' tracer)
+grep -c " $EARLY " /proc/$TPID/mountinfo >$OUT/image.early_in_pod
 /bin/guest-ops bpf-objects >$OUT/image.progs_during
 
-SIG=/tmp/sig
-mkdir -p $SIG
-rm -f $SIG/img
 podman run -d --name copier --network none -v $SIG:/sig localhost/files:1 \
     /guest-ops await /sig/img fchown /data/a >/dev/null
 podman inspect -f '{{.Name}} {{.Id}} {{.Image}}' copier >$OUT/image.ids
@@ -61,7 +67,14 @@ podman exec copier /guest-ops fchown /data/b
 touch $SIG/img
 podman wait copier >/dev/null
 
-podman stop -t 20 tracer >/dev/null
+# The host unmounts the early overlay (its directory stays): the pod's copy of that
+# mount must be gone as well, or the pod would keep the overlay alive.
+umount $EARLY
+grep -c " $EARLY " /proc/self/mountinfo >>$OUT/image.early_in_pod
+grep -c " $EARLY " /proc/$TPID/mountinfo >>$OUT/image.early_in_pod
+emit image.early_in_pod $OUT/image.early_in_pod
+
+podman stop -t $POD_GRACE tracer >/dev/null
 podman inspect -f '{{.State.ExitCode}}' tracer >$OUT/image.rc
 podman logs tracer >$OUT/image.out 2>$OUT/image.err
 /bin/guest-ops bpf-objects settled >$OUT/image.progs_after
@@ -73,3 +86,4 @@ emit image.rc $OUT/image.rc
 emit image.progs_during $OUT/image.progs_during
 emit image.progs_after $OUT/image.progs_after
 podman rm -f tracer copier >/dev/null 2>&1
+rm -rf /var/lib/early

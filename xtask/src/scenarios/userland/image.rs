@@ -1,7 +1,8 @@
-//! Checks of the container image: the repository's Containerfile built by podman, run the
-//! way deploy/kubernetes/daemonset.yaml runs it, tracing another container's copy-ups with
-//! that container's name, paths on the host and exact sizes, and leaving nothing loaded
-//! after SIGTERM. It judges what `guest/userland/image.sh` saved.
+//! Checks of the container image: the repository's Containerfile built by podman, run as
+//! deploy/kubernetes/daemonset.yaml's pod as written (`crate::pod`), tracing another
+//! container's copy-ups with that container's name, paths on the host and exact sizes,
+//! holding no mount the host has unmounted, and leaving nothing loaded after SIGTERM. It
+//! judges what `guest/userland/image.sh` saved.
 
 use anyhow::{anyhow, ensure, Result};
 use serde_json::{json, Value};
@@ -10,9 +11,14 @@ use super::super::{s, u, Artifacts, Check};
 
 pub const CHECKS: &[Check] = &[
     ("image: podman build of the Containerfile", build),
+    ("image: the DaemonSet's pod starts as written", started),
     (
         "image: traces another container, named from podman's store",
         traces,
+    ),
+    (
+        "image: an overlay unmounted on the host is gone from the pod",
+        unmount_reaches_pod,
     ),
     ("image: SIGTERM ends it cleanly, no programs left", stopped),
 ];
@@ -28,6 +34,27 @@ fn build(a: &Artifacts) -> Result<()> {
     ensure!(
         config == "[/copyup-trace] [--metrics 0.0.0.0:29435]",
         "entrypoint and command {config:?}"
+    );
+    Ok(())
+}
+
+/// `run_pod` ran: kubelet's hostPath checks passed and podman accepted every option
+/// (capabilities only, read-only root, the manifest's mounts).
+fn started(a: &Artifacts) -> Result<()> {
+    let rc = a.get("image.run_rc")?.trim();
+    ensure!(rc == "0", "run_pod exit {rc}\n{}", a.get("image.run_err")?);
+    Ok(())
+}
+
+/// An overlay under /var/lib mounted before the pod started: seen in the pod while it
+/// ran (the pod's /var/lib is the host's), then gone from the host and from the pod once
+/// the host unmounted it (the pod's mounts are slaves of the host's; a private copy
+/// would keep the overlay mounted for as long as the pod runs).
+fn unmount_reaches_pod(a: &Artifacts) -> Result<()> {
+    let counts: Vec<&str> = a.get("image.early_in_pod")?.split_whitespace().collect();
+    ensure!(
+        counts == ["1", "0", "0"],
+        "mounts of the early overlay (pod before the unmount, host after, pod after): {counts:?}"
     );
     Ok(())
 }
