@@ -67,6 +67,34 @@ podman exec copier /guest-ops fchown /data/b
 touch $SIG/img
 podman wait copier >/dev/null
 
+# A Kubernetes pod's container under containerd (kubelet's cgroup layout, its CRI labels),
+# traced by the same pod: named through containerd's socket in the pod's /run, its layer
+# a snapshot directory in the pod's /var/lib.
+start_containerd
+podman save --format oci-archive -o /tmp/files.tar localhost/files:1 >/dev/null 2>&1
+ctr -n k8s.io images import /tmp/files.tar >/dev/null
+KID=9e4d2c1b0a7f48e5b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0
+ctr -n k8s.io run -d --cgroup /kubepods/besteffort/pod3f1e2d4c-5b6a-4789-8a0b-1c2d3e4f5a6b/$KID \
+    --label io.kubernetes.pod.name=web-0 --label io.kubernetes.pod.namespace=shop \
+    --label io.kubernetes.container.name=nginx \
+    localhost/files:1 $KID /guest-ops await /never now >/dev/null
+grep " /run/containerd/io.containerd.runtime.v2.task/k8s.io/$KID/rootfs " /proc/self/mountinfo \
+    >$OUT/image.k8s_mount
+emit image.k8s_mount $OUT/image.k8s_mount
+ctr -n k8s.io task exec --exec-id e1 $KID /guest-ops fchown /data/a
+# containerd stays until the pod has written the record, which waits for its name.
+i=0
+until podman logs tracer 2>/dev/null | grep -q "$KID"; do
+    sleep 0.1
+    i=$((i + 1))
+    [ $i -gt 300 ] && echo "no record of the containerd container" && break
+done
+ctr -n k8s.io task kill -s KILL $KID >/dev/null 2>&1
+ctr -n k8s.io task rm -f $KID >/dev/null 2>&1
+ctr -n k8s.io containers rm $KID >/dev/null 2>&1
+kill $CTRD
+wait $CTRD
+
 # The host unmounts the early overlay (its directory stays): the pod's copy of that
 # mount must be gone as well, or the pod would keep the overlay alive.
 umount $EARLY

@@ -17,6 +17,10 @@ pub const CHECKS: &[Check] = &[
         traces,
     ),
     (
+        "image: traces a containerd pod's container, named and layered through the pod's mounts",
+        k8s_container,
+    ),
+    (
         "image: an overlay unmounted on the host is gone from the pod",
         unmount_reaches_pod,
     ),
@@ -96,6 +100,7 @@ fn traces(a: &Artifacts) -> Result<()> {
     let got: Vec<(String, String, u64, String, String, Value, Value)> = r
         .events
         .iter()
+        .filter(|e| e["container"]["runtime"] == "podman")
         .map(|e| {
             (
                 s(&e["path"]).to_string(),
@@ -130,7 +135,79 @@ fn traces(a: &Artifacts) -> Result<()> {
     let mut got = got;
     got.sort_by(|x, y| x.0.cmp(&y.0));
     ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
-    ensure!(u(&r.summary["copy_ups"]) == 3, "summary {}", r.summary);
+    // The podman container's three and the containerd container's two.
+    ensure!(u(&r.summary["copy_ups"]) == 5, "summary {}", r.summary);
+    Ok(())
+}
+
+/// The containerd container of a Kubernetes pod chowned /data/a: /data and /data/a, named
+/// from its CRI labels through containerd's socket in the pod's /run, mounted where
+/// containerd mounts its rootfs, their layer the image's one snapshot, as the host's
+/// mount table lists it, found in the pod's /var/lib.
+fn k8s_container(a: &Artifacts) -> Result<()> {
+    let r = a.run("image")?;
+    let kid = "9e4d2c1b0a7f48e5b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0";
+    let mount = format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{kid}/rootfs");
+    let line = a.get("image.k8s_mount")?;
+    let lower = line
+        .split_whitespace()
+        .last()
+        .into_iter()
+        .flat_map(|o| o.split(','))
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .ok_or_else(|| anyhow!("no lowerdir in the container's mount: {line:?}"))?
+        .to_string();
+    let snapshot = lower
+        .strip_prefix("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/")
+        .and_then(|l| l.strip_suffix("/fs"))
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| anyhow!("not one containerd snapshot: {lower:?}"))?;
+    let steps = super::imglayers::history_steps(a.get("image.history")?, "podman")?;
+    let [Some(step)] = &steps[..] else {
+        return Err(anyhow!("podman history of the one-layer image: {steps:?}"));
+    };
+    let layer = json!({
+        "index": 0, "dir": lower, "store": "containerd", "id": snapshot, "created_by": step,
+    });
+    let got: Vec<(String, u64, String, String, Value, Vec<String>)> = r
+        .events
+        .iter()
+        .filter(|e| e["container"]["runtime"] == "containerd")
+        .map(|e| {
+            let c = &e["container"];
+            (
+                s(&e["path"]).to_string(),
+                u(&e["bytes"]),
+                s(&e["mount"]).to_string(),
+                s(&e["host_path"]).to_string(),
+                e["layer"].clone(),
+                ["id", "name", "pod", "namespace", "image"]
+                    .iter()
+                    .map(|k| s(&c[k]).to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let names: Vec<String> = [kid, "nginx", "web-0", "shop", "localhost/files:1"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    let want: Vec<_> = [("/data", 0), ("/data/a", 3000)]
+        .iter()
+        .map(|(p, b)| {
+            (
+                p.to_string(),
+                *b,
+                mount.clone(),
+                format!("{mount}{p}"),
+                layer.clone(),
+                names.clone(),
+            )
+        })
+        .collect();
+    let mut got = got;
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    ensure!(got == want, "copy-ups\n  got  {got:?}\n  want {want:?}");
     Ok(())
 }
 
