@@ -68,6 +68,17 @@ impl Arch {
         }
     }
 
+    /// The chown-family syscall-exit tracepoints this architecture has, of
+    /// `hooks::CHOWN_EXIT.events`: every syscall that reaches `do_fchownat`. arm64's
+    /// syscall table (the generic one) has fchownat only, no chown or lchown.
+    pub fn chown_exits(self) -> &'static [&'static str] {
+        let all = crate::hooks::CHOWN_EXIT.events;
+        match self {
+            Arch::X86_64 => all,
+            Arch::Aarch64 => &all[all.len() - 1..],
+        }
+    }
+
     /// The release from which the stack unwinder recovers the return address a
     /// kretprobe replaced, so kernel stacks under return probes are whole: x86 in 5.15,
     /// arm64 in 5.16.
@@ -116,5 +127,14 @@ mod tests {
         assert_eq!(Arch::of_release("7.3.4+deb13-arm64"), Some(Arch::Aarch64));
         assert_eq!(Arch::of_release("6.12.0"), None);
         assert_eq!(Arch::of_release("6.12.0-xarm64"), None);
+    }
+
+    #[test]
+    fn chown_exits_per_architecture() {
+        assert_eq!(
+            Arch::X86_64.chown_exits(),
+            ["sys_exit_chown", "sys_exit_lchown", "sys_exit_fchownat"]
+        );
+        assert_eq!(Arch::Aarch64.chown_exits(), ["sys_exit_fchownat"]);
     }
 }

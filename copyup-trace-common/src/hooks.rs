@@ -217,7 +217,8 @@ const ALL: [FuncHook; CORE.len() + OPS.len()] = concat(CORE, OPS);
 /// Every kernel function the tool may probe: `CORE`, then `OPS`.
 pub const FUNCS: &[FuncHook] = &ALL;
 
-/// The chown-family syscalls' exits: end of a `do_fchownat` call.
+/// The chown-family syscalls' exits: end of a `do_fchownat` call. Which of them an
+/// architecture has is `Arch::chown_exits`; fchownat, which every one has, is last.
 pub const CHOWN_EXIT: TracepointHook = TracepointHook {
     program: "chown_exit",
     category: "syscalls",

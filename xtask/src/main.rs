@@ -165,12 +165,9 @@ fn parse_arch(name: &str) -> Result<Arch, String> {
     Arch::parse(name).ok_or_else(|| format!("unknown architecture {name:?}: amd64 or arm64"))
 }
 
-/// The arm64 line `cargo xtask test` runs by default (README: "arm64": about 6.5 minutes
-/// of guest time, plus the aarch64 build), with every family but these: under `faults`'
-/// 64 threads with kprobes, arm64 loses a chown's `op` record with no skipped run to
-/// account for it, an open defect (`cargo xtask test --arch arm64` runs the family).
+/// The arm64 line `cargo xtask test` runs by default, with every family (README:
+/// "arm64").
 const CI_ARM64_LINE: &str = "6.12";
-const CI_ARM64_LEFT_OUT: &[&str] = &["faults"];
 
 /// A static binary for `arch` (with its own eBPF object, built for that architecture's
 /// `pt_regs`), so the busybox guest needs no libc.
@@ -363,15 +360,11 @@ fn guest_runs(plan: &TestPlan) -> Vec<(Arch, Vec<String>, Vec<String>)> {
     if plan.arches.is_empty() {
         runs.push((Arch::X86_64, plan.kernels.to_vec(), plan.families.to_vec()));
         if plan.kernels.is_empty() && !plan.userland_only && !plan.deb_only {
-            let families = if plan.families.is_empty() {
-                scenarios::family_names()
-                    .filter(|f| !CI_ARM64_LEFT_OUT.contains(f))
-                    .map(str::to_string)
-                    .collect()
-            } else {
-                plan.families.to_vec()
-            };
-            runs.push((Arch::Aarch64, vec![CI_ARM64_LINE.to_string()], families));
+            runs.push((
+                Arch::Aarch64,
+                vec![CI_ARM64_LINE.to_string()],
+                plan.families.to_vec(),
+            ));
         }
     } else {
         for &arch in plan.arches {
@@ -878,8 +871,7 @@ mod tests {
             .map(|(a, k, _)| (a, k))
             .collect::<Vec<_>>()
         };
-        // The full run: every amd64 line, then the arm64 CI line, without the families
-        // left out there.
+        // The full run: every amd64 line, then the arm64 CI line, every family on both.
         let full = guest_runs(&TestPlan {
             kernels: &[],
             arches: &[],
@@ -889,14 +881,7 @@ mod tests {
             deb_only: false,
         });
         assert!(full[0].2.is_empty(), "every amd64 family");
-        assert!(full[1]
-            .2
-            .iter()
-            .all(|f| !CI_ARM64_LEFT_OUT.contains(&f.as_str())));
-        assert_eq!(
-            full[1].2.len(),
-            scenarios::family_names().count() - CI_ARM64_LEFT_OUT.len()
-        );
+        assert!(full[1].2.is_empty(), "every arm64 family");
         assert_eq!(
             plan(&[], &[]),
             [

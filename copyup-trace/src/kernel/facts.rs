@@ -460,10 +460,11 @@ fn strip(btf: &Btf, mut ty: Type) -> Result<Type> {
 }
 
 /// Offset of field `field` in a tracepoint's record, from its tracefs format file.
-/// `ret`'s offset in the chown-family syscall-exit records, if all have one and agree.
+/// `ret`'s offset in the chown-family syscall-exit records of this architecture's
+/// syscalls, if all have one and agree (else the return is a kretprobe's or fexit's).
 fn chown_exit_ret_offset() -> Option<u32> {
-    let offsets: Vec<u32> = CHOWN_EXIT
-        .events
+    let offsets: Vec<u32> = copyup_trace_common::arch::NATIVE
+        .chown_exits()
         .iter()
         .map(|e| tracepoint_field_offset(CHOWN_EXIT.category, e, "ret").ok())
         .collect::<Option<_>>()?;

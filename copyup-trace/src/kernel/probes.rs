@@ -11,6 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use copyup_trace_common::{
+    arch,
     config::Config,
     counter,
     hooks::{self, FuncHook, RawTracepointHook, TracepointHook, FCHOWNAT},
@@ -155,7 +156,7 @@ impl Probes {
         for hook in plan.hooks() {
             let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
                 (true, ChownExit::Tracepoints { .. }) => {
-                    p.tracepoint(&hooks::CHOWN_EXIT)?;
+                    p.tracepoint(&hooks::CHOWN_EXIT, arch::NATIVE.chown_exits())?;
                     true
                 }
                 _ => false,
@@ -351,12 +352,13 @@ impl Probes {
         }
     }
 
-    fn tracepoint(&mut self, hook: &TracepointHook) -> Result<()> {
+    /// `hook`'s program, attached to `events` (those of `hook.events` the kernel has).
+    fn tracepoint(&mut self, hook: &TracepointHook, events: &[&str]) -> Result<()> {
         let t0 = std::time::Instant::now();
         let tp: &mut TracePoint = self.program(hook.program)?;
         tp.load()
             .with_context(|| format!("loading eBPF program {}", hook.program))?;
-        for event in hook.events {
+        for event in events {
             tp.attach(hook.category, event)
                 .with_context(|| format!("attaching to tracepoint {}:{event}", hook.category))?;
         }

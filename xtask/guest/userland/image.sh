@@ -89,9 +89,7 @@ until podman logs tracer 2>/dev/null | grep -q "$KID"; do
     i=$((i + 1))
     [ $i -gt 300 ] && echo "no record of the containerd container" && break
 done
-ctr -n k8s.io task kill -s KILL $KID >/dev/null 2>&1
-ctr -n k8s.io task rm -f $KID >/dev/null 2>&1
-ctr -n k8s.io containers rm $KID >/dev/null 2>&1
+ctr_remove $KID
 kill $CTRD
 wait $CTRD
 

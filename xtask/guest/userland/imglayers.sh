@@ -90,9 +90,7 @@ done
 ctr -n k8s.io task exec --exec-id e0 $CIMG /guest-ops fchown /both 0 0
 trace_stop img-containerd-layers $TA
 emit img-containerd-layers.report $OUT/img-containerd-layers.report
-ctr -n k8s.io task kill -s KILL $CIMG >/dev/null 2>&1
-ctr -n k8s.io task rm -f $CIMG >/dev/null 2>&1
-ctr -n k8s.io containers rm $CIMG >/dev/null 2>&1
+ctr_remove $CIMG
 kill $DOCKERD
 wait $DOCKERD
 kill $CTRD

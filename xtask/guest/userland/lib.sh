@@ -81,6 +81,13 @@ mkimage() {
     cp /bin/guest-ops "$1/guest-ops"
 }
 
+# ctr_remove ID: kills a k8s.io container's task and removes it with its snapshot.
+ctr_remove() {
+    ctr -n k8s.io task kill -s KILL "$1" >/dev/null 2>&1
+    ctr -n k8s.io task rm -f "$1" >/dev/null 2>&1
+    ctr -n k8s.io containers rm "$1" >/dev/null 2>&1
+}
+
 # start_containerd / start_dockerd: the daemons, as a host without systemd would run
 # them (docker on the same containerd; no bridge or iptables: containers run with
 # --network none). CTRD and DOCKERD are their pids.

@@ -148,15 +148,12 @@ fn k8s_container(a: &Artifacts) -> Result<()> {
     let r = a.run("image")?;
     let kid = "9e4d2c1b0a7f48e5b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0";
     let mount = format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{kid}/rootfs");
-    let line = a.get("image.k8s_mount")?;
-    let lower = line
-        .split_whitespace()
-        .last()
-        .into_iter()
-        .flat_map(|o| o.split(','))
-        .find_map(|o| o.strip_prefix("lowerdir="))
-        .ok_or_else(|| anyhow!("no lowerdir in the container's mount: {line:?}"))?
-        .to_string();
+    let [lower] = &super::imglayers::lowerdirs(a.get("image.k8s_mount")?)?[..] else {
+        return Err(anyhow!(
+            "not one lower layer: {}",
+            a.get("image.k8s_mount")?
+        ));
+    };
     let snapshot = lower
         .strip_prefix("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/")
         .and_then(|l| l.strip_suffix("/fs"))

@@ -375,11 +375,8 @@ fn docker(a: &Artifacts) -> Result<()> {
     table(a, "docker", &want)
 }
 
-/// containerd's snapshots: the container's rootfs mount as the guest's mountinfo lists it
-/// (`lowerdir=` of `.../snapshots/<n>/fs`, topmost first); the image is podman's, imported,
-/// so its steps are those of podman's history.
-fn containerd(a: &Artifacts) -> Result<()> {
-    let line = a.get("img-containerd.mount")?;
+/// The `lowerdir=` stack (topmost first) of an overlay's mountinfo line.
+pub(super) fn lowerdirs(line: &str) -> Result<Vec<String>> {
     let lowerdir = line
         .split_whitespace()
         .last()
@@ -387,7 +384,14 @@ fn containerd(a: &Artifacts) -> Result<()> {
         .flat_map(|o| o.split(','))
         .find_map(|o| o.strip_prefix("lowerdir="))
         .ok_or_else(|| anyhow!("no lowerdir in the container's mount: {line:?}"))?;
-    let stack: Vec<String> = lowerdir.split(':').map(str::to_string).collect();
+    Ok(lowerdir.split(':').map(str::to_string).collect())
+}
+
+/// containerd's snapshots: the container's rootfs mount as the guest's mountinfo lists it
+/// (`lowerdir=` of `.../snapshots/<n>/fs`, topmost first); the image is podman's, imported,
+/// so its steps are those of podman's history.
+fn containerd(a: &Artifacts) -> Result<()> {
+    let stack = lowerdirs(a.get("img-containerd.mount")?)?;
     ensure!(stack.len() == 3, "containerd stack {stack:?}");
     let dirs: Vec<String> = stack.iter().rev().cloned().collect();
     let ids = dirs
