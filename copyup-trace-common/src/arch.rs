@@ -89,6 +89,18 @@ impl Arch {
         }
     }
 
+    /// The release from which BPF trampolines (fentry/fexit) attach to kernel
+    /// functions: x86 had them before anything else the tool needs (`kver::FEXIT_RET`);
+    /// arm64's JIT builds trampolines from 6.0, but they reach kernel functions only
+    /// through ftrace direct calls, which arm64 has from 6.4 (before, attach fails
+    /// with ENOTSUPP).
+    pub const fn trampoline_attach(self) -> Version {
+        match self {
+            Arch::X86_64 => (5, 5),
+            Arch::Aarch64 => (6, 4),
+        }
+    }
+
     /// By name: `x86_64`/`amd64` or `aarch64`/`arm64`.
     pub fn parse(name: &str) -> Option<Arch> {
         Arch::ALL

@@ -259,6 +259,19 @@ impl ProbePlan {
     }
 }
 
+/// Why kernel `release` on `arch` cannot attach BPF trampolines to kernel functions, if
+/// it cannot (arm64 before 6.4).
+fn no_trampolines(release: &str, arch: arch::Arch) -> Option<String> {
+    let (major, minor) = arch.trampoline_attach();
+    (!kver::at_least(release, (major, minor))).then(|| {
+        format!(
+            "kernel {release} is older than {major}.{minor}, from which BPF trampolines \
+             attach to kernel functions on {} (ftrace direct calls)",
+            arch.name()
+        )
+    })
+}
+
 /// Whether `hook` can take fentry/fexit on this kernel, and if not, why.
 fn fentry_for(facts: &KernelFacts, plan: &ProbePlan, hook: &FuncHook) -> Result<BtfFunc, String> {
     match kver::parse(&facts.release) {
@@ -272,6 +285,9 @@ fn fentry_for(facts: &KernelFacts, plan: &ProbePlan, hook: &FuncHook) -> Result<
                 kver::FEXIT_RET.1
             ))
         }
+    }
+    if let Some(why) = no_trampolines(&facts.release, arch::NATIVE) {
+        return Err(why);
     }
     let f = facts.funcs.get(hook.func);
     let Some(btf) = f.and_then(|f| f.btf.clone()) else {
@@ -982,6 +998,22 @@ mod tests {
         assert!(p.mechanisms.values().all(|m| m.kind() == Attach::Kprobe));
         let err = decide(&k, ProbeMode::Fentry).unwrap_err().to_string();
         assert!(err.contains("5.17"), "{err}");
+    }
+
+    /// arm64 attaches trampolines to kernel functions from 6.4 only; x86 wherever fexit
+    /// reads return values.
+    #[test]
+    fn arm64_trampolines_from_6_4() {
+        let why = no_trampolines("6.1.0-41-arm64", arch::Arch::Aarch64).unwrap();
+        assert!(
+            why.contains("older than 6.4") && why.contains("aarch64"),
+            "{why}"
+        );
+        assert_eq!(
+            no_trampolines("6.12.57+deb13-arm64", arch::Arch::Aarch64),
+            None
+        );
+        assert_eq!(no_trampolines("6.1.0-41-amd64", arch::Arch::X86_64), None);
     }
 
     /// Stored state is checked against the syscall in progress from 5.15, where BTF
