@@ -18,7 +18,7 @@ grep -qw overlay /proc/filesystems || modprobe overlay
 
 TIMEOUT=${TIMEOUT:-600}
 export ROUNDS=${ROUNDS:-3} TINY=${TINY:-2000} BURST=${BURST:-0}
-export MODES=${MODES:-none tracefs bpftrace fentry kprobe paused}
+export MODES=${MODES:-none tracefs bpftrace fentry kprobe paused json csv events metrics timeline}
 
 T=$(cargo xtask build | tail -n 1)
 export T G="$(dirname "$T")/guest-ops"

@@ -30,11 +30,19 @@ pub enum Mode {
     Paused,
     /// copyup-trace `--probes fentry -o json`, its records into a file.
     Json,
+    /// `-o csv` into a file.
+    Csv,
+    /// `--events` (with the tables) into a file.
+    Events,
+    /// `--metrics` on a local port, nothing scraping it, tables at the end.
+    Metrics,
+    /// `--timeline FILE`, tables at the end.
+    Timeline,
 }
 
 impl Mode {
     /// Every mode, in the order the report lists them.
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 11] = [
         Mode::None,
         Mode::Tracefs,
         Mode::Bpftrace,
@@ -42,6 +50,19 @@ impl Mode {
         Mode::Kprobe,
         Mode::Paused,
         Mode::Json,
+        Mode::Csv,
+        Mode::Events,
+        Mode::Metrics,
+        Mode::Timeline,
+    ];
+    /// copyup-trace's output modes besides the table (on fentry), each compared with
+    /// the table mode's overhead.
+    const OUTPUTS: [Mode; 5] = [
+        Mode::Json,
+        Mode::Csv,
+        Mode::Events,
+        Mode::Metrics,
+        Mode::Timeline,
     ];
     /// copyup-trace's probe mechanisms, compared with the peer.
     const OURS: [Mode; 2] = [Mode::Fentry, Mode::Kprobe];
@@ -55,6 +76,10 @@ impl Mode {
             Mode::Kprobe => "kprobe",
             Mode::Paused => "paused",
             Mode::Json => "json",
+            Mode::Csv => "csv",
+            Mode::Events => "events",
+            Mode::Metrics => "metrics",
+            Mode::Timeline => "timeline",
         }
     }
 
@@ -68,11 +93,15 @@ impl Mode {
             Mode::Kprobe => "copyup-trace kprobe",
             Mode::Paused => "copyup-trace fentry, user space stopped",
             Mode::Json => "copyup-trace fentry -o json > file",
+            Mode::Csv => "copyup-trace fentry -o csv > file",
+            Mode::Events => "copyup-trace fentry --events > file",
+            Mode::Metrics => "copyup-trace fentry --metrics",
+            Mode::Timeline => "copyup-trace fentry --timeline FILE",
         }
     }
 
     fn ours(self) -> bool {
-        Self::OURS.contains(&self) || matches!(self, Mode::Paused | Mode::Json)
+        Self::OURS.contains(&self) || Self::OUTPUTS.contains(&self) || self == Mode::Paused
     }
 }
 
@@ -126,6 +155,9 @@ pub struct Round {
     pub fields: BTreeMap<String, u64>,
     pub report: Option<Value>,
     pub burst: bool,
+    /// Run with `kernel.bpf_stats_enabled` on, for BPF run time: its workload time is
+    /// not compared.
+    pub stats: bool,
     /// Per BPF program loaded during the round: (name, run_time_ns, run_cnt).
     pub programs: Vec<(String, u64, u64)>,
 }
@@ -177,10 +209,12 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
                     Some((k.to_string(), v.parse().ok()?))
                 })
                 .collect();
+            let fields: BTreeMap<String, u64> = fields;
             rounds.push(Round {
                 mode,
                 n,
                 workload: workload.to_string(),
+                stats: fields.get("stats") == Some(&1),
                 fields,
                 report: None,
                 burst: false,
@@ -234,6 +268,14 @@ pub fn parse(results: &str) -> Result<Vec<Round>> {
     Ok(rounds)
 }
 
+/// The rounds of `set` in workload `w` and mode `mode`.
+fn pick<'a>(set: &[&'a Round], w: &str, mode: Mode) -> Vec<&'a Round> {
+    set.iter()
+        .copied()
+        .filter(|r| r.workload == w && r.mode == mode)
+        .collect()
+}
+
 fn median(mut v: Vec<u64>) -> Option<u64> {
     if v.is_empty() {
         return None;
@@ -272,16 +314,24 @@ pub struct RunInfo<'a> {
 
 /// Markdown report of one guest run.
 pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
-    let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst).collect();
-    let of = |w: &str, mode: Mode| -> Vec<&Round> {
-        regular
-            .iter()
-            .copied()
-            .filter(|r| r.workload == w && r.mode == mode)
-            .collect()
-    };
+    // Workload times come from the rounds run with BPF stats off; BPF run time from
+    // those with them on (in a raw run from before they were apart, every round).
+    let regular: Vec<&Round> = rounds.iter().filter(|r| !r.burst && !r.stats).collect();
+    let with_bpf: Vec<&Round> = rounds
+        .iter()
+        .filter(|r| !r.burst && r.get("bpf_ns").is_some())
+        .collect();
+    let of = |w: &str, mode: Mode| pick(&regular, w, mode);
     let med = |w: &str, mode: Mode, f: &dyn Fn(&Round) -> Option<u64>| {
         median(of(w, mode).into_iter().filter_map(f).collect())
+    };
+    let bpf_med = |w: &str, mode: Mode| {
+        median(
+            pick(&with_bpf, w, mode)
+                .into_iter()
+                .filter_map(Round::bpf_per_copy)
+                .collect(),
+        )
     };
     let elapsed = |w: &str, mode: Mode| med(w, mode, &|r| r.get("elapsed_ns"));
     let overhead = |w: &str, mode: Mode| -> Option<f64> {
@@ -294,6 +344,14 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
         .filter(|(_, n)| *n > 0)
         .map(|(m, n)| format!("{} {n}", m.label()))
         .collect();
+    let bpf_rounds = rounds.iter().filter(|r| r.stats).count();
+    let bpf_note = if bpf_rounds > 0 {
+        format!(
+            " Workload times with `kernel.bpf_stats_enabled` off; BPF run time from {bpf_rounds} more rounds with it on."
+        )
+    } else {
+        String::new()
+    };
     let clock = match info.clock {
         "icount" => {
             "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions; 2 vCPUs"
@@ -306,7 +364,7 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
     let mut md = String::new();
     writeln!(
         md,
-        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}. Host load average (1 min) before / after: {}. Wall time of the whole run: {:.0} s.\n",
+        "### Kernel {} ({clock})\n\nRounds, both workloads together: {}.{bpf_note} Host load average (1 min) before / after: {}. Wall time of the whole run: {:.0} s.\n",
         info.kernel,
         per_mode.join(", "),
         info.load,
@@ -360,6 +418,7 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
             )?;
         }
         writeln!(md)?;
+        output_modes(&mut md, w, &overhead)?;
     }
 
     // Side by side: each copyup-trace mode against bpftrace, the same quantities measured
@@ -387,13 +446,13 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
             "BPF run time per copy-up, `tiny` (`run_time_ns` of all its programs / copy-ups)"
                 .into(),
             &us,
-            Box::new(|m| med("tiny", m, &Round::bpf_per_copy)),
+            Box::new(|m| bpf_med("tiny", m)),
             "≤ 0.5",
         ),
         (
             "BPF run time per copy-up, `image`".into(),
             &us,
-            Box::new(|m| med("image", m, &Round::bpf_per_copy)),
+            Box::new(|m| bpf_med("image", m)),
             "",
         ),
         (
@@ -471,7 +530,7 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
         writeln!(md, "\nStart-up, in process: {}.", startup.join("; "))?;
     }
     for mode in [Mode::Fentry, Mode::Kprobe, peer] {
-        let progs = program_costs(&of("tiny", mode), mode);
+        let progs = program_costs(&pick(&with_bpf, "tiny", mode), mode);
         if progs.is_empty() {
             continue;
         }
@@ -511,6 +570,56 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
         )?;
     }
     Ok(md)
+}
+
+/// Each output mode's overhead in workload `w` against the table mode's, and the table
+/// mode's and `--metrics`' against tracefs', with the targets.
+fn output_modes(
+    md: &mut String,
+    w: &str,
+    overhead: &dyn Fn(&str, Mode) -> Option<f64>,
+) -> Result<()> {
+    let Some(table) = overhead(w, Mode::Fentry) else {
+        return Ok(());
+    };
+    let tracefs = overhead(w, Mode::Tracefs);
+    let modes: Vec<(Mode, f64)> = Mode::OUTPUTS
+        .into_iter()
+        .filter_map(|m| Some((m, overhead(w, m)?)))
+        .collect();
+    if modes.is_empty() {
+        return Ok(());
+    }
+    let times = |a: f64, b: Option<f64>| match b {
+        Some(b) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "-".into(),
+    };
+    writeln!(
+        md,
+        "| output mode, `{w}` | overhead | / table mode's | / tracefs' | target |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    writeln!(
+        md,
+        "| table (default) | {table:+.1}% | 1.00× | {} | ≤ 1.5× tracefs' |",
+        times(table, tracefs)
+    )?;
+    for (m, o) in modes {
+        let target = if m == Mode::Metrics {
+            "≤ 1.5× tracefs'"
+        } else {
+            "≤ 1.25× the table mode's"
+        };
+        writeln!(
+            md,
+            "| {} | {o:+.1}% | {} | {} | {target} |",
+            m.label(),
+            times(o, Some(table)),
+            times(o, tracefs)
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 /// (program, runs per copy-up, ns per run, ns per copy-up), medians over `rounds`,
@@ -668,6 +777,52 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| launch to probes attached (both workloads) | 100 ms | 200 ms | 1000 ms | 0.10 | 0.20 |"), "{md}");
+    }
+
+    /// Workload times from the rounds with BPF stats off, BPF time from those with
+    /// them on; each output mode against the table mode.
+    #[test]
+    fn stats_rounds_apart_and_output_modes() {
+        let text = "@@ROUND none 1 tiny elapsed_ns=100 upper=5 stats=0\n\
+                    @@ROUND tracefs 2 tiny elapsed_ns=110 upper=5 stats=0 copy_ups=4\n\
+                    @@REPORT 3 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
+                    @@ROUND fentry 3 tiny elapsed_ns=120 upper=5 stats=0 rss_kb=1\n\
+                    @@REPORT 4 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
+                    @@ROUND json 4 tiny elapsed_ns=125 upper=5 stats=0 rss_kb=1\n\
+                    @@STATS 5 fe_copy_up_one 4000 4;\n\
+                    @@REPORT 5 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
+                    @@ROUND fentry 5 tiny elapsed_ns=900 upper=5 stats=1 bpf_ns=4000 rss_kb=1\n";
+        let rounds = parse(text).unwrap();
+        assert!(rounds[4].stats && !rounds[2].stats);
+        let info = RunInfo {
+            kernel: "6.12",
+            clock: "icount",
+            load: "1.0 / 1.0",
+            wall: Duration::from_secs(1),
+            tiny: 4,
+        };
+        let md = report(&info, &rounds).unwrap();
+        assert!(
+            md.contains("| copyup-trace fentry | 0.0 ms | 0.0% | +20.0% | 4 / 4 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("BPF run time from 1 more rounds"), "{md}");
+        assert!(
+            md.contains("(`run_time_ns` of all its programs / copy-ups) | 1.0 µs |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `fe_copy_up_one` | 1.00 | 1.00 | 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| table (default) | +20.0% | 1.00× | 2.00× | ≤ 1.5× tracefs' |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| copyup-trace fentry -o json > file | +25.0% | 1.25× | 2.50× | ≤ 1.25× the table mode's |"),
+            "{md}"
+        );
     }
 
     #[test]
