@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use copyup_trace_common::{counter, inflight_key, MAX_NEST};
 
-use crate::maps::{bump, tid_of, EVENT_SCRATCH, INFLIGHT, OPS, SYSCALLS};
+use crate::maps::{bump, scratch_gone, tid_of, INFLIGHT, OPS, SYSCALLS};
 
 /// `sched_process_exit(task)`, run in the ending task.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
@@ -15,7 +15,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = tid_of(bpf_get_current_pid_tgid());
     let _ = SYSCALLS.remove(&tid);
     let _ = OPS.remove(&tid);
-    let _ = EVENT_SCRATCH.remove(&tid);
+    scratch_gone(tid);
     // A copy-up still in flight when its thread ends lost its return probe and was
     // never flushed by a later return: counted as a missed return, as user space counts
     // the entries of threads gone before it looked (`Probes::reap_exited`).

@@ -48,15 +48,24 @@ pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Where a copy-up record is built before its used part is copied into the ring, one
-/// per thread while it builds one: fexit programs can be preempted, so a per-CPU slot
-/// could be overwritten half-way by another task's program on the same CPU. A plain
-/// hash, not an LRU one: an LRU map hands the oldest entry to a new thread when full,
-/// even one its thread is still writing. An entry lives from the start of its record to
-/// its sending (`scratch`, `scratch_done`), so the map holds only the records being
-/// built at once; a thread that finds it full loses its record, counted in
-/// `LOST_STATE`.
+/// per thread: fexit programs can be preempted, so a per-CPU slot could be overwritten
+/// half-way by another task's program on the same CPU. A plain hash, not an LRU one: an
+/// LRU map hands the oldest entry to a new thread when full, even one its thread is
+/// still writing. An entry is made at the start of a thread's record (`scratch`); once
+/// the record is sent (`scratch_done`) it is kept for the thread's next record if the
+/// thread has a place in `SCRATCH_KEPT`, else removed, so the map holds the kept
+/// entries and the records being built at once. A thread that finds it full loses its
+/// record, counted in `LOST_STATE`.
 #[map]
 pub static EVENT_SCRATCH: HashMap<u32, CopyUpEvent> = HashMap::with_max_entries(1024, 0);
+
+/// Threads whose `EVENT_SCRATCH` entry outlives its record, until the thread ends: making
+/// an entry copies the whole record and costs more than the rest of building it, so a
+/// thread that copies up over and over (`chown -R`) makes one. Its size bounds the kept
+/// entries to a quarter of `EVENT_SCRATCH`, leaving the rest for records built at once;
+/// the kernel does the counting (an insert into a full map fails).
+#[map]
+pub static SCRATCH_KEPT: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
 
 /// The value a thread's scratch record is created from (too large for the BPF stack);
 /// never written.
@@ -209,9 +218,21 @@ pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
     EVENT_SCRATCH.get_ptr_mut(&tid)
 }
 
-/// The record built in this thread's scratch has been sent.
+/// The record built in this thread's scratch has been sent: its entry is kept for the
+/// thread's next record where `SCRATCH_KEPT` has a place for the thread.
 #[inline(always)]
 pub fn scratch_done(tid: u32) {
+    // SAFETY: lookup only.
+    if unsafe { SCRATCH_KEPT.get(&tid) }.is_some() || SCRATCH_KEPT.insert(&tid, &1, 0).is_ok() {
+        return;
+    }
+    let _ = EVENT_SCRATCH.remove(&tid);
+}
+
+/// Thread `tid` has ended: its scratch entry goes, kept or not.
+#[inline(always)]
+pub fn scratch_gone(tid: u32) {
+    let _ = SCRATCH_KEPT.remove(&tid);
     let _ = EVENT_SCRATCH.remove(&tid);
 }
 

@@ -441,13 +441,17 @@ impl Probes {
         aya_log::EbpfLogger::init(&mut self.bpf).ok()
     }
 
-    /// Entries left in the per-thread state maps and the scratch records: zero once no
+    /// Entries left in the per-thread state maps and the scratch records not kept for
+    /// their threads' next ones (`SCRATCH_KEPT`, until the thread ends): zero once no
     /// traced task is inside a probed function.
     pub fn state_entries(&self) -> Result<usize> {
+        let scratch = self
+            .keys::<u32, CopyUpEvent>("EVENT_SCRATCH")?
+            .saturating_sub(self.keys::<u32, u8>("SCRATCH_KEPT")?);
         Ok(self.keys::<u64, InFlight>("INFLIGHT")?
             + self.keys::<u32, SyscallState>("SYSCALLS")?
             + self.keys::<u32, OpState>("OPS")?
-            + self.keys::<u32, CopyUpEvent>("EVENT_SCRATCH")?)
+            + scratch)
     }
 
     /// Removes the per-thread entries of threads that no longer exist, and counts the
@@ -459,6 +463,10 @@ impl Probes {
         let reaped = self.reap::<u64, InFlight>("INFLIGHT", inflight_tid)?;
         self.reap::<u32, SyscallState>("SYSCALLS", |tid| tid)?;
         self.reap::<u32, OpState>("OPS", |tid| tid)?;
+        // Kept scratch entries go at their thread's end, unless that program's run was
+        // skipped.
+        self.reap::<u32, u8>("SCRATCH_KEPT", |tid| tid)?;
+        self.reap::<u32, CopyUpEvent>("EVENT_SCRATCH", |tid| tid)?;
         self.reaped += reaped;
         Ok(reaped)
     }

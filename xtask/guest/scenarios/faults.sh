@@ -173,11 +173,13 @@ $G as-pid $SP chown-open $D/merged/a $D/merged/b
 # The thread has ended: nothing of it may be left for the next one with its tid.
 $G bpf-map-count SYSCALLS >$OUT/$N.syscalls_left 2>&1
 $G bpf-map-count OPS >$OUT/$N.ops_left 2>&1
+$G bpf-map-count SCRATCH_KEPT >$OUT/$N.kept_left 2>&1
+$G bpf-map-count EVENT_SCRATCH >$OUT/$N.scratch_left 2>&1
 $G as-pid $SP open-write $D/merged/c
 kill -INT $TP 2>/dev/null
 wait $TP
 echo $? >$OUT/$N.rc
-for f in out err rc syscalls_left ops_left; do
+for f in out err rc syscalls_left ops_left kept_left scratch_left; do
     emit $N.$f $OUT/$N.$f
 done
 }

@@ -459,6 +459,8 @@ fn stale(a: &Artifacts) -> Result<()> {
     for (map, file) in [
         ("SYSCALLS", "stale.syscalls_left"),
         ("OPS", "stale.ops_left"),
+        ("SCRATCH_KEPT", "stale.kept_left"),
+        ("EVENT_SCRATCH", "stale.scratch_left"),
     ] {
         let left = a.get(file)?.trim();
         ensure!(
