@@ -710,6 +710,15 @@ pub fn validate(rounds: &[Round]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// An icount run of 4 tiny files.
+    const TEST_RUN: RunInfo = RunInfo {
+        kernel: "6.12",
+        clock: "icount",
+        load: "1.0 / 1.0",
+        wall: Duration::from_secs(1),
+        tiny: 4,
+    };
+
     #[test]
     fn modes_by_name() {
         for m in Mode::ALL {
@@ -756,14 +765,7 @@ mod tests {
                     @@REPORT 5 {\"lost\":0,\"total\":{\"stats\":{\"copy_ups\":4}}}\n\
                     @@ROUND kprobe 5 tiny elapsed_ns=120 upper=5 bpf_ns=4000 rss_kb=10000 ready_ns=200000000\n";
         let rounds = parse(text).unwrap();
-        let info = RunInfo {
-            kernel: "6.12",
-            clock: "icount",
-            load: "1.0 / 1.0",
-            wall: Duration::from_secs(1),
-            tiny: 4,
-        };
-        let md = report(&info, &rounds).unwrap();
+        let md = report(&TEST_RUN, &rounds).unwrap();
         assert!(
             md.contains("| BPF run time per copy-up, `tiny` (`run_time_ns` of all its programs / copy-ups) | 0.5 µs | 1.0 µs | 2.0 µs | 0.25 | 0.50 | ≤ 0.5 |"),
             "{md}"
@@ -794,14 +796,7 @@ mod tests {
                     @@ROUND fentry 5 tiny elapsed_ns=900 upper=5 stats=1 bpf_ns=4000 rss_kb=1\n";
         let rounds = parse(text).unwrap();
         assert!(rounds[4].stats && !rounds[2].stats);
-        let info = RunInfo {
-            kernel: "6.12",
-            clock: "icount",
-            load: "1.0 / 1.0",
-            wall: Duration::from_secs(1),
-            tiny: 4,
-        };
-        let md = report(&info, &rounds).unwrap();
+        let md = report(&TEST_RUN, &rounds).unwrap();
         assert!(
             md.contains("| copyup-trace fentry | 0.0 ms | 0.0% | +20.0% | 4 / 4 | 0 |"),
             "{md}"
