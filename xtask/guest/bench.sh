@@ -1,7 +1,7 @@
 # Guest side of `cargo xtask bench-guest`: two workloads run untraced, under tracefs
-# kprobe events, under bpftrace and under copyup-trace with fentry and with kprobes,
-# alternating in one boot, copyup-trace in each output mode. Times come from guest-ops (CLOCK_MONOTONIC, ns); under
-# `-icount` they count emulated instructions. Prints one `@@ROUND` line per round and
+# kprobe events, under bpftrace and under copyup-trace with fentry and with kprobes and
+# in each output mode, alternating in one boot. Times come from guest-ops
+# (CLOCK_MONOTONIC, ns); under `-icount` they count emulated instructions. Prints one `@@ROUND` line per round and
 # `@@STATS`/`@@REPORT` lines beside them; xtask/src/guestbench.rs reports.
 
 # The paths can be set from outside: xtask/bench-native.sh runs this script on a host.
