@@ -52,17 +52,19 @@ pub fn op_done(pid_tgid: u64, d: Done) {
     }
 }
 
-/// `noop` says whether a SETATTR asks for what the file already has; it is asked only
-/// for a traced task.
+/// `setattr`, a SETATTR's dentry and `iattr`, to ask whether it asks for what the file
+/// already has; it is asked only for a traced task. (Plain values, not a closure: LLVM
+/// leaves a closure this size out of line, a BPF subprogram, which verifiers before
+/// 6.4 check at far greater cost.)
 #[inline(always)]
-fn op_enter(op: u32, ia_valid: u32, noop: impl FnOnce() -> bool) -> u32 {
+fn op_enter(op: u32, ia_valid: u32, setattr: Option<(u64, *const u8)>) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return 0;
     }
     let tid = tid_of(pid_tgid);
     let call = current_call();
-    let noop = op == op::SETATTR && noop();
+    let noop = setattr.is_some_and(|(dentry, attr)| setattr_is_noop(dentry, attr, ia_valid));
     // Inside chown the syscall's own state names the trigger and carries the latency,
     // and the answer to `noop`.
     if let Some(s) = syscall_state(tid, &call) {
@@ -166,12 +168,12 @@ macro_rules! op_probe {
         $(#[$doc])*
         #[kprobe]
         pub fn $name(_ctx: ProbeContext) -> u32 {
-            op_enter($op, 0, || false)
+            op_enter($op, 0, None)
         }
         $(
             #[fentry(function = $func)]
             pub fn $fentry(_ctx: FEntryContext) -> u32 {
-                op_enter($op, 0, || false)
+                op_enter($op, 0, None)
             }
             op_fexit!($fexit, $func);
         )+
@@ -226,7 +228,7 @@ fn xattr_enter(value: u64) -> u32 {
             op::SETXATTR
         },
         0,
-        || false,
+        None,
     )
 }
 
@@ -253,22 +255,26 @@ fn setattr_enter(dentry: u64, attr: u64) -> u32 {
     let attr = attr as *const u8;
     // SAFETY: bounded kernel read of an int.
     let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
-    op_enter(op::SETATTR, valid, || {
-        // SAFETY: bounded kernel reads of ints.
-        unsafe {
-            let Some(inode) = read_ptr(dentry as *const u8, conf!(off.dentry_inode)) else {
-                return false;
-            };
-            !inode.is_null()
-                && kabi::setattr_is_noop(
-                    valid,
-                    read_or_zero(attr, conf!(off.iattr_uid)),
-                    read_or_zero(attr, conf!(off.iattr_gid)),
-                    read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
-                    read_or_zero(inode, conf!(off.inode_uid)),
-                    read_or_zero(inode, conf!(off.inode_gid)),
-                    read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
-                )
-        }
-    })
+    op_enter(op::SETATTR, valid, Some((dentry, attr)))
+}
+
+/// Whether the setattr at `attr` asks for what the inode of `dentry` already has.
+#[inline(always)]
+fn setattr_is_noop(dentry: u64, attr: *const u8, valid: u32) -> bool {
+    // SAFETY: bounded kernel reads of ints.
+    unsafe {
+        let Some(inode) = read_ptr(dentry as *const u8, conf!(off.dentry_inode)) else {
+            return false;
+        };
+        !inode.is_null()
+            && kabi::setattr_is_noop(
+                valid,
+                read_or_zero(attr, conf!(off.iattr_uid)),
+                read_or_zero(attr, conf!(off.iattr_gid)),
+                read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
+                read_or_zero(inode, conf!(off.inode_uid)),
+                read_or_zero(inode, conf!(off.inode_gid)),
+                read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
+            )
+    }
 }

@@ -564,4 +564,26 @@ mod tests {
         let in_table: BTreeSet<&str> = hooks::programs().collect();
         assert_eq!(in_object, in_table);
     }
+
+    /// Every program is one function: no BPF-to-BPF call (an out-of-line closure, a
+    /// `memset` libcall). Verifiers before 6.4 stop pruning states at such a call, and
+    /// 6.1 verified six times the instructions for it (see BENCHMARKS.md).
+    #[test]
+    fn programs_call_no_subprograms() {
+        use aya_obj::generated::{BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL};
+        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("the eBPF object parses");
+        let mut calls = Vec::new();
+        for (name, prog) in &obj.programs {
+            let f = &obj.functions[&prog.function_key()];
+            for (i, insn) in f.instructions.iter().enumerate() {
+                if u32::from(insn.code) == BPF_JMP | BPF_CALL
+                    && u32::from(insn.src_reg()) == BPF_PSEUDO_CALL
+                {
+                    calls.push(format!("{name} at instruction {i}"));
+                }
+            }
+        }
+        calls.sort();
+        assert!(calls.is_empty(), "subprogram calls: {calls:?}");
+    }
 }
