@@ -159,9 +159,9 @@ pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
 /// The innermost copy-up in flight on this thread returned.
 #[inline(always)]
 fn copy_up_returned(ret: i32) {
-    let level = nest_level(tid_of(bpf_get_current_pid_tgid()));
-    if level > 0 {
-        copy_up_done(level - 1, ret, 0);
+    if let (level @ 1.., Some(st)) = nest_level(tid_of(bpf_get_current_pid_tgid())) {
+        // SAFETY: map value owned by this thread's key.
+        copy_up_done(level - 1, unsafe { &*st }, ret, 0);
     }
 }
 
@@ -321,17 +321,16 @@ fn ppid() -> u32 {
     }
 }
 
-/// The copy-up in flight on this thread at nesting level `level` is over: send its
-/// record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or operation's
+/// The copy-up in flight on this thread at nesting level `level` (its entry `entry`) is
+/// over: send its record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or operation's
 /// when its return probe was missed (`flags::RETURN_MISSED` in `extra_flags`).
 #[inline(always)]
-pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
+pub fn copy_up_done(level: u32, entry: &InFlight, ret: i32, extra_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
-    let key = inflight_key(tid, level);
-    // SAFETY: map value owned by this thread's key; copied out before the entry goes.
-    let st = unsafe { *INFLIGHT.get_ptr(&key)? };
-    let _ = INFLIGHT.remove(&key);
+    // Copied out before the entry goes.
+    let st = *entry;
+    let _ = INFLIGHT.remove(&inflight_key(tid, level));
     let end = now();
     let waited = ret == 0 && conf!(sees_waits) != 0 && st.state & inflight::ENDED == 0;
     let nested = level > 0;
@@ -345,7 +344,8 @@ pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
 
     let cause = cause(tid, &st.call, waited, copy_flags, nested);
 
-    let ev = scratch(tid)?;
+    let slot = scratch(tid)?;
+    let ev = slot.ev;
     // SAFETY: `ev` is this thread's scratch record (a thread builds one record at a
     // time: a nested copy-up's is sent before the outer one's is begun); kernel and user
     // pointers are only read through the probe-read helpers.
@@ -415,7 +415,7 @@ pub fn copy_up_done(level: u32, ret: i32, extra_flags: u32) -> Option<u32> {
             bump(counter::LOST_EVENTS);
         }
     }
-    scratch_done(tid);
+    scratch_done(tid, &slot);
     Some(0)
 }
 
@@ -433,7 +433,7 @@ pub fn flush_missed(since: u64, ret: i32) {
     match unsafe { INFLIGHT.get(&outer) } {
         Some(f) if f.start_ns >= since => {
             bump(counter::MISSED_RETURNS);
-            copy_up_done(0, ret, flags::RETURN_MISSED);
+            copy_up_done(0, f, ret, flags::RETURN_MISSED);
         }
         Some(_) => {
             let _ = INFLIGHT.remove(&outer);

@@ -205,9 +205,9 @@ pub unsafe fn read_or_zero<T: Default>(base: *const u8, off: u32) -> T {
 
 /// This thread's scratch record, for one record: `scratch_done` when it is sent.
 #[inline(always)]
-pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
+pub fn scratch(tid: u32) -> Option<Scratch> {
     if let Some(ev) = EVENT_SCRATCH.get_ptr_mut(&tid) {
-        return Some(ev);
+        return Some(Scratch { ev, kept: true });
     }
     let seed = EVENT_SEED.get_ptr(0)?;
     // SAFETY: `seed` points at a map value that nothing writes.
@@ -215,15 +215,25 @@ pub fn scratch(tid: u32) -> Option<*mut CopyUpEvent> {
         bump(counter::LOST_STATE);
         return None;
     }
-    EVENT_SCRATCH.get_ptr_mut(&tid)
+    Some(Scratch {
+        ev: EVENT_SCRATCH.get_ptr_mut(&tid)?,
+        kept: false,
+    })
+}
+
+/// A thread's scratch record, and whether its entry was already there: an entry
+/// outlives its record only where the thread has a place in `SCRATCH_KEPT`, so a found
+/// one needs no second look there.
+pub struct Scratch {
+    pub ev: *mut CopyUpEvent,
+    kept: bool,
 }
 
 /// The record built in this thread's scratch has been sent: its entry is kept for the
 /// thread's next record where `SCRATCH_KEPT` has a place for the thread.
 #[inline(always)]
-pub fn scratch_done(tid: u32) {
-    // SAFETY: lookup only.
-    if unsafe { SCRATCH_KEPT.get(&tid) }.is_some() || SCRATCH_KEPT.insert(&tid, &1, 0).is_ok() {
+pub fn scratch_done(tid: u32, s: &Scratch) {
+    if s.kept || SCRATCH_KEPT.insert(&tid, &1, 0).is_ok() {
         return;
     }
     let _ = EVENT_SCRATCH.remove(&tid);
@@ -236,27 +246,25 @@ pub fn scratch_gone(tid: u32) {
     let _ = EVENT_SCRATCH.remove(&tid);
 }
 
-/// Copy-ups in flight on thread `tid`: levels `0..n` are taken, the innermost is `n - 1`.
+/// Copy-ups in flight on thread `tid`: levels `0..n` are taken, the innermost is `n - 1`;
+/// with the innermost's entry, so that no caller looks it up a second time.
 #[inline(always)]
-pub fn nest_level(tid: u32) -> u32 {
+pub fn nest_level(tid: u32) -> (u32, Option<*mut InFlight>) {
     let mut n = 0;
+    let mut last = None;
     while n < MAX_NEST {
-        // SAFETY: lookup only.
-        if unsafe { INFLIGHT.get(&inflight_key(tid, n)) }.is_none() {
-            break;
+        match INFLIGHT.get_ptr_mut(&inflight_key(tid, n)) {
+            Some(st) => last = Some(st),
+            None => break,
         }
         n += 1;
     }
-    n
+    (n, last)
 }
 
 /// The innermost copy-up in flight on thread `tid`: the one its data copy, its
 /// `ovl_copy_up_end` and its return belong to.
 #[inline(always)]
 pub fn innermost(tid: u32) -> Option<*mut InFlight> {
-    let n = nest_level(tid);
-    if n == 0 {
-        return None;
-    }
-    INFLIGHT.get_ptr_mut(&inflight_key(tid, n - 1))
+    nest_level(tid).1
 }
