@@ -158,9 +158,11 @@ pub struct ProbePlan {
     /// `do_fchownat` can be probed; otherwise chown copy-ups are named by their
     /// setattr mask only.
     pub fchownat: bool,
-    /// Where the chown syscalls' returns are seen: the syscall-exit tracepoints when the
-    /// kernel has them (no limit on threads in flight, unlike a kretprobe, whose few
-    /// instances a burst of threads can exhaust), else a kretprobe on `do_fchownat`.
+    /// Where the chown syscalls' returns are seen when `do_fchownat` is on a kprobe: the
+    /// syscall-exit tracepoints when the kernel has them (no limit on threads in flight,
+    /// unlike a kretprobe, whose few instances a burst of threads can exhaust), else a
+    /// kretprobe. On fentry its fexit sees them, without the host-wide cost of a syscall
+    /// tracepoint.
     pub chown_exit: ChownExit,
     /// `ovl_setattr` can be probed (`attr` at `args.setattr_attr`).
     pub setattr: bool,

@@ -154,14 +154,22 @@ impl Probes {
             p.raw_tracepoint(&hooks::FORK)?;
         }
         for hook in plan.hooks() {
-            let entry_only = match (hook == &FCHOWNAT, plan.chown_exit) {
-                (true, ChownExit::Tracepoints { .. }) => {
-                    p.tracepoint(&hooks::CHOWN_EXIT, arch::NATIVE.chown_exits())?;
-                    true
-                }
-                _ => false,
-            };
-            p.attach(plan, hook, entry_only)?;
+            // The chown syscalls' return: through fexit where `do_fchownat` takes fentry,
+            // else the syscall-exit tracepoints where the kernel has them. Both have no
+            // limit on threads in flight, unlike a kretprobe; but a syscall tracepoint puts
+            // every thread of the host on the slow syscall path, for every syscall.
+            let tracepoints =
+                hook == &FCHOWNAT && matches!(plan.chown_exit, ChownExit::Tracepoints { .. });
+            let planned = plan.mechanism(hook).kind();
+            if tracepoints && planned == Attach::Kprobe {
+                // Return first, as with kprobes.
+                p.tracepoint(&hooks::CHOWN_EXIT, arch::NATIVE.chown_exits())?;
+            }
+            let got = p.attach(plan, hook, tracepoints)?;
+            if tracepoints && planned == Attach::Fentry && got == Attach::Kprobe {
+                // fentry was refused at load: the kprobe's return is the tracepoints'.
+                p.tracepoint(&hooks::CHOWN_EXIT, arch::NATIVE.chown_exits())?;
+            }
         }
         // After the probes, whose failures say more (no kprobes, no fentry); a thread
         // that ends before this leaves its entries to `reap_exited`.
@@ -185,32 +193,29 @@ impl Probes {
         &self.mechanisms
     }
 
-    /// Attaches a row of the probe table by the plan's mechanism; with `entry_only`,
-    /// not its return program.
+    /// Attaches a row of the probe table by the plan's mechanism, and says which it got;
+    /// with `kprobe_entry_only`, a kprobe goes without its return program (the caller
+    /// sees the return elsewhere).
     fn attach(
         &mut self,
         plan: &ProbePlan,
         hook: &'static FuncHook,
-        entry_only: bool,
-    ) -> Result<()> {
+        kprobe_entry_only: bool,
+    ) -> Result<Attach> {
         let t0 = std::time::Instant::now();
         match plan.mechanism(hook) {
-            Mechanism::Fentry(btf) => match self.fentry(hook, btf, entry_only) {
+            Mechanism::Fentry(btf) => match self.fentry(hook, btf) {
                 Ok(()) => {
                     log::debug!(
                         "{}: fentry{} (BTF id {} in {}), loaded and attached in {} us",
                         hook.func,
-                        if entry_only || hook.fexit.is_none() {
-                            ""
-                        } else {
-                            " + fexit"
-                        },
+                        if hook.fexit.is_none() { "" } else { " + fexit" },
                         btf.id,
                         btf.module.as_deref().unwrap_or("vmlinux"),
                         t0.elapsed().as_micros()
                     );
                     self.mechanisms.insert(hook.func, Attach::Fentry);
-                    return Ok(());
+                    return Ok(Attach::Fentry);
                 }
                 Err(e) if plan.mode == ProbeMode::Fentry => {
                     return Err(e.context("--probes fentry"));
@@ -231,7 +236,7 @@ impl Probes {
                 log::debug!("{}: kprobe, not fentry: {why_not_fentry}", hook.func)
             }
         }
-        if !entry_only {
+        if !kprobe_entry_only {
             self.ret_probe(hook)?;
         }
         self.kprobe(hook.entry, hook.func)?;
@@ -241,7 +246,7 @@ impl Probes {
             hook.func,
             t0.elapsed().as_micros()
         );
-        Ok(())
+        Ok(Attach::Kprobe)
     }
 
     /// The fd of kernel BTF object `module` (or `None` for vmlinux), for a load.
@@ -258,9 +263,9 @@ impl Probes {
 
     /// Loads and attaches the fexit (return first, as with kprobes) and fentry programs
     /// of `hook`. On failure nothing of `hook` stays attached.
-    fn fentry(&mut self, hook: &FuncHook, btf: &BtfFunc, entry_only: bool) -> Result<()> {
+    fn fentry(&mut self, hook: &FuncHook, btf: &BtfFunc) -> Result<()> {
         let module = btf.module.as_deref();
-        let exit = match hook.fexit.filter(|_| !entry_only) {
+        let exit = match hook.fexit {
             Some(name) => {
                 let fd = self.btf_object(module)?;
                 let prog: &mut FExit = self.program(name)?;
@@ -326,7 +331,7 @@ impl Probes {
             bail!("no function to try");
         }
         for (hook, btf) in funcs {
-            p.fentry(hook, btf, false)?;
+            p.fentry(hook, btf)?;
         }
         Ok(())
     }
