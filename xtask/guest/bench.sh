@@ -1,4 +1,4 @@
-# Guest side of `cargo xtask bench-guest`: two workloads run untraced, under tracefs
+# Guest side of `cargo xtask bench-guest`: three workloads run untraced, under tracefs
 # kprobe events, under bpftrace and under copyup-trace with fentry and with kprobes and
 # in each output mode, alternating in one boot. Times come from guest-ops
 # (CLOCK_MONOTONIC, ns); under `-icount` they count emulated instructions. Prints one `@@ROUND` line per round and
@@ -13,6 +13,8 @@ ROUNDS=${ROUNDS:-3}
 # MODES, the modes to alternate, comes from xtask (guestbench::Mode).
 : "${MODES:?}"
 TINY=${TINY:-10000}
+SYSCALLS=${SYSCALLS:-100000}
+echo "@@SYSCALLS $SYSCALLS"
 BURST=${BURST:-100000}
 
 # image: an image-like tree, sizes like the demo's (27.4 MiB in 421 files).
@@ -23,6 +25,10 @@ $G mkfiles $I/data 1 25165824
 $G mkfiles $I/share 400 2048
 # tiny: many tiny files, where the per-copy-up cost dominates.
 $G mkfiles $B/tiny/tree/f $TINY 100
+# syscalls: a process that touches no overlay, for what a tracer costs the rest of the
+# host (a syscall tracepoint slows every syscall of every thread). Its rounds mount an
+# overlay of this empty directory like the others', and leave it alone.
+mkdir -p $B/syscalls
 # Off while workloads are timed: with it on, every BPF program run reads the clock twice,
 # a cost tracefs does not pay and users do not. BPF time is measured in rounds of its own.
 echo 0 >/proc/sys/kernel/bpf_stats_enabled
@@ -44,8 +50,14 @@ kretprobe:ovl_copy_up_one /@start[tid]/ {
   delete(@start[tid]); delete(@bytes[tid]);
 }'
 
-# workload: chown -R of the overlay's tree, timed in ns into $B/t.
-workload() { $G timed chown -R 1000:1000 $D/m/tree 2>$B/t; }
+# workload: $w's command (chown -R of the overlay's tree, or SYSCALLS one-byte reads and
+# as many writes), timed in ns into $B/t.
+workload() {
+    case $w in
+    syscalls) $G timed dd if=/dev/zero of=/dev/null bs=1 count="$SYSCALLS" 2>$B/t ;;
+    *) $G timed chown -R 1000:1000 $D/m/tree 2>$B/t ;;
+    esac
+}
 
 # traced_workload PATTERN FILE: the tracer started at $t0 as $TP prints PATTERN into FILE
 # once attached. Runs the workload under it, records its BPF stats and peak RSS, stops it
@@ -133,12 +145,12 @@ round() {
     rm -rf $D $B/timeline.json
 }
 
-# rounds [MODE...]: ROUNDS rounds of both workloads in each mode of MODES (or of those
+# rounds [MODE...]: ROUNDS rounds of every workload in each mode of MODES (or of those
 # named), alternating.
 rounds() {
     r=0
     while [ $r -lt $ROUNDS ]; do
-        for w in image tiny; do
+        for w in image tiny syscalls; do
             for mode in $MODES; do
                 [ $# -gt 0 ] && ! echo " $* " | grep -q " $mode " && continue
                 [ $mode = bpftrace ] && [ ! -x /usr/bin/bpftrace ] && continue
@@ -152,7 +164,7 @@ rounds() {
 
 # A warm-up of each workload, not reported: the first copy-ups of a boot pay for slab
 # and page-cache growth that later rounds do not.
-for w in image tiny; do round none 0 $w $B/$w >/dev/null; done
+for w in image tiny syscalls; do round none 0 $w $B/$w >/dev/null; done
 
 n=0
 rounds
@@ -167,7 +179,7 @@ STATS=0
 
 # Burst: BURST empty-file copy-ups, default ring size, in each copyup-trace mode. On a
 # tmpfs without an inode limit, so that twice BURST inodes fit in the guest's memory.
-rm -rf $B/image $B/tiny
+rm -rf $B/image $B/tiny $B/syscalls
 mkdir -p $B/burst
 mount -t tmpfs -o nr_inodes=0 tmpfs $B/burst
 $G mkfiles $B/burst/tree/f $BURST 0

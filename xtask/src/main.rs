@@ -583,6 +583,7 @@ fn bench_markdown(raw: &str) -> Result<String> {
     let clock = header("@@CLOCK ");
     let load = header("@@LOAD ");
     let tiny = header("@@TINY ").parse().unwrap_or(0);
+    let syscalls = header("@@SYSCALLS ").parse().unwrap_or(0);
     let mut rounds = guestbench::parse(raw)?;
     let fault_note = (!fault.is_empty()).then(|| guestbench::cut_at_fault(&mut rounds, &fault));
     if let Err(e) = guestbench::validate(&rounds) {
@@ -594,6 +595,7 @@ fn bench_markdown(raw: &str) -> Result<String> {
         load: &load,
         wall,
         tiny,
+        syscalls,
     };
     let mut md = guestbench::report(&info, &rounds)?;
     if let Some(note) = fault_note {
