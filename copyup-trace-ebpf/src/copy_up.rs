@@ -322,8 +322,9 @@ fn ppid() -> u32 {
 }
 
 /// The copy-up in flight on this thread at nesting level `level` (its entry `entry`) is
-/// over: send its record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or operation's
-/// when its return probe was missed (`flags::RETURN_MISSED` in `extra_flags`).
+/// over: send its record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or
+/// operation's when its return probe was missed (`flags::RETURN_MISSED` in
+/// `extra_flags`).
 #[inline(always)]
 pub fn copy_up_done(level: u32, entry: &InFlight, ret: i32, extra_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
