@@ -22,8 +22,8 @@ use crate::{
     config::{arg, conf},
     maps::{
         bump, current_call, innermost, nest_level, notify_flags, now, op_state, read_or_zero,
-        read_ptr, scratch, scratch_done, syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT,
-        STACKS,
+        read_ptr, scratch, scratch_done, syscall_state, tgid_of, tid_of, traced, Btf, Kmem, Probe,
+        EVENTS, INFLIGHT, STACKS,
     },
 };
 
@@ -33,17 +33,17 @@ pub fn ovl_copy_up_one(ctx: ProbeContext) -> u32 {
     let Some(dentry) = arg(&ctx, conf!(args.copy_up_dentry)) else {
         return 0;
     };
-    copy_up_enter(&ctx, dentry, ctx.arg(2).unwrap_or(0)).unwrap_or(0)
+    copy_up_enter::<_, Probe>(&ctx, dentry, ctx.arg(2).unwrap_or(0)).unwrap_or(0)
 }
 
 #[fentry(function = "ovl_copy_up_one")]
 pub fn fe_copy_up_one(ctx: FEntryContext) -> u32 {
-    copy_up_enter(&ctx, ctx.arg::<u64>(1), ctx.arg::<u64>(2) as u32).unwrap_or(0)
+    copy_up_enter::<_, Btf>(&ctx, ctx.arg::<u64>(1), ctx.arg::<u64>(2) as u32).unwrap_or(0)
 }
 
-/// `ctx` only serves the stack helper.
+/// `ctx` only serves the stack helper; `K` reads `dentry` and the objects it points to.
 #[inline(always)]
-fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Option<u32> {
+fn copy_up_enter<C: StackIdContext, K: Kmem>(ctx: &C, dentry: u64, copy_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return None;
@@ -66,16 +66,20 @@ fn copy_up_enter<C: StackIdContext>(ctx: &C, dentry: u64, copy_flags: u32) -> Op
         layer: 0,
         data_layer: 0,
     };
-    // SAFETY: kernel pointers are only read through bpf_probe_read_kernel.
+    // SAFETY: kernel pointers are only read as `K` and bpf_probe_read_kernel check.
     unsafe {
         // Mode and size as the copy-up begins: a truncate or chmod changes them after.
-        if let Some(inode) = read_ptr(dentry, conf!(off.dentry_inode)).filter(|p| !p.is_null()) {
-            st.mode = read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32;
-            st.size = read_or_zero(inode, conf!(off.inode_size));
+        let inode = K::get::<u64>(dentry, conf!(off.dentry_inode)) as *const u8;
+        if !inode.is_null() {
+            st.mode = K::get::<u16>(inode, conf!(off.inode_mode)) as u32;
+            st.size = K::get(inode, conf!(off.inode_size));
+            // The overlay's own part of the inode lies past `struct inode`, where only a
+            // probe read goes.
             (st.layer, st.data_layer) = source_layers(dentry, inode);
         }
-        if let Some(sb) = read_ptr(dentry, conf!(off.dentry_sb)).filter(|p| !p.is_null()) {
-            st.dev = read_or_zero(sb, conf!(off.sb_dev));
+        let sb = K::get::<u64>(dentry, conf!(off.dentry_sb)) as *const u8;
+        if !sb.is_null() {
+            st.dev = K::get(sb, conf!(off.sb_dev));
         }
     }
     if conf!(capture_stacks) != 0 {
@@ -145,24 +149,30 @@ unsafe fn source_layers(dentry: *const u8, inode: *const u8) -> (u32, u32) {
 
 #[kretprobe]
 pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
-    copy_up_returned(ctx.ret::<i64>() as i32);
+    if let (level @ 1.., Some(st)) = nest_level(tid_of(bpf_get_current_pid_tgid())) {
+        // SAFETY: map value owned by this thread's key.
+        let st = unsafe { &*st };
+        copy_up_done::<Probe>(level - 1, st, ctx.ret::<i64>() as i32, 0, st.dentry);
+    }
     0
 }
 
 /// Sees arguments and return together, and has no instance limit: no return is missed.
+/// The path is walked from the typed argument (`Btf`), and so only for the copy-up
+/// that began with it: when the innermost one in flight is another (this one's entry
+/// was not recorded), that one's own return sends it.
 #[fexit(function = "ovl_copy_up_one")]
 pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
-    copy_up_returned(ctx.ret::<i64>().unwrap_or(0) as i32);
-    0
-}
-
-/// The innermost copy-up in flight on this thread returned.
-#[inline(always)]
-fn copy_up_returned(ret: i32) {
+    let dentry = ctx.arg::<u64>(1);
     if let (level @ 1.., Some(st)) = nest_level(tid_of(bpf_get_current_pid_tgid())) {
         // SAFETY: map value owned by this thread's key.
-        copy_up_done(level - 1, unsafe { &*st }, ret, 0);
+        let st = unsafe { &*st };
+        if st.dentry == dentry {
+            let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
+            copy_up_done::<Btf>(level - 1, st, ret, 0, dentry);
+        }
     }
+    0
 }
 
 /// Reached only by the thread that does the copy-up: a thread that found it done by
@@ -197,11 +207,11 @@ struct Walk {
 /// Fills the start of `names` with the names from `dentry` up to the overlay root, leaf
 /// first, each NUL-terminated.
 #[inline(always)]
-unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
+unsafe fn walk_path<K: Kmem>(names: *mut u8, dentry: *const u8) -> Walk {
     let off_parent = conf!(off.dentry_parent);
     let off_name = conf!(off.dentry_name);
     // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
-    // layout so far: then one read per step fetches both.
+    // layout so far: then one probe read per step fetches both.
     let diff = off_name.wrapping_sub(off_parent);
     let name_slot =
         (diff.is_multiple_of(8) && (8..32).contains(&diff)).then_some((diff / 8) as usize);
@@ -210,6 +220,10 @@ unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
     let mut depth: u32 = 0;
     for _ in 0..MAX_PATH_DEPTH {
         let pointers = match name_slot {
+            _ if K::PLAIN_LOADS => Some((
+                K::get::<u64>(d, off_parent) as *const u8,
+                K::get::<u64>(d, off_name) as *const u8,
+            )),
             Some(i) => bpf_probe_read_kernel(d.add(off_parent as usize) as *const [u64; 4])
                 .ok()
                 .map(|w| (w[0] as *const u8, w[i & 3] as *const u8)),
@@ -311,6 +325,20 @@ unsafe fn read_filename(dst: *mut u8, filename: u64) -> u32 {
 /// The current task's parent's tgid.
 #[inline(always)]
 fn ppid() -> u32 {
+    // Where the kernel has `bpf_task_pt_regs` it has the typed task too (5.11+).
+    if conf!(regs.enabled) != 0 {
+        // SAFETY: the current task from the helper that gives the verifier its type, its
+        // parent a member of that type.
+        unsafe {
+            let task = generated::bpf_get_current_task_btf() as *const u8;
+            let parent = Btf::get::<u64>(task, conf!(off.task_real_parent)) as *const u8;
+            return if parent.is_null() {
+                0
+            } else {
+                Btf::get(parent, conf!(off.task_tgid))
+            };
+        }
+    }
     // SAFETY: the current task, read only through bpf_probe_read_kernel.
     unsafe {
         let task = generated::bpf_get_current_task() as *const u8;
@@ -324,9 +352,15 @@ fn ppid() -> u32 {
 /// The copy-up in flight on this thread at nesting level `level` (its entry `entry`) is
 /// over: send its record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or
 /// operation's when its return probe was missed (`flags::RETURN_MISSED` in
-/// `extra_flags`).
+/// `extra_flags`). `dentry` is the entry's, as `K` reads it.
 #[inline(always)]
-pub fn copy_up_done(level: u32, entry: &InFlight, ret: i32, extra_flags: u32) -> Option<u32> {
+pub fn copy_up_done<K: Kmem>(
+    level: u32,
+    entry: &InFlight,
+    ret: i32,
+    extra_flags: u32,
+    dentry: u64,
+) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     // Copied out before the entry goes.
@@ -356,7 +390,7 @@ pub fn copy_up_done(level: u32, entry: &InFlight, ret: i32, extra_flags: u32) ->
         // than once per level (5.10 ran out of its instruction budget).
         (*ev).header.nest = level;
         let names = (*ev).names.as_mut_ptr();
-        let walk = walk_path(names, st.dentry as *const u8);
+        let walk = walk_path::<K>(names, dentry as *const u8);
         let path_len = walk.len as usize & (2 * PATH_COMPONENTS_LEN - 1);
         let filename_len = if cause.in_syscall {
             read_filename(names.add(path_len), cause.sys.filename)
@@ -434,7 +468,7 @@ pub fn flush_missed(since: u64, ret: i32) {
     match unsafe { INFLIGHT.get(&outer) } {
         Some(f) if f.start_ns >= since => {
             bump(counter::MISSED_RETURNS);
-            copy_up_done(0, f, ret, flags::RETURN_MISSED);
+            copy_up_done::<Probe>(0, f, ret, flags::RETURN_MISSED, f.dentry);
         }
         Some(_) => {
             let _ = INFLIGHT.remove(&outer);

@@ -11,7 +11,7 @@ use copyup_trace_common::{hooks::fentry_arg, kabi};
 
 use crate::{
     config::{arg, conf},
-    maps::{innermost, now, read_or_zero, tid_of},
+    maps::{innermost, now, tid_of, Btf, Kmem, Probe},
 };
 
 /// Bytes this data copy will copy: the `len` argument, or for `ovl_copy_up_data(c,
@@ -20,23 +20,24 @@ use crate::{
 fn data_len(ctx: &ProbeContext) -> u64 {
     let arg = arg(ctx, conf!(args.data_len)).unwrap_or(0);
     if conf!(args.data_len_from_ctx) != 0 {
-        len_from_ctx(arg)
+        len_from_ctx::<Probe>(arg)
     } else {
         (arg as i64).max(0) as u64
     }
 }
 
-/// `c->stat.size` of a `struct ovl_copy_up_ctx *c`, for a regular file; else 0.
+/// `c->stat.size` of a `struct ovl_copy_up_ctx *c`, for a regular file; else 0. `c` is
+/// read as `K`.
 #[inline(always)]
-fn len_from_ctx(c: u64) -> u64 {
+fn len_from_ctx<K: Kmem>(c: u64) -> u64 {
     let c = c as *const u8;
     // SAFETY: bounded kernel reads of two scalars.
-    let mode: u16 = unsafe { read_or_zero(c, conf!(args.ctx_stat_mode)) };
+    let mode: u16 = unsafe { K::get(c, conf!(args.ctx_stat_mode)) };
     if !kabi::is_reg(mode as u32) {
         return 0;
     }
     // SAFETY: as above.
-    let len: i64 = unsafe { read_or_zero(c, conf!(args.ctx_stat_size)) };
+    let len: i64 = unsafe { K::get(c, conf!(args.ctx_stat_size)) };
     len.max(0) as u64
 }
 
@@ -54,7 +55,7 @@ pub fn fe_copy_up_file(ctx: FEntryContext) -> u32 {
 /// `ovl_copy_up_data(c, temp)` (6.1+).
 #[fentry(function = "ovl_copy_up_data")]
 pub fn fe_copy_up_data(ctx: FEntryContext) -> u32 {
-    data_enter(len_from_ctx(
+    data_enter(len_from_ctx::<Btf>(
         ctx.arg::<u64>(fentry_arg::COPY_UP_DATA_CTX as usize),
     ))
 }

@@ -143,8 +143,8 @@ pub fn current_call() -> CallId {
     if conf!(regs.enabled) == 0 {
         return CallId::default();
     }
-    // SAFETY: the current task, from the helper that gives the verifier its type; its
-    // saved registers are read only through bpf_probe_read_kernel.
+    // SAFETY: the current task, from the helper that gives the verifier its type, and so
+    // its saved registers too: they are loaded as `Btf` checks.
     unsafe {
         let task = generated::bpf_get_current_task_btf();
         let regs = generated::bpf_task_pt_regs(task) as *const u8;
@@ -152,9 +152,11 @@ pub fn current_call() -> CallId {
             return CallId::default();
         }
         CallId {
-            nr: read_or_zero(regs, conf!(regs.nr)),
-            ip: read_or_zero(regs, conf!(regs.ip)),
-            sp: read_or_zero(regs, conf!(regs.sp)),
+            // 32 bits: arm64's `syscallno` is an `s32`, and a load past its end is
+            // refused; x86's `orig_ax` keeps the number in its low half.
+            nr: Btf::get::<u32>(regs, conf!(regs.nr)) as u64,
+            ip: Btf::get(regs, conf!(regs.ip)),
+            sp: Btf::get(regs, conf!(regs.sp)),
         }
     }
 }
@@ -201,6 +203,41 @@ pub unsafe fn read_ptr(base: *const u8, off: u32) -> Option<*const u8> {
 #[inline(always)]
 pub unsafe fn read_or_zero<T: Default>(base: *const u8, off: u32) -> T {
     bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or_default()
+}
+
+/// How a program reads the fields of a kernel object it was handed.
+pub trait Kmem {
+    /// Each field is a load of its own; `Probe` fetches neighbours in one read instead.
+    const PLAIN_LOADS: bool;
+    /// The `T` at `base + off`, or zero.
+    unsafe fn get<T: Copy + Default>(base: *const u8, off: u32) -> T;
+}
+
+/// A plain load, which the verifier checks against the kernel's BTF and the JIT makes
+/// fault-safe (a faulting load reads zero): a helper call fewer per field than `Probe`.
+/// Only from a pointer the verifier knows the type of (a fentry/fexit argument, what
+/// `bpf_get_current_task_btf` or `bpf_task_pt_regs` return) or a struct pointer loaded
+/// from one's member; from any other the program is refused at load.
+pub struct Btf;
+
+/// `bpf_probe_read_kernel`, which takes any address: kprobe arguments, pointers read by
+/// probe, offsets past the end of the struct the verifier knows.
+pub struct Probe;
+
+impl Kmem for Btf {
+    const PLAIN_LOADS: bool = true;
+    #[inline(always)]
+    unsafe fn get<T: Copy + Default>(base: *const u8, off: u32) -> T {
+        core::ptr::read_volatile(base.add(off as usize) as *const T)
+    }
+}
+
+impl Kmem for Probe {
+    const PLAIN_LOADS: bool = false;
+    #[inline(always)]
+    unsafe fn get<T: Copy + Default>(base: *const u8, off: u32) -> T {
+        read_or_zero(base, off)
+    }
 }
 
 /// This thread's scratch record, for one record: `scratch_done` when it is sent.

@@ -16,8 +16,8 @@ use crate::{
     config::{arg, conf, func_arg},
     copy_up::flush_missed,
     maps::{
-        bump, current_call, notify_flags, now, op_state, read_or_zero, read_ptr, return_skipped,
-        syscall_state, tgid_of, tid_of, traced, EVENTS, INFLIGHT, OPS,
+        bump, current_call, notify_flags, now, op_state, return_skipped, syscall_state, tgid_of,
+        tid_of, traced, Btf, Kmem, Probe, EVENTS, INFLIGHT, OPS,
     },
 };
 
@@ -53,18 +53,18 @@ pub fn op_done(pid_tgid: u64, d: Done) {
 }
 
 /// `setattr`, a SETATTR's dentry and `iattr`, to ask whether it asks for what the file
-/// already has; it is asked only for a traced task. (Plain values, not a closure: LLVM
-/// leaves a closure this size out of line, a BPF subprogram, which verifiers before
-/// 6.4 check at far greater cost.)
+/// already has, read as `K`; it is asked only for a traced task. (Plain values, not a
+/// closure: LLVM leaves a closure this size out of line, a BPF subprogram, which
+/// verifiers before 6.4 check at far greater cost.)
 #[inline(always)]
-fn op_enter(op: u32, ia_valid: u32, setattr: Option<(u64, *const u8)>) -> u32 {
+fn op_enter<K: Kmem>(op: u32, ia_valid: u32, setattr: Option<(u64, *const u8)>) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !traced(pid_tgid) {
         return 0;
     }
     let tid = tid_of(pid_tgid);
     let call = current_call();
-    let noop = setattr.is_some_and(|(dentry, attr)| setattr_is_noop(dentry, attr, ia_valid));
+    let noop = setattr.is_some_and(|(dentry, attr)| setattr_is_noop::<K>(dentry, attr, ia_valid));
     // Inside chown the syscall's own state names the trigger and carries the latency,
     // and the answer to `noop`.
     if let Some(s) = syscall_state(tid, &call) {
@@ -168,12 +168,12 @@ macro_rules! op_probe {
         $(#[$doc])*
         #[kprobe]
         pub fn $name(_ctx: ProbeContext) -> u32 {
-            op_enter($op, 0, None)
+            op_enter::<Probe>($op, 0, None)
         }
         $(
             #[fentry(function = $func)]
             pub fn $fentry(_ctx: FEntryContext) -> u32 {
-                op_enter($op, 0, None)
+                op_enter::<Probe>($op, 0, None)
             }
             op_fexit!($fexit, $func);
         )+
@@ -221,7 +221,7 @@ op_fexit!(fx_other_xattr_set, "ovl_other_xattr_set");
 
 #[inline(always)]
 fn xattr_enter(value: u64) -> u32 {
-    op_enter(
+    op_enter::<Probe>(
         if value == 0 {
             op::REMOVEXATTR
         } else {
@@ -238,43 +238,42 @@ fn xattr_enter(value: u64) -> u32 {
 pub fn ovl_setattr(ctx: ProbeContext) -> u32 {
     let at = conf!(args.setattr_attr);
     let dentry = arg(&ctx, at.wrapping_sub(1)).unwrap_or(0);
-    setattr_enter(dentry, arg(&ctx, at).unwrap_or(0))
+    setattr_enter::<Probe>(dentry, arg(&ctx, at).unwrap_or(0))
 }
 
 /// `ovl_setattr(idmap, dentry, attr)` (5.12+).
 #[fentry(function = "ovl_setattr")]
 pub fn fe_setattr(ctx: FEntryContext) -> u32 {
     let at = fentry_arg::SETATTR_ATTR as usize;
-    setattr_enter(ctx.arg::<u64>(at - 1), ctx.arg::<u64>(at))
+    setattr_enter::<Btf>(ctx.arg::<u64>(at - 1), ctx.arg::<u64>(at))
 }
 op_fexit!(fx_setattr, "ovl_setattr");
 
-/// `dentry` is the argument before `attr` in every form of `ovl_setattr`.
+/// `dentry` is the argument before `attr` in every form of `ovl_setattr`; both are read
+/// as `K`.
 #[inline(always)]
-fn setattr_enter(dentry: u64, attr: u64) -> u32 {
+fn setattr_enter<K: Kmem>(dentry: u64, attr: u64) -> u32 {
     let attr = attr as *const u8;
     // SAFETY: bounded kernel read of an int.
-    let valid: u32 = unsafe { read_or_zero(attr, conf!(off.iattr_valid)) };
-    op_enter(op::SETATTR, valid, Some((dentry, attr)))
+    let valid: u32 = unsafe { K::get(attr, conf!(off.iattr_valid)) };
+    op_enter::<K>(op::SETATTR, valid, Some((dentry, attr)))
 }
 
 /// Whether the setattr at `attr` asks for what the inode of `dentry` already has.
 #[inline(always)]
-fn setattr_is_noop(dentry: u64, attr: *const u8, valid: u32) -> bool {
+fn setattr_is_noop<K: Kmem>(dentry: u64, attr: *const u8, valid: u32) -> bool {
     // SAFETY: bounded kernel reads of ints.
     unsafe {
-        let Some(inode) = read_ptr(dentry as *const u8, conf!(off.dentry_inode)) else {
-            return false;
-        };
+        let inode = K::get::<u64>(dentry as *const u8, conf!(off.dentry_inode)) as *const u8;
         !inode.is_null()
             && kabi::setattr_is_noop(
                 valid,
-                read_or_zero(attr, conf!(off.iattr_uid)),
-                read_or_zero(attr, conf!(off.iattr_gid)),
-                read_or_zero::<u16>(attr, conf!(off.iattr_mode)) as u32,
-                read_or_zero(inode, conf!(off.inode_uid)),
-                read_or_zero(inode, conf!(off.inode_gid)),
-                read_or_zero::<u16>(inode, conf!(off.inode_mode)) as u32,
+                K::get(attr, conf!(off.iattr_uid)),
+                K::get(attr, conf!(off.iattr_gid)),
+                K::get::<u16>(attr, conf!(off.iattr_mode)) as u32,
+                K::get(inode, conf!(off.inode_uid)),
+                K::get(inode, conf!(off.inode_gid)),
+                K::get::<u16>(inode, conf!(off.inode_mode)) as u32,
             )
     }
 }
