@@ -325,20 +325,9 @@ unsafe fn read_filename(dst: *mut u8, filename: u64) -> u32 {
 /// The current task's parent's tgid.
 #[inline(always)]
 fn ppid() -> u32 {
-    // Where the kernel has `bpf_task_pt_regs` it has the typed task too (5.11+).
-    if conf!(regs.enabled) != 0 {
-        // SAFETY: the current task from the helper that gives the verifier its type, its
-        // parent a member of that type.
-        unsafe {
-            let task = generated::bpf_get_current_task_btf() as *const u8;
-            let parent = Btf::get::<u64>(task, conf!(off.task_real_parent)) as *const u8;
-            return if parent.is_null() {
-                0
-            } else {
-                Btf::get(parent, conf!(off.task_tgid))
-            };
-        }
-    }
+    // Through probe reads even where the task is typed: a BTF-checked load from
+    // `task_struct` makes the verifier search its hundreds of members at every visit,
+    // about 150 ms of start-up (6.12, icount) for two helper calls a copy-up.
     // SAFETY: the current task, read only through bpf_probe_read_kernel.
     unsafe {
         let task = generated::bpf_get_current_task() as *const u8;

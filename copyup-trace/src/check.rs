@@ -217,7 +217,7 @@ fn fentry_attach(
         );
         return (row, None);
     }
-    match probes::Probes::try_fentry(&tried) {
+    match probes::Probes::try_fentry(plan, &tried) {
         Ok(()) => {
             let row = item(
                 ROW,

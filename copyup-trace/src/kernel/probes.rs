@@ -299,14 +299,13 @@ impl Probes {
         Ok(())
     }
 
-    /// The object loaded with an all-zero `Config` (no filters), for trying whether
-    /// programs load and attach here; nothing is attached yet.
-    fn unconfigured() -> Result<Probes> {
+    /// The object loaded with `config`, for trying whether programs load and attach
+    /// here; nothing is attached yet.
+    fn loaded_with(config: &Config) -> Result<Probes> {
         raise_memlock();
-        let config = Config::default();
         // The object has no CO-RE relocations: no need to parse the kernel's BTF.
         let mut loader = EbpfLoader::without_kernel_btf();
-        loader.override_global("CONFIG", &config, true);
+        loader.override_global("CONFIG", config, true);
         let bpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel")?;
@@ -317,16 +316,21 @@ impl Probes {
     /// every supported kernel has), then detaches them: whether kprobes work here, tried
     /// rather than guessed. Returns the function tried.
     pub fn try_attach() -> Result<&'static str> {
-        let mut p = Probes::unconfigured()?;
+        // All zero: no filters, and no typed reads (`Regs::enabled` 0), which a kprobe
+        // program makes only where the plan's offsets say.
+        let mut p = Probes::loaded_with(&Config::default())?;
         p.ret_probe(&FCHOWNAT)?;
         p.kprobe(FCHOWNAT.entry, FCHOWNAT.func)?;
         Ok(FCHOWNAT.func)
     }
 
     /// Loads and attaches the fentry and fexit programs of each of `funcs` (with their
-    /// BTF), then detaches them: whether this kernel takes fentry/fexit, tried.
-    pub fn try_fentry(funcs: &[(&'static FuncHook, BtfFunc)]) -> Result<()> {
-        let mut p = Probes::unconfigured()?;
+    /// BTF), then detaches them: whether this kernel takes fentry/fexit, tried. With
+    /// `plan`'s offsets and no filters, as a start loads them: the verifier checks the
+    /// fields they load against the kernel's BTF.
+    pub fn try_fentry(plan: &ProbePlan, funcs: &[(&'static FuncHook, BtfFunc)]) -> Result<()> {
+        // Ring size 0: its only use is the wake-up threshold, and nothing is sent here.
+        let mut p = Probes::loaded_with(&config(plan, &Filter::default(), 0))?;
         if funcs.is_empty() {
             bail!("no function to try");
         }
