@@ -91,6 +91,9 @@ pub enum Clock {
     Icount,
 }
 
+/// vCPUs a guest gets unless asked otherwise.
+pub const DEFAULT_CPUS: u32 = 2;
+
 const DONE_MARKER: &str = "@@GUEST-DONE rc=";
 
 /// How a guest of one architecture is booted, and its serial ports.
@@ -256,15 +259,12 @@ pub fn run_guest(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(
-        kernel,
-        Image::Busybox,
-        files,
-        script,
-        timeout,
-        false,
-        Clock::Wall,
-    )
+    let machine = Machine {
+        image: Image::Busybox,
+        clock: Clock::Wall,
+        cpus: DEFAULT_CPUS,
+    };
+    run_guest_with(kernel, machine, files, script, timeout, false)
 }
 
 /// As `run_guest`, in `image`, but a kernel fault is reported in `GuestRun::fault` with
@@ -277,36 +277,45 @@ pub fn run_guest_in(
     script: &str,
     timeout: Duration,
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, image, files, script, timeout, true, Clock::Wall)
+    let machine = Machine {
+        image,
+        clock: Clock::Wall,
+        cpus: DEFAULT_CPUS,
+    };
+    run_guest_with(kernel, machine, files, script, timeout, true)
 }
 
 /// As `run_guest`, but a kernel fault is reported in `GuestRun::fault` with whatever the
 /// script printed before the guest stopped, rather than as an error; guest time runs by
-/// `clock`.
+/// `clock`, on `cpus` vCPUs.
 pub fn run_guest_clocked(
     kernel: &GuestKernel,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
-    clock: Clock,
+    (clock, cpus): (Clock, u32),
 ) -> Result<GuestRun> {
-    run_guest_with(kernel, Image::Busybox, files, script, timeout, true, clock)
+    let machine = Machine {
+        image: Image::Busybox,
+        clock,
+        cpus,
+    };
+    run_guest_with(kernel, machine, files, script, timeout, true)
 }
 
 fn run_guest_with(
     kernel: &GuestKernel,
-    image: Image,
+    machine: Machine,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
     tolerate_faults: bool,
-    clock: Clock,
 ) -> Result<GuestRun> {
     let run_dir = new_run_dir()?;
     let step = Step::start(format!(
         "booting {}{} under qemu (TCG), running the guest script",
         kernel.version,
-        match image {
+        match machine.image {
             Image::Busybox => "",
             Image::Userland(_) => " with the Debian userland",
         }
@@ -314,7 +323,7 @@ fn run_guest_with(
     let mut res = run_in(
         &run_dir,
         kernel,
-        Machine { image, clock },
+        machine,
         files,
         script,
         timeout,
@@ -373,16 +382,17 @@ fn prune_old_runs(runs: &Path) {
     }
 }
 
-/// What qemu boots and how its clock runs.
+/// What qemu boots, how its clock runs and on how many vCPUs.
 struct Machine<'a> {
     image: Image<'a>,
     clock: Clock,
+    cpus: u32,
 }
 
 fn run_in(
     dir: &Path,
     kernel: &GuestKernel,
-    Machine { image, clock }: Machine,
+    Machine { image, clock, cpus }: Machine,
     files: &[GuestFile],
     script: &str,
     timeout: Duration,
@@ -407,7 +417,8 @@ fn run_in(
     // hardware. Most guest time is waiting, not emulation: 476 s for the 6.1 line
     // either way.
     let accel = "tcg,thread=single";
-    cmd.args(["-accel", accel, "-m", image.memory(), "-smp", "2"]);
+    cmd.args(["-accel", accel, "-m", image.memory()]);
+    cmd.arg("-smp").arg(cpus.to_string());
     if clock == Clock::Icount {
         cmd.args(["-icount", "shift=0,sleep=off"]);
     }
@@ -1060,6 +1071,7 @@ pub fn selftest() -> Result<()> {
             Machine {
                 image: Image::Busybox,
                 clock: Clock::Wall,
+                cpus: DEFAULT_CPUS,
             },
             &[],
             script,
@@ -1091,6 +1103,7 @@ pub fn selftest() -> Result<()> {
             let machine = Machine {
                 image: Image::Busybox,
                 clock: Clock::Wall,
+                cpus: DEFAULT_CPUS,
             };
             let timeout = Duration::from_secs(120);
             match run_in(&fault_dir, k, machine, &[], script, timeout, false) {

@@ -319,6 +319,8 @@ pub struct RunInfo<'a> {
     pub tiny: u64,
     /// The `SYSCALLS` read count of the `syscalls` workload.
     pub syscalls: u64,
+    /// The guest's vCPUs.
+    pub cpus: u32,
 }
 
 /// Markdown report of one guest run.
@@ -361,13 +363,17 @@ pub fn report(info: &RunInfo, rounds: &[Round]) -> Result<String> {
     } else {
         String::new()
     };
+    let vcpus = match info.cpus {
+        1 => "1 vCPU".to_string(),
+        n => format!("{n} vCPUs"),
+    };
     let clock = match info.clock {
-        "icount" => {
-            "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions; 2 vCPUs"
-        }
-        "native" => "natively, `xtask/bench-native.sh`",
-        "kvm" => "in a virtual machine, `xtask/bench-native.sh`",
-        _ => "qemu TCG, guest time follows the host's clock; 2 vCPUs",
+        "icount" => format!(
+            "qemu TCG `-icount shift=0,sleep=off`: guest ns = emulated instructions; {vcpus}"
+        ),
+        "native" => "natively, `xtask/bench-native.sh`".to_string(),
+        "kvm" => "in a virtual machine, `xtask/bench-native.sh`".to_string(),
+        _ => format!("qemu TCG, guest time follows the host's clock; {vcpus}"),
     };
 
     let mut md = String::new();
@@ -736,6 +742,7 @@ mod tests {
         wall: Duration::from_secs(1),
         tiny: 4,
         syscalls: 100,
+        cpus: 2,
     };
 
     #[test]

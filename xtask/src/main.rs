@@ -121,6 +121,13 @@ enum Cmd {
         /// (plain TCG).
         #[arg(long, value_enum, default_value_t = BenchClock::Icount)]
         clock: BenchClock,
+        /// The Debian kernel line to boot.
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+        /// The guest's vCPUs. 6.1 hangs bringing up a second vCPU under icount: it is
+        /// measured on one.
+        #[arg(long, default_value_t = guest::DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=16))]
+        cpus: u32,
         /// Only write the report again from a saved raw output (target/bench-guest.raw).
         #[arg(long)]
         from_raw: Option<PathBuf>,
@@ -143,6 +150,9 @@ enum Cmd {
         /// How guest time runs (see bench-guest).
         #[arg(long, value_enum, default_value_t = BenchClock::Wall)]
         clock: BenchClock,
+        /// The guest's vCPUs.
+        #[arg(long, default_value_t = guest::DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=16))]
+        cpus: u32,
     },
 }
 
@@ -583,6 +593,8 @@ fn bench_markdown(raw: &str) -> Result<String> {
     let clock = header("@@CLOCK ");
     let load = header("@@LOAD ");
     let tiny = header("@@TINY ").parse().unwrap_or(0);
+    // Runs from before the header was written had the default.
+    let cpus = header("@@CPUS ").parse().unwrap_or(guest::DEFAULT_CPUS);
     let syscalls = header("@@SYSCALLS ").parse().unwrap_or(0);
     let mut rounds = guestbench::parse(raw)?;
     let fault_note = (!fault.is_empty()).then(|| guestbench::cut_at_fault(&mut rounds, &fault));
@@ -596,6 +608,7 @@ fn bench_markdown(raw: &str) -> Result<String> {
         wall,
         tiny,
         syscalls,
+        cpus,
     };
     let mut md = guestbench::report(&info, &rounds)?;
     if let Some(note) = fault_note {
@@ -613,12 +626,14 @@ fn guest_bench_report(raw: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What `guest-run` boots: the kernel line and architecture, the image, the clock.
+/// What `guest-run` boots: the kernel line and architecture, the image, the clock and
+/// the vCPUs.
 struct GuestRunPlan<'a> {
     series: &'a str,
     arch: Arch,
     userland: bool,
     clock: guest::Clock,
+    cpus: u32,
 }
 
 fn guest_run(script: &Path, plan: &GuestRunPlan) -> Result<()> {
@@ -627,6 +642,7 @@ fn guest_run(script: &Path, plan: &GuestRunPlan) -> Result<()> {
         arch,
         userland,
         clock,
+        cpus,
     } = *plan;
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
@@ -662,6 +678,9 @@ fn guest_run(script: &Path, plan: &GuestRunPlan) -> Result<()> {
         if clock != guest::Clock::Wall {
             bail!("--clock icount is for the busybox guest, not --userland");
         }
+        if cpus != guest::DEFAULT_CPUS {
+            bail!("--cpus is for the busybox guest, not --userland");
+        }
         let rootfs = userland::ensure_rootfs()?;
         guest::run_guest_in(
             &k,
@@ -671,7 +690,7 @@ fn guest_run(script: &Path, plan: &GuestRunPlan) -> Result<()> {
             Duration::from_secs(1800),
         )?
     } else {
-        guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), clock)?
+        guest::run_guest_clocked(&k, &files, &text, Duration::from_secs(1800), (clock, cpus))?
     };
     print!("{}", r.results);
     if let Some(f) = &r.fault {
@@ -688,7 +707,6 @@ fn guest_run(script: &Path, plan: &GuestRunPlan) -> Result<()> {
     Ok(())
 }
 
-/// Kernel-side benchmark in the newest 6.12 guest; writes BENCHMARKS.md's guest section.
 /// The host's 1-minute load average.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -698,15 +716,19 @@ fn loadavg() -> String {
 }
 
 /// What `bench-guest` runs: rounds of each mode, the `tiny` file count, the burst size
-/// (0: none) and the guest clock.
+/// (0: none), the guest clock, and the kernel line and vCPUs it boots.
 struct BenchPlan<'a> {
     rounds: u32,
     modes: &'a [Mode],
     tiny: u64,
     burst: u64,
     clock: BenchClock,
+    kernel: &'a str,
+    cpus: u32,
 }
 
+/// Kernel-side benchmark in the newest guest of a kernel line (6.12 unless asked);
+/// writes BENCHMARKS.md's guest section.
 fn guest_bench(plan: &BenchPlan) -> Result<()> {
     let BenchPlan {
         rounds,
@@ -714,6 +736,8 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
         tiny,
         burst,
         clock,
+        kernel,
+        cpus,
     } = *plan;
     setup::ensure_host_tools()?;
     let tool = build_static(Arch::X86_64)?;
@@ -721,7 +745,7 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     setup::ensure_debs(&["bpftrace"])?;
     let mut files = guest_files(&tool);
     files.extend(guestbench::bpftrace_files()?);
-    let k = kernels(&["6.12".to_string()], Arch::X86_64)?
+    let k = kernels(&[kernel.to_string()], Arch::X86_64)?
         .pop()
         .context("no kernel")?;
     let clock_name = match clock {
@@ -741,7 +765,13 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     let load_before = loadavg();
     // A kernel fault (seen under bpftrace as well as under copyup-trace) ends the usable
     // part of the run: report the rounds before it and say where it happened.
-    let r = guest::run_guest_clocked(&k, &files, &script, Duration::from_secs(3600), clock)?;
+    let r = guest::run_guest_clocked(
+        &k,
+        &files,
+        &script,
+        Duration::from_secs(3600),
+        (clock, cpus),
+    )?;
     if r.fault.is_none() && r.exit_code != 0 {
         bail!("bench script exited {}:\n{}", r.exit_code, r.results);
     }
@@ -750,7 +780,7 @@ fn guest_bench(plan: &BenchPlan) -> Result<()> {
     }
     // Kept so that the report can be written again (`--from-raw`) without a new run.
     let raw = format!(
-        "@@KERNEL {}\n@@WALL_MS {}\n@@CLOCK {clock_name}\n@@LOAD {load_before} / {}\n@@TINY {tiny}\n@@FAULT {}\n{}",
+        "@@KERNEL {}\n@@CPUS {cpus}\n@@WALL_MS {}\n@@CLOCK {clock_name}\n@@LOAD {load_before} / {}\n@@TINY {tiny}\n@@FAULT {}\n{}",
         k.version,
         r.wall.as_millis(),
         loadavg(),
@@ -814,6 +844,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 tiny: 10_000,
                 burst: 100_000,
                 clock: BenchClock::Icount,
+                kernel: "6.12",
+                cpus: guest::DEFAULT_CPUS,
             })
         }),
         Cmd::BenchGuest {
@@ -827,6 +859,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             burst,
             tiny,
             clock,
+            kernel,
+            cpus,
             from_raw: None,
         } => guest_bench(&BenchPlan {
             rounds,
@@ -834,6 +868,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             tiny,
             burst: if no_burst { 0 } else { burst },
             clock,
+            kernel: &kernel,
+            cpus,
         }),
         Cmd::GuestSelftest => guest::selftest(),
         Cmd::GuestRun {
@@ -842,6 +878,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             arch,
             userland,
             clock,
+            cpus,
         } => guest_run(
             &script,
             &GuestRunPlan {
@@ -849,6 +886,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 arch,
                 userland,
                 clock: clock.into(),
+                cpus,
             },
         ),
     }
