@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod escape;
 pub mod events;
+pub mod hashing;
 pub mod kernel;
 pub mod options;
 pub mod output;

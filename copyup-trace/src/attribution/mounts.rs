@@ -4,7 +4,6 @@
 //! can be shown as absolute paths.
 
 use std::{
-    collections::HashMap,
     ffi::OsString,
     os::unix::ffi::{OsStrExt, OsStringExt},
     os::unix::fs::MetadataExt,
@@ -14,6 +13,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use procfs::process::MountInfo;
+
+use crate::hashing::IdMap;
 
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 
@@ -41,7 +42,7 @@ struct Entry {
 /// subdirectory would give wrong absolute paths when joined with a path relative to the
 /// overlay root. If a device is mounted several times, the first listed mount wins.
 pub struct OverlayMounts {
-    by_dev: HashMap<u32, Entry>,
+    by_dev: IdMap<u32, Entry>,
     /// Where to reload from; `None` for a table built from text.
     source: Option<PathBuf>,
     /// Where the table's mount points are, seen from here (`/proc/1/root` for the host's
@@ -231,14 +232,14 @@ fn trim_trailing_slashes(mut b: &[u8]) -> &[u8] {
     b
 }
 
-fn read_table(path: &Path) -> Result<HashMap<u32, Entry>> {
+fn read_table(path: &Path) -> Result<IdMap<u32, Entry>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     parse_table(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn parse_table(bytes: &[u8]) -> Result<HashMap<u32, Entry>> {
+fn parse_table(bytes: &[u8]) -> Result<IdMap<u32, Entry>> {
     let now = Instant::now();
-    let mut by_dev = HashMap::new();
+    let mut by_dev = IdMap::default();
     let mut parsed = 0usize;
     let mut first_error = None;
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {

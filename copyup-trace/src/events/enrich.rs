@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hashbrown::Equivalent;
 use rustc_hash::FxHashMap;
 
 use crate::{
@@ -21,9 +22,24 @@ use crate::{
     attribution::mounts::OverlayMounts,
     attribution::runtimes::{Answer, Lookups},
     events::decode::CopyUp,
+    hashing::NameHasher,
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
+
+/// A question's key: the runtime asked and the container id.
+type AskKey = (&'static str, Arc<str>);
+
+/// An `AskKey` borrowed, to look a question up per copy-up without an allocation; it
+/// hashes as the tuple does, field by field.
+#[derive(Hash)]
+struct AskRef<'a>(&'static str, &'a str);
+
+impl Equivalent<AskKey> for AskRef<'_> {
+    fn equivalent(&self, key: &AskKey) -> bool {
+        self.0 == key.0 && self.1 == &*key.1
+    }
+}
 
 /// How long a copy-up may wait for its container's runtime to answer: after this, it
 /// goes out with the container marked unresolved.
@@ -50,7 +66,7 @@ pub struct Enricher {
     /// Asked once per new container; `None`: containers keep only runtime and id.
     runtimes: Option<Lookups>,
     /// Questions not answered yet, by (runtime, container id).
-    asked: FxHashMap<(&'static str, Arc<str>), Asked>,
+    asked: hashbrown::HashMap<AskKey, Asked, NameHasher>,
     bound: Duration,
     /// Cgroup ids not found yet, and when first seen: the resolver rescans at most once a
     /// second, so a cgroup made just after a rescan is found by the next one.
@@ -69,7 +85,7 @@ impl Enricher {
             by_cgroup: FxHashMap::default(),
             layers: Layers::new(ModuleDefaults::load()),
             runtimes: None,
-            asked: FxHashMap::default(),
+            asked: Default::default(),
             bound: LOOKUP_BOUND,
             unseen: FxHashMap::default(),
         }
@@ -120,7 +136,7 @@ impl Enricher {
         cgroup_unseen
             || c.container.as_ref().is_some_and(|k| {
                 self.asked
-                    .get(&(k.runtime, Arc::from(k.id.as_str())))
+                    .get(&AskRef(k.runtime, &k.id))
                     .is_some_and(|a| !a.expired)
             })
     }
@@ -174,7 +190,7 @@ impl Enricher {
     }
 
     fn answered(&mut self, a: Answer) {
-        let Some(q) = self.asked.remove(&(a.runtime, Arc::from(a.id.as_str()))) else {
+        let Some(q) = self.asked.remove(&AskRef(a.runtime, &a.id)) else {
             return;
         };
         let (details, failed) = (a.details, a.failed);
@@ -275,6 +291,20 @@ mod tests {
 
     use super::*;
     use crate::attribution::runtimes::Roots;
+
+    /// A question is found by its borrowed key: same hash, same equality.
+    #[test]
+    fn a_question_is_found_without_owning_its_key() {
+        let mut asked: hashbrown::HashMap<AskKey, u32, NameHasher> = Default::default();
+        asked.insert(("docker", Arc::from("abc")), 1);
+        asked.insert(("podman", Arc::from("abc")), 2);
+        assert_eq!(asked.get(&AskRef("docker", "abc")), Some(&1));
+        assert_eq!(asked.get(&AskRef("podman", "abc")), Some(&2));
+        assert_eq!(asked.get(&AskRef("containerd", "abc")), None);
+        assert_eq!(asked.get(&AskRef("docker", "ab")), None);
+        assert_eq!(asked.remove(&AskRef("podman", "abc")), Some(2));
+        assert_eq!(asked.len(), 1);
+    }
 
     /// An overlay from a mountinfo file: the copy-up gets the mount's options and
     /// stack, in which the kernel's layer index names a directory.

@@ -4,16 +4,15 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::{attribution::layers::Layer, escape::escape, events::decode::CopyUp};
+use crate::{attribution::layers::Layer, escape::escape, events::decode::CopyUp, hashing::NameMap};
 
 /// Copy-ups per layer directory, for `--by layer`: one row per directory even when
 /// several mounts stack it (an image layer shared by containers).
 #[derive(Default, Clone)]
 pub struct LayerTotals {
-    rows: FxHashMap<Vec<u8>, LayerRow>,
+    rows: NameMap<Vec<u8>, LayerRow>,
     /// Copy-ups whose layer is unknown: no mount table, or a kernel whose lower stack
     /// the kernel side cannot read.
     pub unknown: LayerCount,

@@ -6,10 +6,7 @@
 pub mod layers;
 pub mod mounts;
 
-use std::hash::BuildHasher;
-
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 use serde::Serialize;
 
@@ -19,6 +16,7 @@ use crate::{
     attribution::cgroups::Container,
     cli::SortKey,
     events::decode::{CopyUp, Kind, OpDone, Trigger},
+    hashing::{IdMap as HashMap, NameHasher, NameMap},
     output::hist::{Latencies, Log2Hist, Percentiles},
 };
 
@@ -245,6 +243,8 @@ pub struct Aggregate {
     /// Keyed by `FileRow::path`: a table rather than a map, so that the path is stored
     /// once and looked up from a reused buffer without an allocation.
     files: HashTable<FileRow>,
+    /// Seeded: paths are named by the traced system.
+    file_hasher: NameHasher,
     /// The display path of the copy-up being added.
     path_buf: Vec<u8>,
     procs: HashMap<u32, ProcRow>,
@@ -294,6 +294,7 @@ impl Aggregate {
         Self {
             limits,
             files: HashTable::new(),
+            file_hasher: NameHasher::default(),
             path_buf: Vec::new(),
             procs: HashMap::default(),
             containers: HashMap::default(),
@@ -321,7 +322,7 @@ impl Aggregate {
             }
             None => &c.path[..],
         };
-        let hash = FxBuildHasher.hash_one(path);
+        let hash = self.file_hasher.hash_one(path);
         // A new path pays one allocation (its stored copy), a repeated path none.
         match self.files.find_mut(hash, |f| f.path == path) {
             Some(f) => f.stats.add(c),
@@ -337,7 +338,7 @@ impl Aggregate {
                         stats,
                         floor: self.floors[0],
                     },
-                    |f| FxBuildHasher.hash_one(&f.path[..]),
+                    |f| self.file_hasher.hash_one(&f.path[..]),
                 );
             }
         }
@@ -509,7 +510,7 @@ impl Aggregate {
     /// The container rows folded by image (name and id): made when asked, so that the
     /// per-copy-up work stays one container update.
     pub fn images(&self, by: SortKey) -> Vec<ImageRow> {
-        let mut images: HashMap<(String, Option<String>), ImageRow> = HashMap::default();
+        let mut images: NameMap<(String, Option<String>), ImageRow> = NameMap::default();
         for c in self.containers.values() {
             let ct = c.container.as_deref();
             let image_id = ct.and_then(|k| k.image_id.clone());

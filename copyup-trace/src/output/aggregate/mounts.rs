@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     attribution::layers::OverlayInfo,
     events::decode::{CopyUp, Trigger},
+    hashing::NameMap,
 };
 
 /// Triggers that change only metadata: their copy-up goes through `ovl_copy_up()` without
@@ -51,7 +52,12 @@ pub struct MountRow {
 /// Per-mount totals, by mount point.
 #[derive(Default, Clone)]
 pub struct MountTotals {
-    rows: FxHashMap<Arc<[u8]>, MountRow>,
+    rows: Vec<MountRow>,
+    /// Row index by mount point.
+    index: NameMap<Arc<[u8]>, usize>,
+    /// The row last added to: copy-ups come in runs from one overlay, whose description
+    /// (`OverlayInfo`) is shared, so a pointer comparison finds the row without a hash.
+    last: usize,
 }
 
 impl MountTotals {
@@ -60,24 +66,12 @@ impl MountTotals {
             return;
         }
         let Some(info) = &c.overlay else { return };
-        let row = self
-            .rows
-            .entry(info.mount_point.clone())
-            .or_insert_with(|| MountRow {
-                info: info.clone(),
-                copy_ups: 0,
-                bytes: 0,
-                meta_trigger_copy_ups: 0,
-                meta_trigger_bytes: 0,
-                metacopies: 0,
-                chown_copy_ups: 0,
-                noop_copy_ups: 0,
-                noop_bytes: 0,
-                by_trigger: FxHashMap::default(),
-            });
-        if !Arc::ptr_eq(&row.info, info) {
-            row.info = info.clone();
-        }
+        let i = match self.rows.get(self.last) {
+            Some(row) if Arc::ptr_eq(&row.info, info) => self.last,
+            _ => self.row_of(info),
+        };
+        self.last = i;
+        let row = &mut self.rows[i];
         row.copy_ups += 1;
         row.bytes += c.bytes;
         row.metacopies += c.metacopy as u64;
@@ -93,10 +87,72 @@ impl MountTotals {
         }
     }
 
+    /// The row of `info`'s mount point, made if new; a newer description of the mount
+    /// (a reread mount table) replaces the older.
+    fn row_of(&mut self, info: &Arc<OverlayInfo>) -> usize {
+        let i = *self
+            .index
+            .entry(info.mount_point.clone())
+            .or_insert_with(|| {
+                self.rows.push(MountRow {
+                    info: info.clone(),
+                    copy_ups: 0,
+                    bytes: 0,
+                    meta_trigger_copy_ups: 0,
+                    meta_trigger_bytes: 0,
+                    metacopies: 0,
+                    chown_copy_ups: 0,
+                    noop_copy_ups: 0,
+                    noop_bytes: 0,
+                    by_trigger: FxHashMap::default(),
+                });
+                self.rows.len() - 1
+            });
+        self.rows[i].info = info.clone();
+        i
+    }
+
     /// By mount point.
     pub fn rows(&self) -> Vec<&MountRow> {
-        let mut v: Vec<&MountRow> = self.rows.values().collect();
+        let mut v: Vec<&MountRow> = self.rows.iter().collect();
         v.sort_by(|a, b| a.info.mount_point.cmp(&b.info.mount_point));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::aggregate::tests::cu;
+
+    fn info(mount_point: &str) -> Arc<OverlayInfo> {
+        Arc::new(OverlayInfo {
+            mount_point: Arc::from(mount_point.as_bytes()),
+            options: Default::default(),
+            lowers: Vec::new(),
+        })
+    }
+
+    /// Interleaved mounts each keep their own row, and a mount described anew (its
+    /// table reread) keeps its row and takes the newer description.
+    #[test]
+    fn rows_by_mount_point() {
+        let (a, b, a_again) = (info("/a"), info("/b"), info("/a"));
+        let mut t = MountTotals::default();
+        for (i, (m, bytes)) in [(&a, 1), (&a, 2), (&b, 4), (&a, 8), (&b, 16), (&a_again, 32)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut c = cu(1, &format!("/f{i}"), bytes, 1);
+            c.overlay = Some(m.clone());
+            t.add(&c);
+        }
+        let rows: Vec<_> = t
+            .rows()
+            .iter()
+            .map(|r| (&r.info.mount_point[..], r.copy_ups, r.bytes))
+            .collect();
+        assert_eq!(rows, vec![(&b"/a"[..], 4, 43), (&b"/b"[..], 2, 20)]);
+        assert!(Arc::ptr_eq(&t.rows()[0].info, &a_again));
     }
 }
