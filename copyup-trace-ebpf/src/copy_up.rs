@@ -152,15 +152,15 @@ pub fn copy_up_one_ret(ctx: RetProbeContext) -> u32 {
     if let (level @ 1.., Some(st)) = nest_level(tid_of(bpf_get_current_pid_tgid())) {
         // SAFETY: map value owned by this thread's key.
         let st = unsafe { &*st };
-        copy_up_done::<Probe>(level - 1, st, ctx.ret::<i64>() as i32, 0, st.dentry);
+        copy_up_done(level - 1, st, ctx.ret::<i64>() as i32, 0);
     }
     0
 }
 
 /// Sees arguments and return together, and has no instance limit: no return is missed.
-/// The path is walked from the typed argument (`Btf`), and so only for the copy-up
-/// that began with it: when the innermost one in flight is another (this one's entry
-/// was not recorded), that one's own return sends it.
+/// Sends only the copy-up that began with its argument: when the innermost one in
+/// flight is another (this one's entry was not recorded), that one's own return sends
+/// it.
 #[fexit(function = "ovl_copy_up_one")]
 pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
     let dentry = ctx.arg::<u64>(1);
@@ -169,7 +169,7 @@ pub fn fx_copy_up_one(ctx: FExitContext) -> u32 {
         let st = unsafe { &*st };
         if st.dentry == dentry {
             let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
-            copy_up_done::<Btf>(level - 1, st, ret, 0, dentry);
+            copy_up_done(level - 1, st, ret, 0);
         }
     }
     0
@@ -205,9 +205,10 @@ struct Walk {
 }
 
 /// Fills the start of `names` with the names from `dentry` up to the overlay root, leaf
-/// first, each NUL-terminated.
+/// first, each NUL-terminated. Through probe reads even from a typed argument: 6.1's
+/// verifier walks a loop of BTF-checked loads at more than twice the cost (start-up).
 #[inline(always)]
-unsafe fn walk_path<K: Kmem>(names: *mut u8, dentry: *const u8) -> Walk {
+unsafe fn walk_path(names: *mut u8, dentry: *const u8) -> Walk {
     let off_parent = conf!(off.dentry_parent);
     let off_name = conf!(off.dentry_name);
     // `d_parent` and `d_name.name` sit within 32 bytes of each other in every kernel
@@ -220,10 +221,6 @@ unsafe fn walk_path<K: Kmem>(names: *mut u8, dentry: *const u8) -> Walk {
     let mut depth: u32 = 0;
     for _ in 0..MAX_PATH_DEPTH {
         let pointers = match name_slot {
-            _ if K::PLAIN_LOADS => Some((
-                K::get::<u64>(d, off_parent) as *const u8,
-                K::get::<u64>(d, off_name) as *const u8,
-            )),
             Some(i) => bpf_probe_read_kernel(d.add(off_parent as usize) as *const [u64; 4])
                 .ok()
                 .map(|w| (w[0] as *const u8, w[i & 3] as *const u8)),
@@ -341,15 +338,9 @@ fn ppid() -> u32 {
 /// The copy-up in flight on this thread at nesting level `level` (its entry `entry`) is
 /// over: send its record. `ret` is `ovl_copy_up_one`'s return value, or the syscall's or
 /// operation's when its return probe was missed (`flags::RETURN_MISSED` in
-/// `extra_flags`). `dentry` is the entry's, as `K` reads it.
+/// `extra_flags`).
 #[inline(always)]
-pub fn copy_up_done<K: Kmem>(
-    level: u32,
-    entry: &InFlight,
-    ret: i32,
-    extra_flags: u32,
-    dentry: u64,
-) -> Option<u32> {
+pub fn copy_up_done(level: u32, entry: &InFlight, ret: i32, extra_flags: u32) -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = tid_of(pid_tgid);
     // Copied out before the entry goes.
@@ -379,7 +370,7 @@ pub fn copy_up_done<K: Kmem>(
         // than once per level (5.10 ran out of its instruction budget).
         (*ev).header.nest = level;
         let names = (*ev).names.as_mut_ptr();
-        let walk = walk_path::<K>(names, dentry as *const u8);
+        let walk = walk_path(names, st.dentry as *const u8);
         let path_len = walk.len as usize & (2 * PATH_COMPONENTS_LEN - 1);
         let filename_len = if cause.in_syscall {
             read_filename(names.add(path_len), cause.sys.filename)
@@ -457,7 +448,7 @@ pub fn flush_missed(since: u64, ret: i32) {
     match unsafe { INFLIGHT.get(&outer) } {
         Some(f) if f.start_ns >= since => {
             bump(counter::MISSED_RETURNS);
-            copy_up_done::<Probe>(0, f, ret, flags::RETURN_MISSED, f.dentry);
+            copy_up_done(0, f, ret, flags::RETURN_MISSED);
         }
         Some(_) => {
             let _ = INFLIGHT.remove(&outer);
