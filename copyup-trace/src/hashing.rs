@@ -2,7 +2,7 @@
 //! layer directories, mount points, container ids) are hashed with a seed drawn at run
 //! time, so no one can pick names that collide and turn a table's lookups into scans;
 //! numbers the kernel assigns (devices, cgroup ids, pids) keep Fx's fixed hash, which is
-//! cheaper.
+//! cheaper. Every table takes its map type from here.
 
 use std::collections::HashMap;
 
@@ -12,8 +12,9 @@ pub type NameHasher = ahash::RandomState;
 /// A map keyed by names from the traced system.
 pub type NameMap<K, V> = HashMap<K, V, NameHasher>;
 
-/// A map keyed by numbers the kernel assigns.
-pub use rustc_hash::FxHashMap as IdMap;
+/// A map, and a set, of numbers the kernel assigns (or of the project's own small
+/// enums).
+pub use rustc_hash::{FxHashMap as IdMap, FxHashSet as IdSet};
 
 #[cfg(test)]
 mod tests {

@@ -14,10 +14,13 @@ use std::{
     thread::JoinHandle,
 };
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::{attribution::mounts::unescape_octal, escape::escape_cow};
+use crate::{
+    attribution::mounts::unescape_octal,
+    escape::escape_cow,
+    hashing::{IdMap, IdSet},
+};
 
 /// Where the overlay module keeps the defaults that mountinfo leaves out.
 pub const MODULE_PARAMETERS: &str = "/sys/module/overlay/parameters";
@@ -315,7 +318,7 @@ impl LayerSize {
 pub fn tree_bytes(dir: &Path) -> Option<u64> {
     std::fs::symlink_metadata(dir).ok()?;
     let mut total = 0u64;
-    let mut linked: FxHashSet<(u64, u64)> = FxHashSet::default();
+    let mut linked: IdSet<(u64, u64)> = IdSet::default();
     for entry in walkdir::WalkDir::new(dir).same_file_system(true) {
         let Ok(entry) = entry else { continue };
         if !entry.file_type().is_file() {
@@ -414,7 +417,7 @@ fn relative_base(mount_point: &[u8], dir: &[u8]) -> Option<PathBuf> {
 pub struct Layers {
     defaults: ModuleDefaults,
     /// By device, with the mount point it was built for.
-    by_dev: FxHashMap<u32, Arc<OverlayInfo>>,
+    by_dev: IdMap<u32, Arc<OverlayInfo>>,
     sizes: HashMap<Vec<u8>, LayerSize>,
     /// Image steps, by directory: a layer's never changes. One not found is asked again
     /// for the next mount that stacks it (its image may not have been written yet).
@@ -425,7 +428,7 @@ impl Layers {
     pub fn new(defaults: ModuleDefaults) -> Layers {
         Layers {
             defaults,
-            by_dev: FxHashMap::default(),
+            by_dev: IdMap::default(),
             sizes: HashMap::new(),
             steps: HashMap::new(),
         }

@@ -14,7 +14,6 @@ use std::{
 };
 
 use hashbrown::Equivalent;
-use rustc_hash::FxHashMap;
 
 use crate::{
     attribution::cgroups::{self, CgroupResolver, Container},
@@ -22,7 +21,7 @@ use crate::{
     attribution::mounts::OverlayMounts,
     attribution::runtimes::{Answer, Lookups},
     events::decode::CopyUp,
-    hashing::NameHasher,
+    hashing::{IdMap, NameHasher},
 };
 
 type CgroupInfo = (Arc<str>, Option<Arc<Container>>);
@@ -59,9 +58,9 @@ pub struct Enricher {
     mounts: Option<OverlayMounts>,
     cgroups: CgroupResolver,
     /// Last mount point handed out per device; replaced when the mount table changes.
-    mount_points: FxHashMap<u32, Arc<[u8]>>,
+    mount_points: IdMap<u32, Arc<[u8]>>,
     /// Cgroup ids are never reused and a cgroup's path does not change while it exists.
-    by_cgroup: FxHashMap<u64, CgroupInfo>,
+    by_cgroup: IdMap<u64, CgroupInfo>,
     layers: Layers,
     /// Asked once per new container; `None`: containers keep only runtime and id.
     runtimes: Option<Lookups>,
@@ -70,7 +69,7 @@ pub struct Enricher {
     bound: Duration,
     /// Cgroup ids not found yet, and when first seen: the resolver rescans at most once a
     /// second, so a cgroup made just after a rescan is found by the next one.
-    unseen: FxHashMap<u64, Instant>,
+    unseen: IdMap<u64, Instant>,
 }
 
 /// How long a copy-up from a cgroup not found yet waits for the resolver's next rescan.
@@ -81,13 +80,13 @@ impl Enricher {
         Enricher {
             mounts,
             cgroups,
-            mount_points: FxHashMap::default(),
-            by_cgroup: FxHashMap::default(),
+            mount_points: IdMap::default(),
+            by_cgroup: IdMap::default(),
             layers: Layers::new(ModuleDefaults::load()),
             runtimes: None,
             asked: Default::default(),
             bound: LOOKUP_BOUND,
-            unseen: FxHashMap::default(),
+            unseen: IdMap::default(),
         }
     }
 

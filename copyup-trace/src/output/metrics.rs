@@ -7,7 +7,6 @@
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    hash::BuildHasher,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -26,12 +25,12 @@ use prometheus_client::{
     metrics::{counter::ConstCounter, MetricType},
     registry::{Registry, Unit},
 };
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::{
     attribution::cgroups::CGROUP2_ROOT,
     escape::escape,
     events::decode::{CopyUp, OpDone},
+    hashing::{IdSet, NameHasher, NameMap},
     kernel::probes::Losses,
     output::{
         labels::{Label, Labels, MetricsOpts, MAX_LABEL_LEN, OTHER},
@@ -142,12 +141,14 @@ pub struct Counts {
     labels: Vec<&'static Label>,
     max_series: usize,
     /// Series by their label values joined with NUL (escaped values hold none).
-    index: FxHashMap<Box<str>, usize>,
+    index: NameMap<Box<str>, usize>,
     series: Vec<Series>,
     /// The `_other_` series, once something was folded.
     other: Option<Series>,
     /// Hashes of the label sets folded into `_other_`: 8 bytes each, to count them once.
-    folded: FxHashSet<u64>,
+    folded: IdSet<u64>,
+    /// Seeded, as label values are names from the traced system.
+    folded_hasher: NameHasher,
     /// Operation latency by the labels an operation record has (`trigger`): at most one
     /// series per trigger.
     op_names: Vec<&'static str>,
@@ -170,10 +171,11 @@ impl Counts {
                 .collect(),
             labels,
             max_series,
-            index: FxHashMap::default(),
+            index: NameMap::default(),
             series: Vec::new(),
             other: None,
-            folded: FxHashSet::default(),
+            folded: IdSet::default(),
+            folded_hasher: NameHasher::default(),
             ops: BTreeMap::new(),
             losses: Losses::default(),
             info: [
@@ -211,7 +213,7 @@ impl Counts {
             }
             None => {
                 self.folded
-                    .insert(FxBuildHasher.hash_one(self.key.as_str()));
+                    .insert(self.folded_hasher.hash_one(self.key.as_str()));
                 let n = self.labels.len();
                 self.other.get_or_insert_with(|| Series {
                     values: (0..n).map(|_| Box::from(OTHER)).collect(),

@@ -11,12 +11,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use crate::{
     escape::escape,
     events::decode::{CopyUp, OpDone},
+    hashing::IdSet,
     output::sink::{End, Sink},
 };
 
@@ -72,8 +72,8 @@ fn us(ns: u64) -> Option<f64> {
 pub struct Timeline<W: Write> {
     out: W,
     first: bool,
-    processes: FxHashSet<u32>,
-    threads: FxHashSet<u32>,
+    processes: IdSet<u32>,
+    threads: IdSet<u32>,
     /// Reused for each copy-up's escaped path.
     path: Vec<u8>,
 }
@@ -84,8 +84,8 @@ impl<W: Write> Timeline<W> {
         Ok(Timeline {
             out,
             first: true,
-            processes: FxHashSet::default(),
-            threads: FxHashSet::default(),
+            processes: IdSet::default(),
+            threads: IdSet::default(),
             path: Vec::new(),
         })
     }

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use crate::{
     attribution::layers::OverlayInfo,
     events::decode::{CopyUp, Trigger},
-    hashing::NameMap,
+    hashing::{IdMap, NameMap},
 };
 
 /// Triggers that change only metadata: their copy-up goes through `ovl_copy_up()` without
@@ -46,7 +44,7 @@ pub struct MountRow {
     pub noop_copy_ups: u64,
     pub noop_bytes: u64,
     /// Data bytes per metadata-only trigger, in `METADATA_ONLY` order.
-    pub by_trigger: FxHashMap<Trigger, u64>,
+    pub by_trigger: IdMap<Trigger, u64>,
 }
 
 /// Per-mount totals, by mount point.
@@ -104,7 +102,7 @@ impl MountTotals {
                     chown_copy_ups: 0,
                     noop_copy_ups: 0,
                     noop_bytes: 0,
-                    by_trigger: FxHashMap::default(),
+                    by_trigger: IdMap::default(),
                 });
                 self.rows.len() - 1
             });
